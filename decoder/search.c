@@ -1,0 +1,2 @@
+/* placeholder: not written yet */
+typedef int sac_placeholder_t;

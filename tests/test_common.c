@@ -1,0 +1,118 @@
+/*
+ * test_common.c - rng, the BLAS wrapper against its naive reference, the linear layer's
+ * gradient by finite differences.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "matmul.h"
+#include "rng.h"
+#include "sac.h"
+#include "testutil.h"
+
+START_TEST(test_rng_reproducible)
+{
+    SacRng a, b;
+    sac_rng_seed(&a, 42, 1);
+    sac_rng_seed(&b, 42, 1);
+    for (int i = 0; i < 1000; i++) ck_assert_uint_eq(sac_rng_u32(&a), sac_rng_u32(&b));
+    sac_rng_seed(&b, 43, 1);
+    int same = 0;
+    for (int i = 0; i < 100; i++) same += sac_rng_u32(&a) == sac_rng_u32(&b);
+    ck_assert_int_lt(same, 3);
+    double mean = 0.0;
+    for (int i = 0; i < 100000; i++) {
+        float u = sac_rng_uniform(&a);
+        ck_assert(u >= 0.0f && u < 1.0f);
+        mean += u;
+    }
+    ck_assert_double_eq_tol(mean / 100000, 0.5, 0.01);
+}
+END_TEST
+
+START_TEST(test_gemm_matches_reference)
+{
+    SacRng rng;
+    sac_rng_seed(&rng, 1, 1);
+    /* every transpose combination, including the M == 1 gemv path */
+    const int shapes[][3] = {{7, 5, 3}, {1, 9, 4}, {1, 3, 11}, {16, 1, 8}, {33, 17, 65}};
+    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        for (int ta = 0; ta < 2; ta++) {
+            for (int tb = 0; tb < 2; tb++) {
+                float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
+                float *C = malloc(sizeof(float) * M * N), *R = malloc(sizeof(float) * M * N);
+                fill_uniform(A, (size_t)M * K, -1, 1, &rng);
+                fill_uniform(B, (size_t)K * N, -1, 1, &rng);
+                fill_uniform(C, (size_t)M * N, -1, 1, &rng);
+                for (int i = 0; i < M * N; i++) R[i] = C[i];
+                int lda = ta ? M : K, ldb = tb ? K : N;
+                sac_gemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f, C, N);
+                sac_gemm_ref(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f, R, N);
+                /* float accumulation over K <= 65 terms of size <= 1 */
+                ck_assert_int_eq(check_tensor("gemm", C, R, (size_t)M * N, 1e-5, 1e-5), 0);
+                free(A), free(B), free(C), free(R);
+            }
+        }
+    }
+}
+END_TEST
+
+typedef struct {
+    float *out, *inp, *w, *b, *dout;
+    int N, C, OC;
+} LinearCtx;
+
+static double linear_loss(void *p)
+{
+    LinearCtx *c = p;
+    linear_forward(c->out, c->inp, c->w, c->b, c->N, c->C, c->OC);
+    return dot_double(c->out, c->dout, (size_t)c->N * c->OC);
+}
+
+START_TEST(test_linear_gradcheck)
+{
+    SacRng rng;
+    sac_rng_seed(&rng, 2, 1);
+    LinearCtx c = {.N = 6, .C = 5, .OC = 4};
+    size_t ni = (size_t)c.N * c.C, nw = (size_t)c.OC * c.C, no = (size_t)c.N * c.OC;
+    c.out = calloc(no, 4), c.inp = calloc(ni, 4), c.w = calloc(nw, 4), c.b = calloc(c.OC, 4);
+    c.dout = calloc(no, 4);
+    float *dinp = calloc(ni, 4), *dw = calloc(nw, 4), *db = calloc(c.OC, 4);
+    fill_uniform(c.inp, ni, -1, 1, &rng);
+    fill_uniform(c.w, nw, -1, 1, &rng);
+    fill_uniform(c.b, c.OC, -1, 1, &rng);
+    fill_uniform(c.dout, no, -1, 1, &rng);
+    linear_forward(c.out, c.inp, c.w, c.b, c.N, c.C, c.OC);
+    linear_backward(dinp, dw, db, c.dout, c.inp, c.w, c.N, c.C, c.OC);
+    ck_assert_int_eq(gradcheck("linear.inp", c.inp, dinp, ni, linear_loss, &c, 200, 1e-2, 1e-3, 1e-5, &rng), 0);
+    ck_assert_int_eq(gradcheck("linear.weight", c.w, dw, nw, linear_loss, &c, 200, 1e-2, 1e-3, 1e-5, &rng), 0);
+    ck_assert_int_eq(gradcheck("linear.bias", c.b, db, c.OC, linear_loss, &c, 200, 1e-2, 1e-3, 1e-5, &rng), 0);
+    /* backward accumulates: a second call doubles every gradient */
+    float w0 = dw[3];
+    linear_backward(dinp, dw, db, c.dout, c.inp, c.w, c.N, c.C, c.OC);
+    ck_assert_float_eq_tol(dw[3], 2 * w0, 1e-5);
+    free(c.out), free(c.inp), free(c.w), free(c.b), free(c.dout), free(dinp), free(dw), free(db);
+}
+END_TEST
+
+static Suite *common_suite(void)
+{
+    Suite *s = suite_create("common");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_rng_reproducible);
+    tcase_add_test(tc, test_gemm_matches_reference);
+    tcase_add_test(tc, test_linear_gradcheck);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(common_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

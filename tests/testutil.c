@@ -1,0 +1,90 @@
+/*
+ * testutil.c - gradient and tensor checks, see testutil.h.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+
+int gradcheck(const char *name, float *x, const float *grad, size_t n, GradLossFn loss, void *ctx,
+              int n_samples, double eps, double tol, double abs_floor, SacRng *rng)
+{
+    int all = n <= (size_t)n_samples;
+    int count = all ? (int)n : n_samples;
+    int bad = 0;
+    double worst = 0.0;
+    size_t worst_i = 0;
+    double worst_a = 0.0, worst_num = 0.0;
+    for (int s = 0; s < count; s++) {
+        size_t i = all ? (size_t)s : (size_t)sac_rng_below(rng, (uint32_t)n);
+        float orig = x[i];
+        x[i] = (float)(orig + eps);
+        double lp = loss(ctx);
+        x[i] = (float)(orig - eps);
+        double lm = loss(ctx);
+        x[i] = orig;
+        /* the perturbation actually applied, after rounding to float */
+        double h = (double)(float)(orig + eps) - (double)(float)(orig - eps);
+        double num = (lp - lm) / h;
+        double a = grad[i];
+        double diff = fabs(a - num);
+        double scale = fmax(fabs(a), fabs(num));
+        double rel = scale > 0 ? diff / scale : 0.0;
+        int ok = diff <= abs_floor || rel <= tol;
+        if (!ok) bad++;
+        double score = diff <= abs_floor ? 0.0 : rel;
+        if (score >= worst) {
+            worst = score;
+            worst_i = i;
+            worst_a = a;
+            worst_num = num;
+        }
+    }
+    printf("gradcheck %-28s %s: %d/%d indices, worst rel err %.3g at [%zu] (analytic %.6g, numeric %.6g)\n",
+           name, bad ? "FAIL" : "ok", count - bad, count, worst, worst_i, worst_a, worst_num);
+    return bad;
+}
+
+int check_tensor(const char *name, const float *got, const float *ref, size_t n, double atol, double rtol)
+{
+    int bad = 0;
+    double worst = -1.0;
+    size_t wi = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - ref[i]);
+        double lim = atol + rtol * fabs(ref[i]);
+        if (!(d <= lim)) bad++;
+        double r = d / lim;
+        if (!(r <= worst)) {
+            worst = r;
+            wi = i;
+        }
+    }
+    if (n == 0) {
+        printf("check %-32s ok (empty)\n", name);
+        return 0;
+    }
+    printf("check %-32s %s: %zu elements, %d outside atol %.1e + rtol %.1e; worst [%zu] got %.8g ref %.8g\n",
+           name, bad ? "FAIL" : "ok", n, bad, atol, rtol, wi, got[wi], ref[wi]);
+    return bad;
+}
+
+void fill_uniform(float *x, size_t n, float lo, float hi, SacRng *rng)
+{
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * sac_rng_uniform(rng);
+}
+
+void fill_away_from_zero(float *x, size_t n, float gap, float hi, SacRng *rng)
+{
+    for (size_t i = 0; i < n; i++) {
+        float m = gap + (hi - gap) * sac_rng_uniform(rng);
+        x[i] = (sac_rng_u32(rng) & 1) ? m : -m;
+    }
+}
+
+double dot_double(const float *a, const float *b, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}

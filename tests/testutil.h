@@ -1,0 +1,37 @@
+/*
+ * testutil.h - numerical checks shared by the test suites.
+ *
+ * gradcheck: central finite differences of a scalar loss, accumulated in double,
+ * at random indices, compared with the analytic gradient by symmetric relative error.
+ * check_tensor: |got - ref| <= atol + rtol * |ref| elementwise, printing the worst index.
+ */
+#ifndef SACCADE_TESTUTIL_H
+#define SACCADE_TESTUTIL_H
+
+#include <stddef.h>
+
+#include "rng.h"
+
+/* Recompute the loss from the current parameter values; return it in double.
+ * For a layer check the loss is L = sum(out * dout) with a fixed random dout. */
+typedef double (*GradLossFn)(void *ctx);
+
+/* Check grad[i] = dL/dx[i] for n_samples random i (all i when n <= n_samples).
+ * x is perturbed in place by +-eps and restored. Passes when every sampled index has
+ * |a - n| <= tol * max(|a|, |n|) or |a - n| <= abs_floor. Prints the worst index;
+ * returns the number of failing indices (0 = pass). */
+int gradcheck(const char *name, float *x, const float *grad, size_t n, GradLossFn loss, void *ctx,
+              int n_samples, double eps, double tol, double abs_floor, SacRng *rng);
+
+/* Returns the number of elements outside atol + rtol * |ref|; prints the worst. */
+int check_tensor(const char *name, const float *got, const float *ref, size_t n, double atol,
+                 double rtol);
+
+/* Fill with uniform values in [lo, hi). */
+void fill_uniform(float *x, size_t n, float lo, float hi, SacRng *rng);
+/* Fill with values whose magnitude is at least `gap` (keeps ReLU inputs off the kink). */
+void fill_away_from_zero(float *x, size_t n, float gap, float hi, SacRng *rng);
+/* sum(a * b) in double. */
+double dot_double(const float *a, const float *b, size_t n);
+
+#endif
