@@ -1,2 +1,78 @@
-/* placeholder: not written yet */
-typedef int sac_placeholder_t;
+/*
+ * lstm.c - LSTM cell forward/backward, see lstm.h (torch.nn.LSTMCell semantics).
+ * Size letters: B batch, I input size, D hidden size.
+ */
+#include "lstm.h"
+
+#include <math.h>
+#include <stddef.h>
+
+#include "matmul.h"
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void lstm_cell_forward(float *h_out, float *c_out, float *act, const float *c_prev, int B, int D)
+{
+    for (int b = 0; b < B; b++) {
+        float *a = act + (size_t)b * 4 * D;
+        float *ai = a, *af = a + D, *ag = a + 2 * D, *ao = a + 3 * D;
+        const float *cp = c_prev + (size_t)b * D;
+        float *c = c_out + (size_t)b * D, *h = h_out + (size_t)b * D;
+        for (int d = 0; d < D; d++) {
+            float i = sigmoidf(ai[d]), f = sigmoidf(af[d]), g = tanhf(ag[d]), o = sigmoidf(ao[d]);
+            ai[d] = i, af[d] = f, ag[d] = g, ao[d] = o;
+            float cn = f * cp[d] + i * g;
+            c[d] = cn;
+            h[d] = o * tanhf(cn);
+        }
+    }
+}
+
+void lstm_cell_backward(float *dpre, float *dc_prev, const float *dh, const float *dc, const float *act,
+                        const float *c_prev, const float *c_out, int B, int D)
+{
+    for (int b = 0; b < B; b++) {
+        const float *a = act + (size_t)b * 4 * D;
+        const float *ai = a, *af = a + D, *ag = a + 2 * D, *ao = a + 3 * D;
+        const float *cp = c_prev + (size_t)b * D, *cn = c_out + (size_t)b * D;
+        const float *dhb = dh + (size_t)b * D;
+        float *dp = dpre + (size_t)b * 4 * D;
+        for (int d = 0; d < D; d++) {
+            /* h' = o * tanh(c') */
+            float tc = tanhf(cn[d]);
+            float dcn = dhb[d] * ao[d] * (1.0f - tc * tc) + (dc ? dc[(size_t)b * D + d] : 0.0f);
+            float d_o = dhb[d] * tc;
+            /* c' = f * c + i * g */
+            float d_i = dcn * ag[d], d_f = dcn * cp[d], d_g = dcn * ai[d];
+            if (dc_prev) dc_prev[(size_t)b * D + d] += dcn * af[d];
+            dp[d] = d_i * ai[d] * (1.0f - ai[d]);
+            dp[D + d] = d_f * af[d] * (1.0f - af[d]);
+            dp[2 * D + d] = d_g * (1.0f - ag[d] * ag[d]);
+            dp[3 * D + d] = d_o * ao[d] * (1.0f - ao[d]);
+        }
+    }
+}
+
+void lstm_forward(float *h_out, float *c_out, float *act, const float *x, const float *h_prev,
+                  const float *c_prev, const float *w_ih, const float *w_hh, const float *b_ih,
+                  const float *b_hh, int B, int I, int D)
+{
+    const int G = 4 * D;
+    linear_forward(act, x, w_ih, b_ih, B, I, G);
+    sac_gemm(0, 1, B, G, D, 1.0f, h_prev, D, w_hh, D, 1.0f, act, G);
+    if (b_hh)
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < G; k++) act[(size_t)b * G + k] += b_hh[k];
+    lstm_cell_forward(h_out, c_out, act, c_prev, B, D);
+}
+
+void lstm_backward(float *dx, float *dh_prev, float *dc_prev, float *dw_ih, float *dw_hh, float *db_ih,
+                   float *db_hh, float *dpre, const float *dh, const float *dc, const float *act,
+                   const float *x, const float *h_prev, const float *c_prev, const float *c_out,
+                   const float *w_ih, const float *w_hh, int B, int I, int D)
+{
+    lstm_cell_backward(dpre, dc_prev, dh, dc, act, c_prev, c_out, B, D);
+    /* pre = x @ w_ih^T + b_ih + h_prev @ w_hh^T + b_hh */
+    linear_backward(dx, dw_ih, db_ih, dpre, x, w_ih, B, I, 4 * D);
+    linear_backward(dh_prev, dw_hh, db_hh, dpre, h_prev, w_hh, B, D, 4 * D);
+}

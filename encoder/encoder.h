@@ -54,4 +54,51 @@ typedef struct EncoderParams {
     ConvLayerParams conv[SAC_MAX_CONV];
 } EncoderParams;
 
+/* ---- training-graph forward / backward ------------------------------------------------ */
+
+/* Every activation the encoder keeps for its backward, allocated once for up to max_batch
+ * images (no allocation in forward/backward). Opaque. */
+typedef struct EncoderActs EncoderActs;
+
+/* Returns NULL (logged) on an invalid config or out of memory. Free with encoder_acts_free. */
+EncoderActs *encoder_acts_create(const EncoderConfig *cfg, int max_batch);
+/* NULL is a no-op. */
+void encoder_acts_free(EncoderActs *acts);
+
+/* feats (B, P, E) = encoder(images (B, 3, S, S)), P = Hg * Wg, p = y * Wg + x.
+ * training = 1: batchnorm uses batch statistics and updates p's running mean/var (the only
+ * writes to p), and acts keep what encoder_backward needs (the images are copied in).
+ * training = 0: batchnorm uses the running statistics; no backward afterwards.
+ * cfg must be the config acts was created with; 1 <= B <= max_batch.
+ * Returns SAC_OK or SAC_ERR_INVALID (logged). */
+int encoder_forward(float *feats, EncoderActs *acts, const float *images, EncoderParams *p,
+                    const EncoderConfig *cfg, int B, int training);
+
+/* Backward of the last encoder_forward (which must have been a training forward of the same B):
+ * accumulates (+=) dL/dparam into grads (weight, bias, bn_gamma, bn_beta of every layer;
+ * bn_mean / bn_var are buffers and get no gradient). dfeats (B, P, E). No image gradient.
+ * Returns SAC_OK or SAC_ERR_INVALID (logged). */
+int encoder_backward(EncoderParams *grads, EncoderActs *acts, const float *dfeats,
+                     const EncoderParams *p, const EncoderConfig *cfg, int B);
+
+/* ---- inference: batchnorm folded into the convolutions ---------------------------------- */
+
+/* Inference encoder: per layer w' = w * gamma / sqrt(var + eps), b' = beta + (bias - mean) *
+ * gamma / sqrt(var + eps) (bias = 0 without one; w' = w, b' = bias without batchnorm), then
+ * conv + bias + ReLU fused, then the pool. Holds its own copy of the folded weights and its
+ * buffers for up to max_batch images. Opaque. */
+typedef struct EncoderInfer EncoderInfer;
+
+/* Returns NULL (logged) on an invalid config, missing tensors, or out of memory.
+ * The caller keeps ownership of p; free the result with encoder_infer_free. */
+EncoderInfer *encoder_infer_create(const EncoderConfig *cfg, const EncoderParams *p, int max_batch);
+/* Refold from p (same config) after the parameters changed, e.g. between training and eval. */
+void encoder_infer_update(EncoderInfer *enc, const EncoderParams *p);
+/* NULL is a no-op. */
+void encoder_infer_free(EncoderInfer *enc);
+
+/* feats (B, P, E) from images (B, 3, S, S); equals encoder_forward(training = 0) up to float
+ * rounding. Returns SAC_OK or SAC_ERR_INVALID (logged) when B is outside 1..max_batch. */
+int encoder_infer_forward(EncoderInfer *enc, float *feats, const float *images, int B);
+
 #endif

@@ -12,7 +12,7 @@ int gradcheck(const char *name, float *x, const float *grad, size_t n, GradLossF
     int all = n <= (size_t)n_samples;
     int count = all ? (int)n : n_samples;
     int bad = 0;
-    double worst = 0.0;
+    double worst = -1.0;
     size_t worst_i = 0;
     double worst_a = 0.0, worst_num = 0.0;
     for (int s = 0; s < count; s++) {
@@ -32,16 +32,20 @@ int gradcheck(const char *name, float *x, const float *grad, size_t n, GradLossF
         double rel = scale > 0 ? diff / scale : 0.0;
         int ok = diff <= abs_floor || rel <= tol;
         if (!ok) bad++;
-        double score = diff <= abs_floor ? 0.0 : rel;
-        if (score >= worst) {
+        /* how close this index came to failing: > 1 fails */
+        double score = fmin(tol > 0 ? rel / tol : rel, abs_floor > 0 ? diff / abs_floor : diff);
+        if (s == 0 || score > worst) {
             worst = score;
             worst_i = i;
             worst_a = a;
             worst_num = num;
         }
     }
-    printf("gradcheck %-28s %s: %d/%d indices, worst rel err %.3g at [%zu] (analytic %.6g, numeric %.6g)\n",
-           name, bad ? "FAIL" : "ok", count - bad, count, worst, worst_i, worst_a, worst_num);
+    double wrel = fabs(worst_a - worst_num) / fmax(fmax(fabs(worst_a), fabs(worst_num)), 1e-300);
+    printf("gradcheck %-30s %s: %d/%d indices; closest to failing [%zu]: analytic %.6g, numeric %.6g, "
+           "rel err %.2g (tol %.0e, abs floor %.0e)\n",
+           name, bad ? "FAIL" : "ok", count - bad, count, worst_i, worst_a, worst_num, wrel, tol, abs_floor);
+    fflush(stdout); /* Check's forked child may not flush before it reports */
     return bad;
 }
 
@@ -66,6 +70,7 @@ int check_tensor(const char *name, const float *got, const float *ref, size_t n,
     }
     printf("check %-32s %s: %zu elements, %d outside atol %.1e + rtol %.1e; worst [%zu] got %.8g ref %.8g\n",
            name, bad ? "FAIL" : "ok", n, bad, atol, rtol, wi, got[wi], ref[wi]);
+    fflush(stdout);
     return bad;
 }
 

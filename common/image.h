@@ -1,0 +1,92 @@
+/*
+ * image.h - image decoding and the model's input preprocessing.
+ *
+ * Decoding is stb_image (JPEG/PNG/BMP/GIF/TGA/PSD/HDR/PNM). Every input becomes 8-bit RGB:
+ *   - gray -> R = G = B; palette images come out as their RGB(A) colours;
+ *   - alpha is composited over WHITE: out = (v * a + 255 * (255 - a) + 127) / 255. A transparent
+ *     logo thus reads as the logo on a white page, not on the black that dropping alpha from
+ *     premultiplied data or zeroed transparent pixels would often give;
+ *   - 16-bit PNG/PNM/PSD are decoded at 16 bits and rounded to 8: v8 = (v16 * 255 + 32767) / 65535;
+ *   - HDR uses stb_image's default tone map (gamma 2.2, scale 1); GIF gives its first frame;
+ *   - JPEG EXIF orientation (APP1 "Exif", tag 0x0112, values 1..8, either byte order) is applied,
+ *     so a phone photo stored sideways comes out upright. Other formats are not rotated.
+ * A pixel limit is checked from the header (stbi_info) before anything is decoded, so a small
+ * file that claims 100000 x 100000 pixels is refused without allocating for it.
+ *
+ * Preprocessing (the exact function used by training and by inference): squash-resize to S x S
+ * (no crop, aspect ratio not kept) with stbir_resize_uint8 (stb_image_resize's default filters:
+ * Mitchell when shrinking, Catmull-Rom when enlarging, clamped edges, linear 8-bit values), then
+ * out[c][y][x] = (v / 255 - mean[c]) / std[c] in float. The 8-bit resize is chosen so that an
+ * image resized once and cached as 8-bit gives bit-identical input, and a constant image stays
+ * exactly constant.
+ *
+ * Size letters: S model input side (pixels), C = 3 colour channels.
+ */
+#ifndef SACCADE_IMAGE_H
+#define SACCADE_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* An 8-bit RGB image, interleaved, row-major, no padding: rgb has w * h * 3 bytes.
+ * The struct owns rgb; release with sac_image_free. */
+typedef struct SacImage {
+    int w, h;
+    uint8_t *rgb; // (h, w, 3)
+} SacImage;
+
+/* Used when max_pixels == 0: 64 megapixels (about 192 MB decoded). */
+#define SAC_IMAGE_DEFAULT_MAX_PIXELS ((size_t)64 * 1024 * 1024)
+
+/* Free img->rgb and zero the struct. Safe on a zeroed struct and on NULL. */
+void sac_image_free(SacImage *img);
+
+/* Allocate a w x h image, every byte set to `fill` (e.g. 255 for white). out is overwritten
+ * (not freed first). Returns SAC_OK, SAC_ERR_INVALID (w or h < 1 or too large), SAC_ERR_NOMEM. */
+int sac_image_alloc(SacImage *out, int w, int h, uint8_t fill);
+
+/* Decode the image file at path into out (overwritten, not freed first; zeroed on failure).
+ * max_pixels: refuse images with w * h above this (0 = SAC_IMAGE_DEFAULT_MAX_PIXELS).
+ * Returns SAC_OK or, with a message naming the path:
+ *   SAC_ERR_NOTFOUND     the file does not exist
+ *   SAC_ERR_IO           it cannot be opened or read (permissions, a directory, ...)
+ *   SAC_ERR_FORMAT       empty, not a recognised image, truncated or corrupt (stb's reason given)
+ *   SAC_ERR_UNSUPPORTED  a valid header whose w * h exceeds max_pixels
+ *   SAC_ERR_NOMEM        allocation failed */
+int sac_image_load(const char *path, SacImage *out, size_t max_pixels);
+
+/* As sac_image_load, from len bytes at buf; name_for_errors (may be NULL: "<memory>") is used in
+ * messages. The buffer is not kept. */
+int sac_image_load_memory(const uint8_t *buf, size_t len, const char *name_for_errors,
+                          SacImage *out, size_t max_pixels);
+
+/* The EXIF orientation (1..8) of a JPEG held in buf, or 1 when it is not a JPEG, has no Exif
+ * APP1 segment, no orientation tag, or an invalid one. Never reads outside buf. */
+int sac_image_jpeg_orientation(const uint8_t *buf, size_t len);
+
+/* Apply EXIF orientation o (1..8; anything else = 1) in place: 2 mirror, 3 rotate 180,
+ * 4 flip vertically, 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate 90
+ * counter-clockwise. 5..8 swap w and h. Returns SAC_OK or SAC_ERR_NOMEM (img unchanged). */
+int sac_image_orient(SacImage *img, int orientation);
+
+/* Squash-resize in to w x h with stbir_resize_uint8 (a plain copy when the size is unchanged).
+ * out is overwritten (not freed first); the caller owns it. in and out must differ.
+ * Returns SAC_OK, SAC_ERR_INVALID (empty input, w or h < 1), SAC_ERR_NOMEM. */
+int sac_image_resize(const SacImage *in, int w, int h, SacImage *out);
+
+/* The model input: resize to S x S (as sac_image_resize), then
+ * out[c*S*S + y*S + x] = ((float)v / 255.0f - mean[c]) / std[c].
+ * out: (3, S, S) floats, caller-allocated. Returns SAC_OK, SAC_ERR_INVALID (S < 1, empty image,
+ * a std that is not > 0), SAC_ERR_NOMEM. */
+int sac_image_preprocess(const SacImage *img, int S, const float mean[3], const float std[3],
+                         float *out);
+
+/* Mirror left-right in place (training augmentation). */
+void sac_image_flip_horizontal(SacImage *img);
+/* Mirror a (C, H, W) float tensor left-right in place (the same flip after preprocessing). */
+void sac_tensor_flip_horizontal(float *x /* (C, H, W) */, int C, int H, int W);
+
+/* Write img as an 8-bit RGB PNG. Returns SAC_OK, SAC_ERR_INVALID (empty image), SAC_ERR_IO. */
+int sac_image_write_png(const char *path, const SacImage *img);
+
+#endif

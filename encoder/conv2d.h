@@ -1,0 +1,43 @@
+/*
+ * conv2d.h - 3x3 convolution, padding 1, stride 1 or 2 (torch.nn.Conv2d(C, OC, 3, stride, 1)),
+ * by im2col + sac_gemm over tiles of output columns sized for the cache.
+ *
+ * Size letters: B batch, C input channels, OC output channels, H W input height and width,
+ * Ho Wo output height and width: Ho = (H - 1) / stride + 1 (as torch with padding 1).
+ * Tensors are NCHW, contiguous; the weight is torch's (OC, C, 3, 3).
+ *
+ * Layer functions never allocate: the caller passes `scratch` of conv2d_scratch_floats()
+ * floats, one buffer good for forward and backward of the same sizes.
+ */
+#ifndef SACCADE_CONV2D_H
+#define SACCADE_CONV2D_H
+
+#include <stddef.h>
+
+/* Output side for an input side n: (n - 1) / stride + 1. */
+int conv2d_out_size(int n, int stride);
+
+/* Floats of scratch conv2d_forward / conv2d_relu_forward / conv2d_backward need. */
+size_t conv2d_scratch_floats(int B, int C, int H, int W, int OC, int stride);
+
+/* out (B, OC, Ho, Wo) = conv3x3(inp (B, C, H, W), weight (OC, C, 3, 3)) + bias (OC) or no bias
+ * when bias is NULL. */
+void conv2d_forward(float *out, float *scratch, const float *inp, const float *weight,
+                    const float *bias, int B, int C, int H, int W, int OC, int stride);
+
+/* The same with the ReLU fused: out = max(0, conv + bias). Inference only (no backward). */
+void conv2d_relu_forward(float *out, float *scratch, const float *inp, const float *weight,
+                         const float *bias, int B, int C, int H, int W, int OC, int stride);
+
+/* Backward of conv2d_forward; accumulates (+=) into every non-NULL gradient:
+ * dinp (B, C, H, W) (NULL: not computed, e.g. for the first layer), dweight (OC, C, 3, 3),
+ * dbias (OC) (NULL when the conv has no bias). dout (B, OC, Ho, Wo). */
+void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, const float *dout,
+                     const float *inp, const float *weight, int B, int C, int H, int W, int OC,
+                     int stride);
+
+/* Direct (7-loop) convolution in double, same contract as conv2d_forward: a reference for tests. */
+void conv2d_forward_ref(float *out, const float *inp, const float *weight, const float *bias, int B,
+                        int C, int H, int W, int OC, int stride);
+
+#endif
