@@ -390,7 +390,7 @@ Dataset *dataset_load_flickr(const char *token_path, const char *split_list,
             const char *s = line;
             trim(&s, &n);
             if (n == 0) continue;
-            line[s - line + (ptrdiff_t)n] = '\0';
+            ((char *)s)[n] = '\0';
             if (dataset_find(ds, s) >= 0) {
                 if (!dups++) first_dup = lr.line;
                 continue;

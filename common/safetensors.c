@@ -166,8 +166,12 @@ static int json_uint(const cJSON *j, uint64_t *out)
 
 static const char *json_kind(const cJSON *j)
 {
-    return cJSON_IsString(j) ? "a string" : cJSON_IsNumber(j) ? "a number" : cJSON_IsArray(j) ? "an array"
-           : cJSON_IsObject(j) ? "an object" : cJSON_IsBool(j) ? "a boolean" : "null";
+    return cJSON_IsString(j)   ? "a string"
+           : cJSON_IsNumber(j) ? "a number"
+           : cJSON_IsArray(j)  ? "an array"
+           : cJSON_IsObject(j) ? "an object"
+           : cJSON_IsBool(j)   ? "a boolean"
+                               : "null";
 }
 
 static void shape_format(char *buf, size_t cap, int ndim, const int64_t *shape)
@@ -224,8 +228,9 @@ static int tensor_parse(const SafeTensors *st, const cJSON *item, SafeTensor *t,
     }
     if (i != 2) return bad(st, "tensor '%s': data_offsets must be two non-negative integers", name);
     if (off[0] > off[1] || off[1] > buf_size)
-        return bad(st, "tensor '%s': data_offsets [%" PRIu64 ",%" PRIu64 "] are %s the %zu-byte data buffer",
-                   name, off[0], off[1], off[0] > off[1] ? "reversed in" : "past the end of", buf_size);
+        return bad(st, "tensor '%s': data_offsets [%" PRIu64 ",%" PRIu64 "] are %s the %zu-byte "
+                   "data buffer", name, off[0], off[1],
+                   off[0] > off[1] ? "reversed in" : "past the end of", buf_size);
     if (off[1] - off[0] != count * esize) {
         char s[256];
         shape_format(s, sizeof(s), t->ndim, t->shape);
@@ -266,14 +271,16 @@ static int meta_parse(SafeTensors *st, const cJSON *m)
     const cJSON *c;
     cJSON_ArrayForEach(c, m) {
         if (!cJSON_IsString(c)) {
-            rc = bad(st, "__metadata__ value of '%s' is %s, expected a string", c->string, json_kind(c));
+            rc = bad(st, "__metadata__ value of '%s' is %s, expected a string", c->string,
+                     json_kind(c));
             goto done;
         }
         keys[i++] = c->string;
     }
     qsort(keys, (size_t)n, sizeof(*keys), cmp_str);
     for (i = 1; i < n && !rc; i++)
-        if (!strcmp(keys[i - 1], keys[i])) rc = bad(st, "__metadata__ key '%s' appears twice", keys[i]);
+        if (!strcmp(keys[i - 1], keys[i]))
+            rc = bad(st, "__metadata__ key '%s' appears twice", keys[i]);
     st->meta = m;
 done:
     free(keys);
@@ -290,8 +297,8 @@ static int header_parse(SafeTensors *st)
         return bad(st, "header length %" PRIu64 " exceeds the %u-byte limit (corrupt or not a "
                    "safetensors file)", n, HEADER_MAX);
     if (n > st->size - 8)
-        return bad(st, "header length %" PRIu64 " runs past the end of the %zu-byte file (truncated?)",
-                   n, st->size);
+        return bad(st, "header length %" PRIu64 " runs past the end of the %zu-byte file "
+                   "(truncated?)", n, st->size);
     const char *h = (const char *)st->file + 8, *end = NULL;
     if (n < 2 || h[0] != '{') return bad(st, "header does not begin with '{'");
     if (!utf8_valid((const uint8_t *)h, n)) return bad(st, "header is not valid UTF-8");
@@ -333,7 +340,8 @@ static int header_parse(SafeTensors *st)
                    "indexed)", pos, buf_size);
     qsort(t, (size_t)st->n_tensors, sizeof(*t), cmp_name);
     for (int i = 1; i < st->n_tensors; i++)
-        if (!strcmp(t[i - 1].name, t[i].name)) return bad(st, "tensor '%s' appears twice", t[i].name);
+        if (!strcmp(t[i - 1].name, t[i].name))
+            return bad(st, "tensor '%s' appears twice", t[i].name);
     return 0;
 }
 
@@ -410,7 +418,10 @@ const char *safetensors_meta(const SafeTensors *st, const char *key)
     return v ? v->valuestring : NULL;
 }
 
-int safetensors_meta_count(const SafeTensors *st) { return st->meta ? cJSON_GetArraySize(st->meta) : 0; }
+int safetensors_meta_count(const SafeTensors *st)
+{
+    return st->meta ? cJSON_GetArraySize(st->meta) : 0;
+}
 
 int safetensors_meta_at(const SafeTensors *st, int i, const char **key, const char **value)
 {
@@ -420,6 +431,8 @@ int safetensors_meta_at(const SafeTensors *st, int i, const char **key, const ch
     *value = c->valuestring;
     return 0;
 }
+
+static uint16_t u16_le(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
 /* The named tensor if present with exactly this shape; otherwise log and NULL (*rc set). */
 static const SafeTensor *tensor_expect(const SafeTensors *st, const char *name, int ndim,
@@ -454,12 +467,14 @@ int safetensors_load_f32(const SafeTensors *st, const char *name, float *dst, in
     size_t n = t->nbytes / dtype_sizes[t->dtype];
     const uint8_t *p = t->data;
     switch (t->dtype) {
-    case SAC_DTYPE_F32: memcpy(dst, p, t->nbytes); break;
+    case SAC_DTYPE_F32:
+        if (n) memcpy(dst, p, t->nbytes);
+        break;
     case SAC_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) dst[i] = sac_half_to_float((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        for (size_t i = 0; i < n; i++) dst[i] = sac_half_to_float(u16_le(p + 2 * i));
         break;
     case SAC_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++) dst[i] = sac_bf16_to_float((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        for (size_t i = 0; i < n; i++) dst[i] = sac_bf16_to_float(u16_le(p + 2 * i));
         break;
     case SAC_DTYPE_F64:
         for (size_t i = 0; i < n; i++) {
@@ -476,8 +491,8 @@ int safetensors_load_f32(const SafeTensors *st, const char *name, float *dst, in
     return 0;
 }
 
-int safetensors_load_raw(const SafeTensors *st, const char *name, int dtype, void *dst, int ndim,
-                         const int64_t *shape)
+int safetensors_load_raw(const SafeTensors *st, const char *name, int dtype, void *dst,
+                         int ndim, const int64_t *shape)
 {
     int rc;
     const SafeTensor *t = tensor_expect(st, name, ndim, shape, &rc);
@@ -487,7 +502,7 @@ int safetensors_load_raw(const SafeTensors *st, const char *name, int dtype, voi
                   dtype_names[t->dtype], sac_dtype_name(dtype) ? sac_dtype_name(dtype) : "?");
         return SAC_ERR_FORMAT;
     }
-    memcpy(dst, t->data, t->nbytes);
+    if (t->nbytes) memcpy(dst, t->data, t->nbytes);
     return 0;
 }
 
@@ -508,7 +523,10 @@ struct SafeTensorsWriter {
     int n_meta, cap_meta;
 };
 
-SafeTensorsWriter *safetensors_writer_create(void) { return sac_calloc(1, sizeof(SafeTensorsWriter)); }
+SafeTensorsWriter *safetensors_writer_create(void)
+{
+    return sac_calloc(1, sizeof(SafeTensorsWriter));
+}
 
 void safetensors_writer_free(SafeTensorsWriter *w)
 {
@@ -584,15 +602,15 @@ int safetensors_writer_add_f32(SafeTensorsWriter *w, const char *name, int ndim,
                                const int64_t *shape, const float *data, int store_dtype)
 {
     if (store_dtype != SAC_DTYPE_F32 && store_dtype != SAC_DTYPE_F16) {
-        sac_error("safetensors writer: tensor '%s' cannot be stored as %s, expected F32 or F16",
-                  name ? name : "(null)", sac_dtype_name(store_dtype) ? sac_dtype_name(store_dtype) : "?");
+        sac_error("safetensors writer: tensor '%s' cannot be stored as dtype %d, expected "
+                  "SAC_DTYPE_F32 or SAC_DTYPE_F16", name ? name : "(null)", store_dtype);
         return SAC_ERR_INVALID;
     }
     int rc;
     WriterTensor *t = writer_append(w, name, store_dtype, ndim, shape, &rc);
     if (!t) return rc;
     if (store_dtype == SAC_DTYPE_F32) {
-        memcpy(t->data, data, t->nbytes);
+        if (t->nbytes) memcpy(t->data, data, t->nbytes);
     } else {
         for (size_t i = 0; i < t->nbytes / 2; i++) {
             uint16_t h = sac_float_to_half(data[i]);
@@ -607,7 +625,7 @@ int safetensors_writer_add_raw(SafeTensorsWriter *w, const char *name, int dtype
 {
     int rc;
     WriterTensor *t = writer_append(w, name, dtype, ndim, shape, &rc);
-    if (t) memcpy(t->data, data, t->nbytes);
+    if (t && t->nbytes) memcpy(t->data, data, t->nbytes);
     return rc;
 }
 
@@ -622,8 +640,8 @@ int safetensors_writer_meta(SafeTensorsWriter *w, const char *key, const char *v
             w->meta[i].value = v;
             return 0;
         }
-    if (!(k = strdup(key)) || !(p = grow(w->meta, &w->cap_meta, w->n_meta + 1, sizeof(*w->meta))))
-        goto nomem;
+    if (!(k = strdup(key))) goto nomem;
+    if (!(p = grow(w->meta, &w->cap_meta, w->n_meta + 1, sizeof(*w->meta)))) goto nomem;
     w->meta = p;
     w->meta[w->n_meta].key = k, w->meta[w->n_meta].value = v;
     w->n_meta++;
@@ -708,7 +726,6 @@ int safetensors_writer_write(SafeTensorsWriter *w, const char *path)
         ok = fwrite(order[i]->data, 1, order[i]->nbytes, f) == order[i]->nbytes;
     ok = ok && !fflush(f) && !fsync(fileno(f));
     if (f && fclose(f)) ok = 0;
-    f = NULL;
     if (!ok || rename(tmp, path)) {
         sac_error("%s: cannot write: %s", path, strerror(errno));
         unlink(tmp);

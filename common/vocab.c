@@ -66,6 +66,7 @@ static void emit(Emitter *e, const char *s, size_t len)
 static int is_joiner(char c) { return c == '\'' || c == '-'; }
 
 static const char *const CLITICS[] = {"n't", "'s", "'re", "'ve", "'ll", "'d", "'m"};
+static const size_t CLITIC_LEN[] = {3, 2, 3, 3, 3, 2, 2};
 enum { N_CLITICS = sizeof(CLITICS) / sizeof(CLITICS[0]) };
 
 /* PTB's split assimilations: word -> first part length. */
@@ -81,7 +82,8 @@ static void emit_word(Emitter *e, const char *s, size_t len)
     while (len > 0 && is_joiner(s[0])) s++, len--;
     while (len > 0 && is_joiner(s[len - 1])) len--;
     if (len == 0) return;
-    for (size_t a = 0; a < sizeof(ASSIMILATIONS) / sizeof(ASSIMILATIONS[0]); a++) {
+    size_t n_assim = len == 5 || len == 6 ? sizeof(ASSIMILATIONS) / sizeof(ASSIMILATIONS[0]) : 0;
+    for (size_t a = 0; a < n_assim; a++) {
         const char *w = ASSIMILATIONS[a].word;
         if (strlen(w) == len && memcmp(w, s, len) == 0) {
             size_t k = ASSIMILATIONS[a].split;
@@ -99,15 +101,19 @@ static void emit_piece(Emitter *e, const char *s, size_t len)
     while (len > 0 && is_joiner(s[len - 1])) len--;
     while (len > 0 && s[0] == '-') s++, len--;
     if (len == 0) return;
+    if (!memchr(s, '\'', len)) {
+        emit_word(e, s, len);
+        return;
+    }
     for (int c = 0; c < N_CLITICS; c++) {
-        size_t cl = strlen(CLITICS[c]);
+        size_t cl = CLITIC_LEN[c];
         if (len == cl && memcmp(s, CLITICS[c], cl) == 0) {
             emit(e, s, len);
             return;
         }
     }
     for (int c = 0; c < N_CLITICS; c++) {
-        size_t cl = strlen(CLITICS[c]);
+        size_t cl = CLITIC_LEN[c];
         if (len > cl && memcmp(s + len - cl, CLITICS[c], cl) == 0) {
             emit_word(e, s, len - cl);
             emit(e, s + len - cl, cl);
@@ -336,7 +342,8 @@ int word_counts_add(WordCounts *wc, const char *word, int n)
     }
     int idx = table_find(&wc->tb, word);
     if (idx >= 0) {
-        wc->tb.counts[idx] = wc->tb.counts[idx] > INT32_MAX - n ? INT32_MAX : wc->tb.counts[idx] + n;
+        int *c = &wc->tb.counts[idx];
+        *c = *c > INT32_MAX - n ? INT32_MAX : *c + n; /* saturate */
         return SAC_OK;
     }
     idx = table_add(&wc->tb, word, n);

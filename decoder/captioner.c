@@ -1,2 +1,128 @@
-/* placeholder: not written yet */
-typedef int sac_placeholder_t;
+/*
+ * captioner.c - images in, captions out. See captioner.h.
+ *
+ * Size letters: B images, S input side, P grid positions, E encoder channels, K beam width.
+ */
+#include "captioner.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "sac.h"
+
+struct Captioner {
+    const Model *m;
+    int max_batch, max_beam;
+    EncoderInfer *enc;
+    DecoderInfer *dec;
+    float *images; /* (max_batch, 3, S, S) */
+    float *feats;  /* (max_batch, P, E) */
+};
+
+void captioner_free(Captioner *c)
+{
+    if (!c) return;
+    encoder_infer_free(c->enc);
+    decoder_infer_free(c->dec);
+    free(c->images), free(c->feats);
+    free(c);
+}
+
+Captioner *captioner_create(const Model *m, int max_batch, int max_beam)
+{
+    if (max_batch < 1 || max_beam < 1) {
+        sac_error("captioner: batch %d / beam %d, expected >= 1", max_batch, max_beam);
+        return NULL;
+    }
+    Captioner *c = sac_calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->m = m, c->max_batch = max_batch, c->max_beam = max_beam;
+    const int S = m->cfg.enc.image_size;
+    DecoderSizes sz = model_decoder_sizes(m);
+    c->enc = encoder_infer_create(&m->cfg.enc, &m->p.enc, max_batch);
+    int rows = max_batch > max_beam ? max_batch : max_beam;
+    c->dec = decoder_infer_create(&sz, rows, max_batch);
+    c->images = sac_alloc_floats((size_t)max_batch * 3 * S * S);
+    c->feats = sac_alloc_floats((size_t)max_batch * m->P * m->cfg.E);
+    if (!c->enc || !c->dec || !c->images || !c->feats) {
+        captioner_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void captioner_refresh(Captioner *c) { encoder_infer_update(c->enc, &c->m->p.enc); }
+
+int captioner_encode(Captioner *c, const float *images, int B, float *feats)
+{
+    return encoder_infer_forward(c->enc, feats, images, B);
+}
+
+int captioner_run_preprocessed(Captioner *c, const float *images, int B, const SearchOptions *opt,
+                               Caption *out, int *counts)
+{
+    const Model *m = c->m;
+    const size_t PE = (size_t)m->P * m->cfg.E;
+    if (B < 1 || B > c->max_batch || opt->beam > c->max_beam) {
+        sac_error("captioner: %d images / beam %d, expected 1..%d / 1..%d", B, opt->beam, c->max_batch, c->max_beam);
+        return SAC_ERR_INVALID;
+    }
+    int st = encoder_infer_forward(c->enc, c->feats, images, B);
+    if (st) return st;
+    const int nb = opt->nbest;
+    memset(out, 0, sizeof(Caption) * B * nb);
+    if (opt->beam == 1) {
+        Caption *tmp = nb == 1 ? out : sac_calloc(B, sizeof(Caption));
+        if (!tmp) return SAC_ERR_NOMEM;
+        st = greedy_decode(tmp, c->dec, c->feats, B, &m->p.dec, opt);
+        if (nb != 1) {
+            for (int b = 0; b < B; b++) out[b * nb] = tmp[b];
+            free(tmp);
+        }
+        if (counts)
+            for (int b = 0; b < B; b++) counts[b] = st ? 0 : 1;
+        return st;
+    }
+    for (int b = 0; b < B; b++) {
+        int n = beam_search_run(out + (size_t)b * nb, c->dec, c->feats + b * PE, &m->p.dec, opt);
+        if (n < 0) {
+            for (int i = 0; i < b * nb; i++) caption_clear(&out[i]);
+            return n;
+        }
+        if (counts) counts[b] = n;
+    }
+    return SAC_OK;
+}
+
+int captioner_run(Captioner *c, const SacImage *imgs, int B, const SearchOptions *opt, Caption *out, int *counts)
+{
+    const ModelConfig *cfg = &c->m->cfg;
+    const int S = cfg->enc.image_size;
+    if (B < 1 || B > c->max_batch) {
+        sac_error("captioner: %d images, expected 1..%d", B, c->max_batch);
+        return SAC_ERR_INVALID;
+    }
+    for (int b = 0; b < B; b++) {
+        int st = sac_image_preprocess(&imgs[b], S, cfg->mean, cfg->std, c->images + (size_t)b * 3 * S * S);
+        if (st) return st;
+    }
+    return captioner_run_preprocessed(c, c->images, B, opt, out, counts);
+}
+
+char *captioner_text(const Model *m, const Caption *cap)
+{
+    size_t len = 1;
+    for (int i = 0; i < cap->n; i++) len += strlen(vocab_word(m->vocab, cap->tokens[i])) + 1;
+    char *s = sac_malloc(len);
+    if (!s) return NULL;
+    char *p = s;
+    for (int i = 0; i < cap->n; i++) {
+        const char *w = vocab_word(m->vocab, cap->tokens[i]);
+        size_t n = strlen(w);
+        if (i) *p++ = ' ';
+        memcpy(p, w, n);
+        p += n;
+    }
+    *p = 0;
+    return s;
+}

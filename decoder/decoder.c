@@ -320,3 +320,130 @@ void decoder_get_alphas(const DecoderActs *a, float *out, const DecoderSizes *sz
             memcpy(out + ((size_t)a->order[k] * T + t) * P, a->alpha + ((size_t)a->off[t] + k) * P,
                    sizeof(float) * P);
 }
+
+/* ---- inference ---- */
+
+struct DecoderInfer {
+    DecoderSizes sz;
+    int max_rows, max_images;
+    const float *feats;
+    int *img, *img2;  /* (rows) */
+    float *att1;      /* (images, P, A) */
+    float *meanf;     /* (rows, E) */
+    float *h, *c, *h2, *c2; /* (rows, D) */
+    float *x;         /* (rows, M + E) LSTM input [embed; zg] */
+    float *zg;        /* (rows, E) */
+    float *act;       /* (rows, 4D) */
+    float *logits;    /* (rows, V) */
+    float *s, *alpha, *z, *gate; /* attention cache */
+    float *att_scratch;
+    float *arena;
+};
+
+void decoder_infer_free(DecoderInfer *inf)
+{
+    if (!inf) return;
+    free(inf->img), free(inf->img2), free(inf->arena);
+    free(inf);
+}
+
+DecoderInfer *decoder_infer_create(const DecoderSizes *sz, int max_rows, int max_images)
+{
+    DecoderInfer *f = sac_calloc(1, sizeof(*f));
+    if (!f) return NULL;
+    const size_t R = max_rows, I = max_images, P = sz->P, E = sz->E, A = sz->A, D = sz->D, M = sz->M, V = sz->V;
+    f->sz = *sz, f->max_rows = max_rows, f->max_images = max_images;
+    f->img = sac_malloc(sizeof(int) * R);
+    f->img2 = sac_malloc(sizeof(int) * R);
+    struct {
+        float **ptr;
+        size_t n;
+    } t[] = {{&f->att1, I * P * A}, {&f->meanf, R * E}, {&f->h, R * D}, {&f->c, R * D}, {&f->h2, R * D},
+             {&f->c2, R * D}, {&f->x, R * (M + E)}, {&f->zg, R * E}, {&f->act, R * 4 * D}, {&f->logits, R * V},
+             {&f->s, R * P * A}, {&f->alpha, R * P}, {&f->z, R * E}, {&f->gate, R * E},
+             {&f->att_scratch, attention_scratch_floats(max_rows, &(AttentionSizes){sz->P, sz->E, sz->A, sz->D})}};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) total += (t[i].n + 15) / 16 * 16;
+    f->arena = sac_alloc_floats(total);
+    if (!f->img || !f->img2 || !f->arena) {
+        decoder_infer_free(f);
+        return NULL;
+    }
+    float *cur = f->arena;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        *t[i].ptr = cur;
+        cur += (t[i].n + 15) / 16 * 16;
+    }
+    return f;
+}
+
+int decoder_infer_start(DecoderInfer *f, const float *feats, int n_images, const int *img, int R,
+                        const DecoderParams *p)
+{
+    const DecoderSizes *sz = &f->sz;
+    const int P = sz->P, E = sz->E, D = sz->D;
+    if (R < 1 || R > f->max_rows || n_images < 1 || n_images > f->max_images) {
+        sac_error("decoder: %d rows / %d images, expected 1..%d / 1..%d", R, n_images, f->max_rows, f->max_images);
+        return SAC_ERR_INVALID;
+    }
+    f->feats = feats;
+    for (int r = 0; r < R; r++) {
+        f->img[r] = img ? img[r] : r;
+        if (f->img[r] < 0 || f->img[r] >= n_images) {
+            sac_error("decoder: row %d names image %d, expected 0..%d", r, f->img[r], n_images - 1);
+            return SAC_ERR_INVALID;
+        }
+    }
+    const AttentionSizes asz = att_sizes(sz);
+    attention_project_forward(f->att1, feats, &p->att, n_images, &asz);
+    for (int r = 0; r < R; r++) {
+        const float *fi = feats + (size_t)f->img[r] * P * E;
+        float *m = f->meanf + (size_t)r * E;
+        memset(m, 0, sizeof(float) * E);
+        for (int q = 0; q < P; q++)
+            for (int e = 0; e < E; e++) m[e] += fi[(size_t)q * E + e];
+        for (int e = 0; e < E; e++) m[e] /= P;
+    }
+    linear_forward(f->h, f->meanf, p->init_h_w, p->init_h_b, R, E, D);
+    linear_forward(f->c, f->meanf, p->init_c_w, p->init_c_b, R, E, D);
+    return SAC_OK;
+}
+
+const float *decoder_infer_step(DecoderInfer *f, const int *tokens, int R, const DecoderParams *p,
+                                const float **alphas)
+{
+    const DecoderSizes *sz = &f->sz;
+    const int E = sz->E, D = sz->D, M = sz->M, V = sz->V;
+    const AttentionSizes asz = att_sizes(sz);
+    AttentionCache cache = {f->s, f->alpha, f->z, f->gate};
+    attention_step_forward(f->zg, &cache, f->h, f->feats, f->att1, f->img, &p->att, R, &asz, f->att_scratch);
+    for (int r = 0; r < R; r++) {
+        float *x = f->x + (size_t)r * (M + E);
+        memcpy(x, p->embed + (size_t)tokens[r] * M, sizeof(float) * M);
+        memcpy(x + M, f->zg + (size_t)r * E, sizeof(float) * E);
+    }
+    lstm_forward(f->h2, f->c2, f->act, f->x, f->h, f->c, p->w_ih, p->w_hh, p->b_ih, p->b_hh, R, M + E, D);
+    float *t;
+    t = f->h, f->h = f->h2, f->h2 = t;
+    t = f->c, f->c = f->c2, f->c2 = t;
+    linear_forward(f->logits, f->h, p->fc_w, p->fc_b, R, D, V);
+    if (alphas) *alphas = f->alpha;
+    return f->logits;
+}
+
+void decoder_infer_reorder(DecoderInfer *f, const int *parent, int R)
+{
+    const int D = f->sz.D;
+    for (int r = 0; r < R; r++) {
+        memcpy(f->h2 + (size_t)r * D, f->h + (size_t)parent[r] * D, sizeof(float) * D);
+        memcpy(f->c2 + (size_t)r * D, f->c + (size_t)parent[r] * D, sizeof(float) * D);
+        f->img2[r] = f->img[parent[r]];
+    }
+    float *t;
+    t = f->h, f->h = f->h2, f->h2 = t;
+    t = f->c, f->c = f->c2, f->c2 = t;
+    int *ti = f->img;
+    f->img = f->img2, f->img2 = ti;
+}
+
+const DecoderSizes *decoder_infer_sizes(const DecoderInfer *inf) { return &inf->sz; }

@@ -79,4 +79,26 @@ void decoder_backward(DecoderParams *grads, float *dfeats, DecoderActs *a, const
  * caption's length. */
 void decoder_get_alphas(const DecoderActs *a, float *out, const DecoderSizes *sz);
 
+/* ---- inference: step by step, for greedy decoding (rows = images) and beam search
+ * (rows = the beams of one image) ---- */
+
+typedef struct DecoderInfer DecoderInfer;
+
+/* State for up to max_rows rows over up to max_images images. */
+DecoderInfer *decoder_infer_create(const DecoderSizes *sz, int max_rows, int max_images);
+void decoder_infer_free(DecoderInfer *inf);
+
+/* Start R rows: row r describes image img[r] of feats (n_images, P, E) (img NULL: row r is
+ * image r). Computes the attention projection once per image and h0, c0 for every row.
+ * feats must stay valid until the last step. Returns SAC_OK or SAC_ERR_INVALID (logged). */
+int decoder_infer_start(DecoderInfer *inf, const float *feats, int n_images, const int *img, int R,
+                        const DecoderParams *p);
+/* One step for rows 0..R-1 fed tokens (R): returns logits (R, V); *alphas (if not NULL) is set
+ * to the attention weights of this step (R, P). Both stay valid until the next call. */
+const float *decoder_infer_step(DecoderInfer *inf, const int *tokens, int R, const DecoderParams *p,
+                                const float **alphas);
+/* Beam search bookkeeping: new row r continues old row parent[r] (h, c and image). */
+void decoder_infer_reorder(DecoderInfer *inf, const int *parent, int R);
+/* The sizes inf was created with. */
+const DecoderSizes *decoder_infer_sizes(const DecoderInfer *inf);
 #endif

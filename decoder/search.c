@@ -1,2 +1,237 @@
-/* placeholder: not written yet */
-typedef int sac_placeholder_t;
+/*
+ * search.c - greedy decoding and beam search, see search.h.
+ *
+ * Size letters: B images, P grid positions, V vocabulary, T steps, K beam width.
+ */
+#include "search.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sac.h"
+#include "vocab.h"
+
+void caption_clear(Caption *c)
+{
+    if (!c) return;
+    free(c->tokens);
+    free(c->alphas);
+    memset(c, 0, sizeof(*c));
+}
+
+SearchOptions search_default_options(const DecoderSizes *sz)
+{
+    return (SearchOptions){.beam = 3, .nbest = 1, .max_len = sz->T, .len_norm = 0.7f, .want_alphas = 0};
+}
+
+static int banned(int v) { return v == SAC_VOCAB_PAD || v == SAC_VOCAB_START || v == SAC_VOCAB_UNK; }
+
+/* log-softmax normaliser of one row: log sum exp */
+static float log_sum_exp(const float *l, int V)
+{
+    float m = -INFINITY;
+    for (int v = 0; v < V; v++) m = l[v] > m ? l[v] : m;
+    double s = 0.0;
+    for (int v = 0; v < V; v++) s += exp((double)(l[v] - m));
+    return m + (float)log(s);
+}
+
+static int check_options(const SearchOptions *o, const DecoderSizes *sz)
+{
+    if (o->beam < 1 || o->nbest < 1 || o->nbest > o->beam || o->max_len < 1 || o->max_len > sz->T ||
+        !(o->len_norm >= 0.0f)) {
+        sac_error("search: beam %d, nbest %d, max_len %d, len_norm %g: expected beam >= 1, 1 <= nbest <= beam, "
+                  "1 <= max_len <= %d, len_norm >= 0",
+                  o->beam, o->nbest, o->max_len, o->len_norm, sz->T);
+        return SAC_ERR_INVALID;
+    }
+    return SAC_OK;
+}
+
+static float norm_score(float logprob, int steps, float len_norm)
+{
+    return len_norm == 0.0f ? logprob : logprob / powf((float)steps, len_norm);
+}
+
+int greedy_decode(Caption *out, DecoderInfer *inf, const float *feats, int B, const DecoderParams *p,
+                  const SearchOptions *opt)
+{
+    const DecoderSizes *sz = decoder_infer_sizes(inf);
+    const int V = sz->V, P = sz->P, T = opt->max_len;
+    int st = check_options(opt, sz);
+    if (st) return st;
+    st = decoder_infer_start(inf, feats, B, NULL, B, p);
+    if (st) return st;
+    int *tok = sac_malloc(sizeof(int) * B);
+    int *done = sac_calloc(B, sizeof(int));
+    if (!tok || !done) {
+        free(tok), free(done);
+        return SAC_ERR_NOMEM;
+    }
+    for (int b = 0; b < B; b++) {
+        memset(&out[b], 0, sizeof(Caption));
+        out[b].tokens = sac_malloc(sizeof(int) * T);
+        out[b].alphas = opt->want_alphas ? sac_malloc(sizeof(float) * T * P) : NULL;
+        if (!out[b].tokens || (opt->want_alphas && !out[b].alphas)) st = SAC_ERR_NOMEM;
+        tok[b] = SAC_VOCAB_START;
+    }
+    int alive = B;
+    for (int t = 0; t < T && alive > 0 && !st; t++) {
+        const float *alphas;
+        const float *logits = decoder_infer_step(inf, tok, B, p, &alphas);
+        for (int b = 0; b < B; b++) {
+            if (done[b]) continue;
+            const float *l = logits + (size_t)b * V;
+            int best = -1;
+            for (int v = 0; v < V; v++)
+                if (!banned(v) && (best < 0 || l[v] > l[best])) best = v;
+            Caption *c = &out[b];
+            c->logprob += l[best] - log_sum_exp(l, V);
+            if (best == SAC_VOCAB_END) {
+                c->ended = 1;
+                done[b] = 1;
+                alive--;
+            } else {
+                if (c->alphas) memcpy(c->alphas + (size_t)c->n * P, alphas + (size_t)b * P, sizeof(float) * P);
+                c->tokens[c->n++] = best;
+            }
+            tok[b] = best;
+        }
+    }
+    for (int b = 0; b < B; b++) out[b].score = norm_score(out[b].logprob, out[b].n + out[b].ended, opt->len_norm);
+    free(tok), free(done);
+    if (st)
+        for (int b = 0; b < B; b++) caption_clear(&out[b]);
+    return st;
+}
+
+/* A beam: its words so far, their attention, and the running log-probability. */
+typedef struct {
+    int n;
+    float logprob;
+    int *tokens;   /* (T) */
+    float *alphas; /* (T, P) */
+} Beam;
+
+typedef struct {
+    float logprob;
+    int row, word;
+} Candidate;
+
+static int cmp_candidate(const void *x, const void *y)
+{
+    const Candidate *a = x, *b = y;
+    if (a->logprob != b->logprob) return a->logprob < b->logprob ? 1 : -1;
+    if (a->row != b->row) return a->row - b->row; /* ties: the earlier beam, then the lower id */
+    return a->word - b->word;
+}
+
+static int cmp_caption_score(const void *x, const void *y)
+{
+    const Caption *a = x, *b = y;
+    if (a->score != b->score) return a->score < b->score ? 1 : -1;
+    return 0;
+}
+
+static int caption_from_beam(Caption *c, const Beam *b, int ended, int P, float len_norm, int want_alphas)
+{
+    memset(c, 0, sizeof(*c));
+    c->n = b->n, c->ended = ended, c->logprob = b->logprob;
+    c->score = norm_score(b->logprob, b->n + ended, len_norm);
+    c->tokens = sac_malloc(sizeof(int) * (b->n ? b->n : 1));
+    if (!c->tokens) return SAC_ERR_NOMEM;
+    memcpy(c->tokens, b->tokens, sizeof(int) * b->n);
+    if (want_alphas) {
+        c->alphas = sac_malloc(sizeof(float) * (b->n ? b->n : 1) * P);
+        if (!c->alphas) return SAC_ERR_NOMEM;
+        memcpy(c->alphas, b->alphas, sizeof(float) * b->n * P);
+    }
+    return SAC_OK;
+}
+
+int beam_search_run(Caption *out, DecoderInfer *inf, const float *feats, const DecoderParams *p,
+                    const SearchOptions *opt)
+{
+    const DecoderSizes *sz = decoder_infer_sizes(inf);
+    const int V = sz->V, P = sz->P, T = opt->max_len, K = opt->beam;
+    int st = check_options(opt, sz);
+    if (st) return st;
+    int zeros[1] = {0};
+    st = decoder_infer_start(inf, feats, 1, zeros, 1, p);
+    if (st) return st;
+
+    Beam *beams = sac_calloc(2 * K, sizeof(Beam)); /* current and next generation */
+    Caption *done = sac_calloc(K + K, sizeof(Caption));
+    Candidate *cand = sac_malloc(sizeof(Candidate) * (size_t)K * V);
+    int *tok = sac_malloc(sizeof(int) * K), *parent = sac_malloc(sizeof(int) * K);
+    float *lse = sac_malloc(sizeof(float) * K);
+    if (!beams || !done || !cand || !tok || !parent || !lse) st = SAC_ERR_NOMEM;
+    for (int i = 0; i < 2 * K && !st; i++) {
+        beams[i].tokens = sac_malloc(sizeof(int) * T);
+        beams[i].alphas = sac_malloc(sizeof(float) * T * P);
+        if (!beams[i].tokens || !beams[i].alphas) st = SAC_ERR_NOMEM;
+    }
+    Beam *cur = beams, *next = beams + K;
+    int n_alive = 1, n_done = 0;
+    if (!st) tok[0] = SAC_VOCAB_START;
+    for (int t = 0; t < T && n_alive > 0 && !st; t++) {
+        const float *alphas;
+        const float *logits = decoder_infer_step(inf, tok, n_alive, p, &alphas);
+        /* every (beam, word) extension, ranked by total log-probability */
+        int nc = 0;
+        for (int r = 0; r < n_alive; r++) {
+            const float *l = logits + (size_t)r * V;
+            lse[r] = log_sum_exp(l, V);
+            for (int v = 0; v < V; v++)
+                if (!banned(v)) cand[nc++] = (Candidate){cur[r].logprob + (l[v] - lse[r]), r, v};
+        }
+        /* only the best K - n_done can matter: partial selection, then sort those */
+        int keep = K - n_done;
+        for (int i = 0; i < keep && i < nc; i++) {
+            int best = i;
+            for (int j = i + 1; j < nc; j++)
+                if (cmp_candidate(&cand[j], &cand[best]) < 0) best = j;
+            Candidate tmp = cand[i];
+            cand[i] = cand[best], cand[best] = tmp;
+        }
+        int n_next = 0;
+        for (int i = 0; i < keep && i < nc && !st; i++) {
+            const Candidate *c = &cand[i];
+            const Beam *from = &cur[c->row];
+            if (c->word == SAC_VOCAB_END) {
+                Beam fin = *from;
+                fin.logprob = c->logprob;
+                st = caption_from_beam(&done[n_done++], &fin, 1, P, opt->len_norm, opt->want_alphas);
+                continue;
+            }
+            Beam *b = &next[n_next];
+            b->n = from->n + 1;
+            b->logprob = c->logprob;
+            memcpy(b->tokens, from->tokens, sizeof(int) * from->n);
+            b->tokens[from->n] = c->word;
+            memcpy(b->alphas, from->alphas, sizeof(float) * from->n * P);
+            memcpy(b->alphas + (size_t)from->n * P, alphas + (size_t)c->row * P, sizeof(float) * P);
+            parent[n_next] = c->row;
+            tok[n_next] = c->word;
+            n_next++;
+        }
+        Beam *tmp = cur;
+        cur = next, next = tmp;
+        n_alive = n_next;
+        if (n_alive > 0) decoder_infer_reorder(inf, parent, n_alive);
+    }
+    /* beams still alive at max_len end without <end>: they are captions too */
+    for (int r = 0; r < n_alive && !st && n_done < 2 * K; r++)
+        st = caption_from_beam(&done[n_done++], &cur[r], 0, P, opt->len_norm, opt->want_alphas);
+    int n_out = 0;
+    if (!st) {
+        qsort(done, n_done, sizeof(Caption), cmp_caption_score);
+        n_out = n_done < opt->nbest ? n_done : opt->nbest;
+        for (int i = 0; i < n_out; i++) out[i] = done[i];
+    }
+    for (int i = st ? 0 : n_out; done && i < n_done; i++) caption_clear(&done[i]);
+    for (int i = 0; beams && i < 2 * K; i++) free(beams[i].tokens), free(beams[i].alphas);
+    free(beams), free(done), free(cand), free(tok), free(parent), free(lse);
+    return st ? st : n_out;
+}

@@ -1,2 +1,742 @@
-/* placeholder: not written yet */
-typedef int sac_placeholder_t;
+/*
+ * trainer.c - the training run and split evaluation, see trainer.h.
+ *
+ * Size letters: Bi images per batch, Bc captions per batch, S input side, T caption steps,
+ * P grid positions, E encoder channels.
+ */
+#include "trainer.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "captioner.h"
+#include "image.h"
+#include "sac.h"
+#include "safetensors.h"
+
+/* ---------------------------------------------------------------- the gradient step */
+
+struct TrainStep {
+    Model *m;
+    int max_images, max_caps;
+    float *grad;     /* (n_floats) model layout; only the trainable part is used */
+    float *adam_m, *adam_v; /* (n_trainable) */
+    long t;          /* Adam steps taken */
+    ModelParams g;
+    EncoderActs *ea;
+    DecoderActs *da;
+    float *feats, *dfeats; /* (Bi, P, E) */
+    size_t enc_end;  /* floats [0, enc_end) belong to the encoder */
+};
+
+void train_step_free(TrainStep *ts)
+{
+    if (!ts) return;
+    free(ts->grad), free(ts->adam_m), free(ts->adam_v), free(ts->feats), free(ts->dfeats);
+    encoder_acts_free(ts->ea);
+    decoder_acts_free(ts->da);
+    free(ts);
+}
+
+TrainStep *train_step_create(Model *m, int max_images, int max_caps)
+{
+    TrainStep *ts = sac_calloc(1, sizeof(*ts));
+    if (!ts) return NULL;
+    ts->m = m, ts->max_images = max_images, ts->max_caps = max_caps;
+    DecoderSizes sz = model_decoder_sizes(m);
+    const size_t PE = (size_t)m->P * m->cfg.E;
+    ts->grad = sac_alloc_floats(m->n_floats);
+    ts->adam_m = sac_alloc_floats(m->n_trainable);
+    ts->adam_v = sac_alloc_floats(m->n_trainable);
+    ts->feats = sac_alloc_floats(max_images * PE);
+    ts->dfeats = sac_alloc_floats(max_images * PE);
+    ts->ea = encoder_acts_create(&m->cfg.enc, max_images);
+    ts->da = decoder_acts_create(&sz, max_caps, max_images);
+    if (!ts->grad || !ts->adam_m || !ts->adam_v || !ts->feats || !ts->dfeats || !ts->ea || !ts->da) {
+        train_step_free(ts);
+        return NULL;
+    }
+    memset(ts->grad, 0, sizeof(float) * m->n_floats);
+    memset(ts->adam_m, 0, sizeof(float) * m->n_trainable);
+    memset(ts->adam_v, 0, sizeof(float) * m->n_trainable);
+    model_point(m, ts->grad, &ts->g);
+    ts->enc_end = 0;
+    for (int i = 0; i < m->n_specs; i++)
+        if (m->specs[i].trainable && !strncmp(m->specs[i].name, "encoder.", 8))
+            ts->enc_end = m->specs[i].offset + m->specs[i].numel;
+    return ts;
+}
+
+float *train_step_grads(TrainStep *ts) { return ts->grad; }
+const ModelParams *train_step_grad_params(TrainStep *ts) { return &ts->g; }
+
+int train_step_grad(TrainStep *ts, const float *images, const DecoderBatch *batch, SacRng *dropout_rng,
+                    DecoderLoss *loss)
+{
+    Model *m = ts->m;
+    const int Bi = batch->n_images;
+    const size_t PE = (size_t)m->P * m->cfg.E;
+    DecoderSizes sz = model_decoder_sizes(m);
+    if (Bi < 1 || Bi > ts->max_images || batch->n_caps < 1 || batch->n_caps > ts->max_caps) {
+        sac_error("train: batch of %d images / %d captions, expected 1..%d / 1..%d", Bi, batch->n_caps,
+                  ts->max_images, ts->max_caps);
+        return SAC_ERR_INVALID;
+    }
+    memset(ts->grad, 0, sizeof(float) * m->n_trainable);
+    int st = encoder_forward(ts->feats, ts->ea, images, &m->p.enc, &m->cfg.enc, Bi, 1);
+    if (st) return st;
+    st = decoder_forward(loss, ts->da, ts->feats, batch, &m->p.dec, &sz, m->cfg.dropout, m->cfg.lambda, dropout_rng);
+    if (st) return st;
+    memset(ts->dfeats, 0, sizeof(float) * Bi * PE);
+    decoder_backward(&ts->g.dec, ts->dfeats, ts->da, ts->feats, &m->p.dec, &sz);
+    return encoder_backward(&ts->g.enc, ts->ea, ts->dfeats, &m->p.enc, &m->cfg.enc, Bi);
+}
+
+double train_step_adam(TrainStep *ts, float lr_enc, float lr_dec, float clip, float wd)
+{
+    const Model *m = ts->m;
+    const size_t n = m->n_trainable;
+    double norm2 = 0.0;
+    for (size_t i = 0; i < n; i++) norm2 += (double)ts->grad[i] * ts->grad[i];
+    const double norm = sqrt(norm2);
+    const float scale = (clip > 0.0f && norm > clip) ? (float)(clip / norm) : 1.0f;
+    ts->t++;
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    const float c1 = 1.0f - powf(b1, (float)ts->t), c2 = 1.0f - powf(b2, (float)ts->t);
+    for (int s = 0; s < m->n_specs; s++) {
+        const ParamSpec *sp = &m->specs[s];
+        if (!sp->trainable) continue;
+        const float lr = sp->offset < ts->enc_end ? lr_enc : lr_dec;
+        const float decay = (wd > 0.0f && sp->ndim >= 2) ? lr * wd : 0.0f;
+        float *w = m->data + sp->offset, *g = ts->grad + sp->offset;
+        float *mm = ts->adam_m + sp->offset, *vv = ts->adam_v + sp->offset;
+        for (size_t i = 0; i < sp->numel; i++) {
+            float gi = g[i] * scale;
+            mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
+            vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
+            float mh = mm[i] / c1, vh = vv[i] / c2;
+            w[i] -= lr * mh / (sqrtf(vh) + eps) + decay * w[i];
+        }
+    }
+    return norm;
+}
+
+/* ---------------------------------------------------------------- the data cache */
+
+/* Images decoded and squashed to S x S once; captions encoded once. */
+typedef struct {
+    int n, S, T;
+    uint8_t *pix;   /* (n, S, S, 3) */
+    int *item;      /* (n) index into the dataset */
+    int *cap_off;   /* (n + 1) */
+    int *tok;       /* (captions, T + 1): <start> words <end> <pad>... */
+    int *len;       /* (captions) words + 1 */
+    int n_truncated;
+} DataCache;
+
+static void cache_free(DataCache *c)
+{
+    free(c->pix), free(c->item), free(c->cap_off), free(c->tok), free(c->len);
+    memset(c, 0, sizeof(*c));
+}
+
+/* vocab NULL: images only (evaluation). */
+static int cache_build(DataCache *c, const Dataset *ds, int max_items, const Vocab *vocab, int S, int T,
+                       const char *what)
+{
+    memset(c, 0, sizeof(*c));
+    int n = ds->n_items;
+    if (max_items > 0 && max_items < n) n = max_items;
+    const int total_caps = dataset_n_captions(ds);
+    c->S = S, c->T = T;
+    c->pix = malloc((size_t)n * S * S * 3);
+    c->item = malloc(sizeof(int) * (n ? n : 1));
+    c->cap_off = malloc(sizeof(int) * (n + 1));
+    c->tok = malloc(sizeof(int) * (size_t)(total_caps ? total_caps : 1) * (T + 1));
+    c->len = malloc(sizeof(int) * (total_caps ? total_caps : 1));
+    if (!c->pix || !c->item || !c->cap_off || !c->tok || !c->len) {
+        sac_error("%s: out of memory caching %d images", what, n);
+        cache_free(c);
+        return SAC_ERR_NOMEM;
+    }
+    int failed = 0, k = 0, ncap = 0;
+    double t0 = sac_time();
+    for (int i = 0; i < n; i++) {
+        const DatasetItem *it = &ds->items[i];
+        SacImage img = {0}, small = {0};
+        int st = sac_image_load(it->image_path, &img, 0);
+        if (!st) st = sac_image_resize(&img, S, S, &small);
+        sac_image_free(&img);
+        if (st) {
+            failed++;
+            continue;
+        }
+        memcpy(c->pix + (size_t)k * S * S * 3, small.rgb, (size_t)S * S * 3);
+        sac_image_free(&small);
+        c->item[k] = i;
+        c->cap_off[k] = ncap;
+        for (int j = 0; vocab && j < it->n_captions; j++) {
+            int *t = c->tok + (size_t)ncap * (T + 1);
+            int trunc = 0;
+            int nw = vocab_encode(vocab, it->captions[j], T - 1, t + 1, &trunc);
+            if (nw < 0) continue;
+            c->n_truncated += trunc;
+            t[0] = SAC_VOCAB_START;
+            t[nw + 1] = SAC_VOCAB_END;
+            for (int q = nw + 2; q <= T; q++) t[q] = SAC_VOCAB_PAD;
+            c->len[ncap++] = nw + 1;
+        }
+        k++;
+    }
+    c->n = k;
+    c->cap_off[k] = ncap;
+    if (failed) sac_warn("%s: %d of %d images could not be read and are skipped (see messages above)", what, failed, n);
+    sac_info("%s: %d images, %d captions cached in %.1f s%s", what, k, ncap, sac_time() - t0,
+             c->n_truncated ? "" : "");
+    if (c->n_truncated)
+        sac_info("%s: %d captions longer than %d words were truncated", what, c->n_truncated, T - 1);
+    if (k == 0) {
+        sac_error("%s: no readable images", what);
+        cache_free(c);
+        return SAC_ERR_INVALID;
+    }
+    return SAC_OK;
+}
+
+/* A training input: optional flip and a small random zoom (1..1.15) and shift (+-6%), sampled
+ * bilinearly from the cached S x S pixels; then the same normalisation as inference. */
+static void augment_into(float *out, const uint8_t *pix, int S, const ModelConfig *cfg, SacRng *rng, int augment,
+                         uint8_t *tmp)
+{
+    SacImage view = {S, S, (uint8_t *)pix};
+    if (augment) {
+        const int flip = sac_rng_uniform(rng) < 0.5f;
+        const float zoom = 1.0f + 0.15f * sac_rng_uniform(rng);
+        const float dx = (2.0f * sac_rng_uniform(rng) - 1.0f) * 0.06f * S;
+        const float dy = (2.0f * sac_rng_uniform(rng) - 1.0f) * 0.06f * S;
+        const float c = 0.5f * S;
+        for (int y = 0; y < S; y++) {
+            for (int x = 0; x < S; x++) {
+                float sx = (x + 0.5f - c) / zoom + c - 0.5f + dx;
+                float sy = (y + 0.5f - c) / zoom + c - 0.5f + dy;
+                if (flip) sx = S - 1 - sx;
+                sx = sx < 0 ? 0 : sx > S - 1 ? S - 1 : sx;
+                sy = sy < 0 ? 0 : sy > S - 1 ? S - 1 : sy;
+                int x0 = (int)sx, y0 = (int)sy;
+                int x1 = x0 + 1 < S ? x0 + 1 : x0, y1 = y0 + 1 < S ? y0 + 1 : y0;
+                float fx = sx - x0, fy = sy - y0;
+                for (int ch = 0; ch < 3; ch++) {
+                    float a = pix[((size_t)y0 * S + x0) * 3 + ch], b = pix[((size_t)y0 * S + x1) * 3 + ch];
+                    float d = pix[((size_t)y1 * S + x0) * 3 + ch], e = pix[((size_t)y1 * S + x1) * 3 + ch];
+                    float v = (a * (1 - fx) + b * fx) * (1 - fy) + (d * (1 - fx) + e * fx) * fy;
+                    tmp[((size_t)y * S + x) * 3 + ch] = (uint8_t)(v + 0.5f);
+                }
+            }
+        }
+        view.rgb = tmp;
+    }
+    sac_image_preprocess(&view, S, cfg->mean, cfg->std, out);
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+void eval_result_clear(EvalResult *r)
+{
+    if (!r) return;
+    for (int i = 0; r->captions && i < r->n_images; i++) free(r->captions[i]);
+    free(r->captions), free(r->image_ids), free(r->names);
+    memset(r, 0, sizeof(*r));
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Decode the cached images and score them against their dataset captions. */
+static int eval_cache(const Model *m, Captioner *cap, const DataCache *c, const Dataset *ds, const SearchOptions *opt,
+                      int keep, EvalResult *out)
+{
+    memset(out, 0, sizeof(*out));
+    const int S = c->S, n = c->n, chunk = 64;
+    float *images = sac_alloc_floats((size_t)chunk * 3 * S * S);
+    Caption *caps = sac_calloc((size_t)chunk * opt->nbest, sizeof(Caption));
+    char **cands = sac_calloc(n, sizeof(char *));
+    const char ***refs = sac_calloc(n, sizeof(char **));
+    int *n_refs = sac_calloc(n, sizeof(int));
+    char *used = sac_calloc(m->cfg.V, 1);
+    int st = (images && caps && cands && refs && n_refs && used) ? SAC_OK : SAC_ERR_NOMEM;
+    long words = 0;
+    for (int i0 = 0; i0 < n && !st; i0 += chunk) {
+        int B = n - i0 < chunk ? n - i0 : chunk;
+        for (int b = 0; b < B; b++) {
+            SacImage view = {S, S, c->pix + (size_t)(i0 + b) * S * S * 3};
+            sac_image_preprocess(&view, S, m->cfg.mean, m->cfg.std, images + (size_t)b * 3 * S * S);
+        }
+        st = captioner_run_preprocessed(cap, images, B, opt, caps, NULL);
+        for (int b = 0; b < B && !st; b++) {
+            Caption *best = &caps[(size_t)b * opt->nbest];
+            cands[i0 + b] = captioner_text(m, best);
+            if (!cands[i0 + b]) st = SAC_ERR_NOMEM;
+            words += best->n;
+            for (int w = 0; w < best->n; w++) used[best->tokens[w]] = 1;
+        }
+        for (int b = 0; b < B * opt->nbest; b++) caption_clear(&caps[b]);
+    }
+    for (int i = 0; i < n && !st; i++) {
+        const DatasetItem *it = &ds->items[c->item[i]];
+        refs[i] = sac_calloc(it->n_captions ? it->n_captions : 1, sizeof(char *));
+        if (!refs[i]) {
+            st = SAC_ERR_NOMEM;
+            break;
+        }
+        for (int j = 0; j < it->n_captions; j++) refs[i][j] = sac_caption_normalize(it->captions[j]);
+        n_refs[i] = it->n_captions;
+    }
+    if (!st) st = metrics_score((const char *const *)cands, (const char *const *const *)refs, n_refs, n, &out->scores);
+    if (!st) {
+        out->n_images = n;
+        out->mean_len = (double)words / n;
+        for (int v = 0; v < m->cfg.V; v++) out->vocab_used += used[v];
+        char **sorted = sac_malloc(sizeof(char *) * n);
+        if (sorted) {
+            memcpy(sorted, cands, sizeof(char *) * n);
+            qsort(sorted, n, sizeof(char *), cmp_str);
+            for (int i = 0; i < n; i++) out->n_distinct += i == 0 || strcmp(sorted[i], sorted[i - 1]);
+            free(sorted);
+        }
+        if (keep) {
+            out->captions = cands;
+            cands = NULL;
+            out->image_ids = sac_malloc(sizeof(int64_t) * n);
+            out->names = sac_malloc(sizeof(char *) * n);
+            for (int i = 0; i < n && out->image_ids && out->names; i++) {
+                out->image_ids[i] = ds->items[c->item[i]].image_id;
+                out->names[i] = ds->items[c->item[i]].name;
+            }
+        }
+    }
+    for (int i = 0; cands && i < n; i++) free(cands[i]);
+    for (int i = 0; refs && i < n; i++) {
+        for (int j = 0; refs[i] && j < n_refs[i]; j++) free((char *)refs[i][j]);
+        free(refs[i]);
+    }
+    free(images), free(caps), free(cands), free(refs), free(n_refs), free(used);
+    return st;
+}
+
+int eval_dataset(const Model *m, const Dataset *ds, const SearchOptions *opt, int max_images, int keep_captions,
+                 EvalResult *out)
+{
+    DataCache c;
+    int st = cache_build(&c, ds, max_images, NULL, m->cfg.enc.image_size, m->cfg.T, ds->source);
+    if (st) return st;
+    Captioner *cap = captioner_create(m, 64, opt->beam);
+    st = cap ? eval_cache(m, cap, &c, ds, opt, keep_captions, out) : SAC_ERR_NOMEM;
+    captioner_free(cap);
+    cache_free(&c);
+    return st;
+}
+
+/* ---------------------------------------------------------------- the training run */
+
+void train_default_options(TrainOptions *o)
+{
+    memset(o, 0, sizeof(*o));
+    model_config_default(&o->cfg);
+    o->train_split = "train";
+    o->dev_split = "dev";
+    o->min_count = 5;
+    o->batch_images = 32;
+    o->caps_per_image = 0;
+    o->epochs = 30;
+    o->lr = 4e-4f;
+    o->lr_enc = 4e-4f;
+    o->lr_decay = 1.0f;
+    o->clip = 5.0f;
+    o->weight_decay = 0.0f;
+    o->patience = 6;
+    o->augment = 1;
+    o->eval_beam = 1;
+    o->select_metric = "cider";
+    o->checkpoint_every = 200;
+    o->seed = 1;
+    o->store_f16 = 1;
+    o->report_every_s = 10.0;
+}
+
+/* Everything a checkpoint restores besides the model and Adam moments. */
+typedef struct {
+    long step;
+    int epoch, pos, since_best, best_epoch, n_items;
+    double best;
+    SacRng data_rng, drop_rng;
+} RunState;
+
+static int checkpoint_write(const char *path, const Model *m, const TrainStep *ts, const RunState *rs, const int *order)
+{
+    SafeTensorsWriter *w = safetensors_writer_create();
+    if (!w) return SAC_ERR_NOMEM;
+    int st = model_write_to(m, w, 0);
+    const int64_t nt = (int64_t)m->n_trainable, ni = rs->n_items, four = 4, six = 6, one = 1;
+    int64_t counters[6] = {rs->step, rs->epoch, rs->pos, rs->since_best, rs->best_epoch, rs->n_items};
+    uint64_t rng[4] = {rs->data_rng.state, rs->data_rng.inc, rs->drop_rng.state, rs->drop_rng.inc};
+    int64_t adam_t = ts->t;
+    st = st ? st : safetensors_writer_add_f32(w, "optim.adam_m", 1, &nt, ts->adam_m, SAC_DTYPE_F32);
+    st = st ? st : safetensors_writer_add_f32(w, "optim.adam_v", 1, &nt, ts->adam_v, SAC_DTYPE_F32);
+    st = st ? st : safetensors_writer_add_raw(w, "optim.t", SAC_DTYPE_I64, 1, &one, &adam_t);
+    st = st ? st : safetensors_writer_add_raw(w, "train.counters", SAC_DTYPE_I64, 1, &six, counters);
+    st = st ? st : safetensors_writer_add_raw(w, "train.rng", SAC_DTYPE_U64, 1, &four, rng);
+    st = st ? st : safetensors_writer_add_raw(w, "train.best", SAC_DTYPE_F64, 1, &one, &rs->best);
+    st = st ? st : safetensors_writer_add_raw(w, "train.order", SAC_DTYPE_I32, 1, &ni, order);
+    st = st ? st : safetensors_writer_meta(w, "checkpoint", "saccade-checkpoint-1");
+    st = st ? st : safetensors_writer_write(w, path);
+    safetensors_writer_free(w);
+    return st;
+}
+
+/* Restores into an existing model (same config) and step state. */
+static int checkpoint_read(const char *path, Model **mp, TrainStep **tsp, RunState *rs, int **order,
+                           int max_images, int max_caps)
+{
+    SafeTensors *f = safetensors_read(path);
+    if (!f) return SAC_ERR_IO;
+    int st = SAC_OK;
+    Model *m = NULL;
+    TrainStep *ts = NULL;
+    if (!safetensors_meta(f, "checkpoint")) {
+        sac_error("%s: not a saccade training checkpoint (no 'checkpoint' metadata)", path);
+        st = SAC_ERR_FORMAT;
+        goto done;
+    }
+    m = model_from_safetensors(f);
+    if (!m) {
+        st = SAC_ERR_FORMAT;
+        goto done;
+    }
+    ts = train_step_create(m, max_images, max_caps);
+    if (!ts) {
+        st = SAC_ERR_NOMEM;
+        goto done;
+    }
+    const int64_t nt = (int64_t)m->n_trainable, four = 4, six = 6, one = 1;
+    int64_t counters[6], adam_t;
+    uint64_t rng[4];
+    st = st ? st : safetensors_load_f32(f, "optim.adam_m", ts->adam_m, 1, &nt);
+    st = st ? st : safetensors_load_f32(f, "optim.adam_v", ts->adam_v, 1, &nt);
+    st = st ? st : safetensors_load_raw(f, "optim.t", SAC_DTYPE_I64, &adam_t, 1, &one);
+    st = st ? st : safetensors_load_raw(f, "train.counters", SAC_DTYPE_I64, counters, 1, &six);
+    st = st ? st : safetensors_load_raw(f, "train.rng", SAC_DTYPE_U64, rng, 1, &four);
+    st = st ? st : safetensors_load_raw(f, "train.best", SAC_DTYPE_F64, &rs->best, 1, &one);
+    if (st) goto done;
+    ts->t = adam_t;
+    rs->step = counters[0], rs->epoch = (int)counters[1], rs->pos = (int)counters[2];
+    rs->since_best = (int)counters[3], rs->best_epoch = (int)counters[4], rs->n_items = (int)counters[5];
+    rs->data_rng = (SacRng){rng[0], rng[1]};
+    rs->drop_rng = (SacRng){rng[2], rng[3]};
+    const int64_t ni = rs->n_items;
+    *order = sac_malloc(sizeof(int) * (ni ? ni : 1));
+    if (!*order) {
+        st = SAC_ERR_NOMEM;
+        goto done;
+    }
+    st = safetensors_load_raw(f, "train.order", SAC_DTYPE_I32, *order, 1, &ni);
+done:
+    safetensors_free(f);
+    if (st) {
+        train_step_free(ts);
+        model_free(m);
+        return st;
+    }
+    *mp = m, *tsp = ts;
+    return SAC_OK;
+}
+
+static void log_json(FILE *log, cJSON *o)
+{
+    if (!log) {
+        cJSON_Delete(o);
+        return;
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    if (s) {
+        fprintf(log, "%s\n", s);
+        fflush(log);
+    }
+    free(s);
+    cJSON_Delete(o);
+}
+
+static cJSON *scores_json(const EvalResult *r)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddNumberToObject(d, "bleu1", r->scores.bleu[0]);
+    cJSON_AddNumberToObject(d, "bleu2", r->scores.bleu[1]);
+    cJSON_AddNumberToObject(d, "bleu3", r->scores.bleu[2]);
+    cJSON_AddNumberToObject(d, "bleu4", r->scores.bleu[3]);
+    cJSON_AddNumberToObject(d, "rouge_l", r->scores.rouge_l);
+    cJSON_AddNumberToObject(d, "cider_d", r->scores.cider_d);
+    cJSON_AddNumberToObject(d, "distinct", (double)r->n_distinct / r->n_images);
+    cJSON_AddNumberToObject(d, "vocab_used", r->vocab_used);
+    cJSON_AddNumberToObject(d, "mean_len", r->mean_len);
+    return d;
+}
+
+int train_run(const TrainOptions *o)
+{
+    int st = SAC_OK;
+    Dataset *train = NULL, *dev = NULL;
+    Vocab *vocab = NULL;
+    Model *m = NULL;
+    TrainStep *ts = NULL;
+    Captioner *cap = NULL;
+    DataCache tc = {0}, dc = {0};
+    int *order = NULL, *img = NULL, *tokens = NULL, *lens = NULL, *pick = NULL;
+    float *images = NULL;
+    uint8_t *tmp = NULL;
+    FILE *log = NULL;
+    char ckpt[4096];
+    RunState rs = {0};
+    snprintf(ckpt, sizeof(ckpt), "%s%s", o->checkpoint ? o->checkpoint : o->out,
+             o->checkpoint ? "" : ".ckpt");
+    const int Bi = o->batch_images;
+    const int T = o->cfg.T;
+
+    train = dataset_open(o->data, o->train_split, o->image_dir);
+    if (!train) return SAC_ERR_INVALID;
+    dataset_check_images(train);
+    if (o->dev_split) {
+        dev = dataset_open(o->data, o->dev_split, o->image_dir);
+        if (!dev) {
+            st = SAC_ERR_INVALID;
+            goto done;
+        }
+        dataset_check_images(dev);
+    }
+    /* the model: fresh, or from the checkpoint */
+    int max_caps_per_image = 1;
+    for (int i = 0; i < train->n_items; i++)
+        if (train->items[i].n_captions > max_caps_per_image) max_caps_per_image = train->items[i].n_captions;
+    const int k = o->caps_per_image > 0 && o->caps_per_image < max_caps_per_image ? o->caps_per_image : max_caps_per_image;
+    const int max_caps = Bi * k;
+    if (o->resume) {
+        st = checkpoint_read(ckpt, &m, &ts, &rs, &order, Bi, max_caps);
+        if (st) goto done;
+        vocab = NULL;
+        sac_info("resuming from %s at epoch %d, step %ld", ckpt, rs.epoch + 1, rs.step);
+    } else {
+        WordCounts *wc = word_counts_create();
+        if (!wc || dataset_count_words(train, wc) != SAC_OK) {
+            word_counts_free(wc);
+            st = SAC_ERR_NOMEM;
+            goto done;
+        }
+        vocab = vocab_build(wc, o->min_count);
+        word_counts_free(wc);
+        if (!vocab) {
+            st = SAC_ERR_NOMEM;
+            goto done;
+        }
+        ModelConfig cfg = o->cfg;
+        cfg.V = vocab_size(vocab);
+        m = model_create(&cfg);
+        if (!m) {
+            st = SAC_ERR_INVALID;
+            goto done;
+        }
+        m->vocab = vocab;
+        vocab = NULL;
+        SacRng init;
+        sac_rng_seed(&init, o->seed, 1);
+        model_init(m, &init);
+        ts = train_step_create(m, Bi, max_caps);
+        if (!ts) {
+            st = SAC_ERR_NOMEM;
+            goto done;
+        }
+        sac_rng_seed(&rs.data_rng, o->seed, 2);
+        sac_rng_seed(&rs.drop_rng, o->seed, 3);
+        rs.best = -1.0;
+        rs.pos = -1; /* a new epoch starts by shuffling */
+    }
+    const int S = m->cfg.enc.image_size;
+    sac_info("model: %zu parameters, %dx%d grid, vocabulary %d words", m->n_trainable, m->grid_h, m->grid_w, m->cfg.V);
+    st = cache_build(&tc, train, 0, m->vocab, S, m->cfg.T, "train");
+    if (st) goto done;
+    if (dev) {
+        st = cache_build(&dc, dev, o->eval_max_images, NULL, S, m->cfg.T, "dev");
+        if (st) goto done;
+        cap = captioner_create(m, 64, o->eval_beam);
+        if (!cap) {
+            st = SAC_ERR_NOMEM;
+            goto done;
+        }
+    }
+    if (o->resume && rs.n_items != tc.n) {
+        sac_error("%s: the checkpoint was trained on %d images, the data now has %d: not the same data", ckpt,
+                  rs.n_items, tc.n);
+        st = SAC_ERR_INVALID;
+        goto done;
+    }
+    if (!o->resume) {
+        rs.n_items = tc.n;
+        order = sac_malloc(sizeof(int) * tc.n);
+        if (!order) {
+            st = SAC_ERR_NOMEM;
+            goto done;
+        }
+        for (int i = 0; i < tc.n; i++) order[i] = i;
+    }
+    if (o->log) {
+        log = fopen(o->log, o->resume ? "a" : "w");
+        if (!log) {
+            sac_error("%s: cannot open the training log for writing", o->log);
+            st = SAC_ERR_IO;
+            goto done;
+        }
+    }
+    img = sac_malloc(sizeof(int) * max_caps);
+    lens = sac_malloc(sizeof(int) * max_caps);
+    tokens = sac_malloc(sizeof(int) * max_caps * (T + 1));
+    pick = sac_malloc(sizeof(int) * max_caps_per_image);
+    images = sac_alloc_floats((size_t)Bi * 3 * S * S);
+    tmp = sac_malloc((size_t)S * S * 3);
+    if (!img || !lens || !tokens || !pick || !images || !tmp) {
+        st = SAC_ERR_NOMEM;
+        goto done;
+    }
+    const int batches = (tc.n + Bi - 1) / Bi;
+    const SearchOptions eval_opt = {.beam = o->eval_beam, .nbest = 1, .max_len = m->cfg.T, .len_norm = 0.7f};
+    double t_report = sac_time(), sum_loss = 0, sum_ce = 0;
+    int n_report = 0, imgs_report = 0;
+    int cancelled = 0;
+    double last_norm = 0;
+    while (rs.epoch < o->epochs && !cancelled) {
+        if (rs.pos < 0) {
+            sac_rng_shuffle(&rs.data_rng, order, tc.n);
+            rs.pos = 0;
+        }
+        const float decay = powf(o->lr_decay, (float)rs.epoch);
+        const float lr = o->lr * decay, lr_enc = o->lr_enc * decay;
+        double t_epoch = sac_time();
+        int b0 = rs.pos / Bi;
+        while (rs.pos < tc.n && !cancelled) {
+            const int nb = tc.n - rs.pos < Bi ? tc.n - rs.pos : Bi;
+            int nc = 0;
+            for (int b = 0; b < nb; b++) {
+                const int item = order[rs.pos + b];
+                augment_into(images + (size_t)b * 3 * S * S, tc.pix + (size_t)item * S * S * 3, S, &m->cfg,
+                             &rs.data_rng, o->augment, tmp);
+                const int c0 = tc.cap_off[item], cn = tc.cap_off[item + 1] - c0;
+                for (int j = 0; j < cn; j++) pick[j] = c0 + j;
+                if (cn > k) sac_rng_shuffle(&rs.data_rng, pick, cn);
+                for (int j = 0; j < cn && j < k; j++) {
+                    img[nc] = b;
+                    lens[nc] = tc.len[pick[j]];
+                    memcpy(tokens + (size_t)nc * (T + 1), tc.tok + (size_t)pick[j] * (T + 1), sizeof(int) * (T + 1));
+                    nc++;
+                }
+            }
+            DecoderBatch batch = {nc, nb, img, tokens, lens};
+            DecoderLoss loss;
+            st = train_step_grad(ts, images, &batch, &rs.drop_rng, &loss);
+            if (st) goto done;
+            if (!isfinite(loss.loss)) {
+                sac_error("train: the loss became %g at step %ld; stopping (the last checkpoint is intact)", loss.loss,
+                          rs.step);
+                st = SAC_ERR_INVALID;
+                goto done;
+            }
+            last_norm = train_step_adam(ts, lr_enc, lr, o->clip, o->weight_decay);
+            rs.step++;
+            rs.pos += nb;
+            sum_loss += loss.loss, sum_ce += loss.ce, n_report++, imgs_report += nb;
+            const double now = sac_time();
+            const int batch_no = rs.pos / Bi + (rs.pos % Bi != 0);
+            if (now - t_report >= o->report_every_s || rs.pos >= tc.n) {
+                TrainProgress p = {.epoch = rs.epoch + 1, .epochs = o->epochs, .step = rs.step, .batch = batch_no,
+                                   .batches = batches, .loss = sum_loss / n_report, .ce = sum_ce / n_report,
+                                   .images_per_s = imgs_report / (now - t_report)};
+                p.eta_s = (batches - batch_no) * (now - t_epoch) / (batch_no - b0 > 0 ? batch_no - b0 : 1);
+                cJSON *j = cJSON_CreateObject();
+                cJSON_AddNumberToObject(j, "step", rs.step);
+                cJSON_AddNumberToObject(j, "epoch", rs.epoch + 1);
+                cJSON_AddNumberToObject(j, "loss", p.loss);
+                cJSON_AddNumberToObject(j, "ce", p.ce);
+                cJSON_AddNumberToObject(j, "lr", lr);
+                cJSON_AddNumberToObject(j, "lr_enc", lr_enc);
+                cJSON_AddNumberToObject(j, "grad_norm", last_norm);
+                cJSON_AddNumberToObject(j, "images_per_s", p.images_per_s);
+                cJSON_AddNumberToObject(j, "time", now);
+                log_json(log, j);
+                if (o->progress && o->progress(&p, o->user)) cancelled = 1;
+                t_report = now, sum_loss = sum_ce = 0, n_report = imgs_report = 0;
+            }
+            if (o->max_steps > 0 && rs.step >= o->max_steps) cancelled = 2;
+            if ((o->checkpoint_every > 0 && rs.step % o->checkpoint_every == 0) || cancelled) {
+                if (rs.pos >= tc.n) break; /* the epoch-end checkpoint follows the evaluation */
+                st = checkpoint_write(ckpt, m, ts, &rs, order);
+                if (st) goto done;
+            }
+        }
+        if (rs.pos < tc.n) break; /* cancelled mid-epoch: checkpoint already written */
+        /* end of epoch: evaluate, keep the best, checkpoint */
+        double score = 0;
+        int improved = 1;
+        if (dev) {
+            EvalResult r;
+            captioner_refresh(cap);
+            double te = sac_time();
+            st = eval_cache(m, cap, &dc, dev, &eval_opt, 0, &r);
+            if (st) goto done;
+            score = !strcmp(o->select_metric, "bleu4") ? r.scores.bleu[3] : r.scores.cider_d;
+            improved = score > rs.best;
+            sac_info("epoch %d: dev (%d images, beam %d, %.0f s) BLEU-1..4 %.3f %.3f %.3f %.3f  ROUGE-L %.3f  "
+                     "CIDEr-D %.3f  distinct %.1f%%  %s",
+                     rs.epoch + 1, r.n_images, o->eval_beam, sac_time() - te, r.scores.bleu[0], r.scores.bleu[1],
+                     r.scores.bleu[2], r.scores.bleu[3], r.scores.rouge_l, r.scores.cider_d,
+                     100.0 * r.n_distinct / r.n_images, improved ? "(best so far)" : "");
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddNumberToObject(j, "epoch", rs.epoch + 1);
+            cJSON_AddNumberToObject(j, "step", rs.step);
+            cJSON_AddItemToObject(j, "dev", scores_json(&r));
+            cJSON_AddBoolToObject(j, "best", improved);
+            cJSON_AddNumberToObject(j, "epoch_seconds", sac_time() - t_epoch);
+            log_json(log, j);
+            if (o->progress) {
+                TrainProgress p = {.epoch = rs.epoch + 1, .epochs = o->epochs, .step = rs.step, .batch = batches,
+                                   .batches = batches, .evaluated = 1, .dev = r.scores,
+                                   .dev_distinct = (double)r.n_distinct / r.n_images};
+                if (o->progress(&p, o->user)) cancelled = 1;
+            }
+            eval_result_clear(&r);
+        }
+        if (improved) {
+            rs.best = score, rs.best_epoch = rs.epoch + 1, rs.since_best = 0;
+            st = model_save(m, o->out, o->store_f16);
+            if (st) goto done;
+            sac_info("saved %s (epoch %d)", o->out, rs.epoch + 1);
+        } else {
+            rs.since_best++;
+        }
+        rs.epoch++;
+        rs.pos = -1;
+        st = checkpoint_write(ckpt, m, ts, &rs, order);
+        if (st) goto done;
+        if (o->patience > 0 && rs.since_best >= o->patience) {
+            sac_info("no dev improvement for %d epochs: stopping (best epoch %d)", rs.since_best, rs.best_epoch);
+            break;
+        }
+    }
+    if (cancelled) st = SAC_ERR_CANCELLED;
+done:
+    if (log) fclose(log);
+    free(order), free(img), free(tokens), free(lens), free(pick), free(images), free(tmp);
+    cache_free(&tc), cache_free(&dc);
+    captioner_free(cap);
+    train_step_free(ts);
+    model_free(m);
+    vocab_free(vocab);
+    dataset_free(train), dataset_free(dev);
+    return st;
+}

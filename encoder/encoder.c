@@ -1,2 +1,473 @@
-/* placeholder: not written yet */
-typedef int sac_placeholder_t;
+/*
+ * encoder.c - the convolutional encoder: image -> feature grid, forward and backward, and the
+ * inference encoder with batchnorm folded into the convolutions. See encoder.h.
+ *
+ * Reference: torch.nn.Sequential(Conv2d(3x3, padding 1), [BatchNorm2d], ReLU, [MaxPool2d(2)])
+ * per layer, then features.flatten(2).transpose(1, 2) (the PyTorch peer's Encoder).
+ * Size letters: B batch, S input side, C channels, H W spatial, P = Hg * Wg grid positions,
+ * E encoder output channels.
+ *
+ * A pooled layer computes relu(maxpool(bn(conv))) instead of maxpool(relu(bn(conv))): ReLU is
+ * monotone, so the values are the same, and so are the gradients (where the window's max is
+ * positive both pick the same first max; where it is not, the ReLU zeroes the gradient either
+ * way), while the ReLU and its backward touch a quarter of the elements.
+ */
+#include "encoder.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batchnorm.h"
+#include "conv2d.h"
+#include "maxpool.h"
+#include "relu.h"
+#include "sac.h"
+
+enum { ENC_MAX_IMAGE = 8192, ENC_MAX_CHANNELS = 65536, ENC_IN_CHANNELS = 3 };
+
+int encoder_shapes(const EncoderConfig *cfg, ConvShape *shapes, int *grid_h, int *grid_w)
+{
+    if (cfg->image_size < 1 || cfg->image_size > ENC_MAX_IMAGE) {
+        sac_error("encoder config: image_size is %d, expected 1..%d", cfg->image_size, ENC_MAX_IMAGE);
+        return SAC_ERR_INVALID;
+    }
+    if (cfg->n_conv < 1 || cfg->n_conv > SAC_MAX_CONV) {
+        sac_error("encoder config: n_conv is %d, expected 1..%d", cfg->n_conv, SAC_MAX_CONV);
+        return SAC_ERR_INVALID;
+    }
+    if (cfg->batchnorm != 0 && cfg->batchnorm != 1) {
+        sac_error("encoder config: batchnorm is %d, expected 0 or 1", cfg->batchnorm);
+        return SAC_ERR_INVALID;
+    }
+    int cin = ENC_IN_CHANNELS, h = cfg->image_size, w = cfg->image_size;
+    for (int l = 0; l < cfg->n_conv; l++) {
+        const ConvSpec *c = &cfg->conv[l];
+        if (c->cout < 1 || c->cout > ENC_MAX_CHANNELS) {
+            sac_error("encoder config: conv%d has %d output channels, expected 1..%d", l + 1, c->cout,
+                      ENC_MAX_CHANNELS);
+            return SAC_ERR_INVALID;
+        }
+        if (c->stride != 1 && c->stride != 2) {
+            sac_error("encoder config: conv%d has stride %d, expected 1 or 2", l + 1, c->stride);
+            return SAC_ERR_INVALID;
+        }
+        if (c->pool != 0 && c->pool != 1) {
+            sac_error("encoder config: conv%d has pool %d, expected 0 or 1", l + 1, c->pool);
+            return SAC_ERR_INVALID;
+        }
+        ConvShape s;
+        s.cin = cin;
+        s.cout = c->cout;
+        s.stride = c->stride;
+        s.pool = c->pool;
+        s.h_in = h;
+        s.w_in = w;
+        s.h_out = conv2d_out_size(h, c->stride);
+        s.w_out = conv2d_out_size(w, c->stride);
+        s.h_pool = c->pool ? s.h_out / 2 : s.h_out;
+        s.w_pool = c->pool ? s.w_out / 2 : s.w_out;
+        if (s.h_pool < 1 || s.w_pool < 1) {
+            sac_error("encoder config: conv%d's %dx%d output cannot be max-pooled 2x2 (image_size %d "
+                      "shrinks to nothing), expected at least 2x2",
+                      l + 1, s.h_out, s.w_out, cfg->image_size);
+            return SAC_ERR_INVALID;
+        }
+        if (shapes) shapes[l] = s;
+        cin = s.cout;
+        h = s.h_pool;
+        w = s.w_pool;
+    }
+    if (grid_h) *grid_h = h;
+    if (grid_w) *grid_w = w;
+    return SAC_OK;
+}
+
+/* Whether a and b describe the same network. */
+static int enc_config_equal(const EncoderConfig *a, const EncoderConfig *b)
+{
+    if (a->image_size != b->image_size || a->n_conv != b->n_conv || a->batchnorm != b->batchnorm)
+        return 0;
+    for (int l = 0; l < a->n_conv; l++) {
+        const ConvSpec *x = &a->conv[l], *y = &b->conv[l];
+        if (x->cout != y->cout || x->stride != y->stride || x->pool != y->pool) return 0;
+    }
+    return 1;
+}
+
+/* Whether p has every tensor the config needs (what = "parameters" or "gradients"). */
+static int enc_params_ok(const EncoderParams *p, const EncoderConfig *cfg, const char *what, int need_stats)
+{
+    for (int l = 0; l < cfg->n_conv; l++) {
+        const ConvLayerParams *L = &p->conv[l];
+        int ok = L->weight != NULL;
+        if (cfg->batchnorm) {
+            ok = ok && L->bn_gamma && L->bn_beta;
+            if (need_stats) ok = ok && L->bn_mean && L->bn_var;
+        }
+        if (!ok) {
+            sac_error("encoder: %s of conv%d lack a tensor, expected weight%s", what, l + 1,
+                      cfg->batchnorm ? (need_stats ? ", bn_gamma, bn_beta, bn_mean, bn_var" : ", bn_gamma, bn_beta")
+                                     : "");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static size_t conv_out_floats(const ConvShape *s, int B) { return (size_t)B * s->cout * s->h_out * s->w_out; }
+static size_t layer_out_floats(const ConvShape *s, int B) { return (size_t)B * s->cout * s->h_pool * s->w_pool; }
+static size_t layer_in_floats(const ConvShape *s, int B) { return (size_t)B * s->cin * s->h_in * s->w_in; }
+
+/* (B, E, P) -> (B, P, E) */
+static void enc_to_grid(float *feats, const float *x, int B, int E, int P)
+{
+    for (int b = 0; b < B; b++) {
+        const float *src = x + (size_t)b * E * P;
+        float *dst = feats + (size_t)b * P * E;
+        for (int e = 0; e < E; e++)
+            for (int p = 0; p < P; p++) dst[(size_t)p * E + e] = src[(size_t)e * P + p];
+    }
+}
+
+/* (B, P, E) -> (B, E, P) */
+static void enc_from_grid(float *x, const float *feats, int B, int E, int P)
+{
+    for (int b = 0; b < B; b++) {
+        const float *src = feats + (size_t)b * P * E;
+        float *dst = x + (size_t)b * E * P;
+        for (int p = 0; p < P; p++)
+            for (int e = 0; e < E; e++) dst[(size_t)e * P + p] = src[(size_t)p * E + e];
+    }
+}
+
+static void enc_zero(float *x, size_t n) { memset(x, 0, sizeof(float) * n); }
+
+/* ---- training graph ----------------------------------------------------------------------- */
+
+struct EncoderActs {
+    EncoderConfig cfg;
+    ConvShape shapes[SAC_MAX_CONV];
+    int max_batch, grid_h, grid_w;
+    int last_B, last_training; /* what the last forward left behind (last_B 0: none yet) */
+    float *images;             /* (B, 3, S, S) copy of the training forward's input */
+    float *conv_out[SAC_MAX_CONV]; /* (B, C, Ho, Wo) conv output: batchnorm's input */
+    float *act[SAC_MAX_CONV];      /* (B, C, Ho, Wo) relu(bn(conv)) of an unpooled layer (its output);
+                                      = conv_out without batchnorm (ReLU in place) */
+    float *pooled[SAC_MAX_CONV];   /* (B, C, Hp, Wp) relu(maxpool(bn(conv))) of a pooled layer */
+    uint8_t *argmax[SAC_MAX_CONV]; /* (B, C, Hp, Wp) */
+    float *mean[SAC_MAX_CONV], *rstd[SAC_MAX_CONV]; /* (C) batch statistics */
+    float *bn_tmp;  /* (B, C, Ho, Wo) bn output of a pooled layer, before the pool: transient */
+    float *scratch; /* conv im2col / tile buffer */
+    float *dlayer[2]; /* layer-output gradients, ping-pong */
+    float *dfull[2];  /* conv-output-sized gradients */
+    void *blocks[6 * SAC_MAX_CONV + 8];
+    int n_blocks;
+};
+
+static void *acts_alloc(EncoderActs *a, size_t bytes)
+{
+    SAC_ASSERT(a->n_blocks < (int)(sizeof(a->blocks) / sizeof(a->blocks[0])));
+    void *p = sac_alloc_floats((bytes + sizeof(float) - 1) / sizeof(float));
+    if (p) a->blocks[a->n_blocks++] = p;
+    return p;
+}
+
+EncoderActs *encoder_acts_create(const EncoderConfig *cfg, int max_batch)
+{
+    if (max_batch < 1) {
+        sac_error("encoder_acts_create: max_batch is %d, expected >= 1", max_batch);
+        return NULL;
+    }
+    EncoderActs *a = sac_calloc(1, sizeof(*a));
+    if (!a) return NULL;
+    a->cfg = *cfg;
+    a->max_batch = max_batch;
+    if (encoder_shapes(cfg, a->shapes, &a->grid_h, &a->grid_w) != SAC_OK) goto fail;
+    const int B = max_batch, n = cfg->n_conv, bn = cfg->batchnorm;
+    size_t max_full = 0, max_layer = 0, max_scratch = 0;
+    for (int l = 0; l < n; l++) {
+        const ConvShape *s = &a->shapes[l];
+        size_t full = conv_out_floats(s, B);
+        max_full = SAC_MAX(max_full, full);
+        max_layer = SAC_MAX(max_layer, layer_out_floats(s, B));
+        max_scratch = SAC_MAX(max_scratch, conv2d_scratch_floats(B, s->cin, s->h_in, s->w_in, s->cout, s->stride));
+        if (!(a->conv_out[l] = acts_alloc(a, sizeof(float) * full))) goto fail;
+        if (s->pool) {
+            size_t np = layer_out_floats(s, B);
+            if (!(a->pooled[l] = acts_alloc(a, sizeof(float) * np))) goto fail;
+            if (!(a->argmax[l] = acts_alloc(a, np))) goto fail;
+        } else if (bn) {
+            if (!(a->act[l] = acts_alloc(a, sizeof(float) * full))) goto fail;
+        } else {
+            a->act[l] = a->conv_out[l];
+        }
+        if (bn) {
+            if (!(a->mean[l] = acts_alloc(a, sizeof(float) * 2 * s->cout))) goto fail;
+            a->rstd[l] = a->mean[l] + s->cout;
+        }
+    }
+    if (!(a->images = acts_alloc(a, sizeof(float) * layer_in_floats(&a->shapes[0], B)))) goto fail;
+    if (!(a->bn_tmp = acts_alloc(a, sizeof(float) * max_full))) goto fail;
+    if (!(a->scratch = acts_alloc(a, sizeof(float) * max_scratch))) goto fail;
+    for (int i = 0; i < 2; i++) {
+        if (!(a->dlayer[i] = acts_alloc(a, sizeof(float) * max_layer))) goto fail;
+        if (!(a->dfull[i] = acts_alloc(a, sizeof(float) * SAC_MAX(max_full, max_layer)))) goto fail;
+    }
+    return a;
+fail:
+    encoder_acts_free(a);
+    return NULL;
+}
+
+void encoder_acts_free(EncoderActs *acts)
+{
+    if (!acts) return;
+    for (int i = 0; i < acts->n_blocks; i++) free(acts->blocks[i]);
+    free(acts);
+}
+
+static int enc_check_call(const EncoderConfig *have, const EncoderConfig *cfg, int B, int max_batch,
+                          const char *fn)
+{
+    if (!enc_config_equal(have, cfg)) {
+        sac_error("%s: the config differs from the one the buffers were created for", fn);
+        return SAC_ERR_INVALID;
+    }
+    if (B < 1 || B > max_batch) {
+        sac_error("%s: batch of %d images, expected 1..%d", fn, B, max_batch);
+        return SAC_ERR_INVALID;
+    }
+    return SAC_OK;
+}
+
+int encoder_forward(float *feats, EncoderActs *acts, const float *images, EncoderParams *p,
+                    const EncoderConfig *cfg, int B, int training)
+{
+    int st = enc_check_call(&acts->cfg, cfg, B, acts->max_batch, "encoder_forward");
+    if (st != SAC_OK) return st;
+    if (!enc_params_ok(p, cfg, "parameters", 1)) return SAC_ERR_INVALID;
+    const int bn = cfg->batchnorm, n = cfg->n_conv;
+    if (training && bn) {
+        for (int l = 0; l < n; l++) {
+            if (B * acts->shapes[l].h_out * acts->shapes[l].w_out < 2) {
+                sac_error("encoder_forward: training batchnorm needs more than 1 value per channel, "
+                          "conv%d has %d (batch %d of %dx%d)",
+                          l + 1, B * acts->shapes[l].h_out * acts->shapes[l].w_out, B,
+                          acts->shapes[l].h_out, acts->shapes[l].w_out);
+                return SAC_ERR_INVALID;
+            }
+        }
+    }
+    acts->last_B = 0;
+    const float *x = images;
+    if (training) {
+        memcpy(acts->images, images, sizeof(float) * layer_in_floats(&acts->shapes[0], B));
+        x = acts->images;
+    }
+    for (int l = 0; l < n; l++) {
+        const ConvShape *s = &acts->shapes[l];
+        ConvLayerParams *L = &p->conv[l];
+        const int C = s->cout, HW = s->h_out * s->w_out;
+        const size_t full = conv_out_floats(s, B);
+        conv2d_forward(acts->conv_out[l], acts->scratch, x, L->weight, bn ? NULL : L->bias, B, s->cin,
+                       s->h_in, s->w_in, C, s->stride);
+        const float *pre = acts->conv_out[l];
+        if (bn) {
+            float *dst = s->pool ? acts->bn_tmp : acts->act[l];
+            if (training)
+                batchnorm_forward(dst, acts->mean[l], acts->rstd[l], pre, L->bn_gamma, L->bn_beta,
+                                  L->bn_mean, L->bn_var, B, C, HW);
+            else
+                batchnorm_infer_forward(dst, pre, L->bn_gamma, L->bn_beta, L->bn_mean, L->bn_var, B, C, HW);
+            pre = dst;
+        }
+        if (s->pool) {
+            /* relu(maxpool(.)) = maxpool(relu(.)), see the top of the file */
+            maxpool_forward(acts->pooled[l], acts->argmax[l], pre, B * C, s->h_out, s->w_out);
+            relu_forward(acts->pooled[l], acts->pooled[l], layer_out_floats(s, B));
+            x = acts->pooled[l];
+        } else {
+            relu_forward(acts->act[l], pre, full);
+            x = acts->act[l];
+        }
+    }
+    const ConvShape *last = &acts->shapes[n - 1];
+    enc_to_grid(feats, x, B, last->cout, last->h_pool * last->w_pool);
+    acts->last_B = B;
+    acts->last_training = training;
+    return SAC_OK;
+}
+
+int encoder_backward(EncoderParams *grads, EncoderActs *acts, const float *dfeats,
+                     const EncoderParams *p, const EncoderConfig *cfg, int B)
+{
+    int st = enc_check_call(&acts->cfg, cfg, B, acts->max_batch, "encoder_backward");
+    if (st != SAC_OK) return st;
+    if (acts->last_B != B || !acts->last_training) {
+        sac_error("encoder_backward: needs a training forward of the same batch before it, found %s "
+                  "(batch %d)",
+                  acts->last_B == 0 ? "none" : acts->last_training ? "a training forward" : "an inference forward",
+                  acts->last_B);
+        return SAC_ERR_INVALID;
+    }
+    if (!enc_params_ok(p, cfg, "parameters", 0) || !enc_params_ok(grads, cfg, "gradients", 0))
+        return SAC_ERR_INVALID;
+    const int bn = cfg->batchnorm, n = cfg->n_conv;
+    const ConvShape *last = &acts->shapes[n - 1];
+    int cur = 0;
+    float *dy = acts->dlayer[cur];
+    enc_from_grid(dy, dfeats, B, last->cout, last->h_pool * last->w_pool);
+    for (int l = n - 1; l >= 0; l--) {
+        const ConvShape *s = &acts->shapes[l];
+        const ConvLayerParams *L = &p->conv[l];
+        ConvLayerParams *G = &grads->conv[l];
+        const int C = s->cout, HW = s->h_out * s->w_out;
+        const size_t full = conv_out_floats(s, B);
+        float *dpre = acts->dfull[0];
+        enc_zero(dpre, full);
+        if (s->pool) {
+            /* out = relu(pooled): dpooled = dy * (out > 0); pooled = maxpool(pre) */
+            const size_t np = layer_out_floats(s, B);
+            float *dpooled = acts->dfull[1];
+            enc_zero(dpooled, np);
+            relu_backward(dpooled, dy, acts->pooled[l], np);
+            maxpool_backward(dpre, dpooled, acts->argmax[l], B * C, s->h_out, s->w_out);
+        } else {
+            /* out = relu(pre) */
+            relu_backward(dpre, dy, acts->act[l], full);
+        }
+        float *dconv = dpre;
+        if (bn) {
+            /* pre = batchnorm(conv_out) */
+            dconv = acts->dfull[1];
+            enc_zero(dconv, full);
+            batchnorm_backward(dconv, G->bn_gamma, G->bn_beta, dpre, acts->conv_out[l], acts->mean[l],
+                               acts->rstd[l], L->bn_gamma, B, C, HW);
+        }
+        /* conv_out = conv(x) */
+        const float *x = acts->images;
+        float *dx = NULL;
+        if (l > 0) {
+            const ConvShape *prev = &acts->shapes[l - 1];
+            x = prev->pool ? acts->pooled[l - 1] : acts->act[l - 1];
+            dx = acts->dlayer[cur ^ 1];
+            enc_zero(dx, layer_in_floats(s, B));
+        }
+        conv2d_backward(dx, G->weight, bn ? NULL : G->bias, acts->scratch, dconv, x, L->weight, B, s->cin,
+                        s->h_in, s->w_in, C, s->stride);
+        cur ^= 1;
+        dy = dx;
+    }
+    return SAC_OK;
+}
+
+/* ---- inference encoder -------------------------------------------------------------------- */
+
+struct EncoderInfer {
+    EncoderConfig cfg;
+    ConvShape shapes[SAC_MAX_CONV];
+    int max_batch, grid_h, grid_w;
+    float *params;                /* every folded weight and bias, one allocation */
+    float *w[SAC_MAX_CONV];       /* (Cout, Cin, 3, 3) folded */
+    float *b[SAC_MAX_CONV];       /* (Cout) folded */
+    float *full;                  /* (B, C, Ho, Wo) conv output of a pooled layer */
+    float *layer[2];              /* layer outputs, ping-pong */
+    float *scratch;
+};
+
+void encoder_infer_update(EncoderInfer *enc, const EncoderParams *p)
+{
+    for (int l = 0; l < enc->cfg.n_conv; l++) {
+        const ConvShape *s = &enc->shapes[l];
+        const ConvLayerParams *L = &p->conv[l];
+        const size_t k = (size_t)s->cin * 9;
+        for (int o = 0; o < s->cout; o++) {
+            double scale = 1.0, shift = L->bias ? L->bias[o] : 0.0;
+            if (enc->cfg.batchnorm) {
+                /* bn(conv + bias) = (conv + bias - mean) * g / sqrt(var + eps) + beta */
+                scale = L->bn_gamma[o] / sqrt((double)L->bn_var[o] + (double)SAC_BN_EPS);
+                shift = L->bn_beta[o] + (shift - L->bn_mean[o]) * scale;
+            }
+            for (size_t i = 0; i < k; i++)
+                enc->w[l][o * k + i] = (float)(L->weight[o * k + i] * scale);
+            enc->b[l][o] = (float)shift;
+        }
+    }
+}
+
+EncoderInfer *encoder_infer_create(const EncoderConfig *cfg, const EncoderParams *p, int max_batch)
+{
+    if (max_batch < 1) {
+        sac_error("encoder_infer_create: max_batch is %d, expected >= 1", max_batch);
+        return NULL;
+    }
+    EncoderInfer *e = sac_calloc(1, sizeof(*e));
+    if (!e) return NULL;
+    e->cfg = *cfg;
+    e->max_batch = max_batch;
+    if (encoder_shapes(cfg, e->shapes, &e->grid_h, &e->grid_w) != SAC_OK) goto fail;
+    if (!enc_params_ok(p, cfg, "parameters", 1)) goto fail;
+    const int B = max_batch;
+    size_t n_params = 0, max_full = 0, max_layer = 0, max_scratch = 0;
+    for (int l = 0; l < cfg->n_conv; l++) {
+        const ConvShape *s = &e->shapes[l];
+        n_params += (size_t)s->cout * s->cin * 9 + (size_t)s->cout;
+        if (s->pool) max_full = SAC_MAX(max_full, conv_out_floats(s, B));
+        max_layer = SAC_MAX(max_layer, layer_out_floats(s, B));
+        max_scratch = SAC_MAX(max_scratch, conv2d_scratch_floats(B, s->cin, s->h_in, s->w_in, s->cout, s->stride));
+    }
+    if (!(e->params = sac_alloc_floats(n_params))) goto fail;
+    float *q = e->params;
+    for (int l = 0; l < cfg->n_conv; l++) {
+        const ConvShape *s = &e->shapes[l];
+        e->w[l] = q;
+        q += (size_t)s->cout * s->cin * 9;
+        e->b[l] = q;
+        q += s->cout;
+    }
+    if (!(e->full = sac_alloc_floats(max_full))) goto fail;
+    if (!(e->layer[0] = sac_alloc_floats(max_layer))) goto fail;
+    if (!(e->layer[1] = sac_alloc_floats(max_layer))) goto fail;
+    if (!(e->scratch = sac_alloc_floats(max_scratch))) goto fail;
+    encoder_infer_update(e, p);
+    return e;
+fail:
+    encoder_infer_free(e);
+    return NULL;
+}
+
+void encoder_infer_free(EncoderInfer *enc)
+{
+    if (!enc) return;
+    free(enc->params);
+    free(enc->full);
+    free(enc->layer[0]);
+    free(enc->layer[1]);
+    free(enc->scratch);
+    free(enc);
+}
+
+int encoder_infer_forward(EncoderInfer *enc, float *feats, const float *images, int B)
+{
+    if (B < 1 || B > enc->max_batch) {
+        sac_error("encoder_infer_forward: batch of %d images, expected 1..%d", B, enc->max_batch);
+        return SAC_ERR_INVALID;
+    }
+    const float *x = images;
+    int cur = 0;
+    for (int l = 0; l < enc->cfg.n_conv; l++) {
+        const ConvShape *s = &enc->shapes[l];
+        float *y = enc->layer[cur];
+        float *c = s->pool ? enc->full : y;
+        conv2d_relu_forward(c, enc->scratch, x, enc->w[l], enc->b[l], B, s->cin, s->h_in, s->w_in, s->cout,
+                            s->stride);
+        if (s->pool) maxpool_forward(y, NULL, c, B * s->cout, s->h_out, s->w_out);
+        x = y;
+        cur ^= 1;
+    }
+    const ConvShape *last = &enc->shapes[enc->cfg.n_conv - 1];
+    enc_to_grid(feats, x, B, last->cout, last->h_pool * last->w_pool);
+    return SAC_OK;
+}

@@ -1,0 +1,42 @@
+/*
+ * captioner.h - encoder + attention + decoder joined: images in, captions out.
+ *
+ * Part of the captioner layer (with model.c and trainer.c), the only library code that sees
+ * every module. Preprocessing is sac_image_preprocess with the model's own size, mean and std:
+ * the same function training uses, so training and inference inputs cannot drift apart.
+ *
+ * Size letters: B images, S input side, P grid positions, E encoder channels.
+ */
+#ifndef SACCADE_CAPTIONER_H
+#define SACCADE_CAPTIONER_H
+
+#include "image.h"
+#include "model.h"
+#include "search.h"
+
+typedef struct Captioner Captioner;
+
+/* A captioner for up to max_batch images at a time and beams up to max_beam. The model is
+ * borrowed (it must outlive the captioner). NULL (logged) on failure. */
+Captioner *captioner_create(const Model *m, int max_batch, int max_beam);
+void captioner_free(Captioner *c);
+/* Re-read the model's parameters (after training changed them). */
+void captioner_refresh(Captioner *c);
+
+/* Feature grids for B preprocessed images (B, 3, S, S) -> (B, P, E), batchnorm folded. */
+int captioner_encode(Captioner *c, const float *images, int B, float *feats);
+
+/* Caption B decoded images (any size: each is preprocessed for the model). With opt->beam == 1
+ * the batch is decoded greedily together; otherwise each image is beam-searched. out holds
+ * B * opt->nbest captions (image b's at out[b * nbest ...]); counts[b] (may be NULL) says how
+ * many each got. Free each with caption_clear. */
+int captioner_run(Captioner *c, const SacImage *imgs, int B, const SearchOptions *opt, Caption *out,
+                  int *counts);
+/* As captioner_run, for images already preprocessed to (B, 3, S, S). */
+int captioner_run_preprocessed(Captioner *c, const float *images, int B, const SearchOptions *opt,
+                               Caption *out, int *counts);
+
+/* The caption's words joined by spaces (caller frees). */
+char *captioner_text(const Model *m, const Caption *cap);
+
+#endif

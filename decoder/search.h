@@ -1,0 +1,50 @@
+/*
+ * search.h - turning the decoder into captions: greedy decoding over a batch of images, and
+ * beam search with length normalisation over one image.
+ *
+ * Both never emit <pad>, <start> or <unk>; beam width 1 gives exactly the greedy caption.
+ * A hypothesis that never emits <end> within max_len steps still yields a caption (the
+ * most common crash of other captioners).
+ *
+ * Size letters: B images, P grid positions, E encoder channels, V vocabulary,
+ * T steps (max_len), K beam width.
+ */
+#ifndef SACCADE_SEARCH_H
+#define SACCADE_SEARCH_H
+
+#include "decoder.h"
+
+typedef struct Caption {
+    int n;          /* words, without <end> */
+    int *tokens;    /* (n) word ids */
+    int ended;      /* 1 when the decoder emitted <end>, 0 when it ran out of steps */
+    float logprob;  /* sum of log-probabilities of the words and (if ended) <end> */
+    float score;    /* logprob / steps^len_norm: what beam search ranks by */
+    float *alphas;  /* (n, P) attention of each word's step, or NULL when not asked for */
+} Caption;
+
+/* Releases tokens and alphas; no-op on NULL. */
+void caption_clear(Caption *c);
+
+typedef struct SearchOptions {
+    int beam;         /* K >= 1 */
+    int nbest;        /* 1..K captions to return */
+    int max_len;      /* most steps, <end> included, 1..T */
+    float len_norm;   /* score = logprob / steps^len_norm; 0 ranks by raw logprob */
+    int want_alphas;  /* fill Caption.alphas */
+} SearchOptions;
+
+/* Defaults: beam 3, nbest 1, max_len = T, len_norm 0.7, no alphas. */
+SearchOptions search_default_options(const DecoderSizes *sz);
+
+/* Greedy captions for B images: out[b] (caller provides B Captions, zeroed; free with
+ * caption_clear). inf must have room for B rows and B images. */
+int greedy_decode(Caption *out, DecoderInfer *inf, const float *feats /* (B, P, E) */, int B,
+                  const DecoderParams *p, const SearchOptions *opt);
+
+/* Beam search for one image: writes min(nbest, found) captions to out, best first, and
+ * returns how many (>= 1), or a negative status. inf must have room for K rows. */
+int beam_search_run(Caption *out, DecoderInfer *inf, const float *feats /* (1, P, E) */,
+                    const DecoderParams *p, const SearchOptions *opt);
+
+#endif

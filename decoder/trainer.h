@@ -1,0 +1,108 @@
+/*
+ * trainer.h - training a captioning model: the data pipeline (decoded images cached once,
+ * augmentation), the gradient step over encoder + decoder, Adam with global-norm clipping,
+ * per-epoch decoding and scoring of the dev split, best-model selection, early stopping,
+ * and atomic checkpoints that a killed run resumes from.
+ *
+ * Part of the captioner layer: it sees encoder, attention and decoder.
+ *
+ * Size letters: Bi images per batch, Bc captions per batch, S input side, T caption steps.
+ */
+#ifndef SACCADE_TRAINER_H
+#define SACCADE_TRAINER_H
+
+#include "dataset.h"
+#include "metrics.h"
+#include "model.h"
+#include "search.h"
+
+/* ---- the gradient step, on its own (tests, benchmarks) ---- */
+
+typedef struct TrainStep TrainStep;
+
+/* Gradient and optimizer state for m, for batches of up to max_images images and
+ * max_caps captions. m is borrowed. */
+TrainStep *train_step_create(Model *m, int max_images, int max_caps);
+void train_step_free(TrainStep *ts);
+/* Zero the gradients, then forward + backward one batch: images (Bi, 3, S, S), captions as in
+ * DecoderBatch (img, tokens (Bc, T + 1), lens). Batchnorm runs in training mode (its running
+ * statistics are updated). dropout_rng NULL: no dropout. */
+int train_step_grad(TrainStep *ts, const float *images, const DecoderBatch *batch, SacRng *dropout_rng,
+                    DecoderLoss *loss);
+/* The gradient buffer (n_trainable floats, the model's layout) and a ModelParams aimed at it. */
+float *train_step_grads(TrainStep *ts);
+const ModelParams *train_step_grad_params(TrainStep *ts);
+/* Clip the gradient to global norm `clip` (0: no clipping), then one Adam step (beta 0.9/0.999,
+ * eps 1e-8) with lr_enc for encoder tensors and lr_dec for decoder tensors, and decoupled
+ * weight decay wd on matrices and conv kernels (AdamW). Returns the norm before clipping. */
+double train_step_adam(TrainStep *ts, float lr_enc, float lr_dec, float clip, float wd);
+
+/* ---- the training run ---- */
+
+typedef struct TrainProgress {
+    int epoch, epochs;
+    long step;          /* optimizer steps so far */
+    int batch, batches; /* within the epoch */
+    double loss, ce;    /* running averages over the last report interval */
+    double images_per_s;
+    double eta_s;       /* this epoch */
+    int evaluated;      /* 1 when dev scores below are fresh */
+    SacScores dev;
+    double dev_distinct; /* distinct captions / images */
+} TrainProgress;
+
+typedef struct TrainOptions {
+    const char *data;        /* dataset path (dataset_open) */
+    const char *image_dir;   /* NULL: the dataset's default */
+    const char *train_split; /* "train" */
+    const char *dev_split;   /* "dev"; NULL: no evaluation */
+    const char *out;         /* best model, written when dev improves (or each epoch without dev) */
+    const char *checkpoint;  /* checkpoint file (NULL: out + ".ckpt") */
+    const char *log;         /* JSON lines log (NULL: none) */
+    int resume;              /* continue from the checkpoint */
+    ModelConfig cfg;         /* V is set from the vocabulary */
+    int min_count;           /* vocabulary threshold */
+    int batch_images;        /* Bi */
+    int caps_per_image;      /* captions per image per step; 0: all */
+    int epochs;
+    float lr, lr_enc, lr_decay; /* decoder / encoder learning rates; per-epoch factor */
+    float clip, weight_decay;
+    int patience;            /* epochs without dev improvement before stopping; 0: never */
+    int augment;             /* flips and small scale/translation jitter */
+    int eval_beam;           /* beam width for dev decoding */
+    int eval_max_images;     /* 0: all dev images */
+    const char *select_metric; /* "cider" or "bleu4" */
+    int checkpoint_every;    /* steps between checkpoints (also at every epoch end) */
+    long max_steps;          /* stop after this many steps in total (0: no limit) */
+    uint64_t seed;
+    int store_f16;           /* the best model in fp16 */
+    int (*progress)(const TrainProgress *p, void *user); /* nonzero cancels (after a checkpoint) */
+    void *user;
+    double report_every_s;   /* seconds between progress calls */
+} TrainOptions;
+
+void train_default_options(TrainOptions *o);
+
+/* Train. Returns SAC_OK, SAC_ERR_CANCELLED (checkpoint written), or a negative status (logged). */
+int train_run(const TrainOptions *opt);
+
+/* ---- evaluation on a split (also `saccade eval`) ---- */
+
+typedef struct EvalResult {
+    SacScores scores;
+    int n_images;
+    int n_distinct;     /* distinct captions */
+    int vocab_used;     /* distinct words used */
+    double mean_len;
+    char **captions;    /* (n_images) when keep_captions: the decoded captions; free with eval_result_clear */
+    int64_t *image_ids; /* (n_images) */
+    const char **names; /* (n_images) borrowed from the dataset */
+} EvalResult;
+
+/* Decode every image of ds (at most max_images; 0: all) with the options and score against its
+ * captions. Images that fail to load are reported and skipped. */
+int eval_dataset(const Model *m, const Dataset *ds, const SearchOptions *opt, int max_images, int keep_captions,
+                 EvalResult *out);
+void eval_result_clear(EvalResult *r);
+
+#endif
