@@ -55,7 +55,8 @@ int conv2d_out_size(int n, int stride) { return (n - 1) / stride + 1; }
 size_t conv2d_scratch_floats(int B, int C, int H, int W, int OC, int stride)
 {
     ConvPlan pl = conv_plan(B, C, H, W, stride);
-    size_t n = (size_t)pl.K * pl.ncol;
+    /* col, then the (OC, tile) buffer of grouped tiles, then the backward's dcol */
+    size_t n = 2 * (size_t)pl.K * pl.ncol;
     if (pl.group > 1) n += (size_t)OC * pl.ncol;
     return n;
 }
@@ -71,58 +72,105 @@ static void conv_valid_cols(int W, int Wo, int stride, int kx, int *ox_lo, int *
     *ox_hi = hi;
 }
 
+/* Output rows [lo, hi) within [oy0, oy1) whose input row oy*stride + ky - 1 lies inside [0, H). */
+static void conv_valid_rows(int H, int stride, int ky, int oy0, int oy1, int *lo, int *hi)
+{
+    int a = oy0, b = oy1;
+    while (a < b && a * stride + ky - 1 < 0) a++;
+    while (b > a && (b - 1) * stride + ky - 1 >= H) b--;
+    *lo = a;
+    *hi = b;
+}
+
+/* One row of col for stride 1 (Wo = W): dst[r*W + ox] = src[r*W + ox + kx - 1] over n = rows*W
+ * values, 0 where ox + kx - 1 leaves [0, W). The rows are contiguous in both, so this is one
+ * shifted copy plus the zeroed edge column. */
+static void im2col_s1_block(float *dst, const float *src, int n, int W, int kx)
+{
+    if (kx == 1) {
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+    } else if (kx == 0) {
+        dst[0] = 0.0f;
+        memcpy(dst + 1, src, sizeof(float) * (size_t)(n - 1));
+        for (int i = 0; i < n; i += W) dst[i] = 0.0f;
+    } else {
+        memcpy(dst, src + 1, sizeof(float) * (size_t)(n - 1));
+        for (int i = W - 1; i < n; i += W) dst[i] = 0.0f;
+    }
+}
+
 /* col (K, ldc): columns [0, (oy1 - oy0) * Wo) from output rows [oy0, oy1) of img (C, H, W). */
 static void im2col_rows(float *col, int ldc, const float *img, int C, int H, int W, int stride,
                         int Wo, int oy0, int oy1)
 {
-    for (int kx = 0; kx < 3; kx++) {
-        int lo, hi;
-        conv_valid_cols(W, Wo, stride, kx, &lo, &hi);
-        for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < 3; ky++) {
+    for (int c = 0; c < C; c++) {
+        for (int ky = 0; ky < 3; ky++) {
+            int lo, hi;
+            conv_valid_rows(H, stride, ky, oy0, oy1, &lo, &hi);
+            for (int kx = 0; kx < 3; kx++) {
                 float *row = col + (size_t)((c * 3 + ky) * 3 + kx) * ldc;
-                for (int oy = oy0; oy < oy1; oy++) {
-                    float *dst = row + (size_t)(oy - oy0) * Wo;
-                    int iy = oy * stride + ky - 1;
-                    if (iy < 0 || iy >= H) {
-                        memset(dst, 0, sizeof(float) * (size_t)Wo);
-                        continue;
-                    }
-                    const float *src = img + ((size_t)c * H + iy) * W;
-                    for (int ox = 0; ox < lo; ox++) dst[ox] = 0.0f;
-                    if (stride == 1) {
-                        for (int ox = lo; ox < hi; ox++) dst[ox] = src[ox + kx - 1];
-                    } else {
-                        for (int ox = lo; ox < hi; ox++) dst[ox] = src[ox * stride + kx - 1];
-                    }
-                    for (int ox = hi; ox < Wo; ox++) dst[ox] = 0.0f;
+                /* rows above and below the image are padding */
+                memset(row, 0, sizeof(float) * (size_t)(lo - oy0) * Wo);
+                memset(row + (size_t)(hi - oy0) * Wo, 0, sizeof(float) * (size_t)(oy1 - hi) * Wo);
+                if (hi <= lo) continue;
+                float *dst = row + (size_t)(lo - oy0) * Wo;
+                if (stride == 1) {
+                    const float *src = img + ((size_t)c * H + lo + ky - 1) * W;
+                    im2col_s1_block(dst, src, (hi - lo) * W, W, kx);
+                    continue;
+                }
+                int xl, xh;
+                conv_valid_cols(W, Wo, stride, kx, &xl, &xh);
+                for (int oy = lo; oy < hi; oy++, dst += Wo) {
+                    const float *src = img + ((size_t)c * H + oy * stride + ky - 1) * W;
+                    for (int ox = 0; ox < xl; ox++) dst[ox] = 0.0f;
+                    for (int ox = xl; ox < xh; ox++) dst[ox] = src[ox * stride + kx - 1];
+                    for (int ox = xh; ox < Wo; ox++) dst[ox] = 0.0f;
                 }
             }
         }
     }
 }
 
-/* Adjoint of im2col_rows: dimg (C, H, W) += the column gradients scattered back. */
-static void col2im_rows(float *dimg, const float *col, int ldc, int C, int H, int W, int stride,
-                        int Wo, int oy0, int oy1)
+/* Adjoint of im2col_rows: dimg (C, H, W) += the column gradients in col (K, ldc), columns
+ * [0, (oy1 - oy0) * Wo). Leaves those columns of col zero (so the next GEMM can accumulate into
+ * it with beta = 1, which spares BLAS's separate pass that zeroes C for beta = 0). */
+static void col2im_rows(float *dimg, float *col, int ldc, int C, int H, int W, int stride, int Wo,
+                        int oy0, int oy1)
 {
-    for (int kx = 0; kx < 3; kx++) {
-        int lo, hi;
-        conv_valid_cols(W, Wo, stride, kx, &lo, &hi);
-        for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < 3; ky++) {
-                const float *row = col + (size_t)((c * 3 + ky) * 3 + kx) * ldc;
-                for (int oy = oy0; oy < oy1; oy++) {
-                    int iy = oy * stride + ky - 1;
-                    if (iy < 0 || iy >= H) continue;
-                    const float *src = row + (size_t)(oy - oy0) * Wo;
-                    float *dst = dimg + ((size_t)c * H + iy) * W;
+    const size_t ncol = (size_t)(oy1 - oy0) * Wo;
+    for (int c = 0; c < C; c++) {
+        for (int ky = 0; ky < 3; ky++) {
+            int lo, hi;
+            conv_valid_rows(H, stride, ky, oy0, oy1, &lo, &hi);
+            for (int kx = 0; kx < 3; kx++) {
+                float *row = col + (size_t)((c * 3 + ky) * 3 + kx) * ldc;
+                if (hi > lo) {
+                    float *src = row + (size_t)(lo - oy0) * Wo;
                     if (stride == 1) {
-                        for (int ox = lo; ox < hi; ox++) dst[ox + kx - 1] += src[ox];
+                        /* the shifted copy's adjoint: zero the edge column that fell outside,
+                         * then one shifted add over the contiguous rows */
+                        float *dst = dimg + ((size_t)c * H + lo + ky - 1) * W;
+                        int n = (hi - lo) * W;
+                        if (kx == 1) {
+                            for (int i = 0; i < n; i++) dst[i] += src[i];
+                        } else if (kx == 0) {
+                            for (int i = 0; i < n; i += W) src[i] = 0.0f;
+                            for (int i = 1; i < n; i++) dst[i - 1] += src[i];
+                        } else {
+                            for (int i = W - 1; i < n; i += W) src[i] = 0.0f;
+                            for (int i = 0; i < n - 1; i++) dst[i + 1] += src[i];
+                        }
                     } else {
-                        for (int ox = lo; ox < hi; ox++) dst[ox * stride + kx - 1] += src[ox];
+                        int xl, xh;
+                        conv_valid_cols(W, Wo, stride, kx, &xl, &xh);
+                        for (int oy = lo; oy < hi; oy++, src += Wo) {
+                            float *dst = dimg + ((size_t)c * H + oy * stride + ky - 1) * W;
+                            for (int ox = xl; ox < xh; ox++) dst[ox * stride + kx - 1] += src[ox];
+                        }
                     }
                 }
+                memset(row, 0, sizeof(float) * ncol);
             }
         }
     }
@@ -194,10 +242,10 @@ void conv2d_relu_forward(float *out, float *scratch, const float *inp, const flo
     conv_forward_impl(out, scratch, inp, weight, bias, B, C, H, W, OC, stride, 1);
 }
 
-/* One tile's backward: d (OC, n) with leading dim ldd is dL/dout of the tile, col (K, n) holds
- * its im2col and is overwritten with dL/dcol when dinp is wanted. */
-static void conv_backward_tile(float *dweight, float *dbias, float *col, const float *d, int ldd,
-                               const float *weight, int OC, int K, int n, int want_dcol)
+/* One tile's backward: d (OC, n) with leading dim ldd is dL/dout of the tile, col (K, n) its
+ * im2col; dcol (K, n), zero on entry, receives dL/dcol when dinp is wanted. */
+static void conv_backward_tile(float *dweight, float *dbias, float *dcol, const float *col,
+                               const float *d, int ldd, const float *weight, int OC, int K, int n)
 {
     if (dbias) {
         /* out = ... + bias */
@@ -210,7 +258,7 @@ static void conv_backward_tile(float *dweight, float *dbias, float *col, const f
     }
     /* out = weight @ col: dweight (OC, K) += d (OC, n) @ col^T; dcol (K, n) = weight^T @ d */
     sac_gemm(0, 1, OC, K, n, 1.0f, d, ldd, col, n, 1.0f, dweight, K);
-    if (want_dcol) sac_gemm(1, 0, K, n, OC, 1.0f, weight, K, d, ldd, 0.0f, col, n);
+    if (dcol) sac_gemm(1, 0, K, n, OC, 1.0f, weight, K, d, ldd, 1.0f, dcol, n);
 }
 
 void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, const float *dout,
@@ -220,7 +268,13 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, 
     ConvPlan pl = conv_plan(B, C, H, W, stride);
     size_t in_img = (size_t)C * H * W, out_img = (size_t)OC * pl.P;
     float *col = scratch;
-    float *tmp = scratch + (size_t)pl.K * pl.ncol;
+    float *tmp = col + (size_t)pl.K * pl.ncol;
+    float *dcol = NULL;
+    if (dinp) {
+        /* kept zero between tiles by col2im_rows */
+        dcol = tmp + (pl.group > 1 ? (size_t)OC * pl.ncol : 0);
+        memset(dcol, 0, sizeof(float) * (size_t)pl.K * pl.ncol);
+    }
     for (int b0 = 0; b0 < B; b0 += pl.group) {
         int nb = SAC_MIN(pl.group, B - b0);
         if (pl.group == 1) {
@@ -229,8 +283,8 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, 
                 int n = (oy1 - oy0) * pl.Wo;
                 im2col_rows(col, n, inp + b0 * in_img, C, H, W, stride, pl.Wo, oy0, oy1);
                 const float *d = dout + b0 * out_img + (size_t)oy0 * pl.Wo;
-                conv_backward_tile(dweight, dbias, col, d, pl.P, weight, OC, pl.K, n, dinp != NULL);
-                if (dinp) col2im_rows(dinp + b0 * in_img, col, n, C, H, W, stride, pl.Wo, oy0, oy1);
+                conv_backward_tile(dweight, dbias, dcol, col, d, pl.P, weight, OC, pl.K, n);
+                if (dinp) col2im_rows(dinp + b0 * in_img, dcol, n, C, H, W, stride, pl.Wo, oy0, oy1);
             }
         } else {
             int n = nb * pl.P;
@@ -242,10 +296,10 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, 
                     memcpy(tmp + (size_t)o * n + (size_t)j * pl.P, d + (size_t)o * pl.P,
                            sizeof(float) * (size_t)pl.P);
             }
-            conv_backward_tile(dweight, dbias, col, tmp, n, weight, OC, pl.K, n, dinp != NULL);
+            conv_backward_tile(dweight, dbias, dcol, col, tmp, n, weight, OC, pl.K, n);
             if (dinp) {
                 for (int j = 0; j < nb; j++)
-                    col2im_rows(dinp + (b0 + j) * in_img, col + (size_t)j * pl.P, n, C, H, W, stride,
+                    col2im_rows(dinp + (b0 + j) * in_img, dcol + (size_t)j * pl.P, n, C, H, W, stride,
                                 pl.Wo, 0, pl.Ho);
             }
         }

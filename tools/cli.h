@@ -1,0 +1,55 @@
+/*
+ * cli.h - what the saccade subcommands share: option value parsing with errors that name the
+ * option, the exit codes, finding the default model, and terminal-aware progress output.
+ *
+ * Exit codes: 0 success, 1 runtime failure (some inputs failed), 2 usage error.
+ */
+#ifndef SACCADE_CLI_H
+#define SACCADE_CLI_H
+
+#include <stdio.h>
+
+#include "model.h"
+
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
+
+/* Parse an integer / float option value in [lo, hi]; on error print
+ * `saccade: invalid value "x3" for --beam: expected an integer in 1..64` and return CLI_USAGE. */
+int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
+int cli_parse_float(const char *opt, const char *s, double lo, double hi, double *out);
+/* "I/N" with 0 <= I < N. */
+int cli_parse_shard(const char *opt, const char *s, int *index, int *count);
+
+/* Print "saccade CMD: <message>\nTry 'saccade CMD --help'." to stderr; returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* The model file to use: explicit path, else $SACCADE_MODEL, else the installed data dir,
+ * else models/ next to the binary (or its parent, for the build tree), else the source tree's
+ * models/. Returns a path (static storage) or NULL with a message listing where it looked. */
+const char *cli_find_model(const char *explicit_path, const char *argv0);
+/* Load the model found above; NULL (message printed) on failure. */
+Model *cli_load_model(const char *explicit_path, const char *argv0);
+
+/* 1 when stderr is a terminal (progress may redraw with '\r'). */
+int cli_stderr_is_tty(void);
+
+/* Set once a SIGINT/SIGTERM arrives (installed by cli_catch_signals). */
+extern volatile int cli_interrupted;
+void cli_catch_signals(void);
+
+/* Threads: --threads N (0 = all cores) for the single pool. */
+int cli_cores(void);
+
+/* Subcommands: argc/argv start at the subcommand name. */
+int cmd_train(int argc, char **argv);
+int cmd_caption(int argc, char **argv);
+int cmd_attend(int argc, char **argv);
+int cmd_batch(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+
+#endif

@@ -1,0 +1,208 @@
+/*
+ * cmd_train.c - `saccade train`: train a captioning model, choosing it on the dev split.
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "matmul.h"
+#include "sac.h"
+#include "trainer.h"
+
+static void help(FILE *f, const TrainOptions *d)
+{
+    fprintf(f,
+            "usage: saccade train --data PATH --out MODEL.safetensors [options]\n\n"
+            "Train an image captioning model from scratch. After each epoch the dev split is decoded and\n"
+            "scored; the best model by dev CIDEr-D (or BLEU-4) is written to --out. A checkpoint\n"
+            "(model, optimizer, data order, RNG state) is written atomically every --checkpoint-every\n"
+            "steps and at each epoch end; --resume continues a killed run from it. Ctrl-C writes a\n"
+            "checkpoint and stops.\n\n"
+            "data:\n"
+            "  --data PATH           Flickr8k/30k dir or token file, Karpathy dataset_*.json, COCO\n"
+            "                        captions_*.json, or a folder with captions.tsv\n"
+            "  --images DIR          image directory (default: from the dataset)\n"
+            "  --train-split NAME    (default %s)\n"
+            "  --dev-split NAME      (default %s; 'none' to skip evaluation)\n"
+            "  --min-count N         vocabulary: words seen at least N times (default %d)\n"
+            "  --no-augment          no flips / jitter\n"
+            "model:\n"
+            "  --image-size S        input side (default %d)\n"
+            "  --conv SPEC           encoder layers, e.g. 32s2,64p,128p,256p,256 (s2 stride 2, p pool)\n"
+            "  --no-batchnorm\n"
+            "  --att A --hidden D --embed M --max-len T   (defaults %d %d %d %d)\n"
+            "  --dropout P           (default %g)   --lambda L  attention penalty (default %g)\n"
+            "optimisation:\n"
+            "  --epochs N (%d)  --batch IMAGES (%d)  --caps-per-image K (0 = all, default %d)\n"
+            "  --lr X (%g)  --lr-encoder X (%g)  --lr-decay F per epoch (%g)\n"
+            "  --clip NORM (%g)  --weight-decay W (%g)  --patience N epochs (%d, 0 = never stop early)\n"
+            "  --seed N (%llu)  --threads N (0 = all cores)  --max-steps N (0 = no limit)\n"
+            "output:\n"
+            "  --out FILE            best model (fp16 safetensors unless --f32)\n"
+            "  --checkpoint FILE     (default: OUT.ckpt)   --checkpoint-every N steps (%d)\n"
+            "  --log FILE            JSON lines: step, loss, lr, grad norm, time; dev scores per epoch\n"
+            "  --resume              continue from the checkpoint\n"
+            "  --eval-beam K (%d)  --eval-max N images (0 = all)  --select cider|bleu4 (%s)\n"
+            "  --quiet\n",
+            d->train_split, d->dev_split, d->min_count, d->cfg.enc.image_size, d->cfg.A, d->cfg.D, d->cfg.M,
+            d->cfg.T, d->cfg.dropout, d->cfg.lambda, d->epochs, d->batch_images, d->caps_per_image, d->lr,
+            d->lr_enc, d->lr_decay, d->clip, d->weight_decay, d->patience, (unsigned long long)d->seed,
+            d->checkpoint_every, d->eval_beam, d->select_metric);
+}
+
+static int parse_conv(const char *s, EncoderConfig *enc)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", s);
+    int n = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (n == SAC_MAX_CONV) return -1;
+        char *end;
+        long c = strtol(tok, &end, 10);
+        if (c < 1 || c > 4096) return -1;
+        ConvSpec sp = {(int)c, 1, 0};
+        for (; *end; end++) {
+            if (*end == 'p') sp.pool = 1;
+            else if (*end == 's' && end[1] == '2') sp.stride = 2, end++;
+            else return -1;
+        }
+        enc->conv[n++] = sp;
+    }
+    if (n == 0) return -1;
+    enc->n_conv = n;
+    return 0;
+}
+
+typedef struct {
+    int quiet, tty;
+} Printer;
+
+static int on_progress(const TrainProgress *p, void *user)
+{
+    Printer *pr = user;
+    if (!pr->quiet && !p->evaluated) {
+        int eta = (int)p->eta_s;
+        fprintf(stderr, "%sepoch %d/%d  batch %d/%d  step %ld  loss %.4f (ce %.4f)  %.1f img/s  eta %d:%02d%s",
+                pr->tty ? "\r\033[K" : "", p->epoch, p->epochs, p->batch, p->batches, p->step, p->loss, p->ce,
+                p->images_per_s, eta / 60, eta % 60, pr->tty ? "" : "\n");
+        if (pr->tty && p->batch == p->batches) fputc('\n', stderr);
+        fflush(stderr);
+    }
+    return cli_interrupted;
+}
+
+enum {
+    O_DATA = 256, O_IMAGES, O_TRAIN_SPLIT, O_DEV_SPLIT, O_MIN_COUNT, O_NO_AUGMENT, O_IMAGE_SIZE, O_CONV, O_NO_BN,
+    O_ATT, O_HIDDEN, O_EMBED, O_MAX_LEN, O_DROPOUT, O_LAMBDA, O_EPOCHS, O_BATCH, O_CAPS, O_LR, O_LR_ENC, O_LR_DECAY,
+    O_CLIP, O_WD, O_PATIENCE, O_SEED, O_THREADS, O_MAX_STEPS, O_OUT, O_CKPT, O_CKPT_EVERY, O_LOG, O_RESUME,
+    O_EVAL_BEAM, O_EVAL_MAX, O_SELECT, O_QUIET, O_F32, O_HELP
+};
+
+int cmd_train(int argc, char **argv)
+{
+    TrainOptions o;
+    train_default_options(&o);
+    static const struct option longopts[] = {
+        {"data", 1, 0, O_DATA}, {"images", 1, 0, O_IMAGES}, {"train-split", 1, 0, O_TRAIN_SPLIT},
+        {"dev-split", 1, 0, O_DEV_SPLIT}, {"min-count", 1, 0, O_MIN_COUNT}, {"no-augment", 0, 0, O_NO_AUGMENT},
+        {"image-size", 1, 0, O_IMAGE_SIZE}, {"conv", 1, 0, O_CONV}, {"no-batchnorm", 0, 0, O_NO_BN},
+        {"att", 1, 0, O_ATT}, {"hidden", 1, 0, O_HIDDEN}, {"embed", 1, 0, O_EMBED}, {"max-len", 1, 0, O_MAX_LEN},
+        {"dropout", 1, 0, O_DROPOUT}, {"lambda", 1, 0, O_LAMBDA}, {"epochs", 1, 0, O_EPOCHS},
+        {"batch", 1, 0, O_BATCH}, {"caps-per-image", 1, 0, O_CAPS}, {"lr", 1, 0, O_LR},
+        {"lr-encoder", 1, 0, O_LR_ENC}, {"lr-decay", 1, 0, O_LR_DECAY}, {"clip", 1, 0, O_CLIP},
+        {"weight-decay", 1, 0, O_WD}, {"patience", 1, 0, O_PATIENCE}, {"seed", 1, 0, O_SEED},
+        {"threads", 1, 0, O_THREADS}, {"max-steps", 1, 0, O_MAX_STEPS}, {"out", 1, 0, O_OUT},
+        {"checkpoint", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"log", 1, 0, O_LOG},
+        {"resume", 0, 0, O_RESUME}, {"eval-beam", 1, 0, O_EVAL_BEAM}, {"eval-max", 1, 0, O_EVAL_MAX},
+        {"select", 1, 0, O_SELECT}, {"quiet", 0, 0, O_QUIET}, {"f32", 0, 0, O_F32}, {"help", 0, 0, O_HELP},
+        {0, 0, 0, 0}};
+    long v, threads = 0;
+    double x;
+    int quiet = 0, c;
+    optind = 1;
+#define INT(opt, lo, hi, dst) \
+    do { \
+        if (cli_parse_int(opt, optarg, lo, hi, &v)) return CLI_USAGE; \
+        dst = v; \
+    } while (0)
+#define FLT(opt, lo, hi, dst) \
+    do { \
+        if (cli_parse_float(opt, optarg, lo, hi, &x)) return CLI_USAGE; \
+        dst = x; \
+    } while (0)
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_DATA: o.data = optarg; break;
+        case O_IMAGES: o.image_dir = optarg; break;
+        case O_TRAIN_SPLIT: o.train_split = optarg; break;
+        case O_DEV_SPLIT: o.dev_split = strcmp(optarg, "none") ? optarg : NULL; break;
+        case O_MIN_COUNT: INT("--min-count", 1, INT_MAX, o.min_count); break;
+        case O_NO_AUGMENT: o.augment = 0; break;
+        case O_IMAGE_SIZE: INT("--image-size", 8, 1024, o.cfg.enc.image_size); break;
+        case O_CONV:
+            if (parse_conv(optarg, &o.cfg.enc))
+                return cli_usage_error("train", "invalid value \"%s\" for --conv: expected e.g. 32s2,64p,128p,256", optarg);
+            o.cfg.E = o.cfg.enc.conv[o.cfg.enc.n_conv - 1].cout;
+            break;
+        case O_NO_BN: o.cfg.enc.batchnorm = 0; break;
+        case O_ATT: INT("--att", 1, 8192, o.cfg.A); break;
+        case O_HIDDEN: INT("--hidden", 1, 8192, o.cfg.D); break;
+        case O_EMBED: INT("--embed", 1, 8192, o.cfg.M); break;
+        case O_MAX_LEN: INT("--max-len", 2, 256, o.cfg.T); break;
+        case O_DROPOUT: FLT("--dropout", 0, 0.95, o.cfg.dropout); break;
+        case O_LAMBDA: FLT("--lambda", 0, 100, o.cfg.lambda); break;
+        case O_EPOCHS: INT("--epochs", 1, 100000, o.epochs); break;
+        case O_BATCH: INT("--batch", 1, 4096, o.batch_images); break;
+        case O_CAPS: INT("--caps-per-image", 0, 1000, o.caps_per_image); break;
+        case O_LR: FLT("--lr", 0, 10, o.lr); break;
+        case O_LR_ENC: FLT("--lr-encoder", 0, 10, o.lr_enc); break;
+        case O_LR_DECAY: FLT("--lr-decay", 0.01, 1, o.lr_decay); break;
+        case O_CLIP: FLT("--clip", 0, 1e9, o.clip); break;
+        case O_WD: FLT("--weight-decay", 0, 1, o.weight_decay); break;
+        case O_PATIENCE: INT("--patience", 0, 100000, o.patience); break;
+        case O_SEED: INT("--seed", 0, LONG_MAX, o.seed); break;
+        case O_THREADS: INT("--threads", 0, 1024, threads); break;
+        case O_MAX_STEPS: INT("--max-steps", 0, LONG_MAX, o.max_steps); break;
+        case O_OUT: o.out = optarg; break;
+        case O_CKPT: o.checkpoint = optarg; break;
+        case O_CKPT_EVERY: INT("--checkpoint-every", 0, LONG_MAX, o.checkpoint_every); break;
+        case O_LOG: o.log = optarg; break;
+        case O_RESUME: o.resume = 1; break;
+        case O_EVAL_BEAM: INT("--eval-beam", 1, 64, o.eval_beam); break;
+        case O_EVAL_MAX: INT("--eval-max", 0, INT_MAX, o.eval_max_images); break;
+        case O_SELECT:
+            if (strcmp(optarg, "cider") && strcmp(optarg, "bleu4"))
+                return cli_usage_error("train", "invalid value \"%s\" for --select: expected cider or bleu4", optarg);
+            o.select_metric = optarg;
+            break;
+        case O_QUIET: quiet = 1; break;
+        case O_F32: o.store_f16 = 0; break;
+        case 'h':
+        case O_HELP: help(stdout, &o); return CLI_OK;
+        default: return cli_usage_error("train", "unknown option");
+        }
+    }
+#undef INT
+#undef FLT
+    if (optind < argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
+    if (!o.data) return cli_usage_error("train", "--data is required");
+    if (!o.out) return cli_usage_error("train", "--out is required");
+    if (o.cfg.E != o.cfg.enc.conv[o.cfg.enc.n_conv - 1].cout) o.cfg.E = o.cfg.enc.conv[o.cfg.enc.n_conv - 1].cout;
+    sac_blas_set_threads(threads > 0 ? (int)threads : cli_cores());
+    if (quiet) sac_log_set_level(SAC_LOG_WARN);
+    Printer pr = {quiet, cli_stderr_is_tty()};
+    o.progress = on_progress;
+    o.user = &pr;
+    o.report_every_s = pr.tty ? 1.0 : 30.0;
+    cli_catch_signals();
+    int st = train_run(&o);
+    if (st == SAC_ERR_CANCELLED) {
+        fprintf(stderr, "saccade: training stopped; resume with the same command and --resume\n");
+        return CLI_FAILED;
+    }
+    return st ? CLI_FAILED : CLI_OK;
+}

@@ -1,0 +1,60 @@
+/*
+ * saccade.c - the `saccade` program: dispatch to one subcommand per file (cmd_*.c).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "matmul.h"
+#include "saccade_config.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} Command;
+
+static const Command commands[] = {
+    {"train", cmd_train, "train a model on a captioned dataset"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "saccade %s - image captioning with visual attention (Show, Attend and Tell) in C\n\n", SACCADE_VERSION);
+    fprintf(f, "usage: saccade COMMAND [options] [args]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  help      this text; 'saccade COMMAND --help' for a command's options\n");
+    fprintf(f, "\nThe default model (models/flickr8k.safetensors, trained by saccade on Flickr8k) is found\n"
+               "without flags; --model FILE or SACCADE_MODEL=FILE choose another.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
+        if (argc > 2 && strcmp(cmd, "help") == 0) {
+            for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+                if (!strcmp(argv[2], commands[i].name)) {
+                    char *args[] = {argv[2], "--help", NULL};
+                    return commands[i].run(2, args);
+                }
+            }
+        }
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("saccade %s\n", SACCADE_VERSION);
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(cmd, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "saccade: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return CLI_USAGE;
+}
