@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "fastmath.h"
 #include "matmul.h"
 #include "sac.h"
 
@@ -32,8 +33,6 @@ size_t attention_scratch_floats(int B, const AttentionSizes *sz)
     return (size_t)sz->P * sz->A + (size_t)B * (2 * sz->A + 2 * sz->E + 2 * sz->P);
 }
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 void attention_step_forward(float *zg, AttentionCache *c, const float *h, const float *feats,
                             const float *att1, const int *img, const AttentionParams *p, int B,
                             const AttentionSizes *sz, float *scratch)
@@ -43,33 +42,29 @@ void attention_step_forward(float *zg, AttentionCache *c, const float *h, const 
     float *gpre = att2 + (size_t)B * A;    /* (B, E) */
     linear_forward(att2, h, p->dec_w, p->dec_b, B, D, A);
     linear_forward(gpre, h, p->beta_w, p->beta_b, B, D, E);
+    /* s = tanh(att1[img] + att2) */
     for (int b = 0; b < B; b++) {
-        int i = img ? img[b] : b;
-        const float *a1 = att1 + (size_t)i * P * A;
-        const float *f = feats + (size_t)i * P * E;
+        const float *a1 = att1 + (size_t)(img ? img[b] : b) * P * A;
         const float *a2 = att2 + (size_t)b * A;
         float *s = c->s + (size_t)b * P * A;
+        for (int q = 0; q < P; q++)
+            for (int k = 0; k < A; k++) s[(size_t)q * A + k] = sac_tanhf(a1[(size_t)q * A + k] + a2[k]);
+    }
+    /* e = s @ full_w + full_b, for all B * P rows at once */
+    for (int i = 0; i < B * P; i++) c->alpha[i] = p->full_b[0];
+    sac_gemv(0, B * P, A, 1.0f, c->s, A, p->full_w, 1.0f, c->alpha);
+    for (int b = 0; b < B; b++) {
+        const float *f = feats + (size_t)(img ? img[b] : b) * P * E;
         float *alpha = c->alpha + (size_t)b * P;
-        /* s = tanh(att1 + att2); e = s @ full_w + full_b; alpha = softmax(e) */
-        float emax = -INFINITY;
-        for (int q = 0; q < P; q++) {
-            float *sq = s + (size_t)q * A;
-            const float *aq = a1 + (size_t)q * A;
-            float e = p->full_b[0];
-            for (int k = 0; k < A; k++) {
-                float v = tanhf(aq[k] + a2[k]);
-                sq[k] = v;
-                e += v * p->full_w[k];
-            }
-            alpha[q] = e;
-            emax = e > emax ? e : emax;
-        }
+        /* alpha = softmax(e) */
+        float emax = alpha[0];
+        for (int q = 1; q < P; q++) emax = alpha[q] > emax ? alpha[q] : emax;
         float sum = 0.0f;
         for (int q = 0; q < P; q++) {
-            alpha[q] = expf(alpha[q] - emax);
+            alpha[q] = sac_expf(alpha[q] - emax);
             sum += alpha[q];
         }
-        float inv = 1.0f / sum;
+        const float inv = 1.0f / sum;
         for (int q = 0; q < P; q++) alpha[q] *= inv;
         /* z = alpha @ feats; zg = sigmoid(gpre) * z */
         float *z = c->z + (size_t)b * E;
@@ -78,7 +73,7 @@ void attention_step_forward(float *zg, AttentionCache *c, const float *h, const 
         const float *gp = gpre + (size_t)b * E;
         float *out = zg + (size_t)b * E;
         for (int k = 0; k < E; k++) {
-            g[k] = sigmoidf(gp[k]);
+            g[k] = sac_sigmoidf(gp[k]);
             out[k] = g[k] * z[k];
         }
     }
@@ -128,11 +123,9 @@ void attention_step_backward(float *dh, float *dfeats, float *datt1, AttentionPa
         for (int q = 0; q < P; q++) {
             const float *sq = s + (size_t)q * A;
             float *dq = dpb + (size_t)q * A;
-            float eq = deb[q];
-            dfull_b += eq;
+            const float eq = deb[q];
             for (int k = 0; k < A; k++) {
-                grads->full_w[k] += eq * sq[k];
-                float v = eq * p->full_w[k] * (1.0f - sq[k] * sq[k]);
+                const float v = eq * p->full_w[k] * (1.0f - sq[k] * sq[k]);
                 dq[k] = v;
                 da2[k] += v;
             }
@@ -142,7 +135,10 @@ void attention_step_backward(float *dh, float *dfeats, float *datt1, AttentionPa
             for (size_t k = 0; k < (size_t)P * A; k++) dst[k] += dpb[k];
         }
     }
+    /* full_w and full_b: sum over every (caption, position) row of de * s */
+    for (int i = 0; i < B * P; i++) dfull_b += de[i];
     grads->full_b[0] += dfull_b;
+    sac_gemv(1, B * P, A, 1.0f, c->s, A, de, 1.0f, grads->full_w);
     /* att2 = h @ dec_w^T + dec_b; gpre = h @ beta_w^T + beta_b */
     linear_backward(dh, grads->dec_w, grads->dec_b, datt2, h, p->dec_w, B, D, A);
     linear_backward(dh, grads->beta_w, grads->beta_b, dgpre, h, p->beta_w, B, D, E);

@@ -3,6 +3,8 @@
  */
 #include "loss.h"
 
+#include "fastmath.h"
+
 #include <math.h>
 #include <stddef.h>
 
@@ -15,7 +17,7 @@ void softmax_forward(float *probs, const float *logits, int N, int V)
         for (int v = 0; v < V; v++) m = l[v] > m ? l[v] : m;
         float sum = 0.0f;
         for (int v = 0; v < V; v++) {
-            p[v] = expf(l[v] - m);
+            p[v] = sac_expf(l[v] - m);
             sum += p[v];
         }
         float inv = 1.0f / sum;

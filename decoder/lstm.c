@@ -7,9 +7,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "fastmath.h"
 #include "matmul.h"
-
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void lstm_cell_forward(float *h_out, float *c_out, float *act, const float *c_prev, int B, int D)
 {
@@ -19,11 +18,11 @@ void lstm_cell_forward(float *h_out, float *c_out, float *act, const float *c_pr
         const float *cp = c_prev + (size_t)b * D;
         float *c = c_out + (size_t)b * D, *h = h_out + (size_t)b * D;
         for (int d = 0; d < D; d++) {
-            float i = sigmoidf(ai[d]), f = sigmoidf(af[d]), g = tanhf(ag[d]), o = sigmoidf(ao[d]);
+            float i = sac_sigmoidf(ai[d]), f = sac_sigmoidf(af[d]), g = sac_tanhf(ag[d]), o = sac_sigmoidf(ao[d]);
             ai[d] = i, af[d] = f, ag[d] = g, ao[d] = o;
             float cn = f * cp[d] + i * g;
             c[d] = cn;
-            h[d] = o * tanhf(cn);
+            h[d] = o * sac_tanhf(cn);
         }
     }
 }
@@ -39,7 +38,7 @@ void lstm_cell_backward(float *dpre, float *dc_prev, const float *dh, const floa
         float *dp = dpre + (size_t)b * 4 * D;
         for (int d = 0; d < D; d++) {
             /* h' = o * tanh(c') */
-            float tc = tanhf(cn[d]);
+            float tc = sac_tanhf(cn[d]);
             float dcn = dhb[d] * ao[d] * (1.0f - tc * tc) + (dc ? dc[(size_t)b * D + d] : 0.0f);
             float d_o = dhb[d] * tc;
             /* c' = f * c + i * g */

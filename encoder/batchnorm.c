@@ -1,71 +1,110 @@
 /*
- * batchnorm.c - BatchNorm2d forward (training and inference) and backward; see batchnorm.h.
+ * batchnorm.c - BatchNorm2d forward (training and inference) and backward, and the fused
+ * batchnorm -> relu [-> maxpool] forms the encoder runs; see batchnorm.h.
  * Reference: torch.nn.BatchNorm2d (torch/nn/modules/batchnorm.py, aten batch_norm_cpu).
  * Size letters: B batch, C channels, N = H * W positions per plane.
  *
- * Channel c's values are the B planes inp[b][c][0..N). Reductions run in double, in 4 lanes
- * the compiler can vectorise, over values shifted by the channel's first value (so the
- * one-pass variance does not cancel when the mean is large against the spread).
+ * Channel c's values are the B planes inp[b][c][0..N). Reductions run in double, in lanes the
+ * compiler can vectorise, over values shifted by the channel's first value (so the one-pass
+ * variance does not cancel when the mean is large against the spread).
+ *
+ * Backward (training), per channel, with xhat = (x - mean) * rstd, out = xhat * gamma + beta:
+ *   dbeta = sum(dout), dgamma = sum(dout * xhat),
+ *   dx = gamma * rstd * (dout - mean(dout) - xhat * mean(dout * xhat)).
  */
 #include "batchnorm.h"
 
 #include <math.h>
 #include <stddef.h>
 
-enum { BN_LANES = 4 };
+#include "sac.h"
 
-/* s1 += sum(x - shift), s2 += sum((x - shift)^2) over n values. */
-static void bn_sums(const float *x, size_t n, double shift, double *s1, double *s2)
+enum { BN_LANES = 8, BN_CHUNK = 256 };
+
+/* s1 += sum(x - shift), s2 += sum((x - shift)^2) over n values: float lanes over chunks of
+ * BN_CHUNK values (32 terms per lane), double across chunks. */
+static void bn_sums(const float *x, size_t n, float shift, double *s1, double *s2)
 {
-    double a[BN_LANES] = {0}, q[BN_LANES] = {0};
     size_t i = 0;
-    for (; i + BN_LANES <= n; i += BN_LANES) {
+    while (i + BN_LANES <= n) {
+        size_t end = i + SAC_MIN(BN_CHUNK, (n - i) / BN_LANES * BN_LANES);
+        float a[BN_LANES] = {0}, q[BN_LANES] = {0};
+        for (; i < end; i += BN_LANES) {
+            for (int k = 0; k < BN_LANES; k++) {
+                float v = x[i + k] - shift;
+                a[k] += v;
+                q[k] += v * v;
+            }
+        }
         for (int k = 0; k < BN_LANES; k++) {
-            double v = (double)x[i + k] - shift;
-            a[k] += v;
-            q[k] += v * v;
+            *s1 += a[k];
+            *s2 += q[k];
         }
     }
     for (; i < n; i++) {
         double v = (double)x[i] - shift;
-        a[0] += v;
-        q[0] += v * v;
-    }
-    for (int k = 0; k < BN_LANES; k++) {
-        *s1 += a[k];
-        *s2 += q[k];
+        *s1 += v;
+        *s2 += v * v;
     }
 }
 
-/* s1 += sum(d), s2 += sum(d * (x - shift)) over n values. */
-static void bn_grad_sums(const float *d, const float *x, size_t n, double shift, double *s1,
-                         double *s2)
+/* s1 += sum(g), s2 += sum(g * (x - mean)) over n values, g = d, or d where out > 0 when out
+ * is given (the ReLU after the batchnorm); lanes and chunks as bn_sums. */
+static void bn_grad_sums(const float *d, const float *out, const float *x, size_t n, float mean,
+                         double *s1, double *s2)
 {
-    double a[BN_LANES] = {0}, q[BN_LANES] = {0};
     size_t i = 0;
-    for (; i + BN_LANES <= n; i += BN_LANES) {
+    while (i + BN_LANES <= n) {
+        size_t end = i + SAC_MIN(BN_CHUNK, (n - i) / BN_LANES * BN_LANES);
+        float a[BN_LANES] = {0}, q[BN_LANES] = {0};
+        if (out) {
+            for (; i < end; i += BN_LANES) {
+                for (int k = 0; k < BN_LANES; k++) {
+                    float dv = d[i + k]; /* loaded unconditionally: the select vectorises */
+                    float g = out[i + k] > 0.0f ? dv : 0.0f;
+                    a[k] += g;
+                    q[k] += g * (x[i + k] - mean);
+                }
+            }
+        } else {
+            for (; i < end; i += BN_LANES) {
+                for (int k = 0; k < BN_LANES; k++) {
+                    a[k] += d[i + k];
+                    q[k] += d[i + k] * (x[i + k] - mean);
+                }
+            }
+        }
         for (int k = 0; k < BN_LANES; k++) {
-            a[k] += (double)d[i + k];
-            q[k] += (double)d[i + k] * ((double)x[i + k] - shift);
+            *s1 += a[k];
+            *s2 += q[k];
         }
     }
     for (; i < n; i++) {
-        a[0] += (double)d[i];
-        q[0] += (double)d[i] * ((double)x[i] - shift);
-    }
-    for (int k = 0; k < BN_LANES; k++) {
-        *s1 += a[k];
-        *s2 += q[k];
+        float g = !out || out[i] > 0.0f ? d[i] : 0.0f;
+        *s1 += g;
+        *s2 += (double)g * (x[i] - mean);
     }
 }
 
-void batchnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
-                       const float *beta, float *running_mean, float *running_var, int B, int C,
-                       int N)
+/* From the channel's sums sd = sum(g), sdx = sum(g * (x - mean)): dgamma, dbeta += and the
+ * coefficients of dx = a * (g - md - (x - mean) * k). */
+static void bn_grad_coefs(double sd, double sdx, double count, float gamma, float rstd, float *dgamma,
+                          float *dbeta, float *a, float *md, float *k)
+{
+    double sdxhat = sdx * rstd;
+    *dbeta += (float)sd;
+    *dgamma += (float)sdxhat;
+    *a = gamma * rstd;
+    *md = (float)(sd / count);
+    *k = (float)(sdxhat / count) * rstd;
+}
+
+void batchnorm_stats(float *mean, float *rstd, const float *inp, float *running_mean,
+                     float *running_var, int B, int C, int N)
 {
     double count = (double)B * N;
     for (int c = 0; c < C; c++) {
-        double shift = inp[(size_t)c * N];
+        float shift = inp[(size_t)c * N];
         double s1 = 0.0, s2 = 0.0;
         for (int b = 0; b < B; b++) bn_sums(inp + ((size_t)b * C + c) * N, (size_t)N, shift, &s1, &s2);
         double m1 = s1 / count;
@@ -75,13 +114,61 @@ void batchnorm_forward(float *out, float *mean, float *rstd, const float *inp, c
         mean[c] = (float)mu;
         rstd[c] = (float)(1.0 / sqrt(var + (double)SAC_BN_EPS));
         if (running_mean) {
-            /* torch: running = (1 - momentum) * running + momentum * batch statistic */
+            /* torch: running = (1 - momentum) * running + momentum * batch statistic, with the
+             * unbiased variance */
             double unbiased = count > 1.0 ? var * count / (count - 1.0) : var;
             running_mean[c] = (float)((1.0 - SAC_BN_MOMENTUM) * running_mean[c] + SAC_BN_MOMENTUM * mu);
             running_var[c] = (float)((1.0 - SAC_BN_MOMENTUM) * running_var[c] + SAC_BN_MOMENTUM * unbiased);
         }
     }
-    /* out = (x - mean) * rstd * gamma + beta = x * s + t */
+}
+
+void batchnorm_affine(float *scale, float *shift, const float *mean, const float *rstd,
+                      const float *gamma, const float *beta, int C)
+{
+    /* (x - mean) * rstd * gamma + beta = x * scale + shift */
+    for (int c = 0; c < C; c++) {
+        scale[c] = rstd[c] * gamma[c];
+        shift[c] = beta[c] - mean[c] * scale[c];
+    }
+}
+
+void batchnorm_infer_affine(float *scale, float *shift, const float *gamma, const float *beta,
+                            const float *running_mean, const float *running_var, int C)
+{
+    for (int c = 0; c < C; c++) {
+        scale[c] = gamma[c] / sqrtf(running_var[c] + SAC_BN_EPS);
+        shift[c] = beta[c] - running_mean[c] * scale[c];
+    }
+}
+
+/* out = inp * scale[c] + shift[c], then max(0, .) when relu. */
+static void bn_apply(float *out, const float *inp, const float *scale, const float *shift, int B, int C,
+                     int N, int relu)
+{
+    for (int b = 0; b < B; b++) {
+        for (int c = 0; c < C; c++) {
+            size_t off = ((size_t)b * C + c) * N;
+            const float s = scale[c], t = shift[c];
+            const float *x = inp + off;
+            float *y = out + off;
+            if (relu) {
+                for (int i = 0; i < N; i++) {
+                    float v = x[i] * s + t;
+                    y[i] = v > 0.0f ? v : 0.0f;
+                }
+            } else {
+                for (int i = 0; i < N; i++) y[i] = x[i] * s + t;
+            }
+        }
+    }
+}
+
+void batchnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
+                       const float *beta, float *running_mean, float *running_var, int B, int C,
+                       int N)
+{
+    batchnorm_stats(mean, rstd, inp, running_mean, running_var, B, C, N);
     for (int b = 0; b < B; b++) {
         for (int c = 0; c < C; c++) {
             size_t off = ((size_t)b * C + c) * N;
@@ -106,31 +193,127 @@ void batchnorm_infer_forward(float *out, const float *inp, const float *gamma, c
     }
 }
 
+void batchnorm_relu_apply(float *out, const float *inp, const float *scale, const float *shift,
+                          int B, int C, int N)
+{
+    bn_apply(out, inp, scale, shift, B, C, N, 1);
+}
+
+void batchnorm_pool_relu_apply(float *out, uint8_t *argmax, const float *inp, const float *scale,
+                               const float *shift, int B, int C, int H, int W)
+{
+    const int Ho = H / 2, Wo = W / 2;
+    for (int p = 0; p < B * C; p++) {
+        const float s = scale[p % C], t = shift[p % C];
+        const float *plane = inp + (size_t)p * H * W;
+        float *o = out + (size_t)p * Ho * Wo;
+        uint8_t *am = argmax ? argmax + (size_t)p * Ho * Wo : NULL;
+        for (int oy = 0; oy < Ho; oy++) {
+            const float *r0 = plane + (size_t)(2 * oy) * W, *r1 = r0 + W;
+            for (int ox = 0; ox < Wo; ox++) {
+                /* maxpool_forward's scan (first max, a NaN wins) over the normalised values */
+                const float v[4] = {r0[2 * ox] * s + t, r0[2 * ox + 1] * s + t, r1[2 * ox] * s + t,
+                                    r1[2 * ox + 1] * s + t};
+                float m = v[0];
+                int k = 0;
+                for (int j = 1; j < 4; j++) {
+                    if (v[j] > m || isnan(v[j])) {
+                        m = v[j];
+                        k = j;
+                    }
+                }
+                o[(size_t)oy * Wo + ox] = m > 0.0f ? m : 0.0f;
+                if (am) am[(size_t)oy * Wo + ox] = (uint8_t)k;
+            }
+        }
+    }
+}
+
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                         const float *mean, const float *rstd, const float *gamma, int B, int C,
                         int N)
 {
-    double count = (double)B * N;
+    batchnorm_relu_backward(dinp, dgamma, dbeta, dout, NULL, inp, mean, rstd, gamma, B, C, N);
+}
+
+void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *out, const float *inp, const float *mean,
+                             const float *rstd, const float *gamma, int B, int C, int N)
+{
+    const double count = (double)B * N;
     for (int c = 0; c < C; c++) {
         double sd = 0.0, sdx = 0.0;
         for (int b = 0; b < B; b++) {
             size_t off = ((size_t)b * C + c) * N;
-            bn_grad_sums(dout + off, inp + off, (size_t)N, mean[c], &sd, &sdx);
+            bn_grad_sums(dout + off, out ? out + off : NULL, inp + off, (size_t)N, mean[c], &sd, &sdx);
         }
-        /* xhat = (x - mean) * rstd;  out = xhat * gamma + beta */
-        double sdxhat = sdx * rstd[c];
-        dbeta[c] += (float)sd;
-        dgamma[c] += (float)sdxhat;
-        /* dx = gamma * rstd * (dout - mean(dout) - xhat * mean(dout * xhat)) */
-        float a = gamma[c] * rstd[c];
-        float md = (float)(sd / count);
-        float k = (float)(sdxhat / count) * rstd[c];
-        float mu = mean[c];
+        float a, md, k;
+        bn_grad_coefs(sd, sdx, count, gamma[c], rstd[c], &dgamma[c], &dbeta[c], &a, &md, &k);
+        const float mu = mean[c];
         for (int b = 0; b < B; b++) {
             size_t off = ((size_t)b * C + c) * N;
             const float *d = dout + off, *x = inp + off;
             float *dx = dinp + off;
-            for (int i = 0; i < N; i++) dx[i] += a * (d[i] - md - (x[i] - mu) * k);
+            if (out) {
+                /* relu: g = dout where out > 0 */
+                const float *y = out + off;
+                for (int i = 0; i < N; i++) {
+                    float dv = d[i];
+                    float g = y[i] > 0.0f ? dv : 0.0f;
+                    dx[i] += a * (g - md - (x[i] - mu) * k);
+                }
+            } else {
+                for (int i = 0; i < N; i++) dx[i] += a * (d[i] - md - (x[i] - mu) * k);
+            }
+        }
+    }
+}
+
+void batchnorm_pool_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                  const float *out, const uint8_t *argmax, const float *inp,
+                                  const float *mean, const float *rstd, const float *gamma,
+                                  int B, int C, int H, int W)
+{
+    /* The batchnorm output's gradient g is dout at each window's argmax where the pooled output
+     * is positive (relu), and 0 elsewhere: its sums run over the pooled grid. */
+    const int Ho = H / 2, Wo = W / 2, N = H * W, No = Ho * Wo;
+    const double count = (double)B * N;
+    for (int c = 0; c < C; c++) {
+        const float mu = mean[c];
+        double sd = 0.0, sdx = 0.0;
+        for (int b = 0; b < B; b++) {
+            size_t p = (size_t)b * C + c;
+            const float *x = inp + p * N, *d = dout + p * No, *y = out + p * No;
+            const uint8_t *am = argmax + p * No;
+            for (int oy = 0; oy < Ho; oy++) {
+                for (int ox = 0; ox < Wo; ox++) {
+                    int w = oy * Wo + ox;
+                    if (!(y[w] > 0.0f)) continue;
+                    int k = am[w];
+                    float xv = x[(2 * oy + (k >> 1)) * W + 2 * ox + (k & 1)];
+                    sd += d[w];
+                    sdx += (double)d[w] * (xv - mu);
+                }
+            }
+        }
+        float a, md, k;
+        bn_grad_coefs(sd, sdx, count, gamma[c], rstd[c], &dgamma[c], &dbeta[c], &a, &md, &k);
+        for (int b = 0; b < B; b++) {
+            size_t p = (size_t)b * C + c;
+            const float *x = inp + p * N, *d = dout + p * No, *y = out + p * No;
+            const uint8_t *am = argmax + p * No;
+            float *dx = dinp + p * N;
+            /* dx = a * (g - md - (x - mean) * k): the g = 0 part everywhere, then a * g at the
+             * routed positions */
+            for (int i = 0; i < N; i++) dx[i] += a * (-md - (x[i] - mu) * k);
+            for (int oy = 0; oy < Ho; oy++) {
+                for (int ox = 0; ox < Wo; ox++) {
+                    int w = oy * Wo + ox;
+                    if (!(y[w] > 0.0f)) continue;
+                    int kk = am[w];
+                    dx[(2 * oy + (kk >> 1)) * W + 2 * ox + (kk & 1)] += a * d[w];
+                }
+            }
         }
     }
 }

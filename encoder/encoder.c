@@ -7,10 +7,10 @@
  * Size letters: B batch, S input side, C channels, H W spatial, P = Hg * Wg grid positions,
  * E encoder output channels.
  *
- * A pooled layer computes relu(maxpool(bn(conv))) instead of maxpool(relu(bn(conv))): ReLU is
- * monotone, so the values are the same, and so are the gradients (where the window's max is
- * positive both pick the same first max; where it is not, the ReLU zeroes the gradient either
- * way), while the ReLU and its backward touch a quarter of the elements.
+ * With batchnorm, a layer runs as conv, then batchnorm's statistics, then one fused pass
+ * relu(bn(x)) or relu(maxpool(bn(x))) (batchnorm.h), and backward likewise, so the full-size
+ * batchnorm output is never stored. A pooled layer without batchnorm computes relu(maxpool(x))
+ * (the same values and gradients as maxpool(relu(x)), see batchnorm_pool_relu_apply).
  */
 #include "encoder.h"
 
@@ -157,12 +157,14 @@ struct EncoderActs {
                                       = conv_out without batchnorm (ReLU in place) */
     float *pooled[SAC_MAX_CONV];   /* (B, C, Hp, Wp) relu(maxpool(bn(conv))) of a pooled layer */
     uint8_t *argmax[SAC_MAX_CONV]; /* (B, C, Hp, Wp) */
-    float *mean[SAC_MAX_CONV], *rstd[SAC_MAX_CONV]; /* (C) batch statistics */
-    float *bn_tmp;  /* (B, C, Ho, Wo) bn output of a pooled layer, before the pool: transient */
+    float *mean[SAC_MAX_CONV], *rstd[SAC_MAX_CONV];   /* (C) batch statistics */
+    float *scale[SAC_MAX_CONV], *shift[SAC_MAX_CONV]; /* (C) batchnorm as x * scale + shift */
     float *scratch; /* conv im2col / tile buffer */
     float *dlayer[2]; /* layer-output gradients, ping-pong */
-    float *dfull[2];  /* conv-output-sized gradients */
+    float *dconv;     /* (B, C, Ho, Wo) conv output gradient */
+    float *dpooled;   /* (B, C, Hp, Wp) pooled gradient before the ReLU (layers without batchnorm) */
     void *blocks[6 * SAC_MAX_CONV + 8];
+    size_t block_bytes[6 * SAC_MAX_CONV + 8];
     int n_blocks;
 };
 
@@ -170,7 +172,10 @@ static void *acts_alloc(EncoderActs *a, size_t bytes)
 {
     SAC_ASSERT(a->n_blocks < (int)(sizeof(a->blocks) / sizeof(a->blocks[0])));
     void *p = sac_alloc_floats((bytes + sizeof(float) - 1) / sizeof(float));
-    if (p) a->blocks[a->n_blocks++] = p;
+    if (p) {
+        a->block_bytes[a->n_blocks] = bytes;
+        a->blocks[a->n_blocks++] = p;
+    }
     return p;
 }
 
@@ -204,17 +209,21 @@ EncoderActs *encoder_acts_create(const EncoderConfig *cfg, int max_batch)
             a->act[l] = a->conv_out[l];
         }
         if (bn) {
-            if (!(a->mean[l] = acts_alloc(a, sizeof(float) * 2 * s->cout))) goto fail;
+            if (!(a->mean[l] = acts_alloc(a, sizeof(float) * 4 * s->cout))) goto fail;
             a->rstd[l] = a->mean[l] + s->cout;
+            a->scale[l] = a->rstd[l] + s->cout;
+            a->shift[l] = a->scale[l] + s->cout;
         }
     }
     if (!(a->images = acts_alloc(a, sizeof(float) * layer_in_floats(&a->shapes[0], B)))) goto fail;
-    if (!(a->bn_tmp = acts_alloc(a, sizeof(float) * max_full))) goto fail;
     if (!(a->scratch = acts_alloc(a, sizeof(float) * max_scratch))) goto fail;
     for (int i = 0; i < 2; i++) {
         if (!(a->dlayer[i] = acts_alloc(a, sizeof(float) * max_layer))) goto fail;
-        if (!(a->dfull[i] = acts_alloc(a, sizeof(float) * SAC_MAX(max_full, max_layer)))) goto fail;
     }
+    if (!(a->dconv = acts_alloc(a, sizeof(float) * max_full))) goto fail;
+    if (!bn && !(a->dpooled = acts_alloc(a, sizeof(float) * max_layer))) goto fail;
+    /* touch every page now, so the first forward does not pay the page faults */
+    for (int i = 0; i < a->n_blocks; i++) memset(a->blocks[i], 0, a->block_bytes[i]);
     return a;
 fail:
     encoder_acts_free(a);
@@ -273,25 +282,28 @@ int encoder_forward(float *feats, EncoderActs *acts, const float *images, Encode
         const size_t full = conv_out_floats(s, B);
         conv2d_forward(acts->conv_out[l], acts->scratch, x, L->weight, bn ? NULL : L->bias, B, s->cin,
                        s->h_in, s->w_in, C, s->stride);
-        const float *pre = acts->conv_out[l];
+        const float *y = acts->conv_out[l];
         if (bn) {
-            float *dst = s->pool ? acts->bn_tmp : acts->act[l];
-            if (training)
-                batchnorm_forward(dst, acts->mean[l], acts->rstd[l], pre, L->bn_gamma, L->bn_beta,
-                                  L->bn_mean, L->bn_var, B, C, HW);
+            if (training) {
+                batchnorm_stats(acts->mean[l], acts->rstd[l], y, L->bn_mean, L->bn_var, B, C, HW);
+                batchnorm_affine(acts->scale[l], acts->shift[l], acts->mean[l], acts->rstd[l], L->bn_gamma,
+                                 L->bn_beta, C);
+            } else {
+                batchnorm_infer_affine(acts->scale[l], acts->shift[l], L->bn_gamma, L->bn_beta, L->bn_mean,
+                                       L->bn_var, C);
+            }
+            if (s->pool)
+                batchnorm_pool_relu_apply(acts->pooled[l], acts->argmax[l], y, acts->scale[l], acts->shift[l],
+                                          B, C, s->h_out, s->w_out);
             else
-                batchnorm_infer_forward(dst, pre, L->bn_gamma, L->bn_beta, L->bn_mean, L->bn_var, B, C, HW);
-            pre = dst;
-        }
-        if (s->pool) {
-            /* relu(maxpool(.)) = maxpool(relu(.)), see the top of the file */
-            maxpool_forward(acts->pooled[l], acts->argmax[l], pre, B * C, s->h_out, s->w_out);
+                batchnorm_relu_apply(acts->act[l], y, acts->scale[l], acts->shift[l], B, C, HW);
+        } else if (s->pool) {
+            maxpool_forward(acts->pooled[l], acts->argmax[l], y, B * C, s->h_out, s->w_out);
             relu_forward(acts->pooled[l], acts->pooled[l], layer_out_floats(s, B));
-            x = acts->pooled[l];
         } else {
-            relu_forward(acts->act[l], pre, full);
-            x = acts->act[l];
+            relu_forward(acts->act[l], y, full); /* in place: act is conv_out */
         }
+        x = s->pool ? acts->pooled[l] : acts->act[l];
     }
     const ConvShape *last = &acts->shapes[n - 1];
     enc_to_grid(feats, x, B, last->cout, last->h_pool * last->w_pool);
@@ -325,26 +337,27 @@ int encoder_backward(EncoderParams *grads, EncoderActs *acts, const float *dfeat
         ConvLayerParams *G = &grads->conv[l];
         const int C = s->cout, HW = s->h_out * s->w_out;
         const size_t full = conv_out_floats(s, B);
-        float *dpre = acts->dfull[0];
-        enc_zero(dpre, full);
-        if (s->pool) {
-            /* out = relu(pooled): dpooled = dy * (out > 0); pooled = maxpool(pre) */
+        float *dconv = acts->dconv;
+        enc_zero(dconv, full);
+        if (bn && s->pool) {
+            /* out = relu(maxpool(batchnorm(conv_out))) */
+            batchnorm_pool_relu_backward(dconv, G->bn_gamma, G->bn_beta, dy, acts->pooled[l], acts->argmax[l],
+                                         acts->conv_out[l], acts->mean[l], acts->rstd[l], L->bn_gamma, B, C,
+                                         s->h_out, s->w_out);
+        } else if (bn) {
+            /* out = relu(batchnorm(conv_out)) */
+            batchnorm_relu_backward(dconv, G->bn_gamma, G->bn_beta, dy, acts->act[l], acts->conv_out[l],
+                                    acts->mean[l], acts->rstd[l], L->bn_gamma, B, C, HW);
+        } else if (s->pool) {
+            /* out = relu(pooled), pooled = maxpool(conv_out) */
             const size_t np = layer_out_floats(s, B);
-            float *dpooled = acts->dfull[1];
+            float *dpooled = acts->dpooled;
             enc_zero(dpooled, np);
             relu_backward(dpooled, dy, acts->pooled[l], np);
-            maxpool_backward(dpre, dpooled, acts->argmax[l], B * C, s->h_out, s->w_out);
+            maxpool_backward(dconv, dpooled, acts->argmax[l], B * C, s->h_out, s->w_out);
         } else {
-            /* out = relu(pre) */
-            relu_backward(dpre, dy, acts->act[l], full);
-        }
-        float *dconv = dpre;
-        if (bn) {
-            /* pre = batchnorm(conv_out) */
-            dconv = acts->dfull[1];
-            enc_zero(dconv, full);
-            batchnorm_backward(dconv, G->bn_gamma, G->bn_beta, dpre, acts->conv_out[l], acts->mean[l],
-                               acts->rstd[l], L->bn_gamma, B, C, HW);
+            /* out = relu(conv_out) */
+            relu_backward(dconv, dy, acts->act[l], full);
         }
         /* conv_out = conv(x) */
         const float *x = acts->images;

@@ -12,5 +12,8 @@ void relu_forward(float *out, const float *inp, size_t n)
 void relu_backward(float *dinp, const float *dout, const float *out, size_t n)
 {
     /* out = max(0, inp): dinp += dout where out > 0 */
-    for (size_t i = 0; i < n; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float d = dout[i]; /* loaded unconditionally: the select vectorises */
+        dinp[i] += out[i] > 0.0f ? d : 0.0f;
+    }
 }

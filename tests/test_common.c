@@ -4,8 +4,10 @@
  */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
+#include "fastmath.h"
 #include "matmul.h"
 #include "rng.h"
 #include "sac.h"
@@ -97,6 +99,33 @@ START_TEST(test_linear_gradcheck)
 }
 END_TEST
 
+START_TEST(test_fastmath_accuracy)
+{
+    /* the bounds documented in fastmath.h, over a dense grid */
+    double worst_exp = 0, worst_tanh = 0, worst_sig = 0;
+    for (int i = -800000; i <= 800000; i++) {
+        float x = i * 1e-4f;
+        double e = exp((double)x);
+        worst_exp = fmax(worst_exp, fabs(sac_expf(x) - e) / e);
+    }
+    for (int i = -200000; i <= 200000; i++) {
+        float x = i * 1e-4f;
+        worst_tanh = fmax(worst_tanh, fabs(sac_tanhf(x) - tanh((double)x)));
+        worst_sig = fmax(worst_sig, fabs(sac_sigmoidf(x) - 1.0 / (1.0 + exp(-(double)x))));
+    }
+    printf("fastmath: exp max rel err %.3g, tanh max abs err %.3g, sigmoid max abs err %.3g\n", worst_exp, worst_tanh,
+           worst_sig);
+    ck_assert_double_lt(worst_exp, 3e-7);
+    ck_assert_double_lt(worst_tanh, 3e-7);
+    ck_assert_double_lt(worst_sig, 3e-7);
+    /* saturation, no NaN or inf */
+    ck_assert_float_eq(sac_tanhf(50.0f), 1.0f);
+    ck_assert_float_eq(sac_tanhf(-50.0f), -1.0f);
+    ck_assert(sac_sigmoidf(-200.0f) >= 0.0f && sac_sigmoidf(-200.0f) < 1e-30f);
+    ck_assert(isfinite(sac_expf(1000.0f)));
+}
+END_TEST
+
 static Suite *common_suite(void)
 {
     Suite *s = suite_create("common");
@@ -104,6 +133,7 @@ static Suite *common_suite(void)
     tcase_add_test(tc, test_rng_reproducible);
     tcase_add_test(tc, test_gemm_matches_reference);
     tcase_add_test(tc, test_linear_gradcheck);
+    tcase_add_test(tc, test_fastmath_accuracy);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -237,6 +237,75 @@ START_TEST(test_batchnorm_running_stats_by_hand)
 }
 END_TEST
 
+/* The fused batchnorm -> relu [-> maxpool] forms equal the composition of the layer functions,
+ * forward (values, and argmax wherever the output is positive: elsewhere the composition's
+ * window is all ReLU zeros, whose "first max" carries no gradient) and backward. */
+START_TEST(test_batchnorm_fused_matches_composition)
+{
+    SacRng rng;
+    sac_rng_seed(&rng, 15, 1);
+    const int B = 3, C = 5, H = 7, W = 6, Ho = H / 2, Wo = W / 2, N = H * W;
+    const size_t n = (size_t)B * C * N, np = (size_t)B * C * Ho * Wo;
+    float *x = falloc(n), *y = falloc(n), *r = falloc(n), *dy = falloc(n), *dbn = falloc(n);
+    float *dx1 = falloc(n), *dx2 = falloc(n), *pool1 = falloc(np), *pool2 = falloc(np), *dp = falloc(np);
+    float mean[5], rstd[5], gamma[5], beta[5], scale[5], shift[5], m2[5], s2[5];
+    float dg1[5] = {0}, db1[5] = {0}, dg2[5] = {0}, db2[5] = {0};
+    uint8_t *a1 = malloc(np), *a2 = malloc(np);
+    fill_uniform(x, n, -2, 3, &rng);
+    fill_uniform(gamma, C, -1.5f, 1.5f, &rng); /* negative scales too: the max of bn is not bn of the max */
+    fill_uniform(beta, C, -0.5f, 0.5f, &rng);
+    fill_uniform(dy, n, -1, 1, &rng);
+    fill_uniform(dp, np, -1, 1, &rng);
+
+    /* unpooled: relu(bn(x)) */
+    batchnorm_forward(y, mean, rstd, x, gamma, beta, NULL, NULL, B, C, N);
+    relu_forward(r, y, n);
+    batchnorm_stats(m2, s2, x, NULL, NULL, B, C, N);
+    ck_assert_mem_eq(m2, mean, sizeof(mean));
+    ck_assert_mem_eq(s2, rstd, sizeof(rstd));
+    batchnorm_affine(scale, shift, mean, rstd, gamma, beta, C);
+    batchnorm_relu_apply(y, x, scale, shift, B, C, N);
+    ck_assert_mem_eq(y, r, sizeof(float) * n);
+    relu_backward(dbn, dy, r, n);
+    batchnorm_backward(dx1, dg1, db1, dbn, x, mean, rstd, gamma, B, C, N);
+    batchnorm_relu_backward(dx2, dg2, db2, dy, r, x, mean, rstd, gamma, B, C, N);
+    int bad = 0;
+    bad += check_tensor("bn_relu dx", dx2, dx1, n, 1e-6, 1e-5);
+    bad += check_tensor("bn_relu dgamma", dg2, dg1, C, 1e-6, 1e-5);
+    bad += check_tensor("bn_relu dbeta", db2, db1, C, 1e-6, 1e-5);
+
+    /* pooled: maxpool(relu(bn(x))) in torch's order */
+    batchnorm_forward(y, mean, rstd, x, gamma, beta, NULL, NULL, B, C, N);
+    relu_forward(r, y, n);
+    maxpool_forward(pool1, a1, r, B * C, H, W);
+    batchnorm_pool_relu_apply(pool2, a2, x, scale, shift, B, C, H, W);
+    ck_assert_mem_eq(pool2, pool1, sizeof(float) * np);
+    int positive = 0;
+    for (size_t i = 0; i < np; i++) {
+        if (pool1[i] > 0.0f) {
+            ck_assert_int_eq(a2[i], a1[i]);
+            positive++;
+        }
+    }
+    ck_assert_int_gt(positive, (int)np / 4);
+    ck_assert_int_lt(positive, (int)np);
+    memset(dbn, 0, sizeof(float) * n);
+    memset(dx1, 0, sizeof(float) * n), memset(dx2, 0, sizeof(float) * n);
+    memset(dg1, 0, sizeof(dg1)), memset(db1, 0, sizeof(db1)), memset(dg2, 0, sizeof(dg2)), memset(db2, 0, sizeof(db2));
+    float *dr = falloc(n);
+    maxpool_backward(dr, dp, a1, B * C, H, W);
+    relu_backward(dbn, dr, r, n);
+    batchnorm_backward(dx1, dg1, db1, dbn, x, mean, rstd, gamma, B, C, N);
+    batchnorm_pool_relu_backward(dx2, dg2, db2, dp, pool2, a2, x, mean, rstd, gamma, B, C, H, W);
+    bad += check_tensor("bn_pool_relu dx", dx2, dx1, n, 1e-6, 1e-5);
+    bad += check_tensor("bn_pool_relu dgamma", dg2, dg1, C, 1e-6, 1e-5);
+    bad += check_tensor("bn_pool_relu dbeta", db2, db1, C, 1e-6, 1e-5);
+    ck_assert_int_eq(bad, 0);
+    free(x), free(y), free(r), free(dy), free(dbn), free(dx1), free(dx2), free(pool1), free(pool2), free(dp);
+    free(dr), free(a1), free(a2);
+}
+END_TEST
+
 /* ---- relu, maxpool ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -867,6 +936,7 @@ static Suite *encoder_suite(void)
     tcase_add_test(tc, test_conv2d_gradcheck);
     tcase_add_test(tc, test_batchnorm_gradcheck);
     tcase_add_test(tc, test_batchnorm_running_stats_by_hand);
+    tcase_add_test(tc, test_batchnorm_fused_matches_composition);
     tcase_add_test(tc, test_relu);
     tcase_add_test(tc, test_maxpool);
     suite_add_tcase(s, tc);

@@ -15,7 +15,12 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
+    {"caption", cmd_caption, "caption image files (or paths on stdin)"},
+    {"attend", cmd_attend, "draw where the model looked for each word (PNG, HTML)"},
+    {"batch", cmd_batch, "caption every image under directories (JSON Lines, TSV, COCO, HTML)"},
     {"train", cmd_train, "train a model on a captioned dataset"},
+    {"eval", cmd_eval, "decode a dataset split and score it (BLEU, ROUGE-L, CIDEr-D)"},
+    {"score", cmd_score, "score a COCO results file against reference captions"},
 };
 
 static void usage(FILE *f)

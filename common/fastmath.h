@@ -1,0 +1,56 @@
+/*
+ * fastmath.h - exp, sigmoid and tanh written so that loops over them vectorise (no libm calls,
+ * no branches), for the elementwise work of attention, the LSTM gates and the softmaxes.
+ *
+ * sac_expf: Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, degree-6 Taylor polynomial
+ * for e^r, then scaling by 2^n through the exponent bits. Relative error < 3e-7 over the
+ * clamped range [-87.3, 88.0] (inputs beyond it saturate to ~1e-38 / ~3e38).
+ * sac_tanhf: odd polynomial (Taylor to x^11) for |x| < 0.4, 1 - 2 / (e^{2|x|} + 1) beyond,
+ * sign restored; absolute error < 3e-7. sac_sigmoidf: 1 / (1 + e^-x).
+ * test_common checks all three against libm over a dense grid.
+ */
+#ifndef SACCADE_FASTMATH_H
+#define SACCADE_FASTMATH_H
+
+#include <stdint.h>
+#include <string.h>
+
+static inline float sac_expf(float x)
+{
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float n = __builtin_rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693145751953125f;
+    r = r - n * 1.42860682030941723e-06f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof(scale));
+    return p * scale;
+}
+
+static inline float sac_sigmoidf(float x) { return 1.0f / (1.0f + sac_expf(-x)); }
+
+static inline float sac_tanhf(float x)
+{
+    const float a = x < 0.0f ? -x : x;
+    const float x2 = x * x;
+    /* tanh x = x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835 - 1382x^11/155925 */
+    float p = -1382.0f / 155925.0f;
+    p = p * x2 + 62.0f / 2835.0f;
+    p = p * x2 - 17.0f / 315.0f;
+    p = p * x2 + 2.0f / 15.0f;
+    p = p * x2 - 1.0f / 3.0f;
+    const float small = x + x * x2 * p;
+    const float big = 1.0f - 2.0f / (sac_expf(2.0f * a) + 1.0f);
+    const float sbig = x < 0.0f ? -big : big;
+    return a < 0.4f ? small : sbig;
+}
+
+#endif

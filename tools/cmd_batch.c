@@ -1,0 +1,393 @@
+/*
+ * cmd_batch.c - `saccade batch`: caption every image under some directories with one model
+ * loaded once and a fixed set of worker threads, each with its own Captioner (the Model is
+ * shared read-only). Workers decode the files themselves; each result is written and flushed
+ * as it completes, so a killed run loses nothing and --resume carries on from the file.
+ *
+ * Each image is captioned alone (a batch of 1), so its caption does not depend on the thread
+ * count, the shard or what was resumed: the same file always gets the same caption.
+ *
+ * Size letters: P grid positions (attention maps), T words.
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "batch.h"
+#include "captioner.h"
+#include "cli.h"
+#include "draw.h"
+#include "matmul.h"
+#include "sac.h"
+
+#define THUMB_SIDE 160  /* gallery thumbnails: longest side, pixels */
+#define PANEL_SIDE 96   /* gallery attention panels */
+#define PANEL_COLUMNS 6
+
+typedef struct Batch {
+    const Model *m;
+    SearchOptions opt;
+    BatchFormat fmt;
+    int attention;
+    const BatchFileList *files;
+    const size_t *todo; /* (n_todo) indices into files */
+    size_t n_todo;
+    BatchOutput *out;
+    /* shared by the workers and the progress loop, under lock */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    size_t next, done, failed;
+    int running, stop, write_failed;
+    /* stderr: log messages and the progress bar take turns */
+    pthread_mutex_t err_lock;
+    int tty, quiet, bar_shown;
+} Batch;
+
+typedef struct {
+    Batch *b;
+    Captioner *c;
+    pthread_t tid;
+} Worker;
+
+/* The worker's capture of the first error logged while it handles one image: the error record. */
+static _Thread_local char *tl_err;
+static _Thread_local size_t tl_err_size;
+
+static void log_sink(int level, const char *msg, void *user)
+{
+    Batch *b = user;
+    if (level == SAC_LOG_ERROR && tl_err && !tl_err[0]) snprintf(tl_err, tl_err_size, "%s", msg);
+    if (level > (b->quiet ? SAC_LOG_WARN : SAC_LOG_INFO)) return;
+    static const char *prefix[] = {"error: ", "warning: ", "", ""};
+    pthread_mutex_lock(&b->err_lock);
+    if (b->bar_shown) fputs("\r\033[K", stderr);
+    b->bar_shown = 0;
+    fprintf(stderr, "saccade: %s%s\n", prefix[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+    pthread_mutex_unlock(&b->err_lock);
+}
+
+static void help(FILE *f)
+{
+    fprintf(f,
+            "usage: saccade batch DIR... [-o FILE] [options]\n\n"
+            "Caption every image under the DIRs (recursively; files may be given too). The model is\n"
+            "loaded once and the images are captioned in parallel, one worker thread per core.\n"
+            "Images are chosen by extension (jpg jpeg png gif bmp tga psd hdr pic pnm ppm pgm ...) or,\n"
+            "whatever their name, by content (JPEG, PNG, GIF, BMP, PSD, HDR, PNM); names starting with\n"
+            "'.' are skipped, symbolic links are followed and each directory is entered once.\n"
+            "A file that cannot be read or decoded is reported and gets an error record; the batch\n"
+            "goes on. Exit status: 0 all captioned, 1 some failed (or a runtime error), 2 usage.\n\n"
+            "options:\n"
+            "  -o, --output FILE   results (default: stdout); each record is written and flushed as\n"
+            "                      its image completes (in completion order)\n"
+            "  --format F          jsonl (default; or from FILE's extension .jsonl .tsv .json .html):\n"
+            "      jsonl  {\"image\": PATH, \"caption\": TEXT, \"logprob\": X} per line, or\n"
+            "             {\"image\": PATH, \"error\": MESSAGE}\n"
+            "      tsv    PATH<TAB>CAPTION, or PATH<TAB><TAB>error=MESSAGE (\\ TAB LF CR in PATH\n"
+            "             written as \\\\ \\t \\n \\r)\n"
+            "      coco   COCO results [{\"image_id\": ID, \"caption\": TEXT}] sorted by path, as\n"
+            "             coco-caption reads them; ID is the number of COCO_*_<n>.jpg / <n>.jpg files,\n"
+            "             else the file name (the path when two files share a name); failures are\n"
+            "             left out. The JSON is written at the end; meanwhile every record goes to\n"
+            "             FILE.partial (jsonl), which --resume continues and which is removed once\n"
+            "             FILE is complete. To stdout, everything is printed at the end.\n"
+            "      html   a gallery: thumbnails inlined as PNG, captions, failures; with --attention\n"
+            "             also each word's attention map over the photo\n"
+            "  --model FILE        (default: models/flickr8k.safetensors or $SACCADE_MODEL)\n"
+            "  --beam K            beam width, 1 = greedy (default 3)\n"
+            "  --threads N         worker threads (default 0 = all cores)\n"
+            "  --resume            continue FILE: images already in it (captioned or failed) are\n"
+            "                      skipped, a line torn by a kill is cut off and redone\n"
+            "  --shard I/N         caption only shard I of N (0 <= I < N), chosen by a stable hash\n"
+            "                      of each file's path below its DIR: N machines running shards\n"
+            "                      0..N-1 of one directory cover it exactly once\n"
+            "  --attention         html: draw where the model looked for each word\n"
+            "  --quiet             no progress or summary on stderr (errors are still reported)\n"
+            "  -h, --help\n");
+}
+
+/* Thumbnail and (with --attention) the attention figure of one photo, as base64 PNGs. */
+static int gallery_images(const Batch *b, const SacImage *img, const Caption *cap, char **thumb64,
+                          char **att64)
+{
+    SacImage thumb = {0}, fig = {0};
+    int side = SAC_MAX(img->w, img->h), st = SAC_OK;
+    int tw = img->w, th = img->h;
+    if (side > THUMB_SIDE) {
+        tw = SAC_MAX(1, (int)((long)img->w * THUMB_SIDE / side));
+        th = SAC_MAX(1, (int)((long)img->h * THUMB_SIDE / side));
+    }
+    st = sac_image_resize(img, tw, th, &thumb);
+    if (!st && !(*thumb64 = batch_png_base64(&thumb))) st = SAC_ERR_NOMEM;
+    if (!st && b->attention) {
+        const char **words = sac_calloc((size_t)cap->n + 1, sizeof(*words));
+        if (!words) st = SAC_ERR_NOMEM;
+        for (int t = 0; !st && t < cap->n; t++) words[t] = vocab_word(b->m->vocab, cap->tokens[t]);
+        if (!st)
+            st = attention_draw(img, cap->alphas, cap->n, b->m->grid_h, b->m->grid_w, words, PANEL_SIDE,
+                                SAC_MIN(cap->n + 1, PANEL_COLUMNS), &fig);
+        if (!st && !(*att64 = batch_png_base64(&fig))) st = SAC_ERR_NOMEM;
+        free(words);
+    }
+    sac_image_free(&thumb);
+    sac_image_free(&fig);
+    return st;
+}
+
+/* Caption todo[i] and write its record; *failed = 1 when the image failed. Returns the write's
+ * status (a failed image is not an error of the batch). */
+static int caption_one(Batch *b, Captioner *c, size_t i, int *failed)
+{
+    const char *path = b->files->files[b->todo[i]].path;
+    char err[1024] = "";
+    tl_err = err, tl_err_size = sizeof(err);
+    SacImage img = {0};
+    Caption cap;
+    memset(&cap, 0, sizeof(cap));
+    char *text = NULL, *thumb64 = NULL, *att64 = NULL;
+    int st = sac_image_load(path, &img, 0);
+    if (!st) st = captioner_run(c, &img, 1, &b->opt, &cap, NULL);
+    if (!st && !(text = captioner_text(b->m, &cap))) st = SAC_ERR_NOMEM;
+    if (!st && b->fmt == BATCH_HTML) st = gallery_images(b, &img, &cap, &thumb64, &att64);
+    if (st && !err[0]) sac_error("%s: %s", path, sac_strerror(st));
+    tl_err = NULL;
+    BatchRecord r = {path, text, cap.logprob, NULL, thumb64, att64, (long)b->todo[i]};
+    if (st) {
+        r.caption = NULL;
+        r.error = err[0] ? err : sac_strerror(st);
+        r.attention_b64 = r.thumb_b64 = NULL;
+    }
+    *failed = st != SAC_OK;
+    int wst = batch_output_write(b->out, &r);
+    free(text), free(thumb64), free(att64);
+    caption_clear(&cap);
+    sac_image_free(&img);
+    return wst;
+}
+
+static void *worker_main(void *arg)
+{
+    Worker *w = arg;
+    Batch *b = w->b;
+    for (;;) {
+        pthread_mutex_lock(&b->lock);
+        if (b->stop || b->next >= b->n_todo) {
+            b->running--;
+            pthread_cond_signal(&b->cond);
+            pthread_mutex_unlock(&b->lock);
+            return NULL;
+        }
+        size_t i = b->next++;
+        pthread_mutex_unlock(&b->lock);
+        int failed = 0;
+        int st = caption_one(b, w->c, i, &failed);
+        pthread_mutex_lock(&b->lock);
+        b->done++;
+        b->failed += failed;
+        if (st) b->stop = b->write_failed = 1;
+        pthread_cond_signal(&b->cond);
+        pthread_mutex_unlock(&b->lock);
+    }
+}
+
+/* One progress line: bar, done/total, rate, ETA, failures. */
+static void progress_draw(Batch *b, size_t done, size_t failed, double elapsed, int final)
+{
+    enum { WIDTH = 24 };
+    double frac = b->n_todo ? (double)done / (double)b->n_todo : 1.0;
+    double rate = elapsed > 0 ? done / elapsed : 0.0;
+    char bar[WIDTH + 1];
+    int fill = (int)(frac * WIDTH);
+    for (int k = 0; k < WIDTH; k++) bar[k] = k < fill ? '#' : '.';
+    bar[WIDTH] = 0;
+    char eta[32] = "--:--";
+    if (rate > 0 && done < b->n_todo) {
+        long s = (long)((double)(b->n_todo - done) / rate + 0.5);
+        if (s >= 3600) snprintf(eta, sizeof(eta), "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+        else snprintf(eta, sizeof(eta), "%ld:%02ld", s / 60, s % 60);
+    } else if (done >= b->n_todo) {
+        snprintf(eta, sizeof(eta), "0:00");
+    }
+    pthread_mutex_lock(&b->err_lock);
+    fprintf(stderr, "%s[%s] %zu/%zu %3.0f%%  %.1f img/s  ETA %s  %zu failed%s", b->tty ? "\r\033[K" : "", bar, done,
+            b->n_todo, 100.0 * frac, rate, eta, failed, b->tty && !final ? "" : "\n");
+    b->bar_shown = b->tty && !final;
+    fflush(stderr);
+    pthread_mutex_unlock(&b->err_lock);
+}
+
+/* Start the workers, show progress until they have all stopped. SAC_OK or a negative status. */
+static int batch_run(Batch *b, Worker *w, int n_threads)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    double t0 = sac_time(), period = b->tty ? 0.25 : 10.0, next_draw = t0 + period;
+    int started = 0, st = SAC_OK;
+    pthread_mutex_lock(&b->lock);
+    for (; started < n_threads; started++) {
+        w[started].b = b;
+        if (pthread_create(&w[started].tid, NULL, worker_main, &w[started])) {
+            sac_error("cannot start worker thread %d", started + 1);
+            b->stop = 1;
+            st = SAC_ERR_NOMEM;
+            break;
+        }
+        b->running++;
+    }
+    while (b->running > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&b->cond, &b->lock, &ts);
+        if (cli_interrupted && !b->stop) b->stop = 1;
+        double now = sac_time();
+        if (!b->quiet && now >= next_draw && b->running > 0) {
+            size_t done = b->done, failed = b->failed;
+            pthread_mutex_unlock(&b->lock);
+            progress_draw(b, done, failed, now - t0, 0);
+            pthread_mutex_lock(&b->lock);
+            next_draw = now + period;
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    for (int i = 0; i < started; i++) pthread_join(w[i].tid, NULL);
+    if (!b->quiet) progress_draw(b, b->done, b->failed, sac_time() - t0, 1);
+    pthread_cond_destroy(&b->cond);
+    return st;
+}
+
+enum { O_FORMAT = 256, O_MODEL, O_BEAM, O_THREADS, O_RESUME, O_SHARD, O_ATTENTION, O_QUIET };
+
+int cmd_batch(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"output", 1, 0, 'o'}, {"format", 1, 0, O_FORMAT}, {"model", 1, 0, O_MODEL},
+        {"beam", 1, 0, O_BEAM}, {"threads", 1, 0, O_THREADS}, {"resume", 0, 0, O_RESUME},
+        {"shard", 1, 0, O_SHARD}, {"attention", 0, 0, O_ATTENTION}, {"quiet", 0, 0, O_QUIET},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *out_path = NULL, *model_path = NULL;
+    int fmt = -1, resume = 0, attention = 0, quiet = 0, shard_i = 0, shard_n = 1, c;
+    long beam = 3, threads = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out_path = optarg; break;
+        case O_FORMAT:
+            if ((fmt = batch_format_parse(optarg)) < 0)
+                return cli_usage_error("batch", "invalid value \"%s\" for --format: expected jsonl, tsv, coco or html",
+                                       optarg);
+            break;
+        case O_MODEL: model_path = optarg; break;
+        case O_BEAM:
+            if (cli_parse_int("--beam", optarg, 1, 64, &beam)) return CLI_USAGE;
+            break;
+        case O_THREADS:
+            if (cli_parse_int("--threads", optarg, 0, 1024, &threads)) return CLI_USAGE;
+            break;
+        case O_RESUME: resume = 1; break;
+        case O_SHARD:
+            if (cli_parse_shard("--shard", optarg, &shard_i, &shard_n)) return CLI_USAGE;
+            break;
+        case O_ATTENTION: attention = 1; break;
+        case O_QUIET: quiet = 1; break;
+        case 'h': help(stdout); return CLI_OK;
+        default: return cli_usage_error("batch", "unknown option");
+        }
+    }
+    if (optind >= argc) return cli_usage_error("batch", "give at least one directory of images");
+    if (fmt < 0) fmt = out_path && batch_format_from_path(out_path) >= 0 ? batch_format_from_path(out_path) : BATCH_JSONL;
+    if (resume && !out_path) return cli_usage_error("batch", "--resume needs -o FILE to continue");
+    if (attention && fmt != BATCH_HTML) return cli_usage_error("batch", "--attention needs --format html");
+
+    Batch b;
+    memset(&b, 0, sizeof(b));
+    b.fmt = (BatchFormat)fmt, b.attention = attention, b.quiet = quiet, b.tty = cli_stderr_is_tty();
+    pthread_mutex_init(&b.lock, NULL);
+    pthread_mutex_init(&b.err_lock, NULL);
+    sac_log_set_sink(log_sink, &b);
+
+    int rc = CLI_FAILED;
+    BatchFileList files = {0};
+    size_t *todo = NULL;
+    Model *m = NULL;
+    Worker *w = NULL;
+    int n_threads = 0, complete = 0;
+    size_t n_shard = 0, n_todo = 0, resumed = 0, resumed_errors = 0;
+    if (batch_walk((const char *const *)argv + optind, argc - optind, &files)) goto done;
+    b.out = batch_output_open(out_path, b.fmt, resume);
+    if (!b.out) goto done;
+    todo = sac_malloc((files.n ? files.n : 1) * sizeof(*todo));
+    if (!todo) goto done;
+    for (size_t i = 0; i < files.n; i++) {
+        if (batch_shard_of(files.files[i].rel, shard_n) != shard_i) continue;
+        n_shard++;
+        if (!batch_output_has(b.out, files.files[i].path)) todo[n_todo++] = i;
+    }
+    resumed = batch_output_resumed(b.out, &resumed_errors);
+    b.files = &files, b.todo = todo, b.n_todo = n_todo;
+    if (!quiet) {
+        char shard[64] = "";
+        if (shard_n > 1) snprintf(shard, sizeof(shard), " (shard %d/%d of %zu)", shard_i, shard_n, files.n);
+        sac_info("%zu images%s%s", n_shard, shard, n_shard ? "" : ": nothing to do");
+        if (resume && resumed) sac_info("%zu already in %s, %zu to go", n_shard - n_todo, out_path, n_todo);
+    }
+    if (n_todo) {
+        if (!(m = cli_load_model(model_path, argv[0]))) goto done;
+        DecoderSizes sz = model_decoder_sizes(m);
+        b.m = m;
+        b.opt = search_default_options(&sz);
+        b.opt.beam = (int)beam;
+        b.opt.want_alphas = attention;
+        n_threads = threads > 0 ? (int)threads : cli_cores();
+        if ((size_t)n_threads > n_todo) n_threads = (int)n_todo;
+        w = sac_calloc((size_t)n_threads, sizeof(*w));
+        if (!w) goto done;
+        for (int i = 0; i < n_threads; i++)
+            if (!(w[i].c = captioner_create(m, 1, (int)beam))) goto done;
+        int blas_threads = sac_blas_threads();
+        sac_blas_set_threads(1); /* the workers are the one pool */
+        cli_catch_signals();
+        double t0 = sac_time();
+        int st = batch_run(&b, w, n_threads);
+        double dt = sac_time() - t0;
+        sac_blas_set_threads(blas_threads);
+        if (st) goto done;
+        if (!quiet)
+            sac_info("%zu images in %.1f s (%.1f img/s, %d threads, beam %ld): %zu captioned, %zu failed%s%s",
+                     b.done, dt, dt > 0 ? b.done / dt : 0.0, n_threads, beam, b.done - b.failed, b.failed,
+                     out_path ? " -> " : "", out_path ? out_path : "");
+    }
+    complete = !b.stop && !b.write_failed;
+    BatchOutput *out = b.out;
+    b.out = NULL;
+    if (batch_output_close(out, complete) || b.write_failed) goto done;
+    if (!complete) {
+        sac_error("interrupted after %zu of %zu images; run the same command with --resume to continue", b.done,
+                  n_todo);
+        goto done;
+    }
+    if (b.failed + resumed_errors) {
+        sac_warn("%zu image(s) could not be captioned%s (see the error records)", b.failed + resumed_errors,
+                 resumed_errors ? ", counting the earlier run's" : "");
+        goto done;
+    }
+    rc = CLI_OK;
+done:
+    if (b.out) batch_output_close(b.out, 0);
+    for (int i = 0; w && i < n_threads; i++) captioner_free(w[i].c);
+    free(w);
+    model_free(m);
+    free(todo);
+    batch_files_free(&files);
+    sac_log_set_sink(NULL, NULL);
+    pthread_mutex_destroy(&b.lock);
+    pthread_mutex_destroy(&b.err_lock);
+    return rc;
+}

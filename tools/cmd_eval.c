@@ -1,0 +1,192 @@
+/*
+ * cmd_eval.c - `saccade eval`: decode a dataset split with a model (greedy or beam, never
+ * teacher-forced) and score the captions against the split's references: BLEU-1..4, ROUGE-L,
+ * CIDEr-D as coco-caption computes them, plus caption diversity. Optionally writes the captions
+ * as a COCO results file, which `saccade score` (or coco-caption) reads back.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "matmul.h"
+#include "report.h"
+#include "sac.h"
+#include "trainer.h"
+
+static void help(FILE *f)
+{
+    fprintf(f,
+            "usage: saccade eval --data PATH [options]\n\n"
+            "Caption every image of a dataset split with the model and score the captions against the\n"
+            "split's references. Prints BLEU-1..4, ROUGE-L and CIDEr-D (computed as coco-caption does,\n"
+            "references tokenized like its PTB tokenizer), the number of distinct captions, the words\n"
+            "used and the mean caption length. Images that cannot be read are reported, left out of the\n"
+            "scores, and make the exit status 1.\n\n"
+            "options:\n"
+            "  --model FILE        model file (default: $SACCADE_MODEL, then the installed model)\n"
+            "  --data PATH         Flickr8k/30k dir or token file, Karpathy dataset_*.json, COCO\n"
+            "                      captions_*.json, or a folder with captions.tsv\n"
+            "  --split NAME        (default dev; 'all' for everything, the only choice for captions.tsv)\n"
+            "  --images DIR        image directory (default: from the dataset)\n"
+            "  --beam K            beam width (default 3; 1 = greedy)\n"
+            "  --max-len N         most words + <end> (default: the model's T)\n"
+            "  --len-norm A        beam score = logprob / steps^A (default 0.7)\n"
+            "  --max-images N      only the first N images of the split (default 0 = all)\n"
+            "  --results FILE      write the captions as COCO results JSON [{\"image_id\", \"caption\"}].\n"
+            "                      Datasets without integer ids (Flickr token files, captions.tsv) use\n"
+            "                      the image file name, as the dataset names it, as a string \"image_id\";\n"
+            "                      `saccade score` matches such ids against the references' file names.\n"
+            "  --json              print the scores as one JSON object (coco-caption's key names)\n"
+            "  --threads N         BLAS threads (default 0 = all cores)\n"
+            "  --quiet             only errors on stderr\n"
+            "  -h, --help          this text\n");
+}
+
+/* Write [{"image_id", "caption"}] to path (via path.tmp + rename). */
+static int write_results(const char *path, const EvalResult *r)
+{
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr) return SAC_ERR_NOMEM;
+    for (int i = 0; i < r->n_images; i++) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o) break;
+        cJSON_AddItemToArray(arr, o);
+        if (r->image_ids[i] >= 0) cJSON_AddNumberToObject(o, "image_id", (double)r->image_ids[i]);
+        else cJSON_AddStringToObject(o, "image_id", r->names[i]);
+        cJSON_AddStringToObject(o, "caption", r->captions[i]);
+    }
+    char *text = cJSON_Print(arr);
+    cJSON_Delete(arr);
+    if (!text) return SAC_ERR_NOMEM;
+    size_t len = strlen(text);
+    char *tmp = sac_malloc(strlen(path) + 5);
+    int st = tmp ? SAC_OK : SAC_ERR_NOMEM;
+    if (!st) {
+        sprintf(tmp, "%s.tmp", path);
+        FILE *f = fopen(tmp, "wb");
+        int ok = f && fwrite(text, 1, len, f) == len && fputc('\n', f) != EOF;
+        if (f && fclose(f)) ok = 0;
+        if (!ok || rename(tmp, path)) {
+            fprintf(stderr, "saccade eval: cannot write %s: %s\n", path, strerror(errno));
+            remove(tmp);
+            st = SAC_ERR_IO;
+        }
+    }
+    free(tmp);
+    free(text);
+    return st;
+}
+
+enum {
+    O_MODEL = 256, O_DATA, O_SPLIT, O_IMAGES, O_BEAM, O_MAX_LEN, O_LEN_NORM, O_MAX_IMAGES, O_RESULTS, O_JSON,
+    O_THREADS, O_QUIET, O_HELP
+};
+
+int cmd_eval(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"model", 1, 0, O_MODEL}, {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT}, {"images", 1, 0, O_IMAGES},
+        {"beam", 1, 0, O_BEAM}, {"max-len", 1, 0, O_MAX_LEN}, {"len-norm", 1, 0, O_LEN_NORM},
+        {"max-images", 1, 0, O_MAX_IMAGES}, {"results", 1, 0, O_RESULTS}, {"json", 0, 0, O_JSON},
+        {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+    const char *model_path = NULL, *data = NULL, *split = "dev", *images = NULL, *results = NULL;
+    long beam = 3, max_len = 0, max_images = 0, threads = 0;
+    double len_norm = 0.7;
+    int json = 0, quiet = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL: model_path = optarg; break;
+        case O_DATA: data = optarg; break;
+        case O_SPLIT: split = optarg; break;
+        case O_IMAGES: images = optarg; break;
+        case O_BEAM:
+            if (cli_parse_int("--beam", optarg, 1, 64, &beam)) return CLI_USAGE;
+            break;
+        case O_MAX_LEN:
+            if (cli_parse_int("--max-len", optarg, 1, 256, &max_len)) return CLI_USAGE;
+            break;
+        case O_LEN_NORM:
+            if (cli_parse_float("--len-norm", optarg, 0, 10, &len_norm)) return CLI_USAGE;
+            break;
+        case O_MAX_IMAGES:
+            if (cli_parse_int("--max-images", optarg, 0, INT_MAX, &max_images)) return CLI_USAGE;
+            break;
+        case O_RESULTS: results = optarg; break;
+        case O_JSON: json = 1; break;
+        case O_THREADS:
+            if (cli_parse_int("--threads", optarg, 0, 1024, &threads)) return CLI_USAGE;
+            break;
+        case O_QUIET: quiet = 1; break;
+        case 'h':
+        case O_HELP: help(stdout); return CLI_OK;
+        default: return cli_usage_error("eval", "unknown option");
+        }
+    }
+    if (optind < argc) return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
+    if (!data) return cli_usage_error("eval", "--data is required");
+
+    if (quiet) sac_log_set_level(SAC_LOG_WARN);
+    sac_blas_set_threads(threads > 0 ? (int)threads : cli_cores());
+    Model *m = cli_load_model(model_path, argv[0]);
+    if (!m) return CLI_FAILED;
+    DecoderSizes sz = model_decoder_sizes(m);
+    if (max_len > sz.T) {
+        model_free(m);
+        return cli_usage_error("eval", "invalid value \"%ld\" for --max-len: expected an integer in 1..%d (this model's T)",
+                               max_len, sz.T);
+    }
+    Dataset *ds = dataset_open(data, split, images);
+    if (!ds) {
+        model_free(m);
+        return CLI_FAILED;
+    }
+    SearchOptions opt = search_default_options(&sz);
+    opt.beam = (int)beam, opt.len_norm = (float)len_norm;
+    if (max_len) opt.max_len = (int)max_len;
+    const int wanted = max_images > 0 && max_images < ds->n_items ? (int)max_images : ds->n_items;
+    EvalResult er;
+    double t0 = sac_time();
+    int st = eval_dataset(m, ds, &opt, wanted, results != NULL, &er);
+    int rc = CLI_OK;
+    if (st) {
+        fprintf(stderr, "saccade eval: evaluation failed: %s\n", sac_strerror(st));
+        rc = CLI_FAILED;
+        goto done;
+    }
+    if (!quiet)
+        fprintf(stderr, "saccade eval: %s split '%s': %d images, beam %ld, %.1f s\n", ds->source, split,
+                er.n_images, beam, sac_time() - t0);
+    ReportBlock rb = {er.scores, er.n_images, er.n_distinct, er.vocab_used, er.mean_len};
+    if (report_print(stdout, &rb, json)) {
+        fprintf(stderr, "saccade eval: out of memory printing the scores\n");
+        rc = CLI_FAILED;
+    }
+    fflush(stdout);
+    if (results) {
+        if (!er.captions || !er.image_ids || !er.names) {
+            fprintf(stderr, "saccade eval: out of memory keeping the captions for %s\n", results);
+            rc = CLI_FAILED;
+        } else if (write_results(results, &er)) {
+            rc = CLI_FAILED;
+        } else if (!quiet) {
+            fprintf(stderr, "saccade eval: wrote %d captions to %s\n", er.n_images, results);
+        }
+    }
+    if (er.n_images < wanted) {
+        fprintf(stderr, "saccade eval: %d of %d images could not be read and are not scored (see above)\n",
+                wanted - er.n_images, wanted);
+        rc = CLI_FAILED;
+    }
+    eval_result_clear(&er);
+done:
+    dataset_free(ds);
+    model_free(m);
+    return rc;
+}
