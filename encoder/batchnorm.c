@@ -57,21 +57,22 @@ static void bn_grad_sums(const float *d, const float *out, const float *x, size_
     while (i + BN_LANES <= n) {
         size_t end = i + SAC_MIN(BN_CHUNK, (n - i) / BN_LANES * BN_LANES);
         float a[BN_LANES] = {0}, q[BN_LANES] = {0};
+        const float *g = d + i; /* unless masked below */
+        float masked[BN_CHUNK];
         if (out) {
-            for (; i < end; i += BN_LANES) {
-                for (int k = 0; k < BN_LANES; k++) {
-                    float dv = d[i + k]; /* loaded unconditionally: the select vectorises */
-                    float g = out[i + k] > 0.0f ? dv : 0.0f;
-                    a[k] += g;
-                    q[k] += g * (x[i + k] - mean);
-                }
+            /* the ReLU's mask, as a separate loop so both vectorise (GCC 12 does not vectorise
+             * the select inside the lanes below; a branch per element mispredicts) */
+            for (size_t j = 0; j < end - i; j++) {
+                float dv = d[i + j];
+                masked[j] = out[i + j] > 0.0f ? dv : 0.0f;
             }
-        } else {
-            for (; i < end; i += BN_LANES) {
-                for (int k = 0; k < BN_LANES; k++) {
-                    a[k] += d[i + k];
-                    q[k] += d[i + k] * (x[i + k] - mean);
-                }
+            g = masked;
+        }
+        const float *xs = x + i;
+        for (size_t j = 0; i < end; i += BN_LANES, j += BN_LANES) {
+            for (int k = 0; k < BN_LANES; k++) {
+                a[k] += g[j + k];
+                q[k] += g[j + k] * (xs[j + k] - mean);
             }
         }
         for (int k = 0; k < BN_LANES; k++) {
@@ -217,10 +218,9 @@ void batchnorm_pool_relu_apply(float *out, uint8_t *argmax, const float *inp, co
                 float m = v[0];
                 int k = 0;
                 for (int j = 1; j < 4; j++) {
-                    if (v[j] > m || isnan(v[j])) {
-                        m = v[j];
-                        k = j;
-                    }
+                    int take = v[j] > m || isnan(v[j]); /* selects, not branches */
+                    m = take ? v[j] : m;
+                    k = take ? j : k;
                 }
                 o[(size_t)oy * Wo + ox] = m > 0.0f ? m : 0.0f;
                 if (am) am[(size_t)oy * Wo + ox] = (uint8_t)k;
@@ -285,16 +285,20 @@ void batchnorm_pool_relu_backward(float *dinp, float *dgamma, float *dbeta, cons
             size_t p = (size_t)b * C + c;
             const float *x = inp + p * N, *d = dout + p * No, *y = out + p * No;
             const uint8_t *am = argmax + p * No;
+            /* branch-free (the mask is data: a branch mispredicts), in two lanes */
+            float a2[2] = {0.0f, 0.0f}, q2[2] = {0.0f, 0.0f};
             for (int oy = 0; oy < Ho; oy++) {
                 for (int ox = 0; ox < Wo; ox++) {
-                    int w = oy * Wo + ox;
-                    if (!(y[w] > 0.0f)) continue;
-                    int k = am[w];
+                    int w = oy * Wo + ox, k = am[w];
+                    float dv = d[w];
+                    float g = y[w] > 0.0f ? dv : 0.0f;
                     float xv = x[(2 * oy + (k >> 1)) * W + 2 * ox + (k & 1)];
-                    sd += d[w];
-                    sdx += (double)d[w] * (xv - mu);
+                    a2[ox & 1] += g;
+                    q2[ox & 1] += g * (xv - mu);
                 }
             }
+            sd += (double)a2[0] + a2[1];
+            sdx += (double)q2[0] + q2[1];
         }
         float a, md, k;
         bn_grad_coefs(sd, sdx, count, gamma[c], rstd[c], &dgamma[c], &dbeta[c], &a, &md, &k);
@@ -308,10 +312,10 @@ void batchnorm_pool_relu_backward(float *dinp, float *dgamma, float *dbeta, cons
             for (int i = 0; i < N; i++) dx[i] += a * (-md - (x[i] - mu) * k);
             for (int oy = 0; oy < Ho; oy++) {
                 for (int ox = 0; ox < Wo; ox++) {
-                    int w = oy * Wo + ox;
-                    if (!(y[w] > 0.0f)) continue;
-                    int kk = am[w];
-                    dx[(2 * oy + (kk >> 1)) * W + 2 * ox + (kk & 1)] += a * d[w];
+                    int w = oy * Wo + ox, kk = am[w];
+                    float dv = d[w];
+                    float g = y[w] > 0.0f ? dv : 0.0f;
+                    dx[(2 * oy + (kk >> 1)) * W + 2 * ox + (kk & 1)] += a * g;
                 }
             }
         }

@@ -23,10 +23,9 @@ void maxpool_forward(float *out, uint8_t *argmax, const float *inp, int N, int H
                 float m = v[0];
                 int k = 0;
                 for (int j = 1; j < 4; j++) {
-                    if (v[j] > m || isnan(v[j])) {
-                        m = v[j];
-                        k = j;
-                    }
+                    int take = v[j] > m || isnan(v[j]); /* selects, not branches */
+                    m = take ? v[j] : m;
+                    k = take ? j : k;
                 }
                 o[(size_t)oy * Wo + ox] = m;
                 if (a) a[(size_t)oy * Wo + ox] = (uint8_t)k;

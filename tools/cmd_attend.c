@@ -206,6 +206,15 @@ static int write_html(const char *path, const char *image_name, const SacImage *
     return st;
 }
 
+/* getopt_long with opterr = 0 and ':' first: name the bad option ourselves. */
+static int option_error(int c, char **argv)
+{
+    const char *arg = argv[optind - 1];
+    if (c == ':') return cli_usage_error("attend", "option '%s' needs a value", arg);
+    if (optopt && arg[0] == '-' && arg[1] != '-') return cli_usage_error("attend", "unknown option '-%c'", optopt);
+    return cli_usage_error("attend", "unknown option '%s'", arg);
+}
+
 enum { O_MODEL = 256, O_BEAM, O_MAX_LEN, O_LEN_NORM, O_PANEL, O_COLUMNS, O_HTML, O_THREADS, O_QUIET, O_HELP };
 
 int cmd_attend(int argc, char **argv)
@@ -220,7 +229,8 @@ int cmd_attend(int argc, char **argv)
     double len_norm = 0.7;
     int quiet = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
         switch (c) {
         case O_MODEL: model_path = optarg; break;
         case O_BEAM:
@@ -246,7 +256,7 @@ int cmd_attend(int argc, char **argv)
         case O_QUIET: quiet = 1; break;
         case 'h':
         case O_HELP: help(stdout); return CLI_OK;
-        default: return cli_usage_error("attend", "unknown option");
+        default: return option_error(c, argv);
         }
     }
     if (optind >= argc) return cli_usage_error("attend", "no image given");

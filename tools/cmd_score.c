@@ -191,6 +191,15 @@ static int match_results(const char *path, const char *text, const Dataset *ds, 
     return rc;
 }
 
+/* getopt_long with opterr = 0 and ':' first: name the bad option ourselves. */
+static int option_error(int c, char **argv)
+{
+    const char *arg = argv[optind - 1];
+    if (c == ':') return cli_usage_error("score", "option '%s' needs a value", arg);
+    if (optopt && arg[0] == '-' && arg[1] != '-') return cli_usage_error("score", "unknown option '-%c'", optopt);
+    return cli_usage_error("score", "unknown option '%s'", arg);
+}
+
 enum { O_REFS = 256, O_SPLIT, O_RESULTS, O_JSON, O_HELP };
 
 int cmd_score(int argc, char **argv)
@@ -201,7 +210,8 @@ int cmd_score(int argc, char **argv)
     const char *refs = NULL, *results = NULL, *split = NULL;
     int json = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
         case O_REFS: refs = optarg; break;
         case O_SPLIT: split = optarg; break;
@@ -209,7 +219,7 @@ int cmd_score(int argc, char **argv)
         case O_JSON: json = 1; break;
         case 'h':
         case O_HELP: help(stdout); return CLI_OK;
-        default: return cli_usage_error("score", "unknown option");
+        default: return option_error(c, argv);
         }
     }
     if (optind < argc) return cli_usage_error("score", "unexpected argument '%s'", argv[optind]);
