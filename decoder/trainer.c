@@ -194,8 +194,10 @@ static int cache_build(DataCache *c, const Dataset *ds, int max_items, const Voc
     c->n = k;
     c->cap_off[k] = ncap;
     if (failed) sac_warn("%s: %d of %d images could not be read and are skipped (see messages above)", what, failed, n);
-    sac_info("%s: %d images, %d captions cached in %.1f s%s", what, k, ncap, sac_time() - t0,
-             c->n_truncated ? "" : "");
+    if (vocab)
+        sac_info("%s: %d images, %d captions cached in %.1f s", what, k, ncap, sac_time() - t0);
+    else
+        sac_info("%s: %d images cached in %.1f s", what, k, sac_time() - t0);
     if (c->n_truncated)
         sac_info("%s: %d captions longer than %d words were truncated", what, c->n_truncated, T - 1);
     if (k == 0) {

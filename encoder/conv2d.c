@@ -40,7 +40,10 @@ static ConvPlan conv_plan(int B, int C, int H, int W, int stride)
     target = SAC_MIN(target, CONV_TILE_MAX_COLS);
     if (pl.P >= target || B <= 1) {
         pl.group = 1;
-        pl.rows = SAC_MAX(1, SAC_MIN(pl.Ho, target / pl.Wo));
+        /* bands of equal height (no thin last band) */
+        int rows = SAC_MAX(1, SAC_MIN(pl.Ho, target / pl.Wo));
+        int bands = (pl.Ho + rows - 1) / rows;
+        pl.rows = (pl.Ho + bands - 1) / bands;
         pl.ncol = pl.rows * pl.Wo;
     } else {
         pl.group = SAC_MAX(1, SAC_MIN(B, target / pl.P));

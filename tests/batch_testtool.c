@@ -171,7 +171,7 @@ static int read_results(const char *fmt, const char *file)
                     if (!q || !png_ok(p, (size_t)(q - p))) rc = fail(file, ln, "an inlined PNG does not decode");
                     pictures++;
                 }
-                if (!strstr(end, "<figure") || !strstr(end, "</figure>")) rc = fail(file, ln, "no <figure>");
+                if (!strstr(end + 2, "<figure") || !strstr(end + 2, "</figure>")) rc = fail(file, ln, "no <figure>");
             } else if (strstr(line, "<div class=\"g\">")) {
                 header = 1;
             }

@@ -400,7 +400,7 @@ BatchOutput *batch_output_open(const char *path, BatchFormat fmt, int resume)
     pthread_mutex_init(&o->lock, NULL);
     o->fmt = fmt;
     if (!path) {
-        o->f = stdout;
+        o->f = fmt == BATCH_COCO ? NULL : stdout; /* coco: kept in memory, printed at the end */
         if (fmt == BATCH_HTML) fputs(html_header, o->f), fflush(o->f);
         return o;
     }
@@ -468,7 +468,7 @@ int batch_output_write(BatchOutput *o, const BatchRecord *r)
     }
     int st = SAC_OK;
     pthread_mutex_lock(&o->lock);
-    if (fwrite(b.s, 1, b.n, o->f) != b.n || fflush(o->f)) {
+    if (o->f && (fwrite(b.s, 1, b.n, o->f) != b.n || fflush(o->f))) {
         sac_error("%s: write error (%s)", o->file_path ? o->file_path : "stdout", strerror(errno));
         st = SAC_ERR_IO;
     } else if (o->fmt == BATCH_COCO && !r->error && coco_add(o, r->image, r->caption)) {
@@ -556,12 +556,14 @@ static int coco_write(BatchOutput *o, FILE *f)
         buf_json(&b, o->coco[i].caption, 0);
         buf_puts(&b, "}");
         if (b.oom) st = SAC_ERR_NOMEM;
-        else if (b.n > (1 << 16) || i + 1 == n) {
+        else if (b.n > (1 << 16)) {
             if (fwrite(b.s, 1, b.n, f) != b.n) st = SAC_ERR_IO;
             b.n = 0;
         }
     }
-    if (st == SAC_OK && fputs(n ? "\n]\n" : "]\n", f) < 0) st = SAC_ERR_IO;
+    buf_puts(&b, n ? "\n]\n" : "]\n");
+    if (st == SAC_OK && b.oom) st = SAC_ERR_NOMEM;
+    if (st == SAC_OK && fwrite(b.s, 1, b.n, f) != b.n) st = SAC_ERR_IO;
     free(b.s), free(dup), free(idx);
     return st;
 }
@@ -571,9 +573,11 @@ int batch_output_close(BatchOutput *o, int complete)
     if (!o) return SAC_OK;
     const char *fp = o->file_path ? o->file_path : "stdout";
     int st = SAC_OK;
-    if (complete && o->fmt == BATCH_HTML && fputs(html_footer, o->f) < 0) st = SAC_ERR_IO;
-    if (fflush(o->f)) st = SAC_ERR_IO;
-    if (o->f != stdout && fclose(o->f)) st = SAC_ERR_IO;
+    if (o->f) {
+        if (complete && o->fmt == BATCH_HTML && fputs(html_footer, o->f) < 0) st = SAC_ERR_IO;
+        if (fflush(o->f)) st = SAC_ERR_IO;
+        if (o->f != stdout && fclose(o->f)) st = SAC_ERR_IO;
+    }
     if (st) sac_error("%s: write error (%s)", fp, strerror(errno));
     if (st == SAC_OK && complete && o->fmt == BATCH_COCO) {
         if (!o->path) {

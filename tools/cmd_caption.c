@@ -211,7 +211,7 @@ static void run_add(Run *r, const char *path)
     if (!st && !(r->paths[r->n] = strdup(path))) st = SAC_ERR_NOMEM;
     if (st) {
         /* sac_image_load has already said why, naming the file */
-        fprintf(stderr, "saccade caption: %s: skipped (%s)\n", path, sac_strerror(st));
+        fprintf(stderr, "saccade caption: %s: skipped\n", path);
         r->failed++;
         return;
     }

@@ -3,6 +3,8 @@
  * teacher-forced) and score the captions against the split's references: BLEU-1..4, ROUGE-L,
  * CIDEr-D as coco-caption computes them, plus caption diversity. Optionally writes the captions
  * as a COCO results file, which `saccade score` (or coco-caption) reads back.
+ *
+ * Size letters: none (no tensors here).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -48,38 +50,33 @@ static void help(FILE *f)
             "  -h, --help          this text\n");
 }
 
-/* Write [{"image_id", "caption"}] to path (via path.tmp + rename). */
+/* Write [{"image_id", "caption"}], one result per line, to path (via path.tmp + rename). */
 static int write_results(const char *path, const EvalResult *r)
 {
-    cJSON *arr = cJSON_CreateArray();
-    if (!arr) return SAC_ERR_NOMEM;
-    for (int i = 0; i < r->n_images; i++) {
-        cJSON *o = cJSON_CreateObject();
-        if (!o) break;
-        cJSON_AddItemToArray(arr, o);
-        if (r->image_ids[i] >= 0) cJSON_AddNumberToObject(o, "image_id", (double)r->image_ids[i]);
-        else cJSON_AddStringToObject(o, "image_id", r->names[i]);
-        cJSON_AddStringToObject(o, "caption", r->captions[i]);
-    }
-    char *text = cJSON_Print(arr);
-    cJSON_Delete(arr);
-    if (!text) return SAC_ERR_NOMEM;
-    size_t len = strlen(text);
     char *tmp = sac_malloc(strlen(path) + 5);
-    int st = tmp ? SAC_OK : SAC_ERR_NOMEM;
-    if (!st) {
-        sprintf(tmp, "%s.tmp", path);
-        FILE *f = fopen(tmp, "wb");
-        int ok = f && fwrite(text, 1, len, f) == len && fputc('\n', f) != EOF;
-        if (f && fclose(f)) ok = 0;
-        if (!ok || rename(tmp, path)) {
-            fprintf(stderr, "saccade eval: cannot write %s: %s\n", path, strerror(errno));
-            remove(tmp);
-            st = SAC_ERR_IO;
-        }
+    if (!tmp) return SAC_ERR_NOMEM;
+    sprintf(tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    int st = f ? SAC_OK : SAC_ERR_IO;
+    if (!st && r->n_images == 0) fputs("[]\n", f);
+    for (int i = 0; i < r->n_images && !st; i++) {
+        cJSON *o = cJSON_CreateObject();
+        if (o && r->image_ids[i] >= 0) cJSON_AddNumberToObject(o, "image_id", (double)r->image_ids[i]);
+        else if (o) cJSON_AddStringToObject(o, "image_id", r->names[i]);
+        if (o) cJSON_AddStringToObject(o, "caption", r->captions[i]);
+        char *line = o ? cJSON_PrintUnformatted(o) : NULL;
+        cJSON_Delete(o);
+        if (!line) st = SAC_ERR_NOMEM;
+        else fprintf(f, "%s%s%s", i ? ",\n " : "[", line, i == r->n_images - 1 ? "]\n" : "");
+        free(line);
+    }
+    if (f && (ferror(f) | fclose(f)) && !st) st = SAC_ERR_IO;
+    if (!st && rename(tmp, path)) st = SAC_ERR_IO;
+    if (st) {
+        fprintf(stderr, "saccade eval: cannot write %s: %s\n", path, st == SAC_ERR_IO ? strerror(errno) : sac_strerror(st));
+        remove(tmp);
     }
     free(tmp);
-    free(text);
     return st;
 }
 

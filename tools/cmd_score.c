@@ -8,6 +8,8 @@
  * Like coco-caption's loadRes, a result whose image is not among the references is an error
  * (the ids are named), and so is a second result for the same image (coco-caption's BLEU
  * asserts one hypothesis per image).
+ *
+ * Size letters: none (no tensors here).
  */
 #include <errno.h>
 #include <getopt.h>

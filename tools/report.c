@@ -1,5 +1,6 @@
 /*
  * report.c - the metric block of `saccade eval` and `saccade score`, see report.h.
+ * Size letters: none (no tensors here).
  */
 #include "report.h"
 
