@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -63,6 +64,14 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nTry 'saccade %s --help'.\n", cmd);
     return CLI_USAGE;
+}
+
+int cli_option_error(const char *cmd, int c, char **argv)
+{
+    const char *arg = argv[optind - 1];
+    if (c == ':') return cli_usage_error(cmd, "option '%s' needs a value", arg);
+    if (optopt && arg[0] == '-' && arg[1] != '-') return cli_usage_error(cmd, "unknown option '-%c'", optopt);
+    return cli_usage_error(cmd, "unknown option '%s'", arg);
 }
 
 static int readable(const char *p) { return access(p, R_OK) == 0; }

@@ -20,6 +20,11 @@ int cli_parse_float(const char *opt, const char *s, double lo, double hi, double
 /* "I/N" with 0 <= I < N. */
 int cli_parse_shard(const char *opt, const char *s, int *index, int *count);
 
+/* For getopt_long run with opterr = 0 and an optstring starting with ':': report the option
+ * getopt rejected (c is what it returned: ':' for a missing value, '?' for an unknown option)
+ * as `saccade CMD: unknown option '--bogus'`; returns CLI_USAGE. */
+int cli_option_error(const char *cmd, int c, char **argv);
+
 /* Print "saccade CMD: <message>\nTry 'saccade CMD --help'." to stderr; returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -206,15 +206,6 @@ static int write_html(const char *path, const char *image_name, const SacImage *
     return st;
 }
 
-/* getopt_long with opterr = 0 and ':' first: name the bad option ourselves. */
-static int option_error(int c, char **argv)
-{
-    const char *arg = argv[optind - 1];
-    if (c == ':') return cli_usage_error("attend", "option '%s' needs a value", arg);
-    if (optopt && arg[0] == '-' && arg[1] != '-') return cli_usage_error("attend", "unknown option '-%c'", optopt);
-    return cli_usage_error("attend", "unknown option '%s'", arg);
-}
-
 enum { O_MODEL = 256, O_BEAM, O_MAX_LEN, O_LEN_NORM, O_PANEL, O_COLUMNS, O_HTML, O_THREADS, O_QUIET, O_HELP };
 
 int cmd_attend(int argc, char **argv)
@@ -256,7 +247,7 @@ int cmd_attend(int argc, char **argv)
         case O_QUIET: quiet = 1; break;
         case 'h':
         case O_HELP: help(stdout); return CLI_OK;
-        default: return option_error(c, argv);
+        default: return cli_option_error("attend", c, argv);
         }
     }
     if (optind >= argc) return cli_usage_error("attend", "no image given");

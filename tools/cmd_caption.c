@@ -218,15 +218,6 @@ static void run_add(Run *r, const char *path)
     if (++r->n == CAPTION_BATCH) run_flush(r);
 }
 
-/* getopt_long with opterr = 0 and ':' first: name the bad option ourselves. */
-static int option_error(int c, char **argv)
-{
-    const char *arg = argv[optind - 1];
-    if (c == ':') return cli_usage_error("caption", "option '%s' needs a value", arg);
-    if (optopt && arg[0] == '-' && arg[1] != '-') return cli_usage_error("caption", "unknown option '-%c'", optopt);
-    return cli_usage_error("caption", "unknown option '%s'", arg);
-}
-
 enum { O_MODEL = 256, O_BEAM, O_GREEDY, O_NBEST, O_MAX_LEN, O_LEN_NORM, O_JSON, O_THREADS, O_QUIET, O_HELP };
 
 int cmd_caption(int argc, char **argv)
@@ -265,7 +256,7 @@ int cmd_caption(int argc, char **argv)
         case O_QUIET: quiet = 1; break;
         case 'h':
         case O_HELP: help(stdout); return CLI_OK;
-        default: return option_error(c, argv);
+        default: return cli_option_error("caption", c, argv);
         }
     }
     if (greedy && beam_given && beam != 1) return cli_usage_error("caption", "--greedy and --beam %ld contradict", beam);

@@ -80,15 +80,6 @@ static int write_results(const char *path, const EvalResult *r)
     return st;
 }
 
-/* getopt_long with opterr = 0 and ':' first: name the bad option ourselves. */
-static int option_error(int c, char **argv)
-{
-    const char *arg = argv[optind - 1];
-    if (c == ':') return cli_usage_error("eval", "option '%s' needs a value", arg);
-    if (optopt && arg[0] == '-' && arg[1] != '-') return cli_usage_error("eval", "unknown option '-%c'", optopt);
-    return cli_usage_error("eval", "unknown option '%s'", arg);
-}
-
 enum {
     O_MODEL = 256, O_DATA, O_SPLIT, O_IMAGES, O_BEAM, O_MAX_LEN, O_LEN_NORM, O_MAX_IMAGES, O_RESULTS, O_JSON,
     O_THREADS, O_QUIET, O_HELP
@@ -133,7 +124,7 @@ int cmd_eval(int argc, char **argv)
         case O_QUIET: quiet = 1; break;
         case 'h':
         case O_HELP: help(stdout); return CLI_OK;
-        default: return option_error(c, argv);
+        default: return cli_option_error("eval", c, argv);
         }
     }
     if (optind < argc) return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);

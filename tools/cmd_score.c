@@ -193,15 +193,6 @@ static int match_results(const char *path, const char *text, const Dataset *ds, 
     return rc;
 }
 
-/* getopt_long with opterr = 0 and ':' first: name the bad option ourselves. */
-static int option_error(int c, char **argv)
-{
-    const char *arg = argv[optind - 1];
-    if (c == ':') return cli_usage_error("score", "option '%s' needs a value", arg);
-    if (optopt && arg[0] == '-' && arg[1] != '-') return cli_usage_error("score", "unknown option '-%c'", optopt);
-    return cli_usage_error("score", "unknown option '%s'", arg);
-}
-
 enum { O_REFS = 256, O_SPLIT, O_RESULTS, O_JSON, O_HELP };
 
 int cmd_score(int argc, char **argv)
@@ -221,7 +212,7 @@ int cmd_score(int argc, char **argv)
         case O_JSON: json = 1; break;
         case 'h':
         case O_HELP: help(stdout); return CLI_OK;
-        default: return option_error(c, argv);
+        default: return cli_option_error("score", c, argv);
         }
     }
     if (optind < argc) return cli_usage_error("score", "unexpected argument '%s'", argv[optind]);

@@ -124,6 +124,7 @@ int cmd_train(int argc, char **argv)
     double x;
     int quiet = 0, c;
     optind = 1;
+    opterr = 0;
 #define INT(opt, lo, hi, dst) \
     do { \
         if (cli_parse_int(opt, optarg, lo, hi, &v)) return CLI_USAGE; \
@@ -134,7 +135,7 @@ int cmd_train(int argc, char **argv)
         if (cli_parse_float(opt, optarg, lo, hi, &x)) return CLI_USAGE; \
         dst = x; \
     } while (0)
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
         case O_DATA: o.data = optarg; break;
         case O_IMAGES: o.image_dir = optarg; break;
@@ -183,7 +184,7 @@ int cmd_train(int argc, char **argv)
         case O_F32: o.store_f16 = 0; break;
         case 'h':
         case O_HELP: help(stdout, &o); return CLI_OK;
-        default: return cli_usage_error("train", "unknown option");
+        default: return cli_option_error("train", c, argv);
         }
     }
 #undef INT
