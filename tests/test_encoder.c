@@ -75,12 +75,14 @@ static double conv_loss(void *p)
 }
 
 /* Shapes that reach every tiling path: small images grouped several to a tile (with a partial
- * last group), one image split into bands of rows (with a partial last band), odd sides. */
+ * last group), images split into bands of rows (stride 1: the row-split column matrix, one band
+ * or several, with a partial last band; stride 2: the full one), odd sides, 1 or 2 rows. */
 static const int conv_shapes[][7] = {
     /* B, C, H, W, OC, stride, bias */
     {2, 3, 7, 6, 4, 1, 1},    {2, 3, 7, 6, 4, 2, 1},   {1, 3, 16, 16, 5, 2, 0},
     {5, 128, 8, 8, 8, 1, 1},  {1, 128, 21, 20, 4, 1, 0}, {3, 130, 9, 9, 3, 2, 1},
-    {2, 32, 33, 31, 6, 2, 1}, {1, 3, 1, 1, 2, 1, 1},
+    {2, 32, 33, 31, 6, 2, 1}, {1, 3, 1, 1, 2, 1, 1},  {1, 3, 7, 6, 4, 1, 1},
+    {2, 64, 30, 30, 3, 1, 1}, {1, 4, 2, 9, 3, 1, 1},
 };
 
 START_TEST(test_conv2d_matches_direct)
@@ -100,8 +102,15 @@ START_TEST(test_conv2d_matches_direct)
         ck_assert_int_eq(check_tensor(name, c.out, ref, c.n_out, 1e-5, 1e-4), 0);
         /* the fused ReLU variant is max(0, conv) */
         for (size_t i = 0; i < c.n_out; i++) ref[i] = ref[i] > 0.0f ? ref[i] : 0.0f;
-        conv2d_relu_forward(c.out, c.scratch, c.inp, c.w, c.b, c.B, c.C, c.H, c.W, c.OC, c.stride);
+        conv2d_relu_forward(c.out, c.scratch, c.inp, c.w, NULL, c.b, c.B, c.C, c.H, c.W, c.OC, c.stride);
         ck_assert_int_eq(check_tensor("conv2d_relu", c.out, ref, c.n_out, 1e-5, 1e-4), 0);
+        /* with the weight split beforehand */
+        float *ws = falloc(c.n_w);
+        conv2d_weight_split(ws, c.w, c.C, c.OC);
+        memset(c.out, 0, sizeof(float) * c.n_out);
+        conv2d_relu_forward(c.out, c.scratch, c.inp, c.w, ws, c.b, c.B, c.C, c.H, c.W, c.OC, c.stride);
+        ck_assert_int_eq(check_tensor("conv2d_relu, split weight", c.out, ref, c.n_out, 1e-5, 1e-4), 0);
+        free(ws);
         free(ref);
         conv_ctx_free(&c);
     }
