@@ -106,6 +106,13 @@ for n in 1 3; do
     check "--threads $n gives the same records as all cores" same "$W/t$n.sorted" "$W/all.sorted"
 done
 
+"$S" batch "$P" --model "$M" --beam 1 --batch 4 --threads 1 --quiet -o "$W/g1.jsonl" 2>/dev/null || true
+"$S" batch "$P" --model "$M" --beam 1 --batch 4 --threads 3 --quiet -o "$W/g3.jsonl" 2>/dev/null || true
+sort "$W/g1.jsonl" >"$W/g1.sorted"
+sort "$W/g3.jsonl" >"$W/g3.sorted"
+check "greedy in groups of 4: --threads 1 and 3 give the same records" same "$W/g1.sorted" "$W/g3.sorted"
+check "greedy in groups: every image once" sh -c '"$0" read jsonl "$1" | cut -f2 | sort | cmp -s - "$2"' "$T" "$W/g3.jsonl" "$W/expected"
+
 # ---- tsv, coco, html ----
 "$S" batch "$P" --model "$M" --quiet -o "$W/all.tsv" 2>/dev/null || true
 check "tsv parses" sh -c '"$0" read tsv "$1" >"$2"' "$T" "$W/all.tsv" "$W/tsv.rec"
@@ -123,6 +130,10 @@ check "html parses, every inlined PNG decodes" sh -c '"$0" read html "$1" >"$2"'
 check "html: thumbnail + attention figure per captioned image" grep -qx "pictures.28" "$W/html.rec"
 grep -v '^pictures' "$W/html.rec" | sort >"$W/html.sorted"
 check "html has the jsonl's records" same "$W/html.sorted" "$W/all.recsorted"
+
+"$S" batch "$P" --model "$M" --quiet --attention --beam 1 --batch 4 -o "$W/g.html" 2>/dev/null || true
+check "html, greedy in groups of 4: parses, 14 thumbnails + 14 attention figures" sh -c \
+    '"$0" read html "$1" >"$2" && grep -qx "pictures.28" "$2" && [ "$(grep -c "^ok" "$2")" = 14 ]' "$T" "$W/g.html" "$W/g.rec"
 
 # ---- shards: disjoint, covering ----
 : >"$W/shards.keys"
@@ -214,6 +225,9 @@ check "--resume refuses a file that is not ours: exit 1, file unchanged" sh -c \
 check "--help: stdout, exit 0" sh -c '"$0" batch --help | grep -q "usage: saccade batch"' "$S"
 check "bad --beam: exit 2" status 2 "$S" batch "$P" --beam x3
 check "bad --beam names the option" grep -q 'invalid value "x3" for --beam' "$W/status.err"
+check "unknown option: exit 2" status 2 "$S" batch "$P" --bogus
+check "unknown option is named" grep -q "unknown option '--bogus'" "$W/status.err"
+check "missing value: exit 2" status 2 "$S" batch "$P" -o
 check "bad --shard: exit 2" status 2 "$S" batch "$P" --shard 3/3
 check "bad --format: exit 2" status 2 "$S" batch "$P" --format xml
 check "no directory: exit 2" status 2 "$S" batch --model "$M"

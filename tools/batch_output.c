@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -429,6 +430,9 @@ BatchOutput *batch_output_open(const char *path, BatchFormat fmt, int resume)
             sac_warn("%s: no %s to resume from: captioning everything again", path, fp);
         }
     }
+    struct stat sb;
+    if (!resume && stat(fp, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0)
+        sac_info("%s exists: replacing it (--resume would continue it instead)", fp);
     o->f = fopen(fp, resume ? "a" : "w");
     if (!o->f) {
         sac_error("%s: cannot open for writing (%s)", fp, strerror(errno));

@@ -26,12 +26,14 @@
 #define THUMB_SIDE 160  /* gallery thumbnails: longest side, pixels */
 #define PANEL_SIDE 96   /* gallery attention panels */
 #define PANEL_COLUMNS 6
+#define GREEDY_GROUP 16 /* images decoded together with --beam 1 (default of --batch) */
 
 typedef struct Batch {
     const Model *m;
     SearchOptions opt;
     BatchFormat fmt;
     int attention;
+    int group; /* images captioned together by one worker */
     const BatchFileList *files;
     const size_t *todo; /* (n_todo) indices into files */
     size_t n_todo;
@@ -46,20 +48,27 @@ typedef struct Batch {
     int tty, quiet, bar_shown;
 } Batch;
 
+#define ERR_LEN 1024 /* an error record's message */
+
 typedef struct {
     Batch *b;
     Captioner *c;
     pthread_t tid;
+    /* one group of up to G images */
+    float *input;          /* (G, 3, S, S) preprocessed images */
+    SacImage *thumbs;      /* (G) gallery thumbnails (html only) */
+    Caption *caps;         /* (G) */
+    size_t *idx;           /* (G) their positions in todo */
+    char (*errs)[ERR_LEN]; /* (G) */
 } Worker;
 
 /* The worker's capture of the first error logged while it handles one image: the error record. */
 static _Thread_local char *tl_err;
-static _Thread_local size_t tl_err_size;
 
 static void log_sink(int level, const char *msg, void *user)
 {
     Batch *b = user;
-    if (level == SAC_LOG_ERROR && tl_err && !tl_err[0]) snprintf(tl_err, tl_err_size, "%s", msg);
+    if (level == SAC_LOG_ERROR && tl_err && !tl_err[0]) snprintf(tl_err, ERR_LEN, "%s", msg);
     if (level > (b->quiet ? SAC_LOG_WARN : SAC_LOG_INFO)) return;
     static const char *prefix[] = {"error: ", "warning: ", "", ""};
     pthread_mutex_lock(&b->err_lock);
@@ -99,6 +108,9 @@ static void help(FILE *f)
             "  --model FILE        (default: models/flickr8k.safetensors or $SACCADE_MODEL)\n"
             "  --beam K            beam width, 1 = greedy (default 3)\n"
             "  --threads N         worker threads (default 0 = all cores)\n"
+            "  --batch N           images each worker captions together (default %d with --beam 1,\n"
+            "                      else 1); groups are fixed slices of the sorted list, so the\n"
+            "                      captions do not depend on --threads\n"
             "  --resume            continue FILE: images already in it (captioned or failed) are\n"
             "                      skipped, a line torn by a kill is cut off and redone\n"
             "  --shard I/N         caption only shard I of N (0 <= I < N), chosen by a stable hash\n"
@@ -106,66 +118,123 @@ static void help(FILE *f)
             "                      0..N-1 of one directory cover it exactly once\n"
             "  --attention         html: draw where the model looked for each word\n"
             "  --quiet             no progress or summary on stderr (errors are still reported)\n"
-            "  -h, --help\n");
+            "  -h, --help\n",
+            GREEDY_GROUP);
 }
 
-/* Thumbnail and (with --attention) the attention figure of one photo, as base64 PNGs. */
-static int gallery_images(const Batch *b, const SacImage *img, const Caption *cap, char **thumb64,
-                          char **att64)
+/* The thumbnail of a photo: at most THUMB_SIDE on its longer side, aspect kept. */
+static int make_thumbnail(const SacImage *img, SacImage *thumb)
 {
-    SacImage thumb = {0}, fig = {0};
-    int side = SAC_MAX(img->w, img->h), st = SAC_OK;
-    int tw = img->w, th = img->h;
+    int side = SAC_MAX(img->w, img->h), tw = img->w, th = img->h;
     if (side > THUMB_SIDE) {
         tw = SAC_MAX(1, (int)((long)img->w * THUMB_SIDE / side));
         th = SAC_MAX(1, (int)((long)img->h * THUMB_SIDE / side));
     }
-    st = sac_image_resize(img, tw, th, &thumb);
-    if (!st && !(*thumb64 = batch_png_base64(&thumb))) st = SAC_ERR_NOMEM;
-    if (!st && b->attention) {
+    return sac_image_resize(img, tw, th, thumb);
+}
+
+/* The gallery's pictures as base64 PNGs: the thumbnail and (with --attention) the attention
+ * figure, drawn over the thumbnail (the panels are smaller than it). */
+static int gallery_images(const Batch *b, const SacImage *thumb, const Caption *cap, char **thumb64,
+                          char **att64)
+{
+    int st = SAC_OK;
+    if (!(*thumb64 = batch_png_base64(thumb))) return SAC_ERR_NOMEM;
+    if (b->attention) {
+        SacImage fig = {0};
         const char **words = sac_calloc((size_t)cap->n + 1, sizeof(*words));
-        if (!words) st = SAC_ERR_NOMEM;
-        for (int t = 0; !st && t < cap->n; t++) words[t] = vocab_word(b->m->vocab, cap->tokens[t]);
-        if (!st)
-            st = attention_draw(img, cap->alphas, cap->n, b->m->grid_h, b->m->grid_w, words, PANEL_SIDE,
-                                SAC_MIN(cap->n + 1, PANEL_COLUMNS), &fig);
+        if (!words) return SAC_ERR_NOMEM;
+        for (int t = 0; t < cap->n; t++) words[t] = vocab_word(b->m->vocab, cap->tokens[t]);
+        st = attention_draw(thumb, cap->alphas, cap->n, b->m->grid_h, b->m->grid_w, words, PANEL_SIDE,
+                            SAC_MIN(cap->n + 1, PANEL_COLUMNS), &fig);
         if (!st && !(*att64 = batch_png_base64(&fig))) st = SAC_ERR_NOMEM;
         free(words);
+        sac_image_free(&fig);
     }
-    sac_image_free(&thumb);
-    sac_image_free(&fig);
     return st;
 }
 
-/* Caption todo[i] and write its record; *failed = 1 when the image failed. Returns the write's
- * status (a failed image is not an error of the batch). */
-static int caption_one(Batch *b, Captioner *c, size_t i, int *failed)
+/* Write the record of todo[i]: its caption when st == SAC_OK, else the error (err: the message
+ * logged when it failed, may be empty), and count it. Returns the write's status. */
+static int finish_one(Worker *w, size_t i, const SacImage *thumb, const Caption *cap, int st, const char *err)
 {
+    Batch *b = w->b;
     const char *path = b->files->files[b->todo[i]].path;
-    char err[1024] = "";
-    tl_err = err, tl_err_size = sizeof(err);
-    SacImage img = {0};
-    Caption cap;
-    memset(&cap, 0, sizeof(cap));
+    char err2[ERR_LEN] = "";
     char *text = NULL, *thumb64 = NULL, *att64 = NULL;
-    int st = sac_image_load(path, &img, 0);
-    if (!st) st = captioner_run(c, &img, 1, &b->opt, &cap, NULL);
-    if (!st && !(text = captioner_text(b->m, &cap))) st = SAC_ERR_NOMEM;
-    if (!st && b->fmt == BATCH_HTML) st = gallery_images(b, &img, &cap, &thumb64, &att64);
-    if (st && !err[0]) sac_error("%s: %s", path, sac_strerror(st));
+    tl_err = err2;
+    if (!st && !(text = captioner_text(b->m, cap))) st = SAC_ERR_NOMEM;
+    if (!st && b->fmt == BATCH_HTML) st = gallery_images(b, thumb, cap, &thumb64, &att64);
+    if (st && !err[0] && !err2[0]) sac_error("%s: %s", path, sac_strerror(st));
     tl_err = NULL;
-    BatchRecord r = {path, text, cap.logprob, NULL, thumb64, att64, (long)b->todo[i]};
+    BatchRecord r = {path, text, st ? 0.0 : cap->logprob, NULL, thumb64, att64, (long)b->todo[i]};
     if (st) {
-        r.caption = NULL;
-        r.error = err[0] ? err : sac_strerror(st);
-        r.attention_b64 = r.thumb_b64 = NULL;
+        r.caption = r.thumb_b64 = r.attention_b64 = NULL;
+        r.error = err[0] ? err : err2[0] ? err2 : sac_strerror(st);
     }
-    *failed = st != SAC_OK;
     int wst = batch_output_write(b->out, &r);
     free(text), free(thumb64), free(att64);
-    caption_clear(&cap);
-    sac_image_free(&img);
+    pthread_mutex_lock(&b->lock);
+    b->done++;
+    b->failed += st != SAC_OK;
+    if (wst) b->stop = b->write_failed = 1;
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->lock);
     return wst;
+}
+
+/* Caption todo[i0 .. i0 + n) together: decode each file (a failure is written at once), turn it
+ * into the model's input (and a thumbnail for the gallery) and let the full-size photo go, then
+ * one captioner_run for the group. */
+static void run_group(Worker *w, size_t i0, size_t n)
+{
+    Batch *b = w->b;
+    const ModelConfig *cfg = &b->m->cfg;
+    const size_t in_size = (size_t)3 * cfg->enc.image_size * cfg->enc.image_size;
+    int nv = 0, st = SAC_OK, stopped = 0;
+    for (size_t i = i0; i < i0 + n && !stopped; i++) {
+        char *err = w->errs[nv];
+        err[0] = 0;
+        tl_err = err;
+        SacImage img = {0};
+        st = sac_image_load(b->files->files[b->todo[i]].path, &img, 0);
+        if (!st) st = sac_image_preprocess(&img, cfg->enc.image_size, cfg->mean, cfg->std, w->input + nv * in_size);
+        if (!st && b->fmt == BATCH_HTML) st = make_thumbnail(&img, &w->thumbs[nv]);
+        tl_err = NULL;
+        sac_image_free(&img);
+        if (st) {
+            sac_image_free(&w->thumbs[nv]);
+            stopped = finish_one(w, i, NULL, NULL, st, err) != SAC_OK;
+        } else {
+            w->idx[nv++] = i;
+        }
+    }
+    if (nv && !stopped) {
+        char err[ERR_LEN] = "";
+        tl_err = err;
+        /* A lone image goes through as two copies: BLAS takes a gemv path for one row, whose
+         * rounding differs from the gemm of a group, and the captions should not depend on how
+         * the list fell into groups (which changes with --resume and --shard). */
+        int pad = nv == 1 && b->group > 1;
+        if (pad) memcpy(w->input + in_size, w->input, in_size * sizeof(float));
+        st = captioner_run_preprocessed(w->c, w->input, nv + pad, &b->opt, w->caps, NULL);
+        if (pad) caption_clear(&w->caps[1]);
+        tl_err = NULL;
+        for (int k = 0; k < nv && !stopped; k++) {
+            int stk = st;
+            if (st && nv > 1) { /* one at a time, so that one image cannot fail the others */
+                w->errs[k][0] = 0;
+                tl_err = w->errs[k];
+                stk = captioner_run_preprocessed(w->c, w->input + k * in_size, 1, &b->opt, &w->caps[k], NULL);
+                tl_err = NULL;
+            }
+            stopped = finish_one(w, w->idx[k], &w->thumbs[k], &w->caps[k], stk, st && nv > 1 ? w->errs[k] : err);
+        }
+    }
+    for (int k = 0; k < nv; k++) {
+        caption_clear(&w->caps[k]);
+        sac_image_free(&w->thumbs[k]);
+    }
 }
 
 static void *worker_main(void *arg)
@@ -173,6 +242,8 @@ static void *worker_main(void *arg)
     Worker *w = arg;
     Batch *b = w->b;
     for (;;) {
+        /* groups are fixed slices of the list, whoever takes them: the captions do not depend
+         * on the number of threads */
         pthread_mutex_lock(&b->lock);
         if (b->stop || b->next >= b->n_todo) {
             b->running--;
@@ -180,17 +251,30 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&b->lock);
             return NULL;
         }
-        size_t i = b->next++;
+        size_t i0 = b->next, n = SAC_MIN((size_t)b->group, b->n_todo - i0);
+        b->next += n;
         pthread_mutex_unlock(&b->lock);
-        int failed = 0;
-        int st = caption_one(b, w->c, i, &failed);
-        pthread_mutex_lock(&b->lock);
-        b->done++;
-        b->failed += failed;
-        if (st) b->stop = b->write_failed = 1;
-        pthread_cond_signal(&b->cond);
-        pthread_mutex_unlock(&b->lock);
+        run_group(w, i0, n);
     }
+}
+
+static void worker_free(Worker *w)
+{
+    captioner_free(w->c);
+    free(w->input), free(w->thumbs), free(w->caps), free(w->idx), free(w->errs);
+}
+
+static int worker_init(Worker *w, Batch *b)
+{
+    const int S = b->m->cfg.enc.image_size, G = b->group;
+    w->b = b;
+    w->c = captioner_create(b->m, G, b->opt.beam);
+    w->input = sac_alloc_floats((size_t)G * 3 * S * S);
+    w->thumbs = sac_calloc((size_t)G, sizeof(*w->thumbs));
+    w->caps = sac_calloc((size_t)G, sizeof(*w->caps));
+    w->idx = sac_calloc((size_t)G, sizeof(*w->idx));
+    w->errs = sac_calloc((size_t)G, sizeof(*w->errs));
+    return w->c && w->input && w->thumbs && w->caps && w->idx && w->errs ? SAC_OK : SAC_ERR_NOMEM;
 }
 
 /* One progress line: bar, done/total, rate, ETA, failures. */
@@ -263,20 +347,21 @@ static int batch_run(Batch *b, Worker *w, int n_threads)
     return st;
 }
 
-enum { O_FORMAT = 256, O_MODEL, O_BEAM, O_THREADS, O_RESUME, O_SHARD, O_ATTENTION, O_QUIET };
+enum { O_FORMAT = 256, O_MODEL, O_BEAM, O_BATCH, O_THREADS, O_RESUME, O_SHARD, O_ATTENTION, O_QUIET };
 
 int cmd_batch(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"output", 1, 0, 'o'}, {"format", 1, 0, O_FORMAT}, {"model", 1, 0, O_MODEL},
-        {"beam", 1, 0, O_BEAM}, {"threads", 1, 0, O_THREADS}, {"resume", 0, 0, O_RESUME},
+        {"beam", 1, 0, O_BEAM}, {"batch", 1, 0, O_BATCH}, {"threads", 1, 0, O_THREADS}, {"resume", 0, 0, O_RESUME},
         {"shard", 1, 0, O_SHARD}, {"attention", 0, 0, O_ATTENTION}, {"quiet", 0, 0, O_QUIET},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *out_path = NULL, *model_path = NULL;
     int fmt = -1, resume = 0, attention = 0, quiet = 0, shard_i = 0, shard_n = 1, c;
-    long beam = 3, threads = 0;
+    long beam = 3, threads = 0, group = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
         switch (c) {
         case 'o': out_path = optarg; break;
         case O_FORMAT:
@@ -288,6 +373,9 @@ int cmd_batch(int argc, char **argv)
         case O_BEAM:
             if (cli_parse_int("--beam", optarg, 1, 64, &beam)) return CLI_USAGE;
             break;
+        case O_BATCH:
+            if (cli_parse_int("--batch", optarg, 1, 1024, &group)) return CLI_USAGE;
+            break;
         case O_THREADS:
             if (cli_parse_int("--threads", optarg, 0, 1024, &threads)) return CLI_USAGE;
             break;
@@ -298,7 +386,7 @@ int cmd_batch(int argc, char **argv)
         case O_ATTENTION: attention = 1; break;
         case O_QUIET: quiet = 1; break;
         case 'h': help(stdout); return CLI_OK;
-        default: return cli_usage_error("batch", "unknown option");
+        default: return cli_option_error("batch", c, argv);
         }
     }
     if (optind >= argc) return cli_usage_error("batch", "give at least one directory of images");
@@ -349,8 +437,9 @@ int cmd_batch(int argc, char **argv)
         if ((size_t)n_threads > n_todo) n_threads = (int)n_todo;
         w = sac_calloc((size_t)n_threads, sizeof(*w));
         if (!w) goto done;
+        b.group = group > 0 ? (int)group : beam == 1 ? GREEDY_GROUP : 1;
         for (int i = 0; i < n_threads; i++)
-            if (!(w[i].c = captioner_create(m, 1, (int)beam))) goto done;
+            if (worker_init(&w[i], &b)) goto done;
         int blas_threads = sac_blas_threads();
         sac_blas_set_threads(1); /* the workers are the one pool */
         cli_catch_signals();
@@ -381,7 +470,7 @@ int cmd_batch(int argc, char **argv)
     rc = CLI_OK;
 done:
     if (b.out) batch_output_close(b.out, 0);
-    for (int i = 0; w && i < n_threads; i++) captioner_free(w[i].c);
+    for (int i = 0; w && i < n_threads; i++) worker_free(&w[i]);
     free(w);
     model_free(m);
     free(todo);
