@@ -70,6 +70,16 @@ void attention_step_backward(float *dh, float *dfeats, float *datt1, AttentionPa
                              const float *h, const float *feats, const int *img,
                              const AttentionParams *p, int B, const AttentionSizes *sz, float *scratch);
 
+/* The per-caption part of attention_step_backward, for callers that batch the weight
+ * gradients of att2 = h @ dec_w^T + dec_b and gpre = h @ beta_w^T + beta_b over many steps:
+ * writes datt2 (B, A) = dL/datt2 and dgpre (B, E) = dL/dgpre, accumulates dfeats, datt1 (either
+ * may be NULL) and grads->full_w, grads->full_b; leaves dh and the dec_* / beta_* gradients to
+ * the caller. scratch: 2 B P floats. Runs on the thread pool, chunked by image. */
+void attention_step_backward_rows(float *datt2, float *dgpre, float *dfeats, float *datt1, AttentionParams *grads,
+                                  const float *dzg, const float *dalpha_extra, const AttentionCache *cache,
+                                  const float *feats, const int *img, const AttentionParams *p, int B,
+                                  const AttentionSizes *sz, float *scratch);
+
 /* Doubly stochastic penalty for B captions: alpha_sum (B, P) = sum over each caption's steps
  * of alpha. Returns sum_b sum_p (1 - alpha_sum_bp)^2 and writes
  * dalpha (B, P) = scale * d/dalpha_tp of that sum = -2 * scale * (1 - alpha_sum_bp),

@@ -16,10 +16,48 @@
 #include <string.h>
 
 #include "embedding.h"
+#include "fastmath.h"
 #include "loss.h"
 #include "lstm.h"
 #include "matmul.h"
 #include "sac.h"
+#include "threadpool.h"
+
+/* act rows = b_ih + b_hh (the embedding-side product is added on top) */
+typedef struct {
+    float *act;
+    const float *b_ih, *b_hh;
+    int G;
+} BiasTask;
+
+static void bias_rows(void *p, int i0, int i1, int chunk)
+{
+    (void)chunk;
+    const BiasTask *t = p;
+    for (int i = i0; i < i1; i++)
+        for (int k = 0; k < t->G; k++) t->act[(size_t)i * t->G + k] = t->b_ih[k] + t->b_hh[k];
+}
+
+/* dfeats[img] += dmean / P at every position: chunks own images, captions added in order */
+typedef struct {
+    float *dfeats;
+    const float *dmean;
+    const int *img;
+    int Bc, P, E;
+} MeanGradTask;
+
+static void mean_grad_images(void *p, int i0, int i1, int chunk)
+{
+    (void)chunk;
+    const MeanGradTask *t = p;
+    for (int k = 0; k < t->Bc; k++) {
+        if (t->img[k] < i0 || t->img[k] >= i1) continue;
+        float *df = t->dfeats + (size_t)t->img[k] * t->P * t->E;
+        const float *dm = t->dmean + (size_t)k * t->E;
+        for (int q = 0; q < t->P; q++)
+            for (int e = 0; e < t->E; e++) df[(size_t)q * t->E + e] += dm[e] / t->P;
+    }
+}
 
 struct DecoderActs {
     int max_caps, max_images, max_rows;
@@ -55,6 +93,8 @@ struct DecoderActs {
     float *dhd;    /* (R, D) */
     float *dh, *dc, *dc_prev, *dh_prev; /* (Bc, D) */
     float *dzg;    /* (Bc, E) */
+    float *datt2;  /* (R, A) dL/d(decoder_att output) of every row, for the batched weight gradients */
+    float *dgpre;  /* (R, E) dL/d(f_beta pre-activation) of every row */
     float *datt1;  /* (Bi, P, A) */
     float *dmean;  /* (Bc, E) */
     float *demb;   /* (R, M) */
@@ -94,7 +134,7 @@ DecoderActs *decoder_acts_create(const DecoderSizes *sz, int max_caps, int max_i
         {&a->gate, R * E}, {&a->zg, R * E}, {&a->probs, R * V}, {&a->alpha_sum, Bc * P},
         {&a->dalpha, Bc * P}, {&a->dpre, R * 4 * D}, {&a->dhd, R * D}, {&a->dh, Bc * D}, {&a->dc, Bc * D},
         {&a->dc_prev, Bc * D}, {&a->dh_prev, Bc * D}, {&a->dzg, Bc * E}, {&a->datt1, Bi * P * A},
-        {&a->dmean, Bc * E}, {&a->demb, R * M},
+        {&a->dmean, Bc * E}, {&a->demb, R * M}, {&a->datt2, R * A}, {&a->dgpre, R * E},
         {&a->att_scratch, attention_scratch_floats(max_caps, &(AttentionSizes){sz->P, sz->E, sz->A, sz->D})},
     };
     size_t total = 0;
@@ -193,8 +233,8 @@ int decoder_forward(DecoderLoss *loss, DecoderActs *a, const float *feats, const
 
     /* embedding side of the LSTM input for all rows: act = emb @ w_ih[:, :M]^T + b_ih + b_hh */
     embedding_forward(a->emb, a->tok_in, p->embed, r, M);
-    for (int i = 0; i < r; i++)
-        for (int k = 0; k < G; k++) a->act[(size_t)i * G + k] = p->b_ih[k] + p->b_hh[k];
+    BiasTask bt = {a->act, p->b_ih, p->b_hh, G};
+    sac_parallel_for(r, 64, bias_rows, &bt);
     sac_gemm(0, 1, r, G, M, 1.0f, a->emb, M, p->w_ih, M + E, 1.0f, a->act, G);
 
     for (int t = 0; t < a->steps; t++) {
@@ -277,21 +317,26 @@ void decoder_backward(DecoderParams *g, float *dfeats, DecoderActs *a, const flo
         sac_gemm(0, 0, n, D, G, 1.0f, dpre, G, p->w_hh, D, 0.0f, a->dh_prev, D);
         /* zg = attention(feats, hprev) */
         AttentionCache cache = step_cache(a, t);
-        attention_step_backward(a->dh_prev, dfeats, a->datt1, &g->att, a->dzg, a->dalpha, &cache,
-                                a->hprev + o * D, feats, a->img, &p->att, n, &asz, a->att_scratch);
+        float *datt2 = a->datt2 + o * A, *dgpre = a->dgpre + o * E;
+        attention_step_backward_rows(datt2, dgpre, dfeats, a->datt1, &g->att, a->dzg, a->dalpha, &cache, feats,
+                                     a->img, &p->att, n, &asz, a->att_scratch);
+        /* att2 = hprev @ dec_w^T + dec_b, gpre = hprev @ beta_w^T + beta_b (weight gradients below) */
+        sac_gemm(0, 0, n, D, A, 1.0f, datt2, A, p->att.dec_w, D, 1.0f, a->dh_prev, D);
+        sac_gemm(0, 0, n, D, E, 1.0f, dgpre, E, p->att.beta_w, D, 1.0f, a->dh_prev, D);
         memcpy(a->dh, a->dh_prev, sizeof(float) * n * D);
     }
+    /* the attention's h-side weight gradients over all rows */
+    sac_gemm(1, 0, A, D, R, 1.0f, a->datt2, A, a->hprev, D, 1.0f, g->att.dec_w, D);
+    sac_colsum(g->att.dec_b, a->datt2, R, A);
+    sac_gemm(1, 0, E, D, R, 1.0f, a->dgpre, E, a->hprev, D, 1.0f, g->att.beta_w, D);
+    sac_colsum(g->att.beta_b, a->dgpre, R, E);
     /* weight gradients of the LSTM over all rows:
      * act = emb @ w_ih[:, :M]^T + zg @ w_ih[:, M:]^T + hprev @ w_hh^T + b_ih + b_hh */
     sac_gemm(1, 0, G, M, R, 1.0f, a->dpre, G, a->emb, M, 1.0f, g->w_ih, M + E);
     sac_gemm(1, 0, G, E, R, 1.0f, a->dpre, G, a->zg, E, 1.0f, g->w_ih + M, M + E);
     sac_gemm(1, 0, G, D, R, 1.0f, a->dpre, G, a->hprev, D, 1.0f, g->w_hh, D);
-    for (int i = 0; i < R; i++)
-        for (int k = 0; k < G; k++) {
-            float v = a->dpre[(size_t)i * G + k];
-            g->b_ih[k] += v;
-            g->b_hh[k] += v;
-        }
+    sac_colsum(g->b_ih, a->dpre, R, G);
+    sac_colsum(g->b_hh, a->dpre, R, G);
     /* emb = embed[tok_in] */
     sac_gemm(0, 0, R, M, G, 1.0f, a->dpre, G, p->w_ih, M + E, 0.0f, a->demb, M);
     embedding_backward(g->embed, a->demb, a->tok_in, R, M);
@@ -300,12 +345,8 @@ void decoder_backward(DecoderParams *g, float *dfeats, DecoderActs *a, const flo
     linear_backward(a->dmean, g->init_h_w, g->init_h_b, a->dh, a->meanf, p->init_h_w, Bc, E, D);
     linear_backward(a->dmean, g->init_c_w, g->init_c_b, a->dc, a->meanf, p->init_c_w, Bc, E, D);
     if (dfeats) {
-        for (int k = 0; k < Bc; k++) {
-            float *df = dfeats + (size_t)a->img[k] * P * E;
-            const float *dm = a->dmean + (size_t)k * E;
-            for (int q = 0; q < P; q++)
-                for (int e = 0; e < E; e++) df[(size_t)q * E + e] += dm[e] / P;
-        }
+        MeanGradTask mt = {dfeats, a->dmean, a->img, Bc, P, E};
+        sac_parallel_for(Bi, 1, mean_grad_images, &mt);
     }
     /* att1 = feats @ enc_w^T + enc_b */
     attention_project_backward(dfeats, &g->att, a->datt1, feats, &p->att, Bi, &asz);
@@ -321,7 +362,21 @@ void decoder_get_alphas(const DecoderActs *a, float *out, const DecoderSizes *sz
                    sizeof(float) * P);
 }
 
-/* ---- inference ---- */
+/* ---- inference ----
+ *
+ * Up to INFER_FEW_ROWS rows (one image greedily, or the beams of one image) take a path built
+ * for memory-bound steps: every weight matrix is read once per step, split by output rows
+ * across the pool (sac_matvecs), in three parallel phases:
+ *   attention: s = tanh(att1 + att2) and the scores, over (row, position) pairs;
+ *   gates:     act = hh + b_ih + w_ih @ [embed; zg], then the LSTM cell, over hidden units;
+ *   h side:    logits = fc(h), and for the next step [att2 | gpre | hh] = h @ [dec_w; beta_w;
+ *              w_hh]^T + biases (hside), over output rows: one pass over every weight that
+ *              reads h.
+ * More rows (batch greedy decoding) go through the matmul path (attention_step_forward,
+ * lstm_forward, linear_forward).
+ */
+
+#define INFER_FEW_ROWS 8
 
 struct DecoderInfer {
     DecoderSizes sz;
@@ -337,6 +392,9 @@ struct DecoderInfer {
     float *logits;    /* (rows, V) */
     float *s, *alpha, *z, *gate; /* attention cache */
     float *att_scratch;
+    float *hside, *hside2; /* (rows, A + E + 4D) [att2 | gpre | h @ w_hh^T + b_hh] of h, few-rows path */
+    int hside_ok;     /* hside holds the current h's products */
+    int rows_now;     /* rows of the step running */
     float *arena;
 };
 
@@ -361,6 +419,7 @@ DecoderInfer *decoder_infer_create(const DecoderSizes *sz, int max_rows, int max
     } t[] = {{&f->att1, I * P * A}, {&f->meanf, R * E}, {&f->h, R * D}, {&f->c, R * D}, {&f->h2, R * D},
              {&f->c2, R * D}, {&f->x, R * (M + E)}, {&f->zg, R * E}, {&f->act, R * 4 * D}, {&f->logits, R * V},
              {&f->s, R * P * A}, {&f->alpha, R * P}, {&f->z, R * E}, {&f->gate, R * E},
+             {&f->hside, R * (A + E + 4 * D)}, {&f->hside2, R * (A + E + 4 * D)},
              {&f->att_scratch, attention_scratch_floats(max_rows, &(AttentionSizes){sz->P, sz->E, sz->A, sz->D})}};
     size_t total = 0;
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) total += (t[i].n + 15) / 16 * 16;
@@ -375,6 +434,160 @@ DecoderInfer *decoder_infer_create(const DecoderSizes *sz, int max_rows, int max
         cur += (t[i].n + 15) / 16 * 16;
     }
     return f;
+}
+
+/* One segment of the h-side phase: y rows (ldy apart) = bias + W (O, D) @ h. */
+typedef struct {
+    const float *W, *bias;
+    float *y;
+    int O, ldy;
+} HSeg;
+
+typedef struct {
+    HSeg seg[4];
+    int n_seg, R, D;
+    const float *h;
+} HSideTask;
+
+#define INFER_UNIT 16 /* output rows per work unit */
+
+static void hside_units(void *arg, int u0, int u1, int chunk)
+{
+    (void)chunk;
+    const HSideTask *t = arg;
+    int first = 0; /* first unit of the current segment */
+    for (int k = 0; k < t->n_seg; k++) {
+        const HSeg *g = &t->seg[k];
+        const int units = (g->O + INFER_UNIT - 1) / INFER_UNIT;
+        const int a = SAC_MAX(u0, first) - first, b = SAC_MIN(u1, first + units) - first;
+        first += units;
+        if (a >= b) continue;
+        const int o0 = a * INFER_UNIT, o1 = SAC_MIN(b * INFER_UNIT, g->O);
+        for (int r = 0; r < t->R; r++) memcpy(g->y + (size_t)r * g->ldy + o0, g->bias + o0, sizeof(float) * (o1 - o0));
+        sac_matvecs(g->y + o0, g->ldy, g->W + (size_t)o0 * t->D, t->D, t->h, t->D, o1 - o0, t->D, t->R, 1);
+    }
+}
+
+/* logits (if not NULL) = fc(h), and hside = [att2 | gpre | hh] of the current h: one pass over
+ * every weight that reads h, split by output rows. */
+static void infer_hside(DecoderInfer *f, float *logits, int R, const DecoderParams *p)
+{
+    const DecoderSizes *sz = &f->sz;
+    const int A = sz->A, E = sz->E, G = 4 * sz->D, W = A + E + G;
+    HSideTask t = {.n_seg = 0, .R = R, .D = sz->D, .h = f->h};
+    if (logits) t.seg[t.n_seg++] = (HSeg){p->fc_w, p->fc_b, logits, sz->V, sz->V};
+    t.seg[t.n_seg++] = (HSeg){p->att.dec_w, p->att.dec_b, f->hside, A, W};
+    t.seg[t.n_seg++] = (HSeg){p->att.beta_w, p->att.beta_b, f->hside + A, E, W};
+    t.seg[t.n_seg++] = (HSeg){p->w_hh, p->b_hh, f->hside + A + E, G, W};
+    int units = 0;
+    for (int k = 0; k < t.n_seg; k++) units += (t.seg[k].O + INFER_UNIT - 1) / INFER_UNIT;
+    sac_parallel_for(units, 1, hside_units, &t);
+    f->hside_ok = 1;
+}
+
+/* s = tanh(att1[img] + att2) and the raw scores e for (row, position) pairs i = r * P + q. */
+typedef struct {
+    DecoderInfer *f;
+    const DecoderParams *p;
+} InferTask;
+
+static void attention_scores(void *arg, int i0, int i1, int chunk)
+{
+    (void)chunk;
+    const InferTask *t = arg;
+    const DecoderInfer *f = t->f;
+    const int P = f->sz.P, A = f->sz.A, W = A + f->sz.E + 4 * f->sz.D;
+    const float *full_w = t->p->att.full_w;
+    for (int i = i0; i < i1; i++) {
+        const int r = i / P, q = i % P;
+        const float *a1 = f->att1 + ((size_t)f->img[r] * P + q) * A, *a2 = f->hside + (size_t)r * W;
+        float *sq = f->s + (size_t)i * A;
+        for (int k = 0; k < A; k++) sq[k] = sac_tanhf(a1[k] + a2[k]);
+        float acc[8] = {0};
+        for (int k = 0; k + 8 <= A; k += 8)
+            for (int j = 0; j < 8; j++) acc[j] += sq[k + j] * full_w[k + j];
+        float e = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for (int k = A / 8 * 8; k < A; k++) e += sq[k] * full_w[k];
+        f->alpha[i] = e + t->p->att.full_b[0];
+    }
+}
+
+/* act = hh + b_ih + w_ih @ x for the four gates of hidden units [d0, d1), then the cell. */
+static void gates_cell(void *arg, int u0, int u1, int chunk)
+{
+    (void)chunk;
+    const InferTask *t = arg;
+    DecoderInfer *f = t->f;
+    const DecoderParams *p = t->p;
+    const int D = f->sz.D, G = 4 * D, I = f->sz.M + f->sz.E, W = f->sz.A + f->sz.E + G, R = f->rows_now;
+    const int d0 = u0 * 8, d1 = SAC_MIN(u1 * 8, D);
+    for (int g = 0; g < 4; g++) {
+        const int o0 = g * D + d0, n = d1 - d0;
+        for (int r = 0; r < R; r++) {
+            float *a = f->act + (size_t)r * G + o0;
+            const float *hh = f->hside + (size_t)r * W + f->sz.A + f->sz.E + o0;
+            for (int k = 0; k < n; k++) a[k] = hh[k] + p->b_ih[o0 + k];
+        }
+        sac_matvecs(f->act + o0, G, p->w_ih + (size_t)o0 * I, I, f->x, I, n, I, R, 1);
+    }
+    /* (h, c) = cell(act, c_prev), as lstm_cell_forward */
+    for (int r = 0; r < R; r++) {
+        const float *a = f->act + (size_t)r * G, *cp = f->c + (size_t)r * D;
+        float *h = f->h2 + (size_t)r * D, *c = f->c2 + (size_t)r * D;
+        for (int d = d0; d < d1; d++) {
+            const float i = sac_sigmoidf(a[d]), fg = sac_sigmoidf(a[D + d]), g = sac_tanhf(a[2 * D + d]),
+                        o = sac_sigmoidf(a[3 * D + d]);
+            const float cn = fg * cp[d] + i * g;
+            c[d] = cn;
+            h[d] = o * sac_tanhf(cn);
+        }
+    }
+}
+
+static const float *infer_step_few(DecoderInfer *f, const int *tokens, int R, const DecoderParams *p)
+{
+    const DecoderSizes *sz = &f->sz;
+    const int P = sz->P, E = sz->E, A = sz->A, D = sz->D, M = sz->M, W = A + E + 4 * D;
+    if (!f->hside_ok) infer_hside(f, NULL, R, p);
+    InferTask t = {f, p};
+    f->rows_now = R;
+    /* attention: scores over (row, position) pairs, then per row softmax, context and gate */
+    sac_parallel_for(R * P, 16, attention_scores, &t);
+    for (int r = 0; r < R; r++) {
+        float *alpha = f->alpha + (size_t)r * P;
+        float emax = alpha[0];
+        for (int q = 1; q < P; q++) emax = alpha[q] > emax ? alpha[q] : emax;
+        float sum = 0.0f;
+        for (int q = 0; q < P; q++) {
+            alpha[q] = sac_expf(alpha[q] - emax);
+            sum += alpha[q];
+        }
+        const float inv = 1.0f / sum;
+        for (int q = 0; q < P; q++) alpha[q] *= inv;
+        const float *feat = f->feats + (size_t)f->img[r] * P * E;
+        float *z = f->z + (size_t)r * E;
+        memset(z, 0, sizeof(float) * E);
+        for (int q = 0; q < P; q++) {
+            const float aq = alpha[q];
+            const float *fq = feat + (size_t)q * E;
+            for (int k = 0; k < E; k++) z[k] += aq * fq[k];
+        }
+        const float *gpre = f->hside + (size_t)r * W + A;
+        float *x = f->x + (size_t)r * (M + E);
+        memcpy(x, p->embed + (size_t)tokens[r] * M, sizeof(float) * M);
+        for (int k = 0; k < E; k++) {
+            f->gate[(size_t)r * E + k] = sac_sigmoidf(gpre[k]);
+            x[M + k] = f->gate[(size_t)r * E + k] * z[k];
+        }
+    }
+    /* gates and cell over hidden units */
+    sac_parallel_for((D + 7) / 8, 1, gates_cell, &t);
+    float *tmp;
+    tmp = f->h, f->h = f->h2, f->h2 = tmp;
+    tmp = f->c, f->c = f->c2, f->c2 = tmp;
+    /* logits of this step and the h side of the next */
+    infer_hside(f, f->logits, R, p);
+    return f->logits;
 }
 
 int decoder_infer_start(DecoderInfer *f, const float *feats, int n_images, const int *img, int R,
@@ -406,12 +619,16 @@ int decoder_infer_start(DecoderInfer *f, const float *feats, int n_images, const
     }
     linear_forward(f->h, f->meanf, p->init_h_w, p->init_h_b, R, E, D);
     linear_forward(f->c, f->meanf, p->init_c_w, p->init_c_b, R, E, D);
+    f->hside_ok = 0;
+    if (R <= INFER_FEW_ROWS) infer_hside(f, NULL, R, p);
     return SAC_OK;
 }
 
 const float *decoder_infer_step(DecoderInfer *f, const int *tokens, int R, const DecoderParams *p,
                                 const float **alphas)
 {
+    if (alphas) *alphas = f->alpha;
+    if (R <= INFER_FEW_ROWS) return infer_step_few(f, tokens, R, p);
     const DecoderSizes *sz = &f->sz;
     const int E = sz->E, D = sz->D, M = sz->M, V = sz->V;
     const AttentionSizes asz = att_sizes(sz);
@@ -427,7 +644,7 @@ const float *decoder_infer_step(DecoderInfer *f, const int *tokens, int R, const
     t = f->h, f->h = f->h2, f->h2 = t;
     t = f->c, f->c = f->c2, f->c2 = t;
     linear_forward(f->logits, f->h, p->fc_w, p->fc_b, R, D, V);
-    if (alphas) *alphas = f->alpha;
+    f->hside_ok = 0;
     return f->logits;
 }
 
@@ -438,6 +655,12 @@ void decoder_infer_reorder(DecoderInfer *f, const int *parent, int R)
         memcpy(f->h2 + (size_t)r * D, f->h + (size_t)parent[r] * D, sizeof(float) * D);
         memcpy(f->c2 + (size_t)r * D, f->c + (size_t)parent[r] * D, sizeof(float) * D);
         f->img2[r] = f->img[parent[r]];
+    }
+    if (f->hside_ok) {
+        const size_t W = (size_t)f->sz.A + f->sz.E + 4 * D;
+        for (int r = 0; r < R; r++) memcpy(f->hside2 + r * W, f->hside + (size_t)parent[r] * W, sizeof(float) * W);
+        float *t = f->hside;
+        f->hside = f->hside2, f->hside2 = t;
     }
     float *t;
     t = f->h, f->h = f->h2, f->h2 = t;

@@ -4,25 +4,68 @@
 #include "loss.h"
 
 #include "fastmath.h"
+#include "threadpool.h"
 
 #include <math.h>
 #include <stddef.h>
 
-void softmax_forward(float *probs, const float *logits, int N, int V)
+/* Rows are independent: the pool splits them. */
+typedef struct {
+    float *out;
+    const float *in;
+    const int *targets;
+    float dloss;
+    int V;
+} RowTask;
+
+/* Rows per chunk at least, so that small calls stay serial. */
+#define ROW_GRAIN 8
+
+/* max and sum over n floats in 8 independent lanes, so that the loops vectorise without
+ * reassociating one running value */
+static float max_lanes(const float *x, int n)
 {
-    for (int n = 0; n < N; n++) {
-        const float *l = logits + (size_t)n * V;
-        float *p = probs + (size_t)n * V;
-        float m = -INFINITY;
-        for (int v = 0; v < V; v++) m = l[v] > m ? l[v] : m;
-        float sum = 0.0f;
-        for (int v = 0; v < V; v++) {
-            p[v] = sac_expf(l[v] - m);
-            sum += p[v];
-        }
-        float inv = 1.0f / sum;
+    float acc[8];
+    for (int j = 0; j < 8; j++) acc[j] = -INFINITY;
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) acc[j] = x[k + j] > acc[j] ? x[k + j] : acc[j];
+    float m = -INFINITY;
+    for (int j = 0; j < 8; j++) m = acc[j] > m ? acc[j] : m;
+    for (; k < n; k++) m = x[k] > m ? x[k] : m;
+    return m;
+}
+
+static float sum_lanes(const float *x, int n)
+{
+    float acc[8] = {0};
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) acc[j] += x[k + j];
+    float tail = 0.0f;
+    for (; k < n; k++) tail += x[k];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
+static void softmax_rows(void *arg, int n0, int n1, int chunk)
+{
+    (void)chunk;
+    const RowTask *t = arg;
+    const int V = t->V;
+    for (int n = n0; n < n1; n++) {
+        const float *l = t->in + (size_t)n * V;
+        float *p = t->out + (size_t)n * V;
+        const float m = max_lanes(l, V);
+        for (int v = 0; v < V; v++) p[v] = sac_expf(l[v] - m);
+        float inv = 1.0f / sum_lanes(p, V);
         for (int v = 0; v < V; v++) p[v] *= inv;
     }
+}
+
+void softmax_forward(float *probs, const float *logits, int N, int V)
+{
+    RowTask t = {probs, logits, NULL, 0.0f, V};
+    sac_parallel_for(N, ROW_GRAIN, softmax_rows, &t);
 }
 
 double crossentropy_forward(float *losses, const float *probs, const int *targets, int N, int V)
@@ -40,12 +83,18 @@ double crossentropy_forward(float *losses, const float *probs, const int *target
     return total;
 }
 
-void crossentropy_softmax_backward(float *dlogits, const float *probs, const int *targets, float dloss,
-                                   int N, int V)
+static void ce_backward_rows(void *arg, int n0, int n1, int chunk)
 {
+    (void)chunk;
+    const RowTask *t = arg;
+    float *dlogits = t->out;
+    const float *probs = t->in;
+    const int *targets = t->targets;
+    const float dloss = t->dloss;
+    const int V = t->V;
     /* forward: loss = -log softmax(logits)[target] */
     const int in_place = dlogits == probs;
-    for (int n = 0; n < N; n++) {
+    for (int n = n0; n < n1; n++) {
         float *d = dlogits + (size_t)n * V;
         const float *p = probs + (size_t)n * V;
         if (targets[n] < 0) {
@@ -60,4 +109,11 @@ void crossentropy_softmax_backward(float *dlogits, const float *probs, const int
         }
         d[targets[n]] -= dloss;
     }
+}
+
+void crossentropy_softmax_backward(float *dlogits, const float *probs, const int *targets, float dloss,
+                                   int N, int V)
+{
+    RowTask t = {dlogits, probs, targets, dloss, V};
+    sac_parallel_for(N, ROW_GRAIN, ce_backward_rows, &t);
 }

@@ -9,10 +9,18 @@
 
 #include "fastmath.h"
 #include "matmul.h"
+#include "threadpool.h"
 
-void lstm_cell_forward(float *h_out, float *c_out, float *act, const float *c_prev, int B, int D)
+/* Rows are independent: the pool splits them (lstm_cell_forward / _backward below). */
+typedef struct {
+    float *h_out, *c_out, *act, *dpre, *dc_prev;
+    const float *c_prev, *dh, *dc, *cact, *cc_out;
+    int D;
+} CellTask;
+
+static void cell_forward_rows(float *h_out, float *c_out, float *act, const float *c_prev, int b0, int b1, int D)
 {
-    for (int b = 0; b < B; b++) {
+    for (int b = b0; b < b1; b++) {
         float *a = act + (size_t)b * 4 * D;
         float *ai = a, *af = a + D, *ag = a + 2 * D, *ao = a + 3 * D;
         const float *cp = c_prev + (size_t)b * D;
@@ -27,10 +35,23 @@ void lstm_cell_forward(float *h_out, float *c_out, float *act, const float *c_pr
     }
 }
 
-void lstm_cell_backward(float *dpre, float *dc_prev, const float *dh, const float *dc, const float *act,
-                        const float *c_prev, const float *c_out, int B, int D)
+static void cell_forward_task(void *p, int b0, int b1, int chunk)
 {
-    for (int b = 0; b < B; b++) {
+    (void)chunk;
+    const CellTask *t = p;
+    cell_forward_rows(t->h_out, t->c_out, t->act, t->c_prev, b0, b1, t->D);
+}
+
+void lstm_cell_forward(float *h_out, float *c_out, float *act, const float *c_prev, int B, int D)
+{
+    CellTask t = {.h_out = h_out, .c_out = c_out, .act = act, .c_prev = c_prev, .D = D};
+    sac_parallel_for(B, 1, cell_forward_task, &t);
+}
+
+static void cell_backward_rows(float *dpre, float *dc_prev, const float *dh, const float *dc, const float *act,
+                               const float *c_prev, const float *c_out, int b0, int b1, int D)
+{
+    for (int b = b0; b < b1; b++) {
         const float *a = act + (size_t)b * 4 * D;
         const float *ai = a, *af = a + D, *ag = a + 2 * D, *ao = a + 3 * D;
         const float *cp = c_prev + (size_t)b * D, *cn = c_out + (size_t)b * D;
@@ -50,6 +71,21 @@ void lstm_cell_backward(float *dpre, float *dc_prev, const float *dh, const floa
             dp[3 * D + d] = d_o * ao[d] * (1.0f - ao[d]);
         }
     }
+}
+
+static void cell_backward_task(void *p, int b0, int b1, int chunk)
+{
+    (void)chunk;
+    const CellTask *t = p;
+    cell_backward_rows(t->dpre, t->dc_prev, t->dh, t->dc, t->cact, t->c_prev, t->cc_out, b0, b1, t->D);
+}
+
+void lstm_cell_backward(float *dpre, float *dc_prev, const float *dh, const float *dc, const float *act,
+                        const float *c_prev, const float *c_out, int B, int D)
+{
+    CellTask t = {.dpre = dpre, .dc_prev = dc_prev, .dh = dh, .dc = dc, .cact = act, .c_prev = c_prev,
+                  .cc_out = c_out, .D = D};
+    sac_parallel_for(B, 1, cell_backward_task, &t);
 }
 
 void lstm_forward(float *h_out, float *c_out, float *act, const float *x, const float *h_prev,

@@ -16,6 +16,11 @@
 #include "image.h"
 #include "sac.h"
 #include "safetensors.h"
+#include "threadpool.h"
+
+/* The optimizer's flat loops run in fixed blocks (threadpool.h sac_parallel_blocks), so the
+ * gradient norm is the same sum for every thread count. */
+#define FLAT_BLOCK 32768
 
 /* ---------------------------------------------------------------- the gradient step */
 
@@ -30,12 +35,13 @@ struct TrainStep {
     DecoderActs *da;
     float *feats, *dfeats; /* (Bi, P, E) */
     size_t enc_end;  /* floats [0, enc_end) belong to the encoder */
+    double *norm_part; /* (n_trainable / FLAT_BLOCK rounded up) per-block sums of squares */
 };
 
 void train_step_free(TrainStep *ts)
 {
     if (!ts) return;
-    free(ts->grad), free(ts->adam_m), free(ts->adam_v), free(ts->feats), free(ts->dfeats);
+    free(ts->grad), free(ts->adam_m), free(ts->adam_v), free(ts->feats), free(ts->dfeats), free(ts->norm_part);
     encoder_acts_free(ts->ea);
     decoder_acts_free(ts->da);
     free(ts);
@@ -55,7 +61,9 @@ TrainStep *train_step_create(Model *m, int max_images, int max_caps)
     ts->dfeats = sac_alloc_floats(max_images * PE);
     ts->ea = encoder_acts_create(&m->cfg.enc, max_images);
     ts->da = decoder_acts_create(&sz, max_caps, max_images);
-    if (!ts->grad || !ts->adam_m || !ts->adam_v || !ts->feats || !ts->dfeats || !ts->ea || !ts->da) {
+    ts->norm_part = sac_malloc(sizeof(double) * (m->n_trainable / FLAT_BLOCK + 1));
+    if (!ts->grad || !ts->adam_m || !ts->adam_v || !ts->feats || !ts->dfeats || !ts->ea || !ts->da ||
+        !ts->norm_part) {
         train_step_free(ts);
         return NULL;
     }
@@ -73,6 +81,12 @@ TrainStep *train_step_create(Model *m, int max_images, int max_caps)
 float *train_step_grads(TrainStep *ts) { return ts->grad; }
 const ModelParams *train_step_grad_params(TrainStep *ts) { return &ts->g; }
 
+static void zero_block(void *p, int i0, int i1, int block)
+{
+    (void)block;
+    memset((float *)p + i0, 0, sizeof(float) * (i1 - i0));
+}
+
 int train_step_grad(TrainStep *ts, const float *images, const DecoderBatch *batch, SacRng *dropout_rng,
                     DecoderLoss *loss)
 {
@@ -85,7 +99,7 @@ int train_step_grad(TrainStep *ts, const float *images, const DecoderBatch *batc
                   ts->max_images, ts->max_caps);
         return SAC_ERR_INVALID;
     }
-    memset(ts->grad, 0, sizeof(float) * m->n_trainable);
+    sac_parallel_blocks((int)m->n_trainable, FLAT_BLOCK, zero_block, ts->grad);
     int st = encoder_forward(ts->feats, ts->ea, images, &m->p.enc, &m->cfg.enc, Bi, 1);
     if (st) return st;
     st = decoder_forward(loss, ts->da, ts->feats, batch, &m->p.dec, &sz, m->cfg.dropout, m->cfg.lambda, dropout_rng);
@@ -95,25 +109,35 @@ int train_step_grad(TrainStep *ts, const float *images, const DecoderBatch *batc
     return encoder_backward(&ts->g.enc, ts->ea, ts->dfeats, &m->p.enc, &m->cfg.enc, Bi);
 }
 
-double train_step_adam(TrainStep *ts, float lr_enc, float lr_dec, float clip, float wd)
+typedef struct {
+    TrainStep *ts;
+    float scale, c1, c2, lr_enc, lr_dec, wd;
+} AdamTask;
+
+static void norm_block(void *p, int i0, int i1, int block)
 {
+    const AdamTask *t = p;
+    const float *g = t->ts->grad;
+    double acc = 0.0;
+    for (int i = i0; i < i1; i++) acc += (double)g[i] * g[i];
+    t->ts->norm_part[block] = acc;
+}
+
+static void adam_block(void *p, int i0, int i1, int block)
+{
+    (void)block;
+    const AdamTask *t = p;
+    TrainStep *ts = t->ts;
     const Model *m = ts->m;
-    const size_t n = m->n_trainable;
-    double norm2 = 0.0;
-    for (size_t i = 0; i < n; i++) norm2 += (double)ts->grad[i] * ts->grad[i];
-    const double norm = sqrt(norm2);
-    const float scale = (clip > 0.0f && norm > clip) ? (float)(clip / norm) : 1.0f;
-    ts->t++;
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-    const float c1 = 1.0f - powf(b1, (float)ts->t), c2 = 1.0f - powf(b2, (float)ts->t);
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, scale = t->scale, c1 = t->c1, c2 = t->c2;
     for (int s = 0; s < m->n_specs; s++) {
         const ParamSpec *sp = &m->specs[s];
-        if (!sp->trainable) continue;
-        const float lr = sp->offset < ts->enc_end ? lr_enc : lr_dec;
-        const float decay = (wd > 0.0f && sp->ndim >= 2) ? lr * wd : 0.0f;
-        float *w = m->data + sp->offset, *g = ts->grad + sp->offset;
-        float *mm = ts->adam_m + sp->offset, *vv = ts->adam_v + sp->offset;
-        for (size_t i = 0; i < sp->numel; i++) {
+        const size_t lo = SAC_MAX(sp->offset, (size_t)i0), hi = SAC_MIN(sp->offset + sp->numel, (size_t)i1);
+        if (!sp->trainable || lo >= hi) continue;
+        const float lr = sp->offset < ts->enc_end ? t->lr_enc : t->lr_dec;
+        const float decay = (t->wd > 0.0f && sp->ndim >= 2) ? lr * t->wd : 0.0f;
+        float *w = m->data, *g = ts->grad, *mm = ts->adam_m, *vv = ts->adam_v;
+        for (size_t i = lo; i < hi; i++) {
             float gi = g[i] * scale;
             mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
             vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
@@ -121,6 +145,20 @@ double train_step_adam(TrainStep *ts, float lr_enc, float lr_dec, float clip, fl
             w[i] -= lr * mh / (sqrtf(vh) + eps) + decay * w[i];
         }
     }
+}
+
+double train_step_adam(TrainStep *ts, float lr_enc, float lr_dec, float clip, float wd)
+{
+    const int n = (int)ts->m->n_trainable;
+    AdamTask t = {ts, 1.0f, 0.0f, 0.0f, lr_enc, lr_dec, wd};
+    sac_parallel_blocks(n, FLAT_BLOCK, norm_block, &t);
+    double norm2 = 0.0;
+    for (int b = 0; b < (n + FLAT_BLOCK - 1) / FLAT_BLOCK; b++) norm2 += ts->norm_part[b];
+    const double norm = sqrt(norm2);
+    t.scale = (clip > 0.0f && norm > clip) ? (float)(clip / norm) : 1.0f;
+    ts->t++;
+    t.c1 = 1.0f - powf(0.9f, (float)ts->t), t.c2 = 1.0f - powf(0.999f, (float)ts->t);
+    sac_parallel_blocks(n, FLAT_BLOCK, adam_block, &t);
     return norm;
 }
 
@@ -209,16 +247,34 @@ static int cache_build(DataCache *c, const Dataset *ds, int max_items, const Voc
 }
 
 /* A training input: optional flip and a small random zoom (1..1.15) and shift (+-6%), sampled
- * bilinearly from the cached S x S pixels; then the same normalisation as inference. */
-static void augment_into(float *out, const uint8_t *pix, int S, const ModelConfig *cfg, SacRng *rng, int augment,
-                         uint8_t *tmp)
+ * bilinearly from the cached S x S pixels; then the same normalisation as inference.
+ * The random draws (augment_draw, serial, in image order) are separate from the pixel work
+ * (augment_apply, on the pool), so the data stream does not depend on the thread count. */
+typedef struct {
+    int on, flip;
+    float zoom, dx, dy;
+} Augment;
+
+static Augment augment_draw(SacRng *rng, int augment, int S)
+{
+    Augment a = {0, 0, 1.0f, 0.0f, 0.0f};
+    if (augment) {
+        a.on = 1;
+        a.flip = sac_rng_uniform(rng) < 0.5f;
+        a.zoom = 1.0f + 0.15f * sac_rng_uniform(rng);
+        a.dx = (2.0f * sac_rng_uniform(rng) - 1.0f) * 0.06f * S;
+        a.dy = (2.0f * sac_rng_uniform(rng) - 1.0f) * 0.06f * S;
+    }
+    return a;
+}
+
+static void augment_apply(float *out, const uint8_t *pix, int S, const ModelConfig *cfg, const Augment *aug,
+                          uint8_t *tmp)
 {
     SacImage view = {S, S, (uint8_t *)pix};
-    if (augment) {
-        const int flip = sac_rng_uniform(rng) < 0.5f;
-        const float zoom = 1.0f + 0.15f * sac_rng_uniform(rng);
-        const float dx = (2.0f * sac_rng_uniform(rng) - 1.0f) * 0.06f * S;
-        const float dy = (2.0f * sac_rng_uniform(rng) - 1.0f) * 0.06f * S;
+    if (aug->on) {
+        const int flip = aug->flip;
+        const float zoom = aug->zoom, dx = aug->dx, dy = aug->dy;
         const float c = 0.5f * S;
         for (int y = 0; y < S; y++) {
             for (int x = 0; x < S; x++) {
@@ -243,6 +299,29 @@ static void augment_into(float *out, const uint8_t *pix, int S, const ModelConfi
     sac_image_preprocess(&view, S, cfg->mean, cfg->std, out);
 }
 
+/* Preparing a batch of images on the pool: image b from cached pixels item[b], augmented by
+ * aug[b] (NULL: none) into out + b * 3 S S, tmp + b * S S 3 as its scratch. */
+typedef struct {
+    float *out;
+    const uint8_t *pix;
+    const int *item;
+    const Augment *aug;
+    uint8_t *tmp;
+    const ModelConfig *cfg;
+    int S;
+} PrepTask;
+
+static void prep_images(void *p, int b0, int b1, int chunk)
+{
+    (void)chunk;
+    const PrepTask *t = p;
+    const size_t S = t->S;
+    const Augment none = {0, 0, 1.0f, 0.0f, 0.0f};
+    for (int b = b0; b < b1; b++)
+        augment_apply(t->out + b * 3 * S * S, t->pix + (size_t)t->item[b] * S * S * 3, t->S, t->cfg,
+                      t->aug ? &t->aug[b] : &none, t->tmp ? t->tmp + b * S * S * 3 : NULL);
+}
+
 /* ---------------------------------------------------------------- evaluation */
 
 void eval_result_clear(EvalResult *r)
@@ -260,7 +339,8 @@ static int eval_cache(const Model *m, Captioner *cap, const DataCache *c, const 
                       int keep, EvalResult *out)
 {
     memset(out, 0, sizeof(*out));
-    const int S = c->S, n = c->n, chunk = 64;
+    enum { chunk = 64 };
+    const int S = c->S, n = c->n;
     float *images = sac_alloc_floats((size_t)chunk * 3 * S * S);
     Caption *caps = sac_calloc((size_t)chunk * opt->nbest, sizeof(Caption));
     char **cands = sac_calloc(n, sizeof(char *));
@@ -271,10 +351,10 @@ static int eval_cache(const Model *m, Captioner *cap, const DataCache *c, const 
     long words = 0;
     for (int i0 = 0; i0 < n && !st; i0 += chunk) {
         int B = n - i0 < chunk ? n - i0 : chunk;
-        for (int b = 0; b < B; b++) {
-            SacImage view = {S, S, c->pix + (size_t)(i0 + b) * S * S * 3};
-            sac_image_preprocess(&view, S, m->cfg.mean, m->cfg.std, images + (size_t)b * 3 * S * S);
-        }
+        int item[chunk];
+        for (int b = 0; b < B; b++) item[b] = i0 + b;
+        PrepTask pt = {images, c->pix, item, NULL, NULL, &m->cfg, S};
+        sac_parallel_for(B, 1, prep_images, &pt);
         st = captioner_run_preprocessed(cap, images, B, opt, caps, NULL);
         for (int b = 0; b < B && !st; b++) {
             Caption *best = &caps[(size_t)b * opt->nbest];
@@ -493,7 +573,8 @@ int train_run(const TrainOptions *o)
     TrainStep *ts = NULL;
     Captioner *cap = NULL;
     DataCache tc = {0}, dc = {0};
-    int *order = NULL, *img = NULL, *tokens = NULL, *lens = NULL, *pick = NULL;
+    int *order = NULL, *img = NULL, *tokens = NULL, *lens = NULL, *pick = NULL, *items = NULL;
+    Augment *augs = NULL;
     float *images = NULL;
     uint8_t *tmp = NULL;
     FILE *log = NULL;
@@ -602,8 +683,10 @@ int train_run(const TrainOptions *o)
     tokens = sac_malloc(sizeof(int) * max_caps * (T + 1));
     pick = sac_malloc(sizeof(int) * max_caps_per_image);
     images = sac_alloc_floats((size_t)Bi * 3 * S * S);
-    tmp = sac_malloc((size_t)S * S * 3);
-    if (!img || !lens || !tokens || !pick || !images || !tmp) {
+    tmp = sac_malloc((size_t)Bi * S * S * 3);
+    items = sac_malloc(sizeof(int) * Bi);
+    augs = sac_malloc(sizeof(Augment) * Bi);
+    if (!img || !lens || !tokens || !pick || !images || !tmp || !items || !augs) {
         st = SAC_ERR_NOMEM;
         goto done;
     }
@@ -627,8 +710,8 @@ int train_run(const TrainOptions *o)
             int nc = 0;
             for (int b = 0; b < nb; b++) {
                 const int item = order[rs.pos + b];
-                augment_into(images + (size_t)b * 3 * S * S, tc.pix + (size_t)item * S * S * 3, S, &m->cfg,
-                             &rs.data_rng, o->augment, tmp);
+                items[b] = item;
+                augs[b] = augment_draw(&rs.data_rng, o->augment, S);
                 const int c0 = tc.cap_off[item], cn = tc.cap_off[item + 1] - c0;
                 for (int j = 0; j < cn; j++) pick[j] = c0 + j;
                 if (cn > k) sac_rng_shuffle(&rs.data_rng, pick, cn);
@@ -639,6 +722,8 @@ int train_run(const TrainOptions *o)
                     nc++;
                 }
             }
+            PrepTask pt = {images, tc.pix, items, augs, tmp, &m->cfg, S};
+            sac_parallel_for(nb, 1, prep_images, &pt);
             DecoderBatch batch = {nc, nb, img, tokens, lens};
             DecoderLoss loss;
             st = train_step_grad(ts, images, &batch, &rs.drop_rng, &loss);
@@ -733,7 +818,7 @@ int train_run(const TrainOptions *o)
     if (cancelled) st = SAC_ERR_CANCELLED;
 done:
     if (log) fclose(log);
-    free(order), free(img), free(tokens), free(lens), free(pick), free(images), free(tmp);
+    free(order), free(img), free(tokens), free(lens), free(pick), free(images), free(tmp), free(items), free(augs);
     cache_free(&tc), cache_free(&dc);
     captioner_free(cap);
     train_step_free(ts);

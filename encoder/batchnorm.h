@@ -54,11 +54,12 @@ void batchnorm_relu_apply(float *out, const float *inp, const float *scale, cons
                           int B, int C, int N);
 
 /* out (B, C, H/2, W/2) = relu(maxpool2x2(inp * scale[c] + shift[c])), inp (B, C, H, W), in one
- * pass; argmax (or NULL) as maxpool_forward's. Equals maxpool(relu(batchnorm)), torch's order:
- * ReLU is monotone, so the values are the same, and where the window's max is positive so is
- * its first max. */
-void batchnorm_pool_relu_apply(float *out, uint8_t *argmax, const float *inp, const float *scale,
-                               const float *shift, int B, int C, int H, int W);
+ * pass. Caches for the backward (both NULL for inference): argmax (B, C, H/2, W/2) as
+ * maxpool_forward's, pooled_in (B, C, H/2, W/2) the input value at each argmax. Equals
+ * maxpool(relu(batchnorm)), torch's order: ReLU is monotone, so the values are the same, and
+ * where the window's max is positive so is its first max. */
+void batchnorm_pool_relu_apply(float *out, uint8_t *argmax, float *pooled_in, const float *inp,
+                               const float *scale, const float *shift, int B, int C, int H, int W);
 
 /* Backward of out = relu(batchnorm(inp)) in training mode, out (B, C, N) the forward's output;
  * accumulates (+=) into dinp (B, C, N), dgamma (C), dbeta (C). */
@@ -66,12 +67,12 @@ void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const flo
                              const float *out, const float *inp, const float *mean,
                              const float *rstd, const float *gamma, int B, int C, int N);
 
-/* Backward of out = relu(maxpool2x2(batchnorm(inp))) in training mode: dout, out, argmax
- * (B, C, H/2, W/2) from batchnorm_pool_relu_apply, inp (B, C, H, W); accumulates (+=) into
- * dinp (B, C, H, W), dgamma (C), dbeta (C). */
+/* Backward of out = relu(maxpool2x2(batchnorm(inp))) in training mode: dout, out, argmax,
+ * pooled_in (B, C, H/2, W/2) from batchnorm_pool_relu_apply, inp (B, C, H, W); accumulates (+=)
+ * into dinp (B, C, H, W), dgamma (C), dbeta (C). */
 void batchnorm_pool_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                                  const float *out, const uint8_t *argmax, const float *inp,
-                                  const float *mean, const float *rstd, const float *gamma,
-                                  int B, int C, int H, int W);
+                                  const float *out, const uint8_t *argmax, const float *pooled_in,
+                                  const float *inp, const float *mean, const float *rstd,
+                                  const float *gamma, int B, int C, int H, int W);
 
 #endif

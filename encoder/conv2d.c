@@ -10,6 +10,13 @@
  * column matrix stays near the cache: a tile is a band of output rows of one image, or, when
  * an image has fewer positions than a tile, several whole images side by side (their output
  * then goes through a (OC, tile) buffer and is scattered back to NCHW).
+ *
+ * Stride-1 bands use a column matrix split by kernel row, a third of the size: colr (3C, ld)
+ * holds, for the band's rows and one above and below, colr[c*3 + kx][r*W + x] = inp[c][oy0 - 1
+ * + r][x + kx - 1]. Shifted down by ky rows (colr + ky*W, same leading dimension) it is the
+ * ky-th third of col, so out = sum_ky wsplit[ky] (OC, 3C) @ (colr + ky*W): three GEMMs as fast
+ * as the one (measured), for a third of the copying in im2col and col2im (which run on one
+ * thread while BLAS uses them all).
  */
 #include "conv2d.h"
 
@@ -23,9 +30,11 @@ enum { CONV_TILE_FLOATS = 1 << 18, CONV_TILE_MIN_COLS = 256, CONV_TILE_MAX_COLS 
 
 typedef struct ConvPlan {
     int Ho, Wo, P, K;
+    int split; /* stride-1 bands through the row-split column matrix, see the top of the file */
     int group; /* images per tile: > 1 only when one image is narrower than a tile */
-    int rows;  /* output rows per tile when group == 1 */
-    int ncol;  /* widest tile, in columns */
+    int rows;  /* output rows per band when group == 1 */
+    int ncol;  /* widest tile, in output columns */
+    size_t col_floats; /* column matrix of the widest tile */
 } ConvPlan;
 
 static ConvPlan conv_plan(int B, int C, int H, int W, int stride)
@@ -45,11 +54,14 @@ static ConvPlan conv_plan(int B, int C, int H, int W, int stride)
         int bands = (pl.Ho + rows - 1) / rows;
         pl.rows = (pl.Ho + bands - 1) / bands;
         pl.ncol = pl.rows * pl.Wo;
+        pl.split = stride == 1;
     } else {
         pl.group = SAC_MAX(1, SAC_MIN(B, target / pl.P));
         pl.rows = pl.Ho;
         pl.ncol = pl.group * pl.P;
+        pl.split = 0;
     }
+    pl.col_floats = pl.split ? (size_t)C * 3 * (pl.rows + 2) * W : (size_t)pl.K * pl.ncol;
     return pl;
 }
 
@@ -58,10 +70,30 @@ int conv2d_out_size(int n, int stride) { return (n - 1) / stride + 1; }
 size_t conv2d_scratch_floats(int B, int C, int H, int W, int OC, int stride)
 {
     ConvPlan pl = conv_plan(B, C, H, W, stride);
-    /* col, then the (OC, tile) buffer of grouped tiles, then the backward's dcol */
-    size_t n = 2 * (size_t)pl.K * pl.ncol;
+    /* col, dcol, the (OC, tile) buffer of grouped tiles, the split weight and its gradient */
+    size_t n = 2 * pl.col_floats;
     if (pl.group > 1) n += (size_t)OC * pl.ncol;
+    if (pl.split) n += 2 * (size_t)OC * pl.K;
     return n;
+}
+
+void conv2d_weight_split(float *wsplit, const float *weight, int C, int OC)
+{
+    for (int ky = 0; ky < 3; ky++)
+        for (int o = 0; o < OC; o++)
+            for (int c = 0; c < C; c++)
+                for (int kx = 0; kx < 3; kx++)
+                    wsplit[((size_t)ky * OC + o) * 3 * C + c * 3 + kx] = weight[(((size_t)o * C + c) * 3 + ky) * 3 + kx];
+}
+
+/* dweight (OC, C, 3, 3) += dwsplit (3, OC, 3C): the adjoint of conv2d_weight_split. */
+static void conv_weight_unsplit_add(float *dweight, const float *dwsplit, int C, int OC)
+{
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < C; c++)
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++)
+                    dweight[(((size_t)o * C + c) * 3 + ky) * 3 + kx] += dwsplit[((size_t)ky * OC + o) * 3 * C + c * 3 + kx];
 }
 
 /* The output columns [ox_lo, ox_hi) whose input column ox*stride + kx - 1 lies inside [0, W). */
@@ -85,9 +117,9 @@ static void conv_valid_rows(int H, int stride, int ky, int oy0, int oy1, int *lo
     *hi = b;
 }
 
-/* One row of col for stride 1 (Wo = W): dst[r*W + ox] = src[r*W + ox + kx - 1] over n = rows*W
- * values, 0 where ox + kx - 1 leaves [0, W). The rows are contiguous in both, so this is one
- * shifted copy plus the zeroed edge column. */
+/* Stride 1, whole rows of W: dst[r*W + x] = src[r*W + x + kx - 1] over n = rows*W values, 0
+ * where x + kx - 1 leaves [0, W). The rows are contiguous in both, so this is one shifted copy
+ * plus the zeroed edge column. */
 static void im2col_s1_block(float *dst, const float *src, int n, int W, int kx)
 {
     if (kx == 1) {
@@ -99,6 +131,21 @@ static void im2col_s1_block(float *dst, const float *src, int n, int W, int kx)
     } else {
         memcpy(dst, src + 1, sizeof(float) * (size_t)(n - 1));
         for (int i = W - 1; i < n; i += W) dst[i] = 0.0f;
+    }
+}
+
+/* Adjoint of im2col_s1_block: dst[r*W + x + kx - 1] += src[r*W + x] where inside the row.
+ * Zeroes the entries of src that fell outside (it is scratch, zeroed after use anyway). */
+static void col2im_s1_block(float *dst, float *src, int n, int W, int kx)
+{
+    if (kx == 1) {
+        for (int i = 0; i < n; i++) dst[i] += src[i];
+    } else if (kx == 0) {
+        for (int i = 0; i < n; i += W) src[i] = 0.0f;
+        for (int i = 1; i < n; i++) dst[i - 1] += src[i];
+    } else {
+        for (int i = W - 1; i < n; i += W) src[i] = 0.0f;
+        for (int i = 0; i < n - 1; i++) dst[i + 1] += src[i];
     }
 }
 
@@ -151,19 +198,8 @@ static void col2im_rows(float *dimg, float *col, int ldc, int C, int H, int W, i
                 if (hi > lo) {
                     float *src = row + (size_t)(lo - oy0) * Wo;
                     if (stride == 1) {
-                        /* the shifted copy's adjoint: zero the edge column that fell outside,
-                         * then one shifted add over the contiguous rows */
                         float *dst = dimg + ((size_t)c * H + lo + ky - 1) * W;
-                        int n = (hi - lo) * W;
-                        if (kx == 1) {
-                            for (int i = 0; i < n; i++) dst[i] += src[i];
-                        } else if (kx == 0) {
-                            for (int i = 0; i < n; i += W) src[i] = 0.0f;
-                            for (int i = 1; i < n; i++) dst[i - 1] += src[i];
-                        } else {
-                            for (int i = W - 1; i < n; i += W) src[i] = 0.0f;
-                            for (int i = 0; i < n - 1; i++) dst[i + 1] += src[i];
-                        }
+                        col2im_s1_block(dst, src, (hi - lo) * W, W, kx);
                     } else {
                         int xl, xh;
                         conv_valid_cols(W, Wo, stride, kx, &xl, &xh);
@@ -175,6 +211,41 @@ static void col2im_rows(float *dimg, float *col, int ldc, int C, int H, int W, i
                 }
                 memset(row, 0, sizeof(float) * ncol);
             }
+        }
+    }
+}
+
+/* The row-split column matrix of output rows [oy0, oy1) (stride 1): col (3C, ld), ld =
+ * (oy1 - oy0 + 2) * W, col[c*3 + kx][r*W + x] = img[c][oy0 - 1 + r][x + kx - 1] (0 outside),
+ * r over the band's rows and the one above and below. */
+static void im2col_split(float *col, int ld, const float *img, int C, int H, int W, int oy0, int oy1)
+{
+    const int R = oy1 - oy0 + 2, iy0 = oy0 - 1;
+    const int r_lo = iy0 < 0 ? -iy0 : 0, r_hi = SAC_MIN(R, H - iy0);
+    for (int c = 0; c < C; c++) {
+        for (int kx = 0; kx < 3; kx++) {
+            float *row = col + (size_t)(c * 3 + kx) * ld;
+            memset(row, 0, sizeof(float) * (size_t)r_lo * W);
+            memset(row + (size_t)r_hi * W, 0, sizeof(float) * (size_t)(R - r_hi) * W);
+            if (r_hi > r_lo)
+                im2col_s1_block(row + (size_t)r_lo * W, img + ((size_t)c * H + iy0 + r_lo) * W, (r_hi - r_lo) * W,
+                                W, kx);
+        }
+    }
+}
+
+/* Adjoint of im2col_split: dimg (C, H, W) += col (3C, ld); leaves col zero. */
+static void col2im_split(float *dimg, float *col, int ld, int C, int H, int W, int oy0, int oy1)
+{
+    const int R = oy1 - oy0 + 2, iy0 = oy0 - 1;
+    const int r_lo = iy0 < 0 ? -iy0 : 0, r_hi = SAC_MIN(R, H - iy0);
+    for (int c = 0; c < C; c++) {
+        for (int kx = 0; kx < 3; kx++) {
+            float *row = col + (size_t)(c * 3 + kx) * ld;
+            if (r_hi > r_lo)
+                col2im_s1_block(dimg + ((size_t)c * H + iy0 + r_lo) * W, row + (size_t)r_lo * W, (r_hi - r_lo) * W,
+                                W, kx);
+            memset(row, 0, sizeof(float) * (size_t)R * W);
         }
     }
 }
@@ -196,36 +267,64 @@ static void conv_epilogue(float *y, int ldy, const float *bias, int OC, int n, i
     }
 }
 
-static void conv_forward_impl(float *out, float *scratch, const float *inp, const float *weight,
-                              const float *bias, int B, int C, int H, int W, int OC, int stride,
-                              int relu)
+/* Where the pieces of the scratch buffer live. */
+typedef struct ConvScratch {
+    float *col, *dcol, *tmp, *wsplit, *dwsplit;
+} ConvScratch;
+
+static ConvScratch conv_scratch(float *scratch, const ConvPlan *pl, int OC)
 {
-    ConvPlan pl = conv_plan(B, C, H, W, stride);
-    size_t in_img = (size_t)C * H * W, out_img = (size_t)OC * pl.P;
-    float *col = scratch;
-    float *tmp = scratch + (size_t)pl.K * pl.ncol;
+    ConvScratch s;
+    s.col = scratch;
+    s.dcol = s.col + pl->col_floats;
+    s.tmp = s.dcol + pl->col_floats;
+    s.wsplit = s.tmp + (pl->group > 1 ? (size_t)OC * pl->ncol : 0);
+    s.dwsplit = s.wsplit + (pl->split ? (size_t)OC * pl->K : 0);
+    return s;
+}
+
+static void conv_forward_impl(float *out, float *scratch, const float *inp, const float *weight,
+                              const float *wsplit, const float *bias, int B, int C, int H, int W,
+                              int OC, int stride, int relu)
+{
+    const ConvPlan pl = conv_plan(B, C, H, W, stride);
+    const ConvScratch sc = conv_scratch(scratch, &pl, OC);
+    const size_t in_img = (size_t)C * H * W, out_img = (size_t)OC * pl.P, ws_row = (size_t)OC * 3 * C;
+    if (pl.split && !wsplit) {
+        conv2d_weight_split(sc.wsplit, weight, C, OC);
+        wsplit = sc.wsplit;
+    }
     for (int b0 = 0; b0 < B; b0 += pl.group) {
         int nb = SAC_MIN(pl.group, B - b0);
         if (pl.group == 1) {
             for (int oy0 = 0; oy0 < pl.Ho; oy0 += pl.rows) {
                 int oy1 = SAC_MIN(pl.Ho, oy0 + pl.rows);
                 int n = (oy1 - oy0) * pl.Wo;
-                im2col_rows(col, n, inp + b0 * in_img, C, H, W, stride, pl.Wo, oy0, oy1);
                 float *y = out + b0 * out_img + (size_t)oy0 * pl.Wo;
-                /* out (OC, n) = weight (OC, K) @ col (K, n) */
-                sac_gemm(0, 0, OC, n, pl.K, 1.0f, weight, pl.K, col, n, 0.0f, y, pl.P);
+                if (pl.split) {
+                    /* out (OC, n) = sum_ky wsplit[ky] (OC, 3C) @ col rows shifted down by ky */
+                    int ld = (oy1 - oy0 + 2) * W;
+                    im2col_split(sc.col, ld, inp + b0 * in_img, C, H, W, oy0, oy1);
+                    for (int ky = 0; ky < 3; ky++)
+                        sac_gemm(0, 0, OC, n, 3 * C, 1.0f, wsplit + ky * ws_row, 3 * C, sc.col + (size_t)ky * W, ld,
+                                 ky ? 1.0f : 0.0f, y, pl.P);
+                } else {
+                    /* out (OC, n) = weight (OC, K) @ col (K, n) */
+                    im2col_rows(sc.col, n, inp + b0 * in_img, C, H, W, stride, pl.Wo, oy0, oy1);
+                    sac_gemm(0, 0, OC, n, pl.K, 1.0f, weight, pl.K, sc.col, n, 0.0f, y, pl.P);
+                }
                 conv_epilogue(y, pl.P, bias, OC, n, relu);
             }
         } else {
             int n = nb * pl.P;
             for (int j = 0; j < nb; j++)
-                im2col_rows(col + (size_t)j * pl.P, n, inp + (b0 + j) * in_img, C, H, W, stride, pl.Wo,
-                            0, pl.Ho);
-            sac_gemm(0, 0, OC, n, pl.K, 1.0f, weight, pl.K, col, n, 0.0f, tmp, n);
+                im2col_rows(sc.col + (size_t)j * pl.P, n, inp + (b0 + j) * in_img, C, H, W, stride, pl.Wo, 0,
+                            pl.Ho);
+            sac_gemm(0, 0, OC, n, pl.K, 1.0f, weight, pl.K, sc.col, n, 0.0f, sc.tmp, n);
             for (int j = 0; j < nb; j++) {
                 float *y = out + (b0 + j) * out_img;
                 for (int o = 0; o < OC; o++)
-                    memcpy(y + (size_t)o * pl.P, tmp + (size_t)o * n + (size_t)j * pl.P,
+                    memcpy(y + (size_t)o * pl.P, sc.tmp + (size_t)o * n + (size_t)j * pl.P,
                            sizeof(float) * (size_t)pl.P);
                 conv_epilogue(y, pl.P, bias, OC, pl.P, relu);
             }
@@ -236,47 +335,39 @@ static void conv_forward_impl(float *out, float *scratch, const float *inp, cons
 void conv2d_forward(float *out, float *scratch, const float *inp, const float *weight,
                     const float *bias, int B, int C, int H, int W, int OC, int stride)
 {
-    conv_forward_impl(out, scratch, inp, weight, bias, B, C, H, W, OC, stride, 0);
+    conv_forward_impl(out, scratch, inp, weight, NULL, bias, B, C, H, W, OC, stride, 0);
 }
 
 void conv2d_relu_forward(float *out, float *scratch, const float *inp, const float *weight,
-                         const float *bias, int B, int C, int H, int W, int OC, int stride)
+                         const float *wsplit, const float *bias, int B, int C, int H, int W, int OC,
+                         int stride)
 {
-    conv_forward_impl(out, scratch, inp, weight, bias, B, C, H, W, OC, stride, 1);
+    conv_forward_impl(out, scratch, inp, weight, wsplit, bias, B, C, H, W, OC, stride, 1);
 }
 
-/* One tile's backward: d (OC, n) with leading dim ldd is dL/dout of the tile, col (K, n) its
- * im2col; dcol (K, n), zero on entry, receives dL/dcol when dinp is wanted. */
-static void conv_backward_tile(float *dweight, float *dbias, float *dcol, const float *col,
-                               const float *d, int ldd, const float *weight, int OC, int K, int n)
+/* dbias (OC) += the row sums of d (OC, n), leading dim ldd. */
+static void conv_bias_backward(float *dbias, const float *d, int ldd, int OC, int n)
 {
-    if (dbias) {
-        /* out = ... + bias */
-        for (int o = 0; o < OC; o++) {
-            const float *r = d + (size_t)o * ldd;
-            float s = 0.0f;
-            for (int i = 0; i < n; i++) s += r[i];
-            dbias[o] += s;
-        }
+    /* out = ... + bias */
+    for (int o = 0; o < OC; o++) {
+        const float *r = d + (size_t)o * ldd;
+        float s = 0.0f;
+        for (int i = 0; i < n; i++) s += r[i];
+        dbias[o] += s;
     }
-    /* out = weight @ col: dweight (OC, K) += d (OC, n) @ col^T; dcol (K, n) = weight^T @ d */
-    sac_gemm(0, 1, OC, K, n, 1.0f, d, ldd, col, n, 1.0f, dweight, K);
-    if (dcol) sac_gemm(1, 0, K, n, OC, 1.0f, weight, K, d, ldd, 1.0f, dcol, n);
 }
 
 void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, const float *dout,
                      const float *inp, const float *weight, int B, int C, int H, int W, int OC,
                      int stride)
 {
-    ConvPlan pl = conv_plan(B, C, H, W, stride);
-    size_t in_img = (size_t)C * H * W, out_img = (size_t)OC * pl.P;
-    float *col = scratch;
-    float *tmp = col + (size_t)pl.K * pl.ncol;
-    float *dcol = NULL;
-    if (dinp) {
-        /* kept zero between tiles by col2im_rows */
-        dcol = tmp + (pl.group > 1 ? (size_t)OC * pl.ncol : 0);
-        memset(dcol, 0, sizeof(float) * (size_t)pl.K * pl.ncol);
+    const ConvPlan pl = conv_plan(B, C, H, W, stride);
+    const ConvScratch sc = conv_scratch(scratch, &pl, OC);
+    const size_t in_img = (size_t)C * H * W, out_img = (size_t)OC * pl.P, ws_row = (size_t)OC * 3 * C;
+    if (dinp) memset(sc.dcol, 0, sizeof(float) * pl.col_floats); /* kept zero by the col2im */
+    if (pl.split) {
+        conv2d_weight_split(sc.wsplit, weight, C, OC);
+        memset(sc.dwsplit, 0, sizeof(float) * (size_t)OC * pl.K);
     }
     for (int b0 = 0; b0 < B; b0 += pl.group) {
         int nb = SAC_MIN(pl.group, B - b0);
@@ -284,29 +375,55 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, 
             for (int oy0 = 0; oy0 < pl.Ho; oy0 += pl.rows) {
                 int oy1 = SAC_MIN(pl.Ho, oy0 + pl.rows);
                 int n = (oy1 - oy0) * pl.Wo;
-                im2col_rows(col, n, inp + b0 * in_img, C, H, W, stride, pl.Wo, oy0, oy1);
-                const float *d = dout + b0 * out_img + (size_t)oy0 * pl.Wo;
-                conv_backward_tile(dweight, dbias, dcol, col, d, pl.P, weight, OC, pl.K, n);
-                if (dinp) col2im_rows(dinp + b0 * in_img, dcol, n, C, H, W, stride, pl.Wo, oy0, oy1);
+                const float *d = dout + b0 * out_img + (size_t)oy0 * pl.Wo; /* (OC, n), leading dim P */
+                float *dimg = dinp ? dinp + b0 * in_img : NULL;
+                if (dbias) conv_bias_backward(dbias, d, pl.P, OC, n);
+                if (pl.split) {
+                    /* out = sum_ky wsplit[ky] @ col_ky, col_ky = col shifted down by ky rows:
+                     * dwsplit[ky] += d @ col_ky^T;  dcol_ky += wsplit[ky]^T @ d */
+                    int ld = (oy1 - oy0 + 2) * W;
+                    im2col_split(sc.col, ld, inp + b0 * in_img, C, H, W, oy0, oy1);
+                    for (int ky = 0; ky < 3; ky++)
+                        sac_gemm(0, 1, OC, 3 * C, n, 1.0f, d, pl.P, sc.col + (size_t)ky * W, ld, 1.0f,
+                                 sc.dwsplit + ky * ws_row, 3 * C);
+                    if (dimg) {
+                        for (int ky = 0; ky < 3; ky++)
+                            sac_gemm(1, 0, 3 * C, n, OC, 1.0f, sc.wsplit + ky * ws_row, 3 * C, d, pl.P, 1.0f,
+                                     sc.dcol + (size_t)ky * W, ld);
+                        col2im_split(dimg, sc.dcol, ld, C, H, W, oy0, oy1);
+                    }
+                } else {
+                    /* out = weight @ col: dweight += d @ col^T;  dcol = weight^T @ d */
+                    im2col_rows(sc.col, n, inp + b0 * in_img, C, H, W, stride, pl.Wo, oy0, oy1);
+                    sac_gemm(0, 1, OC, pl.K, n, 1.0f, d, pl.P, sc.col, n, 1.0f, dweight, pl.K);
+                    if (dimg) {
+                        sac_gemm(1, 0, pl.K, n, OC, 1.0f, weight, pl.K, d, pl.P, 1.0f, sc.dcol, n);
+                        col2im_rows(dimg, sc.dcol, n, C, H, W, stride, pl.Wo, oy0, oy1);
+                    }
+                }
             }
         } else {
+            /* several whole images side by side: gather their dout into tmp (OC, n) */
             int n = nb * pl.P;
             for (int j = 0; j < nb; j++) {
-                im2col_rows(col + (size_t)j * pl.P, n, inp + (b0 + j) * in_img, C, H, W, stride, pl.Wo,
-                            0, pl.Ho);
+                im2col_rows(sc.col + (size_t)j * pl.P, n, inp + (b0 + j) * in_img, C, H, W, stride, pl.Wo, 0,
+                            pl.Ho);
                 const float *d = dout + (b0 + j) * out_img;
                 for (int o = 0; o < OC; o++)
-                    memcpy(tmp + (size_t)o * n + (size_t)j * pl.P, d + (size_t)o * pl.P,
+                    memcpy(sc.tmp + (size_t)o * n + (size_t)j * pl.P, d + (size_t)o * pl.P,
                            sizeof(float) * (size_t)pl.P);
             }
-            conv_backward_tile(dweight, dbias, dcol, col, tmp, n, weight, OC, pl.K, n);
+            if (dbias) conv_bias_backward(dbias, sc.tmp, n, OC, n);
+            sac_gemm(0, 1, OC, pl.K, n, 1.0f, sc.tmp, n, sc.col, n, 1.0f, dweight, pl.K);
             if (dinp) {
+                sac_gemm(1, 0, pl.K, n, OC, 1.0f, weight, pl.K, sc.tmp, n, 1.0f, sc.dcol, n);
                 for (int j = 0; j < nb; j++)
-                    col2im_rows(dinp + (b0 + j) * in_img, dcol + (size_t)j * pl.P, n, C, H, W, stride,
-                                pl.Wo, 0, pl.Ho);
+                    col2im_rows(dinp + (b0 + j) * in_img, sc.dcol + (size_t)j * pl.P, n, C, H, W, stride, pl.Wo,
+                                0, pl.Ho);
             }
         }
     }
+    if (pl.split) conv_weight_unsplit_add(dweight, sc.dwsplit, C, OC);
 }
 
 void conv2d_forward_ref(float *out, const float *inp, const float *weight, const float *bias, int B,

@@ -17,17 +17,25 @@
 /* Output side for an input side n: (n - 1) / stride + 1. */
 int conv2d_out_size(int n, int stride);
 
-/* Floats of scratch conv2d_forward / conv2d_relu_forward / conv2d_backward need. */
+/* Floats of scratch conv2d_forward / conv2d_relu_forward / conv2d_backward need for a batch of
+ * B; enough for any smaller batch too. */
 size_t conv2d_scratch_floats(int B, int C, int H, int W, int OC, int stride);
+
+/* The weight rearranged by kernel row, as the stride-1 path multiplies by it:
+ * wsplit (3, OC, 3C), wsplit[ky][o][c*3 + kx] = weight[o][c][ky][kx]. */
+void conv2d_weight_split(float *wsplit, const float *weight, int C, int OC);
 
 /* out (B, OC, Ho, Wo) = conv3x3(inp (B, C, H, W), weight (OC, C, 3, 3)) + bias (OC) or no bias
  * when bias is NULL. */
 void conv2d_forward(float *out, float *scratch, const float *inp, const float *weight,
                     const float *bias, int B, int C, int H, int W, int OC, int stride);
 
-/* The same with the ReLU fused: out = max(0, conv + bias). Inference only (no backward). */
+/* The same with the ReLU fused: out = max(0, conv + bias). Inference only (no backward).
+ * wsplit: conv2d_weight_split(weight), prepared once by the caller, or NULL (then it is
+ * rearranged into scratch on every call). */
 void conv2d_relu_forward(float *out, float *scratch, const float *inp, const float *weight,
-                         const float *bias, int B, int C, int H, int W, int OC, int stride);
+                         const float *wsplit, const float *bias, int B, int C, int H, int W, int OC,
+                         int stride);
 
 /* Backward of conv2d_forward; accumulates (+=) into every non-NULL gradient:
  * dinp (B, C, H, W) (NULL: not computed, e.g. for the first layer), dweight (OC, C, 3, 3),

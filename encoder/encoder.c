@@ -11,6 +11,14 @@
  * relu(bn(x)) or relu(maxpool(bn(x))) (batchnorm.h), and backward likewise, so the full-size
  * batchnorm output is never stored. A pooled layer without batchnorm computes relu(maxpool(x))
  * (the same values and gradients as maxpool(relu(x)), see batchnorm_pool_relu_apply).
+ *
+ * Threads: the batch is cut into up to `lanes` contiguous chunks of images that run on the pool
+ * (threadpool.h), each with its own conv scratch: the convolutions and the per-image batchnorm
+ * passes of a chunk are independent of the others. In backward each chunk accumulates its
+ * weight gradient into its own buffer, added to the gradient in chunk order afterwards (the
+ * same sums for a given thread count). Batchnorm's statistics (sums over the whole batch) run
+ * between the parallel passes. A batch that makes one chunk (one image, one thread) runs its
+ * products split across the pool instead (matmul.h).
  */
 #include "encoder.h"
 
@@ -24,8 +32,18 @@
 #include "maxpool.h"
 #include "relu.h"
 #include "sac.h"
+#include "threadpool.h"
 
-enum { ENC_MAX_IMAGE = 8192, ENC_MAX_CHANNELS = 65536, ENC_IN_CHANNELS = 3 };
+enum { ENC_MAX_IMAGE = 8192, ENC_MAX_CHANNELS = 65536, ENC_IN_CHANNELS = 3, ENC_MAX_LANES = 8 };
+/* Images the inference encoder takes at a time per lane (beyond a few, batching adds nothing:
+ * every layer's products are already wide). */
+enum { ENC_INFER_SUB = 4 };
+
+/* Image chunks that may run at once: bounded by the pool size when the buffers are made. */
+static int enc_lanes(int max_batch) { return SAC_MAX(1, SAC_MIN(max_batch, SAC_MIN(sac_threads(), ENC_MAX_LANES))); }
+
+/* Images per chunk for a batch of B over `lanes` lanes: at most `lanes` chunks. */
+static int enc_grain(int B, int lanes) { return (B + lanes - 1) / lanes; }
 
 int encoder_shapes(const EncoderConfig *cfg, ConvShape *shapes, int *grid_h, int *grid_w)
 {
@@ -116,6 +134,14 @@ static int enc_params_ok(const EncoderParams *p, const EncoderConfig *cfg, const
     return 1;
 }
 
+/* Scratch for a chunk of any 1..B images (a smaller batch may tile differently). */
+static size_t conv_scratch_any(const ConvShape *s, int B)
+{
+    size_t n = 0;
+    for (int b = 1; b <= B; b++) n = SAC_MAX(n, conv2d_scratch_floats(b, s->cin, s->h_in, s->w_in, s->cout, s->stride));
+    return n;
+}
+
 static size_t conv_out_floats(const ConvShape *s, int B) { return (size_t)B * s->cout * s->h_out * s->w_out; }
 static size_t layer_out_floats(const ConvShape *s, int B) { return (size_t)B * s->cout * s->h_pool * s->w_pool; }
 static size_t layer_in_floats(const ConvShape *s, int B) { return (size_t)B * s->cin * s->h_in * s->w_in; }
@@ -157,14 +183,17 @@ struct EncoderActs {
                                       = conv_out without batchnorm (ReLU in place) */
     float *pooled[SAC_MAX_CONV];   /* (B, C, Hp, Wp) relu(maxpool(bn(conv))) of a pooled layer */
     uint8_t *argmax[SAC_MAX_CONV]; /* (B, C, Hp, Wp) */
+    float *pooled_in[SAC_MAX_CONV]; /* (B, C, Hp, Wp) conv output at each argmax (with batchnorm) */
     float *mean[SAC_MAX_CONV], *rstd[SAC_MAX_CONV];   /* (C) batch statistics */
     float *scale[SAC_MAX_CONV], *shift[SAC_MAX_CONV]; /* (C) batchnorm as x * scale + shift */
-    float *scratch; /* conv im2col / tile buffer */
+    int lanes;
+    float *scratch[ENC_MAX_LANES]; /* conv im2col / tile buffer of each image chunk */
+    float *dw[ENC_MAX_LANES];      /* conv weight (+ bias) gradient of each chunk, when lanes > 1 */
     float *dlayer[2]; /* layer-output gradients, ping-pong */
     float *dconv;     /* (B, C, Ho, Wo) conv output gradient */
     float *dpooled;   /* (B, C, Hp, Wp) pooled gradient before the ReLU (layers without batchnorm) */
-    void *blocks[6 * SAC_MAX_CONV + 8];
-    size_t block_bytes[6 * SAC_MAX_CONV + 8];
+    void *blocks[7 * SAC_MAX_CONV + 8];
+    size_t block_bytes[7 * SAC_MAX_CONV + 8];
     int n_blocks;
 };
 
@@ -191,18 +220,21 @@ EncoderActs *encoder_acts_create(const EncoderConfig *cfg, int max_batch)
     a->max_batch = max_batch;
     if (encoder_shapes(cfg, a->shapes, &a->grid_h, &a->grid_w) != SAC_OK) goto fail;
     const int B = max_batch, n = cfg->n_conv, bn = cfg->batchnorm;
-    size_t max_full = 0, max_layer = 0, max_scratch = 0;
+    size_t max_full = 0, max_layer = 0, max_scratch = 0, max_dw = 0;
+    a->lanes = enc_lanes(max_batch);
     for (int l = 0; l < n; l++) {
         const ConvShape *s = &a->shapes[l];
+        max_dw = SAC_MAX(max_dw, (size_t)s->cout * s->cin * 9 + s->cout);
         size_t full = conv_out_floats(s, B);
         max_full = SAC_MAX(max_full, full);
         max_layer = SAC_MAX(max_layer, layer_out_floats(s, B));
-        max_scratch = SAC_MAX(max_scratch, conv2d_scratch_floats(B, s->cin, s->h_in, s->w_in, s->cout, s->stride));
+        max_scratch = SAC_MAX(max_scratch, conv_scratch_any(s, B));
         if (!(a->conv_out[l] = acts_alloc(a, sizeof(float) * full))) goto fail;
         if (s->pool) {
             size_t np = layer_out_floats(s, B);
             if (!(a->pooled[l] = acts_alloc(a, sizeof(float) * np))) goto fail;
             if (!(a->argmax[l] = acts_alloc(a, np))) goto fail;
+            if (bn && !(a->pooled_in[l] = acts_alloc(a, sizeof(float) * np))) goto fail;
         } else if (bn) {
             if (!(a->act[l] = acts_alloc(a, sizeof(float) * full))) goto fail;
         } else {
@@ -216,7 +248,10 @@ EncoderActs *encoder_acts_create(const EncoderConfig *cfg, int max_batch)
         }
     }
     if (!(a->images = acts_alloc(a, sizeof(float) * layer_in_floats(&a->shapes[0], B)))) goto fail;
-    if (!(a->scratch = acts_alloc(a, sizeof(float) * max_scratch))) goto fail;
+    for (int k = 0; k < a->lanes; k++) {
+        if (!(a->scratch[k] = acts_alloc(a, sizeof(float) * max_scratch))) goto fail;
+        if (a->lanes > 1 && !(a->dw[k] = acts_alloc(a, sizeof(float) * max_dw))) goto fail;
+    }
     for (int i = 0; i < 2; i++) {
         if (!(a->dlayer[i] = acts_alloc(a, sizeof(float) * max_layer))) goto fail;
     }
@@ -251,6 +286,87 @@ static int enc_check_call(const EncoderConfig *have, const EncoderConfig *cfg, i
     return SAC_OK;
 }
 
+/* One layer's work over a chunk of images [b0, b1) on lane `lane`. */
+typedef struct {
+    EncoderActs *a;
+    const ConvShape *s;
+    const ConvLayerParams *L;
+    ConvLayerParams *G;
+    const float *x;
+    float *dx;
+    int l, bn;
+} LayerTask;
+
+static void layer_forward_chunk(void *arg, int b0, int b1, int lane)
+{
+    const LayerTask *t = arg;
+    EncoderActs *a = t->a;
+    const ConvShape *s = t->s;
+    const int nb = b1 - b0, C = s->cout, l = t->l;
+    const size_t in_img = layer_in_floats(s, 1), out_img = conv_out_floats(s, 1), pool_img = layer_out_floats(s, 1);
+    float *y = a->conv_out[l] + b0 * out_img;
+    conv2d_forward(y, a->scratch[lane], t->x + b0 * in_img, t->L->weight, t->bn ? NULL : t->L->bias, nb, s->cin,
+                   s->h_in, s->w_in, C, s->stride);
+    if (t->bn) return;
+    if (s->pool) {
+        maxpool_forward(a->pooled[l] + b0 * pool_img, a->argmax[l] + b0 * pool_img, y, nb * C, s->h_out, s->w_out);
+        relu_forward(a->pooled[l] + b0 * pool_img, a->pooled[l] + b0 * pool_img, nb * pool_img);
+    } else {
+        relu_forward(y, y, nb * out_img); /* in place: act is conv_out */
+    }
+}
+
+static void bn_apply_chunk(void *arg, int b0, int b1, int lane)
+{
+    (void)lane;
+    const LayerTask *t = arg;
+    EncoderActs *a = t->a;
+    const ConvShape *s = t->s;
+    const int nb = b1 - b0, C = s->cout, l = t->l;
+    const size_t out_img = conv_out_floats(s, 1), pool_img = layer_out_floats(s, 1);
+    const float *y = a->conv_out[l] + b0 * out_img;
+    if (s->pool)
+        batchnorm_pool_relu_apply(a->pooled[l] + b0 * pool_img, a->argmax[l] + b0 * pool_img,
+                                  a->pooled_in[l] + b0 * pool_img, y, a->scale[l], a->shift[l], nb, C, s->h_out,
+                                  s->w_out);
+    else
+        batchnorm_relu_apply(a->act[l] + b0 * out_img, y, a->scale[l], a->shift[l], nb, C, s->h_out * s->w_out);
+}
+
+static void conv_backward_chunk(void *arg, int b0, int b1, int lane)
+{
+    const LayerTask *t = arg;
+    EncoderActs *a = t->a;
+    const ConvShape *s = t->s;
+    const int nb = b1 - b0, C = s->cout;
+    const size_t in_img = layer_in_floats(s, 1), out_img = conv_out_floats(s, 1), n_w = (size_t)C * s->cin * 9;
+    float *dw = a->dw[lane], *dx = t->dx ? t->dx + b0 * in_img : NULL;
+    enc_zero(dw, n_w + C);
+    if (dx) enc_zero(dx, nb * in_img);
+    conv2d_backward(dx, dw, t->bn ? NULL : dw + n_w, a->scratch[lane], a->dconv + b0 * out_img, t->x + b0 * in_img,
+                    t->L->weight, nb, s->cin, s->h_in, s->w_in, C, s->stride);
+}
+
+typedef struct {
+    float *const *dw;
+    int chunks;
+    float *weight, *bias; /* gradients to add to; bias may be NULL */
+    int n_w, C;
+} ReduceTask;
+
+static void reduce_dw_block(void *arg, int i0, int i1, int block)
+{
+    (void)block;
+    const ReduceTask *t = arg;
+    for (int i = i0; i < i1; i++) {
+        float *dst = i < t->n_w ? &t->weight[i] : t->bias ? &t->bias[i - t->n_w] : NULL;
+        if (!dst) continue;
+        float v = 0.0f;
+        for (int k = 0; k < t->chunks; k++) v += t->dw[k][i];
+        *dst += v;
+    }
+}
+
 int encoder_forward(float *feats, EncoderActs *acts, const float *images, EncoderParams *p,
                     const EncoderConfig *cfg, int B, int training)
 {
@@ -278,12 +394,12 @@ int encoder_forward(float *feats, EncoderActs *acts, const float *images, Encode
     for (int l = 0; l < n; l++) {
         const ConvShape *s = &acts->shapes[l];
         ConvLayerParams *L = &p->conv[l];
-        const int C = s->cout, HW = s->h_out * s->w_out;
-        const size_t full = conv_out_floats(s, B);
-        conv2d_forward(acts->conv_out[l], acts->scratch, x, L->weight, bn ? NULL : L->bias, B, s->cin,
-                       s->h_in, s->w_in, C, s->stride);
-        const float *y = acts->conv_out[l];
+        const int C = s->cout, HW = s->h_out * s->w_out, grain = enc_grain(B, acts->lanes);
+        LayerTask t = {acts, s, L, NULL, x, NULL, l, bn};
+        /* the conv of each chunk of images (without batchnorm: with its ReLU and pool) */
+        sac_parallel_for(B, grain, layer_forward_chunk, &t);
         if (bn) {
+            const float *y = acts->conv_out[l];
             if (training) {
                 batchnorm_stats(acts->mean[l], acts->rstd[l], y, L->bn_mean, L->bn_var, B, C, HW);
                 batchnorm_affine(acts->scale[l], acts->shift[l], acts->mean[l], acts->rstd[l], L->bn_gamma,
@@ -292,16 +408,7 @@ int encoder_forward(float *feats, EncoderActs *acts, const float *images, Encode
                 batchnorm_infer_affine(acts->scale[l], acts->shift[l], L->bn_gamma, L->bn_beta, L->bn_mean,
                                        L->bn_var, C);
             }
-            if (s->pool)
-                batchnorm_pool_relu_apply(acts->pooled[l], acts->argmax[l], y, acts->scale[l], acts->shift[l],
-                                          B, C, s->h_out, s->w_out);
-            else
-                batchnorm_relu_apply(acts->act[l], y, acts->scale[l], acts->shift[l], B, C, HW);
-        } else if (s->pool) {
-            maxpool_forward(acts->pooled[l], acts->argmax[l], y, B * C, s->h_out, s->w_out);
-            relu_forward(acts->pooled[l], acts->pooled[l], layer_out_floats(s, B));
-        } else {
-            relu_forward(acts->act[l], y, full); /* in place: act is conv_out */
+            sac_parallel_for(B, grain, bn_apply_chunk, &t);
         }
         x = s->pool ? acts->pooled[l] : acts->act[l];
     }
@@ -342,8 +449,8 @@ int encoder_backward(EncoderParams *grads, EncoderActs *acts, const float *dfeat
         if (bn && s->pool) {
             /* out = relu(maxpool(batchnorm(conv_out))) */
             batchnorm_pool_relu_backward(dconv, G->bn_gamma, G->bn_beta, dy, acts->pooled[l], acts->argmax[l],
-                                         acts->conv_out[l], acts->mean[l], acts->rstd[l], L->bn_gamma, B, C,
-                                         s->h_out, s->w_out);
+                                         acts->pooled_in[l], acts->conv_out[l], acts->mean[l], acts->rstd[l],
+                                         L->bn_gamma, B, C, s->h_out, s->w_out);
         } else if (bn) {
             /* out = relu(batchnorm(conv_out)) */
             batchnorm_relu_backward(dconv, G->bn_gamma, G->bn_beta, dy, acts->act[l], acts->conv_out[l],
@@ -366,10 +473,19 @@ int encoder_backward(EncoderParams *grads, EncoderActs *acts, const float *dfeat
             const ConvShape *prev = &acts->shapes[l - 1];
             x = prev->pool ? acts->pooled[l - 1] : acts->act[l - 1];
             dx = acts->dlayer[cur ^ 1];
-            enc_zero(dx, layer_in_floats(s, B));
         }
-        conv2d_backward(dx, G->weight, bn ? NULL : G->bias, acts->scratch, dconv, x, L->weight, B, s->cin,
-                        s->h_in, s->w_in, C, s->stride);
+        LayerTask t = {acts, s, L, G, x, dx, l, bn};
+        const int grain = enc_grain(B, acts->lanes), chunks = sac_parallel_chunks(B, grain);
+        if (chunks == 1) {
+            if (dx) enc_zero(dx, layer_in_floats(s, B));
+            conv2d_backward(dx, G->weight, bn ? NULL : G->bias, acts->scratch[0], dconv, x, L->weight, B, s->cin,
+                            s->h_in, s->w_in, C, s->stride);
+        } else {
+            sac_parallel_for(B, grain, conv_backward_chunk, &t);
+            /* the chunks' weight gradients, in chunk order */
+            ReduceTask rt = {acts->dw, chunks, G->weight, bn ? NULL : G->bias, (int)((size_t)C * s->cin * 9), C};
+            sac_parallel_blocks(rt.n_w + C, 16384, reduce_dw_block, &rt);
+        }
         cur ^= 1;
         dy = dx;
     }
@@ -384,10 +500,14 @@ struct EncoderInfer {
     int max_batch, grid_h, grid_w;
     float *params;                /* every folded weight and bias, one allocation */
     float *w[SAC_MAX_CONV];       /* (Cout, Cin, 3, 3) folded */
+    float *wsplit[SAC_MAX_CONV];  /* the same, conv2d_weight_split */
     float *b[SAC_MAX_CONV];       /* (Cout) folded */
-    float *full;                  /* (B, C, Ho, Wo) conv output of a pooled layer */
-    float *layer[2];              /* layer outputs, ping-pong */
-    float *scratch;
+    /* Each lane (a chunk of images running on the pool) has its own buffers and takes its
+     * images `sub` at a time, so memory does not grow with max_batch. */
+    int lanes, sub;
+    float *full[ENC_MAX_LANES];     /* (sub, C, Ho, Wo) conv output of a pooled layer */
+    float *layer[ENC_MAX_LANES][2]; /* (sub, C, H, W) layer outputs, ping-pong */
+    float *scratch[ENC_MAX_LANES];  /* conv scratch */
 };
 
 void encoder_infer_update(EncoderInfer *enc, const EncoderParams *p)
@@ -407,6 +527,7 @@ void encoder_infer_update(EncoderInfer *enc, const EncoderParams *p)
                 enc->w[l][o * k + i] = (float)(L->weight[o * k + i] * scale);
             enc->b[l][o] = (float)shift;
         }
+        conv2d_weight_split(enc->wsplit[l], enc->w[l], s->cin, s->cout);
     }
 }
 
@@ -422,14 +543,16 @@ EncoderInfer *encoder_infer_create(const EncoderConfig *cfg, const EncoderParams
     e->max_batch = max_batch;
     if (encoder_shapes(cfg, e->shapes, &e->grid_h, &e->grid_w) != SAC_OK) goto fail;
     if (!enc_params_ok(p, cfg, "parameters", 1)) goto fail;
-    const int B = max_batch;
+    e->lanes = enc_lanes(max_batch);
+    e->sub = SAC_MIN(max_batch, ENC_INFER_SUB);
+    const int B = e->sub;
     size_t n_params = 0, max_full = 0, max_layer = 0, max_scratch = 0;
     for (int l = 0; l < cfg->n_conv; l++) {
         const ConvShape *s = &e->shapes[l];
-        n_params += (size_t)s->cout * s->cin * 9 + (size_t)s->cout;
+        n_params += 2 * (size_t)s->cout * s->cin * 9 + (size_t)s->cout;
         if (s->pool) max_full = SAC_MAX(max_full, conv_out_floats(s, B));
         max_layer = SAC_MAX(max_layer, layer_out_floats(s, B));
-        max_scratch = SAC_MAX(max_scratch, conv2d_scratch_floats(B, s->cin, s->h_in, s->w_in, s->cout, s->stride));
+        max_scratch = SAC_MAX(max_scratch, conv_scratch_any(s, B));
     }
     if (!(e->params = sac_alloc_floats(n_params))) goto fail;
     float *q = e->params;
@@ -437,13 +560,23 @@ EncoderInfer *encoder_infer_create(const EncoderConfig *cfg, const EncoderParams
         const ConvShape *s = &e->shapes[l];
         e->w[l] = q;
         q += (size_t)s->cout * s->cin * 9;
+        e->wsplit[l] = q;
+        q += (size_t)s->cout * s->cin * 9;
         e->b[l] = q;
         q += s->cout;
     }
-    if (!(e->full = sac_alloc_floats(max_full))) goto fail;
-    if (!(e->layer[0] = sac_alloc_floats(max_layer))) goto fail;
-    if (!(e->layer[1] = sac_alloc_floats(max_layer))) goto fail;
-    if (!(e->scratch = sac_alloc_floats(max_scratch))) goto fail;
+    for (int k = 0; k < e->lanes; k++) {
+        if (max_full && !(e->full[k] = sac_alloc_floats(max_full))) goto fail;
+        if (!(e->layer[k][0] = sac_alloc_floats(max_layer))) goto fail;
+        if (!(e->layer[k][1] = sac_alloc_floats(max_layer))) goto fail;
+        if (!(e->scratch[k] = sac_alloc_floats(max_scratch))) goto fail;
+    }
+    /* touch the first lane's pages now, so the first forward does not pay the page faults (the
+     * other lanes' only when a batch uses them: a one-image caller never pays their memory) */
+    if (max_full) memset(e->full[0], 0, sizeof(float) * max_full);
+    memset(e->layer[0][0], 0, sizeof(float) * max_layer);
+    memset(e->layer[0][1], 0, sizeof(float) * max_layer);
+    memset(e->scratch[0], 0, sizeof(float) * max_scratch);
     encoder_infer_update(e, p);
     return e;
 fail:
@@ -455,11 +588,41 @@ void encoder_infer_free(EncoderInfer *enc)
 {
     if (!enc) return;
     free(enc->params);
-    free(enc->full);
-    free(enc->layer[0]);
-    free(enc->layer[1]);
-    free(enc->scratch);
+    for (int k = 0; k < ENC_MAX_LANES; k++)
+        free(enc->full[k]), free(enc->layer[k][0]), free(enc->layer[k][1]), free(enc->scratch[k]);
     free(enc);
+}
+
+typedef struct {
+    EncoderInfer *e;
+    float *feats;
+    const float *images;
+} InferTask;
+
+/* The whole network for images [b0, b1) on lane `lane`, `sub` images at a time through the
+ * lane's own buffers. */
+static void infer_chunk(void *arg, int b0, int b1, int lane)
+{
+    const InferTask *t = arg;
+    EncoderInfer *enc = t->e;
+    const ConvShape *last = &enc->shapes[enc->cfg.n_conv - 1];
+    const int P = last->h_pool * last->w_pool;
+    for (int i0 = b0; i0 < b1; i0 += enc->sub) {
+        const int nb = SAC_MIN(enc->sub, b1 - i0);
+        const float *x = t->images + i0 * layer_in_floats(&enc->shapes[0], 1);
+        int cur = 0;
+        for (int l = 0; l < enc->cfg.n_conv; l++) {
+            const ConvShape *s = &enc->shapes[l];
+            float *y = enc->layer[lane][cur];
+            float *c = s->pool ? enc->full[lane] : y;
+            conv2d_relu_forward(c, enc->scratch[lane], x, enc->w[l], enc->wsplit[l], enc->b[l], nb, s->cin, s->h_in,
+                                s->w_in, s->cout, s->stride);
+            if (s->pool) maxpool_forward(y, NULL, c, nb * s->cout, s->h_out, s->w_out);
+            x = y;
+            cur ^= 1;
+        }
+        enc_to_grid(t->feats + (size_t)i0 * P * last->cout, x, nb, last->cout, P);
+    }
 }
 
 int encoder_infer_forward(EncoderInfer *enc, float *feats, const float *images, int B)
@@ -468,19 +631,7 @@ int encoder_infer_forward(EncoderInfer *enc, float *feats, const float *images, 
         sac_error("encoder_infer_forward: batch of %d images, expected 1..%d", B, enc->max_batch);
         return SAC_ERR_INVALID;
     }
-    const float *x = images;
-    int cur = 0;
-    for (int l = 0; l < enc->cfg.n_conv; l++) {
-        const ConvShape *s = &enc->shapes[l];
-        float *y = enc->layer[cur];
-        float *c = s->pool ? enc->full : y;
-        conv2d_relu_forward(c, enc->scratch, x, enc->w[l], enc->b[l], B, s->cin, s->h_in, s->w_in, s->cout,
-                            s->stride);
-        if (s->pool) maxpool_forward(y, NULL, c, B * s->cout, s->h_out, s->w_out);
-        x = y;
-        cur ^= 1;
-    }
-    const ConvShape *last = &enc->shapes[enc->cfg.n_conv - 1];
-    enc_to_grid(feats, x, B, last->cout, last->h_pool * last->w_pool);
+    InferTask t = {enc, feats, images};
+    sac_parallel_for(B, enc_grain(B, enc->lanes), infer_chunk, &t);
     return SAC_OK;
 }

@@ -5,31 +5,44 @@
  */
 #include "maxpool.h"
 
-#include <math.h>
 #include <stddef.h>
+
+#include "sac.h"
+
+/* One output row from input rows r0, r1: the scan as selects, so the loop vectorises. */
+static void maxpool_row(float *o, uint8_t *am, const float *r0, const float *r1, int Wo)
+{
+    for (int ox = 0; ox < Wo; ox++) {
+        const float v0 = r0[2 * ox], v1 = r0[2 * ox + 1], v2 = r1[2 * ox], v3 = r1[2 * ox + 1];
+        float m = v0;
+        int k = 0;
+        const int t1 = v1 > m || v1 != v1; /* v != v: NaN */
+        m = t1 ? v1 : m, k = t1 ? 1 : k;
+        const int t2 = v2 > m || v2 != v2;
+        m = t2 ? v2 : m, k = t2 ? 2 : k;
+        const int t3 = v3 > m || v3 != v3;
+        m = t3 ? v3 : m, k = t3 ? 3 : k;
+        o[ox] = m;
+        am[ox] = (uint8_t)k;
+    }
+}
 
 void maxpool_forward(float *out, uint8_t *argmax, const float *inp, int N, int H, int W)
 {
-    int Ho = H / 2, Wo = W / 2;
+    const int Ho = H / 2, Wo = W / 2;
+    uint8_t am_row[128];
     for (int n = 0; n < N; n++) {
         const float *plane = inp + (size_t)n * H * W;
-        float *o = out + (size_t)n * Ho * Wo;
-        uint8_t *a = argmax ? argmax + (size_t)n * Ho * Wo : NULL;
         for (int oy = 0; oy < Ho; oy++) {
             const float *r0 = plane + (size_t)(2 * oy) * W;
-            const float *r1 = r0 + W;
-            for (int ox = 0; ox < Wo; ox++) {
-                const float v[4] = {r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]};
-                float m = v[0];
-                int k = 0;
-                for (int j = 1; j < 4; j++) {
-                    int take = v[j] > m || isnan(v[j]); /* selects, not branches */
-                    m = take ? v[j] : m;
-                    k = take ? j : k;
-                }
-                o[(size_t)oy * Wo + ox] = m;
-                if (a) a[(size_t)oy * Wo + ox] = (uint8_t)k;
+            const size_t o = ((size_t)n * Ho + oy) * Wo;
+            if (argmax) {
+                maxpool_row(out + o, argmax + o, r0, r0 + W, Wo);
+                continue;
             }
+            /* inference: the argmax goes to a row of stack, in pieces */
+            for (int x0 = 0; x0 < Wo; x0 += 128)
+                maxpool_row(out + o + x0, am_row, r0 + 2 * x0, r0 + W + 2 * x0, SAC_MIN(128, Wo - x0));
         }
     }
 }

@@ -253,7 +253,7 @@ START_TEST(test_batchnorm_fused_matches_composition)
 {
     SacRng rng;
     sac_rng_seed(&rng, 15, 1);
-    const int B = 3, C = 5, H = 7, W = 6, Ho = H / 2, Wo = W / 2, N = H * W;
+    const int B = 3, C = 5, H = 7, W = 9, Ho = H / 2, Wo = W / 2, N = H * W;
     const size_t n = (size_t)B * C * N, np = (size_t)B * C * Ho * Wo;
     float *x = falloc(n), *y = falloc(n), *r = falloc(n), *dy = falloc(n), *dbn = falloc(n);
     float *dx1 = falloc(n), *dx2 = falloc(n), *pool1 = falloc(np), *pool2 = falloc(np), *dp = falloc(np);
@@ -287,7 +287,17 @@ START_TEST(test_batchnorm_fused_matches_composition)
     batchnorm_forward(y, mean, rstd, x, gamma, beta, NULL, NULL, B, C, N);
     relu_forward(r, y, n);
     maxpool_forward(pool1, a1, r, B * C, H, W);
-    batchnorm_pool_relu_apply(pool2, a2, x, scale, shift, B, C, H, W);
+    float *pin = falloc(np);
+    batchnorm_pool_relu_apply(pool2, a2, pin, x, scale, shift, B, C, H, W);
+    ck_assert_mem_eq(pool2, pool1, sizeof(float) * np);
+    for (size_t i = 0; i < np; i++) {
+        /* pooled_in is the input at the argmax */
+        size_t plane = i / (Ho * Wo), oy = i % (Ho * Wo) / Wo, ox = i % Wo;
+        ck_assert_float_eq(pin[i], x[plane * N + (2 * oy + (a2[i] >> 1)) * W + 2 * ox + (a2[i] & 1)]);
+    }
+    /* without the caches (inference): the same values */
+    memset(pool2, 0, sizeof(float) * np);
+    batchnorm_pool_relu_apply(pool2, NULL, NULL, x, scale, shift, B, C, H, W);
     ck_assert_mem_eq(pool2, pool1, sizeof(float) * np);
     int positive = 0;
     for (size_t i = 0; i < np; i++) {
@@ -305,13 +315,13 @@ START_TEST(test_batchnorm_fused_matches_composition)
     maxpool_backward(dr, dp, a1, B * C, H, W);
     relu_backward(dbn, dr, r, n);
     batchnorm_backward(dx1, dg1, db1, dbn, x, mean, rstd, gamma, B, C, N);
-    batchnorm_pool_relu_backward(dx2, dg2, db2, dp, pool2, a2, x, mean, rstd, gamma, B, C, H, W);
+    batchnorm_pool_relu_backward(dx2, dg2, db2, dp, pool2, a2, pin, x, mean, rstd, gamma, B, C, H, W);
     bad += check_tensor("bn_pool_relu dx", dx2, dx1, n, 1e-6, 1e-5);
     bad += check_tensor("bn_pool_relu dgamma", dg2, dg1, C, 1e-6, 1e-5);
     bad += check_tensor("bn_pool_relu dbeta", db2, db1, C, 1e-6, 1e-5);
     ck_assert_int_eq(bad, 0);
     free(x), free(y), free(r), free(dy), free(dbn), free(dx1), free(dx2), free(pool1), free(pool2), free(dp);
-    free(dr), free(a1), free(a2);
+    free(dr), free(a1), free(a2), free(pin);
 }
 END_TEST
 
@@ -381,6 +391,13 @@ START_TEST(test_maxpool)
     ck_assert_int_eq(a[1], 0);
     ck_assert_int_eq(a[2], 0);
     ck_assert_int_eq(a[3], 2);
+    /* a NaN wins its window, as torch (which propagates it) */
+    const float xn[4] = {1.0f, NAN, 3.0f, 2.0f};
+    float yn;
+    uint8_t an;
+    maxpool_forward(&yn, &an, xn, 1, 2, 2);
+    ck_assert(isnan(yn));
+    ck_assert_int_eq(an, 1);
     float dx[25] = {0};
     const float dy[4] = {1, 2, 3, 4};
     maxpool_backward(dx, dy, a, 1, 5, 5);

@@ -1,0 +1,458 @@
+/*
+ * bench_saccade.c - saccade's side of the speed comparison with the PyTorch peer
+ * (../shared/peer/sat_ref.py), on the peer's default sizes: 128x128 input, 8x8 grid (P=64),
+ * E=256 encoder channels, A=256, D=512 hidden, M=256 embedding, V=3000, T=20, batch 32.
+ * (The peer's names: D=256 enc channels, H=512 hidden, E=256 embed.) The model has random
+ * weights (model_init) and batchnorm, so the peer runs with --bn.
+ *
+ *   --train K      training images/s: batch of 32 random images with K captions each of 20
+ *                  steps (the peer's --caps-per-image K), gradient step + Adam, dropout on
+ *   --infer        encoder time for 1 and 64 images, greedy / beam 3 / beam 5 for one image,
+ *                  greedy decoding of 64 feature grids, captioning 64 images (encoder + greedy)
+ *   --json FILE    write the numbers (and this process's peak RSS) as JSON
+ *   --write-model PATH, --write-image PATH   a model file (fp16, as training saves by default)
+ *                  and a 128x128 PNG for measuring the `saccade caption` program
+ *   --report DIR   read DIR/{peer1,peer5,sac_train1,sac_train5,sac_infer}.json and DIR/rss.txt
+ *                  (lines "name kilobytes") and print the comparison table
+ *
+ * Decoding runs a fixed 20 steps like the peer (which never stops early): <end> gets a bias of
+ * -1e4, so neither greedy nor beam search ends before max_len. Timings are wall clock after a
+ * warm-up; the table shows medians (min..max in the JSON).
+ *
+ * Size letters: B images, Bc captions, S input side, P grid positions, E encoder channels,
+ * T steps, V vocabulary, K beam width.
+ */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "captioner.h"
+#include "image.h"
+#include "matmul.h"
+#include "model.h"
+#include "rng.h"
+#include "sac.h"
+#include "search.h"
+#include "threadpool.h"
+#include "trainer.h"
+#include "vocab.h"
+
+enum { BENCH_V = 3000, BENCH_BATCH = 32, BENCH_NB = 64, BENCH_MAX_ITERS = 64 };
+
+typedef struct {
+    double t[BENCH_MAX_ITERS];
+    int n;
+} Samples;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static cJSON *stats_json(Samples *s)
+{
+    qsort(s->t, s->n, sizeof(double), cmp_double);
+    double med = s->n % 2 ? s->t[s->n / 2] : 0.5 * (s->t[s->n / 2 - 1] + s->t[s->n / 2]);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "min", s->t[0]);
+    cJSON_AddNumberToObject(o, "median", med);
+    cJSON_AddNumberToObject(o, "max", s->t[s->n - 1]);
+    cJSON_AddNumberToObject(o, "n", s->n);
+    return o;
+}
+
+static double median_of(const cJSON *stats)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(stats, "median");
+    return cJSON_IsNumber(m) ? m->valuedouble : NAN;
+}
+
+static long peak_rss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* A random model of the peer's sizes with a vocabulary of V words. */
+static Model *bench_model(uint64_t seed)
+{
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.V = BENCH_V;
+    Model *m = model_create(&cfg);
+    if (!m) return NULL;
+    size_t len = 64;
+    for (int v = 4; v < BENCH_V; v++) len += 8;
+    char *words = sac_malloc(len), *p = words;
+    if (!words) {
+        model_free(m);
+        return NULL;
+    }
+    p += sprintf(p, "<pad>\n<start>\n<end>\n<unk>\n");
+    for (int v = 4; v < BENCH_V; v++) p += sprintf(p, "w%d\n", v);
+    m->vocab = vocab_from_string(words, "bench");
+    free(words);
+    SacRng rng;
+    sac_rng_seed(&rng, seed, 1);
+    model_init(m, &rng);
+    if (!m->vocab) {
+        model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static float *random_images(int B, int S, SacRng *rng)
+{
+    float *x = sac_alloc_floats((size_t)B * 3 * S * S);
+    if (x)
+        for (size_t i = 0; i < (size_t)B * 3 * S * S; i++) x[i] = sac_rng_normal(rng);
+    return x;
+}
+
+static int bench_train(cJSON *out, int caps, int warmup, int iters)
+{
+    Model *m = bench_model(1);
+    if (!m) return SAC_ERR_NOMEM;
+    const int Bi = BENCH_BATCH, Bc = Bi * caps, T = m->cfg.T, S = m->cfg.enc.image_size;
+    SacRng rng;
+    sac_rng_seed(&rng, 7, 1);
+    TrainStep *ts = train_step_create(m, Bi, Bc);
+    float *images = random_images(Bi, S, &rng);
+    int *img = sac_malloc(sizeof(int) * Bc), *lens = sac_malloc(sizeof(int) * Bc);
+    int *tokens = sac_malloc(sizeof(int) * Bc * (T + 1));
+    int st = ts && images && img && lens && tokens ? SAC_OK : SAC_ERR_NOMEM;
+    for (int c = 0; c < Bc && !st; c++) {
+        img[c] = c / caps;
+        lens[c] = T; /* 20 steps, like the peer */
+        tokens[(size_t)c * (T + 1)] = SAC_VOCAB_START;
+        for (int t = 1; t <= T; t++) tokens[(size_t)c * (T + 1) + t] = 4 + (int)sac_rng_below(&rng, BENCH_V - 4);
+    }
+    DecoderBatch batch = {Bc, Bi, img, tokens, lens};
+    Samples tot = {.n = 0}, grad = {.n = 0}, adam = {.n = 0};
+    DecoderLoss loss = {0};
+    SacRng drop;
+    sac_rng_seed(&drop, 3, 1);
+    for (int i = 0; i < warmup + iters && !st; i++) {
+        double t0 = sac_time();
+        st = train_step_grad(ts, images, &batch, &drop, &loss);
+        double t1 = sac_time();
+        train_step_adam(ts, 4e-4f, 4e-4f, 5.0f, 0.0f);
+        double t2 = sac_time();
+        if (i >= warmup) {
+            tot.t[tot.n++] = t2 - t0;
+            grad.t[grad.n++] = t1 - t0;
+            adam.t[adam.n++] = t2 - t1;
+        }
+    }
+    if (!st) {
+        cJSON *tr = cJSON_AddObjectToObject(out, "train");
+        cJSON_AddNumberToObject(tr, "caps_per_image", caps);
+        cJSON_AddItemToObject(tr, "grad", stats_json(&grad));
+        cJSON_AddItemToObject(tr, "adam", stats_json(&adam));
+        cJSON *t = stats_json(&tot);
+        double med = median_of(t);
+        cJSON_AddItemToObject(tr, "total", t);
+        cJSON_AddNumberToObject(tr, "images_per_s", Bi / med);
+        cJSON_AddNumberToObject(tr, "last_loss", loss.loss);
+        cJSON_AddNumberToObject(tr, "peak_rss_kb", (double)peak_rss_kb());
+        fprintf(stderr, "train B=%d caps/img=%d: %.1f ms/step (grad %.1f, adam %.1f), %.1f images/s, loss %.3f\n", Bi,
+                caps, 1e3 * med, 1e3 * median_of(cJSON_GetObjectItem(tr, "grad")),
+                1e3 * median_of(cJSON_GetObjectItem(tr, "adam")), Bi / med, loss.loss);
+    }
+    free(images), free(img), free(lens), free(tokens);
+    train_step_free(ts);
+    model_free(m);
+    return st;
+}
+
+typedef int (*BenchFn)(void *ctx);
+
+static cJSON *time_fn(BenchFn fn, void *ctx, int warmup, int iters, int *st)
+{
+    Samples s = {.n = 0};
+    for (int i = 0; i < warmup + iters && !*st; i++) {
+        double t0 = sac_time();
+        *st = fn(ctx);
+        if (i >= warmup) s.t[s.n++] = sac_time() - t0;
+    }
+    return *st ? NULL : stats_json(&s);
+}
+
+typedef struct {
+    Model *m;
+    Captioner *cap;
+    DecoderInfer *inf;
+    float *x1, *xb, *f1, *fb; /* images (1|NB, 3, S, S), feats (1|NB, P, E) */
+    Caption caps[BENCH_NB * 5];
+    int beam, steps;
+} InferCtx;
+
+static int run_encode1(void *p)
+{
+    InferCtx *c = p;
+    return captioner_encode(c->cap, c->x1, 1, c->f1);
+}
+
+static int run_encode_nb(void *p)
+{
+    InferCtx *c = p;
+    return captioner_encode(c->cap, c->xb, BENCH_NB, c->fb);
+}
+
+static int run_search1(void *p)
+{
+    InferCtx *c = p;
+    DecoderSizes sz = model_decoder_sizes(c->m);
+    SearchOptions o = search_default_options(&sz);
+    o.beam = c->beam;
+    int n = c->beam == 1 ? (greedy_decode(c->caps, c->inf, c->f1, 1, &c->m->p.dec, &o) ? -1 : 1)
+                         : beam_search_run(c->caps, c->inf, c->f1, &c->m->p.dec, &o);
+    if (n < 0) return n;
+    c->steps = c->caps[0].n + c->caps[0].ended;
+    for (int i = 0; i < n; i++) caption_clear(&c->caps[i]);
+    return SAC_OK;
+}
+
+static int run_greedy_nb(void *p)
+{
+    InferCtx *c = p;
+    DecoderSizes sz = model_decoder_sizes(c->m);
+    SearchOptions o = search_default_options(&sz);
+    o.beam = 1;
+    int st = greedy_decode(c->caps, c->inf, c->fb, BENCH_NB, &c->m->p.dec, &o);
+    for (int i = 0; i < BENCH_NB && !st; i++) caption_clear(&c->caps[i]);
+    return st;
+}
+
+static int run_caption_nb(void *p)
+{
+    InferCtx *c = p;
+    DecoderSizes sz = model_decoder_sizes(c->m);
+    SearchOptions o = search_default_options(&sz);
+    o.beam = 1;
+    int st = captioner_run_preprocessed(c->cap, c->xb, BENCH_NB, &o, c->caps, NULL);
+    for (int i = 0; i < BENCH_NB && !st; i++) caption_clear(&c->caps[i]);
+    return st;
+}
+
+static int bench_infer(cJSON *out, int iters)
+{
+    InferCtx c;
+    memset(&c, 0, sizeof(c));
+    c.m = bench_model(1);
+    if (!c.m) return SAC_ERR_NOMEM;
+    Model *m = c.m;
+    const int S = m->cfg.enc.image_size;
+    const size_t PE = (size_t)m->P * m->cfg.E;
+    m->p.dec.fc_b[SAC_VOCAB_END] = -1e4f; /* fixed-length decoding, like the peer */
+    DecoderSizes sz = model_decoder_sizes(m);
+    SacRng rng;
+    sac_rng_seed(&rng, 11, 1);
+    c.cap = captioner_create(m, BENCH_NB, 5);
+    c.inf = decoder_infer_create(&sz, BENCH_NB, BENCH_NB);
+    c.x1 = random_images(1, S, &rng);
+    c.xb = random_images(BENCH_NB, S, &rng);
+    c.f1 = sac_alloc_floats(PE);
+    c.fb = sac_alloc_floats(BENCH_NB * PE);
+    int st = c.cap && c.inf && c.x1 && c.xb && c.f1 && c.fb ? SAC_OK : SAC_ERR_NOMEM;
+    cJSON *inf = cJSON_AddObjectToObject(out, "infer");
+    cJSON *o;
+    if ((o = time_fn(run_encode1, &c, 5, iters, &st))) cJSON_AddItemToObject(inf, "encoder_1img", o);
+    static const int beams[3] = {1, 3, 5};
+    static const char *names[3] = {"greedy_1img", "beam3_1img", "beam5_1img"};
+    for (int i = 0; i < 3; i++) {
+        c.beam = beams[i];
+        if ((o = time_fn(run_search1, &c, 3, iters, &st))) {
+            cJSON_AddItemToObject(inf, names[i], o);
+            if (c.steps != sz.T) sac_warn("bench: %s ran %d steps, expected %d", names[i], c.steps, sz.T);
+        }
+    }
+    if ((o = time_fn(run_encode_nb, &c, 2, 7, &st))) cJSON_AddItemToObject(inf, "encoder_64img", o);
+    if ((o = time_fn(run_greedy_nb, &c, 2, 7, &st))) cJSON_AddItemToObject(inf, "greedy_64img", o);
+    if ((o = time_fn(run_caption_nb, &c, 1, 7, &st))) {
+        double med = median_of(o);
+        cJSON_AddItemToObject(inf, "caption_64img_total", o);
+        cJSON *ips = cJSON_AddObjectToObject(inf, "caption_64img_images_per_s");
+        cJSON_AddNumberToObject(ips, "median", BENCH_NB / med);
+    }
+    cJSON_AddNumberToObject(inf, "peak_rss_kb", (double)peak_rss_kb());
+    if (!st) {
+        const char *keys[] = {"encoder_1img", "greedy_1img", "beam3_1img", "beam5_1img", "encoder_64img",
+                              "greedy_64img", "caption_64img_total"};
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+            fprintf(stderr, "%-22s %8.2f ms\n", keys[i], 1e3 * median_of(cJSON_GetObjectItem(inf, keys[i])));
+    }
+    free(c.x1), free(c.xb), free(c.f1), free(c.fb);
+    decoder_infer_free(c.inf);
+    captioner_free(c.cap);
+    model_free(m);
+    return st;
+}
+
+static int write_model_and_image(const char *model_path, const char *image_path)
+{
+    int st = SAC_OK;
+    if (model_path) {
+        Model *m = bench_model(1);
+        st = m ? model_save(m, model_path, 1) : SAC_ERR_NOMEM; /* fp16, as training stores it */
+        model_free(m);
+    }
+    if (!st && image_path) {
+        SacImage img = {0};
+        st = sac_image_alloc(&img, 128, 128, 0);
+        SacRng rng;
+        sac_rng_seed(&rng, 5, 1);
+        for (size_t i = 0; !st && i < (size_t)128 * 128 * 3; i++) img.rgb[i] = (uint8_t)sac_rng_below(&rng, 256);
+        if (!st) st = sac_image_write_png(image_path, &img);
+        sac_image_free(&img);
+    }
+    return st;
+}
+
+/* ---- the comparison table ---- */
+
+static cJSON *read_json(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = n > 0 ? malloc((size_t)n + 1) : NULL;
+    cJSON *j = NULL;
+    if (s && fread(s, 1, (size_t)n, f) == (size_t)n) {
+        s[n] = 0;
+        j = cJSON_Parse(s);
+    }
+    free(s);
+    fclose(f);
+    return j;
+}
+
+static double get_path(const cJSON *j, const char *a, const char *b, const char *c)
+{
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, a);
+    if (o && b) o = cJSON_GetObjectItemCaseSensitive(o, b);
+    if (o && c) o = cJSON_GetObjectItemCaseSensitive(o, c);
+    return cJSON_IsNumber(o) ? o->valuedouble : NAN;
+}
+
+static double read_rss(const char *dir, const char *name)
+{
+    char path[4096], key[256];
+    snprintf(path, sizeof(path), "%s/rss.txt", dir);
+    FILE *f = fopen(path, "r");
+    double v = NAN, kb;
+    while (f && fscanf(f, "%255s %lf", key, &kb) == 2)
+        if (!strcmp(key, name)) v = kb;
+    if (f) fclose(f);
+    return v;
+}
+
+/* higher_better: ratio = saccade / peer (x faster); else ratio = saccade / peer (fraction of time) */
+static void row(const char *what, const char *unit, double sac, double peer, const char *target)
+{
+    char r[32] = "-", p[32] = "-", s[32] = "-";
+    if (!isnan(sac)) snprintf(s, sizeof(s), "%.2f", sac);
+    if (!isnan(peer)) snprintf(p, sizeof(p), "%.2f", peer);
+    if (!isnan(sac) && !isnan(peer) && peer > 0) snprintf(r, sizeof(r), "%.2fx", sac / peer);
+    printf("| %-40s | %-6s | %10s | %10s | %7s | %-14s |\n", what, unit, s, p, r, target);
+}
+
+static int report(const char *dir)
+{
+    cJSON *p1 = read_json(dir, "peer1.json"), *p5 = read_json(dir, "peer5.json");
+    cJSON *s1 = read_json(dir, "sac_train1.json"), *s5 = read_json(dir, "sac_train5.json");
+    cJSON *si = read_json(dir, "sac_infer.json");
+    printf("| %-40s | %-6s | %10s | %10s | %7s | %-14s |\n", "measure (median, 2 threads)", "unit", "saccade",
+           "pytorch", "ratio", "target");
+    printf("|------------------------------------------|--------|------------|------------|---------|----------------|\n");
+    row("training, batch 32, 1 caption/image", "img/s", get_path(s1, "train", "images_per_s", NULL),
+        get_path(p1, "train", "images_per_s", "median"), ">= 1.5x (2x)");
+    row("training, batch 32, 5 captions/image", "img/s", get_path(s5, "train", "images_per_s", NULL),
+        get_path(p5, "train", "images_per_s", "median"), ">= 1.5x (2x)");
+    row("training step, 1 caption/image", "ms", 1e3 * get_path(s1, "train", "total", "median"),
+        1e3 * get_path(p1, "train", "total", "median"), "");
+    row("training step, 5 captions/image", "ms", 1e3 * get_path(s5, "train", "total", "median"),
+        1e3 * get_path(p5, "train", "total", "median"), "");
+    static const char *keys[] = {"encoder_1img", "greedy_1img", "beam3_1img", "beam5_1img", "encoder_64img",
+                                 "greedy_64img", "caption_64img_total"};
+    static const char *what[] = {"encoder, one image", "greedy 20 steps, one image", "beam 3, 20 steps, one image",
+                                 "beam 5, 20 steps, one image", "encoder, 64 images", "greedy 20 steps, 64 images",
+                                 "captioning 64 images (encoder + greedy)"};
+    static const char *targets[] = {"", "<= 0.5x (0.25)", "<= 0.5x", "", "", "", ""};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        row(what[i], "ms", 1e3 * get_path(si, "infer", keys[i], "median"), 1e3 * get_path(p1, "infer", keys[i], "median"),
+            targets[i]);
+    row("batch captioning, 64 images", "img/s", get_path(si, "infer", "caption_64img_images_per_s", "median"),
+        get_path(p1, "infer", "caption_64img_images_per_s", "median"), ">= 2x");
+    row("peak RSS, training 1 caption/image", "MB", read_rss(dir, "sac_train1") / 1024, read_rss(dir, "peer1") / 1024, "reported");
+    row("peak RSS, training 5 captions/image", "MB", read_rss(dir, "sac_train5") / 1024, read_rss(dir, "peer5") / 1024, "reported");
+    row("peak RSS, inference benchmark", "MB", read_rss(dir, "sac_infer") / 1024, NAN, "");
+    row("peak RSS, `saccade caption` one image", "MB", read_rss(dir, "sac_caption") / 1024, NAN, "<= 64 MB");
+    if (!p1) printf("(no PyTorch numbers: the peer was skipped)\n");
+    cJSON_Delete(p1), cJSON_Delete(p5), cJSON_Delete(s1), cJSON_Delete(s5), cJSON_Delete(si);
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bench_saccade [--threads N] [--train K] [--infer] [--iters N] [--json FILE]\n"
+               "       bench_saccade --write-model PATH [--write-image PATH]\n"
+               "       bench_saccade --report DIR\n");
+}
+
+int main(int argc, char **argv)
+{
+    enum { O_THREADS = 256, O_TRAIN, O_INFER, O_JSON, O_ITERS, O_WMODEL, O_WIMAGE, O_REPORT };
+    static const struct option longopts[] = {
+        {"threads", 1, 0, O_THREADS}, {"train", 1, 0, O_TRAIN}, {"infer", 0, 0, O_INFER}, {"json", 1, 0, O_JSON},
+        {"iters", 1, 0, O_ITERS}, {"write-model", 1, 0, O_WMODEL}, {"write-image", 1, 0, O_WIMAGE},
+        {"report", 1, 0, O_REPORT}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int threads = 2, train_caps = 0, infer = 0, iters = 0, c;
+    const char *json = NULL, *wmodel = NULL, *wimage = NULL, *rdir = NULL;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_THREADS: threads = atoi(optarg); break;
+        case O_TRAIN: train_caps = atoi(optarg); break;
+        case O_INFER: infer = 1; break;
+        case O_JSON: json = optarg; break;
+        case O_ITERS: iters = atoi(optarg); break;
+        case O_WMODEL: wmodel = optarg; break;
+        case O_WIMAGE: wimage = optarg; break;
+        case O_REPORT: rdir = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (rdir) return report(rdir);
+    if (wmodel || wimage) return write_model_and_image(wmodel, wimage) ? 1 : 0;
+    if (!train_caps && !infer) train_caps = 1, infer = 1;
+    if (iters < 1 || iters > BENCH_MAX_ITERS) iters = 0;
+    sac_threads_set(threads);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "threads", sac_threads());
+    int st = SAC_OK;
+    if (train_caps > 0) st = bench_train(out, train_caps, 3, iters ? iters : 10);
+    if (!st && infer) st = bench_infer(out, iters ? iters : 30);
+    cJSON_AddNumberToObject(out, "peak_rss_kb", (double)peak_rss_kb());
+    if (json) {
+        char *s = cJSON_Print(out);
+        FILE *f = fopen(json, "w");
+        if (!f || !s || fputs(s, f) < 0) st = SAC_ERR_IO;
+        if (f) fclose(f);
+        free(s);
+    }
+    cJSON_Delete(out);
+    if (st) fprintf(stderr, "bench_saccade: %s\n", sac_strerror(st));
+    return st ? 1 : 0;
+}
