@@ -760,6 +760,7 @@ int train_run(const TrainOptions *o)
                 t_report = now, sum_loss = sum_ce = 0, n_report = imgs_report = 0;
             }
             if (o->max_steps > 0 && rs.step >= o->max_steps) cancelled = 2;
+            if (o->cancel && *o->cancel) cancelled = 1;
             if ((o->checkpoint_every > 0 && rs.step % o->checkpoint_every == 0) || cancelled) {
                 if (rs.pos >= tc.n) break; /* the epoch-end checkpoint follows the evaluation */
                 st = checkpoint_write(ckpt, m, ts, &rs, order);

@@ -77,6 +77,7 @@ typedef struct TrainOptions {
     uint64_t seed;
     int store_f16;           /* the best model in fp16 */
     int (*progress)(const TrainProgress *p, void *user); /* nonzero cancels (after a checkpoint) */
+    volatile int *cancel;    /* checked every step: nonzero stops after a checkpoint (a signal flag) */
     void *user;
     double report_every_s;   /* seconds between progress calls */
 } TrainOptions;

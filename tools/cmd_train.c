@@ -198,6 +198,7 @@ int cmd_train(int argc, char **argv)
     Printer pr = {quiet, cli_stderr_is_tty()};
     o.progress = on_progress;
     o.user = &pr;
+    o.cancel = &cli_interrupted;
     o.report_every_s = pr.tty ? 1.0 : 30.0;
     cli_catch_signals();
     int st = train_run(&o);
