@@ -51,20 +51,22 @@ fi
 peer_args="--threads $threads --omp-passive --bn"
 
 echo "bench.sh: $threads threads; results in $out" >&2
-if [ $have_peer = 1 ]; then
-    echo "== peer: training (1 caption/image) and inference" >&2
-    run peer1 "$python" "$peer" $peer_args --json "$out/peer1.json" >"$out/peer1.log" 2>&1 ||
-        echo "bench.sh: the peer failed, see $out/peer1.log" >&2
-fi
+# peer NAME ARGS...: one peer run (skipped without torch)
+peer_run() {
+    [ $have_peer = 1 ] || return 0
+    name=$1
+    shift
+    echo "== peer: $name" >&2
+    run "$name" "$python" "$peer" $peer_args "$@" --json "$out/$name.json" >"$out/$name.log" 2>&1 ||
+        echo "bench.sh: the peer failed, see $out/$name.log" >&2
+}
+peer_run peer1 --skip-infer
 echo "== saccade: training (1 caption/image)" >&2
 run sac_train1 "$bench" --threads "$threads" --train 1 --json "$out/sac_train1.json" || exit 1
-if [ $have_peer = 1 ]; then
-    echo "== peer: training (5 captions/image)" >&2
-    run peer5 "$python" "$peer" $peer_args --caps-per-image 5 --skip-infer --json "$out/peer5.json" \
-        >"$out/peer5.log" 2>&1 || echo "bench.sh: the peer failed, see $out/peer5.log" >&2
-fi
+peer_run peer5 --caps-per-image 5 --skip-infer
 echo "== saccade: training (5 captions/image)" >&2
 run sac_train5 "$bench" --threads "$threads" --train 5 --json "$out/sac_train5.json" || exit 1
+peer_run peer_infer --skip-train
 echo "== saccade: inference" >&2
 run sac_infer "$bench" --threads "$threads" --infer --json "$out/sac_infer.json" || exit 1
 if [ -x "$saccade" ]; then

@@ -16,6 +16,7 @@
 #endif
 
 #include "sac.h"
+#include "safetensors.h"
 #include "threadpool.h"
 
 /* Products with fewer multiply-adds than this run serially (a dispatch costs a few us). */
@@ -196,6 +197,65 @@ void sac_matvecs(float *y, int ldy, const float *W, int ldw, const float *x, int
         for (int r = 0; r < R; r += 2)
             matvec_block(y + (size_t)r * ldy + o, ldy, W + (size_t)o * ldw, ldw, x + (size_t)r * ldx, ldx, K, nw,
                          SAC_MIN(2, R - r), accumulate);
+    }
+}
+
+/* ---- the same with fp16 weights (half the bytes to stream) ---- */
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+static inline __m256 load_half8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+#endif
+
+/* matvec_block with W in fp16: the same sums in the same order. */
+static void matvec_block_f16(float *y, int ldy, const uint16_t *W, int ldw, const float *x, int ldx, int K, int nw,
+                             int nr, int accumulate)
+{
+    float out[4][2];
+    int k = 0;
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+    __m256 acc[4][2];
+    for (int j = 0; j < 4; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    if (nw == 4 && nr == 1) {
+        for (; k + 16 <= K; k += 16) {
+            const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
+            for (int j = 0; j < 4; j++) {
+                _mm_prefetch((const char *)(W + (size_t)(4 + j) * ldw + k), _MM_HINT_T0);
+                acc[j][0] = _mm256_fmadd_ps(load_half8(W + (size_t)j * ldw + k), x0, acc[j][0]);
+                acc[j][0] = _mm256_fmadd_ps(load_half8(W + (size_t)j * ldw + k + 8), x1, acc[j][0]);
+            }
+        }
+    }
+    for (; k + 8 <= K; k += 8)
+        for (int j = 0; j < nw; j++) {
+            _mm_prefetch((const char *)(W + (size_t)(4 + j) * ldw + k), _MM_HINT_T0);
+            const __m256 w = load_half8(W + (size_t)j * ldw + k);
+            for (int i = 0; i < nr; i++)
+                acc[j][i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + (size_t)i * ldx + k), acc[j][i]);
+        }
+    for (int j = 0; j < nw; j++)
+        for (int i = 0; i < nr; i++) out[j][i] = hsum8(acc[j][i]);
+#else
+    for (int j = 0; j < nw; j++)
+        for (int i = 0; i < nr; i++) out[j][i] = 0.0f;
+#endif
+    for (; k < K; k++)
+        for (int j = 0; j < nw; j++)
+            for (int i = 0; i < nr; i++) out[j][i] += sac_half_to_float(W[(size_t)j * ldw + k]) * x[(size_t)i * ldx + k];
+    for (int j = 0; j < nw; j++)
+        for (int i = 0; i < nr; i++) {
+            float *d = &y[(size_t)i * ldy + j];
+            *d = accumulate ? *d + out[j][i] : out[j][i];
+        }
+}
+
+void sac_matvecs_f16(float *y, int ldy, const uint16_t *W, int ldw, const float *x, int ldx, int O, int K, int R,
+                     int accumulate)
+{
+    for (int o = 0; o < O; o += 4) {
+        const int nw = SAC_MIN(4, O - o);
+        for (int r = 0; r < R; r += 2)
+            matvec_block_f16(y + (size_t)r * ldy + o, ldy, W + (size_t)o * ldw, ldw, x + (size_t)r * ldx, ldx, K, nw,
+                             SAC_MIN(2, R - r), accumulate);
     }
 }
 

@@ -8,6 +8,8 @@
 #ifndef SACCADE_MATMUL_H
 #define SACCADE_MATMUL_H
 
+#include <stdint.h>
+
 /* C (M,N) = alpha * op(A) @ op(B) + beta * C, op = transpose when ta/tb is nonzero.
  * op(A) is (M,K), op(B) is (K,N). Large products are split by rows or columns of C across
  * the thread pool (threadpool.h); inside a pool task they run serially. */
@@ -23,6 +25,10 @@ void sac_gemv(int ta, int M, int N, float alpha, const float *A, int lda, const 
  * the pool); each element is one dot product summed in a fixed order, whatever the split. */
 void sac_matvecs(float *y, int ldy, const float *W, int ldw, const float *x, int ldx, int O, int K, int R,
                  int accumulate);
+
+/* sac_matvecs with W in IEEE fp16 (sac_float_to_half_array): half the bytes to read. */
+void sac_matvecs_f16(float *y, int ldy, const uint16_t *W, int ldw, const float *x, int ldx, int O, int K, int R,
+                     int accumulate);
 
 /* Triple-loop references with double accumulation, same contracts (tests only). */
 void sac_gemm_ref(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,

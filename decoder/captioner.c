@@ -44,14 +44,20 @@ Captioner *captioner_create(const Model *m, int max_batch, int max_beam)
     c->dec = decoder_infer_create(&sz, rows, max_batch);
     c->images = sac_alloc_floats((size_t)max_batch * 3 * S * S);
     c->feats = sac_alloc_floats((size_t)max_batch * m->P * m->cfg.E);
-    if (!c->enc || !c->dec || !c->images || !c->feats) {
+    if (!c->enc || !c->dec || !c->images || !c->feats || decoder_infer_set_half(c->dec, &m->p.dec)) {
         captioner_free(c);
         return NULL;
     }
     return c;
 }
 
-void captioner_refresh(Captioner *c) { encoder_infer_update(c->enc, &c->m->p.enc); }
+void captioner_refresh(Captioner *c)
+{
+    encoder_infer_update(c->enc, &c->m->p.enc);
+    if (decoder_infer_set_half(c->dec, &c->m->p.dec)) decoder_infer_set_half(c->dec, NULL); /* no memory: fp32 */
+}
+
+DecoderInfer *captioner_decoder(Captioner *c) { return c->dec; }
 
 int captioner_encode(Captioner *c, const float *images, int B, float *feats)
 {

@@ -21,6 +21,7 @@
 #include "lstm.h"
 #include "matmul.h"
 #include "sac.h"
+#include "safetensors.h"
 #include "threadpool.h"
 
 /* act rows = b_ih + b_hh (the embedding-side product is added on top) */
@@ -395,13 +396,18 @@ struct DecoderInfer {
     float *hside, *hside2; /* (rows, A + E + 4D) [att2 | gpre | h @ w_hh^T + b_hh] of h, few-rows path */
     int hside_ok;     /* hside holds the current h's products */
     int rows_now;     /* rows of the step running */
+    /* fp16 copies of the step weights (decoder_infer_set_half), used while half_of is the
+     * parameters passed in */
+    uint16_t *half;
+    const DecoderParams *half_of;
+    const uint16_t *h_fc, *h_dec, *h_beta, *h_hh, *h_ih;
     float *arena;
 };
 
 void decoder_infer_free(DecoderInfer *inf)
 {
     if (!inf) return;
-    free(inf->img), free(inf->img2), free(inf->arena);
+    free(inf->img), free(inf->img2), free(inf->arena), free(inf->half);
     free(inf);
 }
 
@@ -439,6 +445,7 @@ DecoderInfer *decoder_infer_create(const DecoderSizes *sz, int max_rows, int max
 /* One segment of the h-side phase: y rows (ldy apart) = bias + W (O, D) @ h. */
 typedef struct {
     const float *W, *bias;
+    const uint16_t *Wh; /* the same in fp16, or NULL */
     float *y;
     int O, ldy;
 } HSeg;
@@ -464,7 +471,10 @@ static void hside_units(void *arg, int u0, int u1, int chunk)
         if (a >= b) continue;
         const int o0 = a * INFER_UNIT, o1 = SAC_MIN(b * INFER_UNIT, g->O);
         for (int r = 0; r < t->R; r++) memcpy(g->y + (size_t)r * g->ldy + o0, g->bias + o0, sizeof(float) * (o1 - o0));
-        sac_matvecs(g->y + o0, g->ldy, g->W + (size_t)o0 * t->D, t->D, t->h, t->D, o1 - o0, t->D, t->R, 1);
+        if (g->Wh)
+            sac_matvecs_f16(g->y + o0, g->ldy, g->Wh + (size_t)o0 * t->D, t->D, t->h, t->D, o1 - o0, t->D, t->R, 1);
+        else
+            sac_matvecs(g->y + o0, g->ldy, g->W + (size_t)o0 * t->D, t->D, t->h, t->D, o1 - o0, t->D, t->R, 1);
     }
 }
 
@@ -475,10 +485,11 @@ static void infer_hside(DecoderInfer *f, float *logits, int R, const DecoderPara
     const DecoderSizes *sz = &f->sz;
     const int A = sz->A, E = sz->E, G = 4 * sz->D, W = A + E + G;
     HSideTask t = {.n_seg = 0, .R = R, .D = sz->D, .h = f->h};
-    if (logits) t.seg[t.n_seg++] = (HSeg){p->fc_w, p->fc_b, logits, sz->V, sz->V};
-    t.seg[t.n_seg++] = (HSeg){p->att.dec_w, p->att.dec_b, f->hside, A, W};
-    t.seg[t.n_seg++] = (HSeg){p->att.beta_w, p->att.beta_b, f->hside + A, E, W};
-    t.seg[t.n_seg++] = (HSeg){p->w_hh, p->b_hh, f->hside + A + E, G, W};
+    const int h = f->half_of == p;
+    if (logits) t.seg[t.n_seg++] = (HSeg){p->fc_w, p->fc_b, h ? f->h_fc : NULL, logits, sz->V, sz->V};
+    t.seg[t.n_seg++] = (HSeg){p->att.dec_w, p->att.dec_b, h ? f->h_dec : NULL, f->hside, A, W};
+    t.seg[t.n_seg++] = (HSeg){p->att.beta_w, p->att.beta_b, h ? f->h_beta : NULL, f->hside + A, E, W};
+    t.seg[t.n_seg++] = (HSeg){p->w_hh, p->b_hh, h ? f->h_hh : NULL, f->hside + A + E, G, W};
     int units = 0;
     for (int k = 0; k < t.n_seg; k++) units += (t.seg[k].O + INFER_UNIT - 1) / INFER_UNIT;
     sac_parallel_for(units, 1, hside_units, &t);
@@ -528,7 +539,10 @@ static void gates_cell(void *arg, int u0, int u1, int chunk)
             const float *hh = f->hside + (size_t)r * W + f->sz.A + f->sz.E + o0;
             for (int k = 0; k < n; k++) a[k] = hh[k] + p->b_ih[o0 + k];
         }
-        sac_matvecs(f->act + o0, G, p->w_ih + (size_t)o0 * I, I, f->x, I, n, I, R, 1);
+        if (f->half_of == p)
+            sac_matvecs_f16(f->act + o0, G, f->h_ih + (size_t)o0 * I, I, f->x, I, n, I, R, 1);
+        else
+            sac_matvecs(f->act + o0, G, p->w_ih + (size_t)o0 * I, I, f->x, I, n, I, R, 1);
     }
     /* (h, c) = cell(act, c_prev), as lstm_cell_forward */
     for (int r = 0; r < R; r++) {
@@ -670,3 +684,33 @@ void decoder_infer_reorder(DecoderInfer *f, const int *parent, int R)
 }
 
 const DecoderSizes *decoder_infer_sizes(const DecoderInfer *inf) { return &inf->sz; }
+
+int decoder_infer_set_half(DecoderInfer *f, const DecoderParams *p)
+{
+    const DecoderSizes *sz = &f->sz;
+    const size_t D = sz->D, G = 4 * D;
+    const size_t n_fc = (size_t)sz->V * D, n_dec = (size_t)sz->A * D, n_beta = (size_t)sz->E * D, n_hh = G * D,
+                 n_ih = G * (sz->M + sz->E);
+    f->half_of = NULL;
+    if (!p) return SAC_OK;
+    if (!f->half) {
+        f->half = sac_malloc(sizeof(uint16_t) * (n_fc + n_dec + n_beta + n_hh + n_ih));
+        if (!f->half) return SAC_ERR_NOMEM;
+    }
+    uint16_t *q = f->half;
+    f->h_fc = q, sac_float_to_half_array(q, p->fc_w, n_fc), q += n_fc;
+    f->h_dec = q, sac_float_to_half_array(q, p->att.dec_w, n_dec), q += n_dec;
+    f->h_beta = q, sac_float_to_half_array(q, p->att.beta_w, n_beta), q += n_beta;
+    f->h_hh = q, sac_float_to_half_array(q, p->w_hh, n_hh), q += n_hh;
+    f->h_ih = q, sac_float_to_half_array(q, p->w_ih, n_ih);
+    /* a weight beyond fp16's range (|w| > 65504) would become inf: keep fp32 then */
+    const size_t n = n_fc + n_dec + n_beta + n_hh + n_ih;
+    for (size_t i = 0; i < n; i++)
+        if ((f->half[i] & 0x7C00) == 0x7C00) {
+            sac_warn("decoder: a weight is beyond fp16's range; decoding with fp32 weights");
+            return SAC_OK;
+        }
+    f->half_of = p;
+    f->hside_ok = 0;
+    return SAC_OK;
+}

@@ -101,4 +101,9 @@ const float *decoder_infer_step(DecoderInfer *inf, const int *tokens, int R, con
 void decoder_infer_reorder(DecoderInfer *inf, const int *parent, int R);
 /* The sizes inf was created with. */
 const DecoderSizes *decoder_infer_sizes(const DecoderInfer *inf);
+/* Decode up to 8 rows with fp16 copies of the step weights (fc, decoder_att, f_beta, the LSTM),
+ * converted from p now: half the bytes to read per step. Used while the steps are given this
+ * same p; call again after p's values change, or with NULL to go back to fp32.
+ * SAC_OK or SAC_ERR_NOMEM. */
+int decoder_infer_set_half(DecoderInfer *inf, const DecoderParams *p);
 #endif

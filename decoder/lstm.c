@@ -18,21 +18,25 @@ typedef struct {
     int D;
 } CellTask;
 
+/* The activations of one row in place (simple loops, so they vectorise), then the cell. */
+static void cell_forward_row(float *restrict h, float *restrict c, float *restrict a, const float *restrict cp, int D)
+{
+    for (int d = 0; d < 2 * D; d++) a[d] = sac_sigmoidf(a[d]); /* i, f */
+    for (int d = 2 * D; d < 3 * D; d++) a[d] = sac_tanhf(a[d]); /* g */
+    for (int d = 3 * D; d < 4 * D; d++) a[d] = sac_sigmoidf(a[d]); /* o */
+    const float *ai = a, *af = a + D, *ag = a + 2 * D, *ao = a + 3 * D;
+    for (int d = 0; d < D; d++) {
+        const float cn = af[d] * cp[d] + ai[d] * ag[d];
+        c[d] = cn;
+        h[d] = ao[d] * sac_tanhf(cn);
+    }
+}
+
 static void cell_forward_rows(float *h_out, float *c_out, float *act, const float *c_prev, int b0, int b1, int D)
 {
-    for (int b = b0; b < b1; b++) {
-        float *a = act + (size_t)b * 4 * D;
-        float *ai = a, *af = a + D, *ag = a + 2 * D, *ao = a + 3 * D;
-        const float *cp = c_prev + (size_t)b * D;
-        float *c = c_out + (size_t)b * D, *h = h_out + (size_t)b * D;
-        for (int d = 0; d < D; d++) {
-            float i = sac_sigmoidf(ai[d]), f = sac_sigmoidf(af[d]), g = sac_tanhf(ag[d]), o = sac_sigmoidf(ao[d]);
-            ai[d] = i, af[d] = f, ag[d] = g, ao[d] = o;
-            float cn = f * cp[d] + i * g;
-            c[d] = cn;
-            h[d] = o * sac_tanhf(cn);
-        }
-    }
+    for (int b = b0; b < b1; b++)
+        cell_forward_row(h_out + (size_t)b * D, c_out + (size_t)b * D, act + (size_t)b * 4 * D, c_prev + (size_t)b * D,
+                         D);
 }
 
 static void cell_forward_task(void *p, int b0, int b1, int chunk)
@@ -48,28 +52,40 @@ void lstm_cell_forward(float *h_out, float *c_out, float *act, const float *c_pr
     sac_parallel_for(B, 1, cell_forward_task, &t);
 }
 
+/* One row; has_dc / has_dcp are constants at each call, so every variant's loop vectorises. */
+static inline __attribute__((always_inline)) void
+cell_backward_row(float *restrict dp, float *restrict dcp, const float *restrict dhb, const float *restrict dcb,
+                  const float *restrict a, const float *restrict cp, const float *restrict cn, int D, const int has_dc,
+                  const int has_dcp)
+{
+    const float *ai = a, *af = a + D, *ag = a + 2 * D, *ao = a + 3 * D;
+    for (int d = 0; d < D; d++) {
+        /* h' = o * tanh(c') */
+        float tc = sac_tanhf(cn[d]);
+        float dcn = dhb[d] * ao[d] * (1.0f - tc * tc);
+        if (has_dc) dcn += dcb[d];
+        float d_o = dhb[d] * tc;
+        /* c' = f * c + i * g */
+        float d_i = dcn * ag[d], d_f = dcn * cp[d], d_g = dcn * ai[d];
+        if (has_dcp) dcp[d] += dcn * af[d];
+        dp[d] = d_i * ai[d] * (1.0f - ai[d]);
+        dp[D + d] = d_f * af[d] * (1.0f - af[d]);
+        dp[2 * D + d] = d_g * (1.0f - ag[d] * ag[d]);
+        dp[3 * D + d] = d_o * ao[d] * (1.0f - ao[d]);
+    }
+}
+
 static void cell_backward_rows(float *dpre, float *dc_prev, const float *dh, const float *dc, const float *act,
                                const float *c_prev, const float *c_out, int b0, int b1, int D)
 {
     for (int b = b0; b < b1; b++) {
-        const float *a = act + (size_t)b * 4 * D;
-        const float *ai = a, *af = a + D, *ag = a + 2 * D, *ao = a + 3 * D;
-        const float *cp = c_prev + (size_t)b * D, *cn = c_out + (size_t)b * D;
-        const float *dhb = dh + (size_t)b * D;
-        float *dp = dpre + (size_t)b * 4 * D;
-        for (int d = 0; d < D; d++) {
-            /* h' = o * tanh(c') */
-            float tc = sac_tanhf(cn[d]);
-            float dcn = dhb[d] * ao[d] * (1.0f - tc * tc) + (dc ? dc[(size_t)b * D + d] : 0.0f);
-            float d_o = dhb[d] * tc;
-            /* c' = f * c + i * g */
-            float d_i = dcn * ag[d], d_f = dcn * cp[d], d_g = dcn * ai[d];
-            if (dc_prev) dc_prev[(size_t)b * D + d] += dcn * af[d];
-            dp[d] = d_i * ai[d] * (1.0f - ai[d]);
-            dp[D + d] = d_f * af[d] * (1.0f - af[d]);
-            dp[2 * D + d] = d_g * (1.0f - ag[d] * ag[d]);
-            dp[3 * D + d] = d_o * ao[d] * (1.0f - ao[d]);
-        }
+        const size_t r = (size_t)b * D;
+        float *dp = dpre + 4 * r, *dcp = dc_prev ? dc_prev + r : NULL;
+        const float *dcb = dc ? dc + r : NULL, *a = act + 4 * r;
+        if (dc && dc_prev) cell_backward_row(dp, dcp, dh + r, dcb, a, c_prev + r, c_out + r, D, 1, 1);
+        else if (dc) cell_backward_row(dp, dcp, dh + r, dcb, a, c_prev + r, c_out + r, D, 1, 0);
+        else if (dc_prev) cell_backward_row(dp, dcp, dh + r, dcb, a, c_prev + r, c_out + r, D, 0, 1);
+        else cell_backward_row(dp, dcp, dh + r, dcb, a, c_prev + r, c_out + r, D, 0, 0);
     }
 }
 

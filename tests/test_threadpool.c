@@ -1,7 +1,8 @@
 /*
  * test_threadpool.c - the thread pool (chunking, nesting, concurrent callers, resizing), the
  * products split across it (sac_gemm, sac_gemv, sac_colsum, sac_matvecs against references and
- * across thread counts), and a whole training step: the same bytes twice with the same thread
+ * across thread counts), step-by-step decoding (the few-rows path against the matmul path, fp16
+ * weights against fp32), and a whole training step: the same bytes twice with the same thread
  * count, close results with another.
  */
 #include <check.h>
@@ -15,6 +16,7 @@
 #include "model.h"
 #include "rng.h"
 #include "sac.h"
+#include "safetensors.h"
 #include "testutil.h"
 #include "threadpool.h"
 #include "trainer.h"
@@ -263,6 +265,76 @@ START_TEST(test_matvecs)
 }
 END_TEST
 
+START_TEST(test_matvecs_f16)
+{
+    SacRng rng;
+    sac_rng_seed(&rng, 8, 1);
+    const int O = 21, K = 133, R = 3;
+    float *W = frand((size_t)O * K, &rng), *x = frand((size_t)R * K, &rng);
+    float *Wr = sac_alloc_floats((size_t)O * K), *y = sac_alloc_floats((size_t)R * O), *ref = sac_alloc_floats((size_t)R * O);
+    uint16_t *Wh = malloc(sizeof(uint16_t) * O * K);
+    sac_float_to_half_array(Wh, W, (size_t)O * K);
+    sac_half_to_float_array(Wr, Wh, (size_t)O * K);
+    /* exactly the fp32 kernel on the rounded weights */
+    sac_matvecs(ref, O, Wr, K, x, K, O, K, R, 0);
+    sac_matvecs_f16(y, O, Wh, K, x, K, O, K, R, 0);
+    ck_assert_mem_eq(y, ref, sizeof(float) * R * O);
+    free(W), free(x), free(Wr), free(y), free(ref), free(Wh);
+}
+END_TEST
+
+/* ---- decoding: the few-rows path against the matmul path, fp16 against fp32 ---- */
+
+static Model *tiny_model(void);
+
+/* Start rows 0..R-1 on images 0..R-1 and take two steps; logits of the second into out (R, V). */
+static void two_steps(DecoderInfer *inf, const float *feats, int R, const DecoderParams *p, float *out, int V)
+{
+    int tok[12];
+    ck_assert_int_eq(decoder_infer_start(inf, feats, R, NULL, R, p), SAC_OK);
+    for (int r = 0; r < R; r++) tok[r] = 1;
+    decoder_infer_step(inf, tok, R, p, NULL);
+    for (int r = 0; r < R; r++) tok[r] = 4 + r % 7;
+    memcpy(out, decoder_infer_step(inf, tok, R, p, NULL), sizeof(float) * R * V);
+}
+
+START_TEST(test_decode_paths)
+{
+    Model *m = tiny_model();
+    DecoderSizes sz = model_decoder_sizes(m);
+    const int V = sz.V, R = 12, few = 5;
+    SacRng rng;
+    sac_rng_seed(&rng, 10, 1);
+    float *feats = frand((size_t)R * sz.P * sz.E, &rng);
+    float *all = sac_alloc_floats((size_t)R * V), *f1 = sac_alloc_floats((size_t)few * V),
+          *f3 = sac_alloc_floats((size_t)few * V), *h = sac_alloc_floats((size_t)few * V);
+    DecoderInfer *inf = decoder_infer_create(&sz, R, R);
+    ck_assert_ptr_nonnull(inf);
+    sac_threads_set(2);
+    two_steps(inf, feats, R, &m->p.dec, all, V); /* 12 rows: the matmul path */
+    sac_threads_set(1);
+    two_steps(inf, feats, few, &m->p.dec, f1, V); /* 5 rows: the few-rows path */
+    sac_threads_set(3);
+    two_steps(inf, feats, few, &m->p.dec, f3, V);
+    ck_assert_int_eq(check_tensor("few-rows path vs matmul path", f1, all, (size_t)few * V, 1e-5, 1e-4), 0);
+    /* every element is one dot product in a fixed order: the same bits for any thread count */
+    ck_assert_mem_eq(f1, f3, sizeof(float) * few * V);
+    ck_assert_int_eq(decoder_infer_set_half(inf, &m->p.dec), SAC_OK);
+    two_steps(inf, feats, few, &m->p.dec, h, V);
+    /* fp16 weights: relative rounding 2^-11 per weight */
+    ck_assert_int_eq(check_tensor("fp16 weights vs fp32", h, f1, (size_t)few * V, 1e-3, 1e-2), 0);
+    int same = 1;
+    for (int i = 0; i < few * V; i++) same &= h[i] == f1[i];
+    ck_assert_int_eq(same, 0); /* and they were used */
+    ck_assert_int_eq(decoder_infer_set_half(inf, NULL), SAC_OK);
+    two_steps(inf, feats, few, &m->p.dec, h, V);
+    ck_assert_mem_eq(h, f3, sizeof(float) * few * V);
+    decoder_infer_free(inf);
+    free(feats), free(all), free(f1), free(f3), free(h);
+    model_free(m);
+}
+END_TEST
+
 /* ---- a training step ---- */
 
 static Model *tiny_model(void)
@@ -349,6 +421,8 @@ static Suite *threadpool_suite(void)
     tcase_add_test(tc, test_concurrent_callers);
     tcase_add_test(tc, test_split_products);
     tcase_add_test(tc, test_matvecs);
+    tcase_add_test(tc, test_matvecs_f16);
+    tcase_add_test(tc, test_decode_paths);
     tcase_add_test(tc, test_training_step_deterministic);
     suite_add_tcase(s, tc);
     return s;

@@ -115,7 +115,7 @@ static char *line_next(LineReader *r, int block, int *eof)
 typedef struct {
     const Model *m;
     Captioner *cap;
-    DecoderInfer *dec; /* beam search rows */
+    DecoderInfer *dec; /* beam search rows: the captioner's (borrowed) */
     SearchOptions opt;
     int greedy, json;
     int S;
@@ -286,7 +286,7 @@ int cmd_caption(int argc, char **argv)
     r.opt.beam = (int)beam, r.opt.nbest = (int)nbest, r.opt.len_norm = (float)len_norm;
     if (max_len) r.opt.max_len = (int)max_len;
     r.cap = captioner_create(m, CAPTION_BATCH, (int)beam);
-    r.dec = greedy ? NULL : decoder_infer_create(&sz, (int)beam, 1);
+    r.dec = greedy || !r.cap ? NULL : captioner_decoder(r.cap);
     r.images = sac_alloc_floats((size_t)CAPTION_BATCH * 3 * r.S * r.S);
     r.feats = sac_alloc_floats((size_t)CAPTION_BATCH * m->P * m->cfg.E);
     r.caps = sac_calloc((size_t)CAPTION_BATCH * nbest, sizeof(Caption));
@@ -317,7 +317,6 @@ int cmd_caption(int argc, char **argv)
     }
 done:
     free(r.caps), free(r.images), free(r.feats);
-    decoder_infer_free(r.dec);
     captioner_free(r.cap);
     model_free(m);
     return rc;
