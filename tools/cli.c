@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "matmul.h"
+#include "sac.h"
 #include "saccade_config.h"
 
 int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out)
@@ -117,6 +119,25 @@ Model *cli_load_model(const char *explicit_path, const char *argv0)
     if (!path) return NULL;
     Model *m = model_load(path);
     if (!m) fprintf(stderr, "saccade: cannot use model %s (see above)\n", path);
+    return m;
+}
+
+Model *cli_open_model(const char *cmd, const char *model_path, const char *argv0, int quiet, long threads,
+                      long max_len, int *status)
+{
+    if (quiet) sac_log_set_level(SAC_LOG_WARN);
+    sac_blas_set_threads(threads > 0 ? (int)threads : cli_cores());
+    Model *m = cli_load_model(model_path, argv0);
+    if (!m) {
+        *status = CLI_FAILED;
+        return NULL;
+    }
+    if (max_len > m->cfg.T) {
+        *status = cli_usage_error(cmd, "invalid value \"%ld\" for --max-len: expected an integer in 1..%d (this model's T)",
+                                  max_len, m->cfg.T);
+        model_free(m);
+        return NULL;
+    }
     return m;
 }
 

@@ -39,6 +39,12 @@ const char *cli_find_model(const char *explicit_path, const char *argv0);
 /* Load the model found above; NULL (message printed) on failure. */
 Model *cli_load_model(const char *explicit_path, const char *argv0);
 
+/* What caption, attend and eval do before their work: --quiet, --threads (0 = all cores) for the
+ * one pool, load the model, check --max-len (0 = the model's T) against it. Returns the model,
+ * or NULL with *status set to CLI_FAILED (no usable model) or CLI_USAGE (bad --max-len, named). */
+Model *cli_open_model(const char *cmd, const char *model_path, const char *argv0, int quiet, long threads,
+                      long max_len, int *status);
+
 /* 1 when stderr is a terminal (progress may redraw with '\r'). */
 int cli_stderr_is_tty(void);
 

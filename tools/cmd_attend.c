@@ -255,16 +255,10 @@ int cmd_attend(int argc, char **argv)
     if (!out_png && !out_html) return cli_usage_error("attend", "nothing to write: give -o OUT.png and/or --html OUT.html");
     const char *image = argv[optind];
 
-    if (quiet) sac_log_set_level(SAC_LOG_WARN);
-    sac_blas_set_threads(threads > 0 ? (int)threads : cli_cores());
-    Model *m = cli_load_model(model_path, argv[0]);
-    if (!m) return CLI_FAILED;
+    int status;
+    Model *m = cli_open_model("attend", model_path, argv[0], quiet, threads, max_len, &status);
+    if (!m) return status;
     DecoderSizes sz = model_decoder_sizes(m);
-    if (max_len > sz.T) {
-        model_free(m);
-        return cli_usage_error("attend", "invalid value \"%ld\" for --max-len: expected an integer in 1..%d (this model's T)",
-                               max_len, sz.T);
-    }
     SearchOptions opt = search_default_options(&sz);
     opt.beam = (int)beam, opt.len_norm = (float)len_norm, opt.want_alphas = 1;
     if (max_len) opt.max_len = (int)max_len;

@@ -268,16 +268,10 @@ int cmd_caption(int argc, char **argv)
     for (int i = optind; i < argc; i++) from_stdin |= !strcmp(argv[i], "-");
     if (from_stdin && argc - optind > 1) return cli_usage_error("caption", "'-' (paths on stdin) must be the only argument");
 
-    if (quiet) sac_log_set_level(SAC_LOG_WARN);
-    sac_blas_set_threads(threads > 0 ? (int)threads : cli_cores());
-    Model *m = cli_load_model(model_path, argv[0]);
-    if (!m) return CLI_FAILED;
+    int status;
+    Model *m = cli_open_model("caption", model_path, argv[0], quiet, threads, max_len, &status);
+    if (!m) return status;
     DecoderSizes sz = model_decoder_sizes(m);
-    if (max_len > sz.T) {
-        model_free(m);
-        return cli_usage_error("caption", "invalid value \"%ld\" for --max-len: expected an integer in 1..%d (this model's T)",
-                               max_len, sz.T);
-    }
     Run r = {0};
     r.m = m;
     r.greedy = greedy, r.json = json;

@@ -130,16 +130,10 @@ int cmd_eval(int argc, char **argv)
     if (optind < argc) return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
     if (!data) return cli_usage_error("eval", "--data is required");
 
-    if (quiet) sac_log_set_level(SAC_LOG_WARN);
-    sac_blas_set_threads(threads > 0 ? (int)threads : cli_cores());
-    Model *m = cli_load_model(model_path, argv[0]);
-    if (!m) return CLI_FAILED;
+    int status;
+    Model *m = cli_open_model("eval", model_path, argv[0], quiet, threads, max_len, &status);
+    if (!m) return status;
     DecoderSizes sz = model_decoder_sizes(m);
-    if (max_len > sz.T) {
-        model_free(m);
-        return cli_usage_error("eval", "invalid value \"%ld\" for --max-len: expected an integer in 1..%d (this model's T)",
-                               max_len, sz.T);
-    }
     Dataset *ds = dataset_open(data, split, images);
     if (!ds) {
         model_free(m);
