@@ -11,7 +11,7 @@
 
 #include <cblas.h>
 #include <string.h>
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #endif
 
@@ -119,143 +119,147 @@ void sac_gemv(int ta, int M, int N, float alpha, const float *A, int lda, const 
     sac_parallel_for(units, 1, gemv_task, &g);
 }
 
-/* ---- a few rows times a matrix: the memory-bound products of step-by-step decoding ---- */
+/* ---- packed weights: the products of step-by-step decoding ---- */
 
-#if defined(__AVX2__) && defined(__FMA__)
-static inline float hsum8(__m256 v)
+size_t sac_packed_bytes(int O, int K, int half)
 {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+    return (size_t)(O + SAC_PANEL - 1) / SAC_PANEL * SAC_PANEL * K * (half ? sizeof(uint16_t) : sizeof(float));
 }
-#endif
 
-/* y[r][o] (+)= W[o] . x[r] for rows o0..o0+nw-1 (nw <= 4) and x rows r0..r0+nr-1 (nr <= 2). */
-static void matvec_block(float *y, int ldy, const float *W, int ldw, const float *x, int ldx, int K, int nw, int nr,
-                         int accumulate)
+int sac_pack(SacPacked *pk, void *buf, const float *W, int ldw, int O, int K, int half)
 {
-    float out[4][2];
-    int k = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-    __m256 acc[4][2];
-    for (int j = 0; j < 4; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
-    /* streaming W from memory: prefetch the next block's rows (harmless past the end) */
-    if (nw == 4 && nr == 2) {
-        for (; k + 8 <= K; k += 8) {
-            const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + ldx + k);
-            for (int j = 0; j < 4; j++) {
-                _mm_prefetch((const char *)(W + (size_t)(4 + j) * ldw + k), _MM_HINT_T0);
-                const __m256 w = _mm256_loadu_ps(W + (size_t)j * ldw + k);
-                acc[j][0] = _mm256_fmadd_ps(w, x0, acc[j][0]);
-                acc[j][1] = _mm256_fmadd_ps(w, x1, acc[j][1]);
+    const int panels = (O + SAC_PANEL - 1) / SAC_PANEL;
+    int fits = 1;
+    for (int j = 0; j < panels; j++)
+        for (int k = 0; k < K; k++)
+            for (int i = 0; i < SAC_PANEL; i++) {
+                const int o = j * SAC_PANEL + i;
+                const float w = o < O ? W[(size_t)o * ldw + k] : 0.0f;
+                const size_t at = ((size_t)j * K + k) * SAC_PANEL + i;
+                if (half) {
+                    const uint16_t h = sac_float_to_half(w);
+                    fits &= (h & 0x7C00) != 0x7C00; /* not inf / nan */
+                    ((uint16_t *)buf)[at] = h;
+                } else {
+                    ((float *)buf)[at] = w;
+                }
             }
-        }
-    } else if (nw == 4) {
-        for (; k + 16 <= K; k += 16) {
-            const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
-            for (int j = 0; j < 4; j++) {
-                _mm_prefetch((const char *)(W + (size_t)(4 + j) * ldw + k), _MM_HINT_T0);
-                acc[j][0] = _mm256_fmadd_ps(_mm256_loadu_ps(W + (size_t)j * ldw + k), x0, acc[j][0]);
-                acc[j][0] = _mm256_fmadd_ps(_mm256_loadu_ps(W + (size_t)j * ldw + k + 8), x1, acc[j][0]);
+    *pk = (SacPacked){O, K, half, buf};
+    return fits;
+}
+
+/* Rows r0.. (NR of them) times NP panels starting at panel j: sums over k in order, from zero. */
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+static inline __attribute__((always_inline)) void packed_block(float *y, int ldy, const SacPacked *W, int j,
+                                                               int nout, const float *x, int ldx, int NR, int NP,
+                                                               int accumulate)
+{
+    const int K = W->K;
+    __m256 acc[6][4];
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < NR; i++)
+        _Pragma("GCC unroll 8")
+        for (int c = 0; c < 2 * NP; c++) acc[i][c] = _mm256_setzero_ps();
+    const size_t stride = (size_t)K * SAC_PANEL; /* elements from one panel to the next */
+    if (W->half) {
+        const uint16_t *w = (const uint16_t *)W->data + (size_t)j * stride;
+        for (int k = 0; k < K; k++, w += SAC_PANEL) {
+            __m256 wv[4];
+            _Pragma("GCC unroll 8")
+            for (int p = 0; p < NP; p++) {
+                wv[2 * p] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + p * stride)));
+                wv[2 * p + 1] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + p * stride + 8)));
             }
-        }
-        for (; k + 8 <= K; k += 8) {
-            const __m256 x0 = _mm256_loadu_ps(x + k);
-            for (int j = 0; j < 4; j++)
-                acc[j][0] = _mm256_fmadd_ps(_mm256_loadu_ps(W + (size_t)j * ldw + k), x0, acc[j][0]);
+            _Pragma("GCC unroll 8")
+            for (int i = 0; i < NR; i++) {
+                const __m256 xb = _mm256_broadcast_ss(x + (size_t)i * ldx + k);
+                _Pragma("GCC unroll 8")
+                for (int c = 0; c < 2 * NP; c++) acc[i][c] = _mm256_fmadd_ps(wv[c], xb, acc[i][c]);
+            }
         }
     } else {
-        for (; k + 8 <= K; k += 8)
-            for (int i = 0; i < nr; i++) {
-                const __m256 xi = _mm256_loadu_ps(x + (size_t)i * ldx + k);
-                for (int j = 0; j < nw; j++)
-                    acc[j][i] = _mm256_fmadd_ps(_mm256_loadu_ps(W + (size_t)j * ldw + k), xi, acc[j][i]);
+        const float *w = (const float *)W->data + (size_t)j * stride;
+        for (int k = 0; k < K; k++, w += SAC_PANEL) {
+            __m256 wv[4];
+            _Pragma("GCC unroll 8")
+            for (int p = 0; p < NP; p++) {
+                wv[2 * p] = _mm256_loadu_ps(w + p * stride);
+                wv[2 * p + 1] = _mm256_loadu_ps(w + p * stride + 8);
             }
-    }
-    for (int j = 0; j < nw; j++)
-        for (int i = 0; i < nr; i++) out[j][i] = hsum8(acc[j][i]);
-#else
-    for (int j = 0; j < nw; j++)
-        for (int i = 0; i < nr; i++) out[j][i] = 0.0f;
-#endif
-    for (; k < K; k++)
-        for (int j = 0; j < nw; j++)
-            for (int i = 0; i < nr; i++) out[j][i] += W[(size_t)j * ldw + k] * x[(size_t)i * ldx + k];
-    for (int j = 0; j < nw; j++)
-        for (int i = 0; i < nr; i++) {
-            float *d = &y[(size_t)i * ldy + j];
-            *d = accumulate ? *d + out[j][i] : out[j][i];
-        }
-}
-
-void sac_matvecs(float *y, int ldy, const float *W, int ldw, const float *x, int ldx, int O, int K, int R,
-                 int accumulate)
-{
-    for (int o = 0; o < O; o += 4) {
-        const int nw = SAC_MIN(4, O - o);
-        for (int r = 0; r < R; r += 2)
-            matvec_block(y + (size_t)r * ldy + o, ldy, W + (size_t)o * ldw, ldw, x + (size_t)r * ldx, ldx, K, nw,
-                         SAC_MIN(2, R - r), accumulate);
-    }
-}
-
-/* ---- the same with fp16 weights (half the bytes to stream) ---- */
-
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-static inline __m256 load_half8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
-#endif
-
-/* matvec_block with W in fp16: the same sums in the same order. */
-static void matvec_block_f16(float *y, int ldy, const uint16_t *W, int ldw, const float *x, int ldx, int K, int nw,
-                             int nr, int accumulate)
-{
-    float out[4][2];
-    int k = 0;
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-    __m256 acc[4][2];
-    for (int j = 0; j < 4; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
-    if (nw == 4 && nr == 1) {
-        for (; k + 16 <= K; k += 16) {
-            const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
-            for (int j = 0; j < 4; j++) {
-                _mm_prefetch((const char *)(W + (size_t)(4 + j) * ldw + k), _MM_HINT_T0);
-                acc[j][0] = _mm256_fmadd_ps(load_half8(W + (size_t)j * ldw + k), x0, acc[j][0]);
-                acc[j][0] = _mm256_fmadd_ps(load_half8(W + (size_t)j * ldw + k + 8), x1, acc[j][0]);
+            _Pragma("GCC unroll 8")
+            for (int i = 0; i < NR; i++) {
+                const __m256 xb = _mm256_broadcast_ss(x + (size_t)i * ldx + k);
+                _Pragma("GCC unroll 8")
+                for (int c = 0; c < 2 * NP; c++) acc[i][c] = _mm256_fmadd_ps(wv[c], xb, acc[i][c]);
             }
         }
     }
-    for (; k + 8 <= K; k += 8)
-        for (int j = 0; j < nw; j++) {
-            _mm_prefetch((const char *)(W + (size_t)(4 + j) * ldw + k), _MM_HINT_T0);
-            const __m256 w = load_half8(W + (size_t)j * ldw + k);
-            for (int i = 0; i < nr; i++)
-                acc[j][i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + (size_t)i * ldx + k), acc[j][i]);
-        }
-    for (int j = 0; j < nw; j++)
-        for (int i = 0; i < nr; i++) out[j][i] = hsum8(acc[j][i]);
-#else
-    for (int j = 0; j < nw; j++)
-        for (int i = 0; i < nr; i++) out[j][i] = 0.0f;
-#endif
-    for (; k < K; k++)
-        for (int j = 0; j < nw; j++)
-            for (int i = 0; i < nr; i++) out[j][i] += sac_half_to_float(W[(size_t)j * ldw + k]) * x[(size_t)i * ldx + k];
-    for (int j = 0; j < nw; j++)
-        for (int i = 0; i < nr; i++) {
-            float *d = &y[(size_t)i * ldy + j];
-            *d = accumulate ? *d + out[j][i] : out[j][i];
-        }
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < NR; i++) {
+        float out[4 * 8];
+        _Pragma("GCC unroll 8")
+        for (int c = 0; c < 2 * NP; c++) _mm256_storeu_ps(out + 8 * c, acc[i][c]);
+        float *d = y + (size_t)i * ldy;
+        const int n = SAC_MIN(nout, NP * SAC_PANEL);
+        if (accumulate)
+            for (int o = 0; o < n; o++) d[o] += out[o];
+        else
+            memcpy(d, out, sizeof(float) * n);
+    }
 }
-
-void sac_matvecs_f16(float *y, int ldy, const uint16_t *W, int ldw, const float *x, int ldx, int O, int K, int R,
-                     int accumulate)
+#else
+static void packed_block(float *y, int ldy, const SacPacked *W, int j, int nout, const float *x, int ldx, int NR,
+                         int NP, int accumulate)
 {
-    for (int o = 0; o < O; o += 4) {
-        const int nw = SAC_MIN(4, O - o);
-        for (int r = 0; r < R; r += 2)
-            matvec_block_f16(y + (size_t)r * ldy + o, ldy, W + (size_t)o * ldw, ldw, x + (size_t)r * ldx, ldx, K, nw,
-                             SAC_MIN(2, R - r), accumulate);
+    const int K = W->K;
+    for (int i = 0; i < NR; i++)
+        for (int o = 0; o < nout; o++) {
+            const int p = o / SAC_PANEL, l = o % SAC_PANEL;
+            const size_t base = (size_t)(j + p) * K * SAC_PANEL + l;
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++) {
+                const size_t at = base + (size_t)k * SAC_PANEL;
+                const float w = W->half ? sac_half_to_float(((const uint16_t *)W->data)[at]) : ((const float *)W->data)[at];
+                acc += w * x[(size_t)i * ldx + k];
+            }
+            float *d = &y[(size_t)i * ldy + o];
+            *d = accumulate ? *d + acc : acc;
+        }
+    (void)NP;
+}
+#endif
+
+void sac_packed_matmul(float *y, int ldy, const SacPacked *W, int p0, int p1, const float *x, int ldx, int R,
+                       int accumulate)
+{
+    const int panels = (W->O + SAC_PANEL - 1) / SAC_PANEL;
+    p1 = SAC_MIN(p1, panels);
+    /* one or two rows: two panels at a time (four independent sums in flight); more rows: one
+     * panel, kept in L1, against blocks of up to 6 rows. The sum of each output is the same. */
+    if (R <= 2) {
+        for (int j = p0; j < p1; j += 2) {
+            const int np = SAC_MIN(2, p1 - j), nout = SAC_MIN(np * SAC_PANEL, W->O - j * SAC_PANEL);
+            float *yj = y + (size_t)j * SAC_PANEL;
+            if (np == 2 && R == 2) packed_block(yj, ldy, W, j, nout, x, ldx, 2, 2, accumulate);
+            else if (np == 2) packed_block(yj, ldy, W, j, nout, x, ldx, 1, 2, accumulate);
+            else if (R == 2) packed_block(yj, ldy, W, j, nout, x, ldx, 2, 1, accumulate);
+            else packed_block(yj, ldy, W, j, nout, x, ldx, 1, 1, accumulate);
+        }
+        return;
+    }
+    for (int j = p0; j < p1; j++) {
+        const int nout = SAC_MIN(SAC_PANEL, W->O - j * SAC_PANEL);
+        float *yj = y + (size_t)j * SAC_PANEL;
+        int r = 0;
+        for (; r + 6 <= R; r += 6) packed_block(yj + (size_t)r * ldy, ldy, W, j, nout, x + (size_t)r * ldx, ldx, 6, 1, accumulate);
+        switch (R - r) {
+        case 5: packed_block(yj + (size_t)r * ldy, ldy, W, j, nout, x + (size_t)r * ldx, ldx, 5, 1, accumulate); break;
+        case 4: packed_block(yj + (size_t)r * ldy, ldy, W, j, nout, x + (size_t)r * ldx, ldx, 4, 1, accumulate); break;
+        case 3: packed_block(yj + (size_t)r * ldy, ldy, W, j, nout, x + (size_t)r * ldx, ldx, 3, 1, accumulate); break;
+        case 2: packed_block(yj + (size_t)r * ldy, ldy, W, j, nout, x + (size_t)r * ldx, ldx, 2, 1, accumulate); break;
+        case 1: packed_block(yj + (size_t)r * ldy, ldy, W, j, nout, x + (size_t)r * ldx, ldx, 1, 1, accumulate); break;
+        default: break;
+        }
     }
 }
 

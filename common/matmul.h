@@ -8,6 +8,7 @@
 #ifndef SACCADE_MATMUL_H
 #define SACCADE_MATMUL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* C (M,N) = alpha * op(A) @ op(B) + beta * C, op = transpose when ta/tb is nonzero.
@@ -19,16 +20,33 @@ void sac_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
 void sac_gemv(int ta, int M, int N, float alpha, const float *A, int lda, const float *x,
               float beta, float *y);
 
-/* y (R, O) = x (R, K) @ W^T, or += with accumulate: W (O, K) with leading dimension ldw, x rows
- * ldx apart, y rows ldy apart. For a few rows (step-by-step decoding, where the product is
- * bound by reading W): W is read once for every two rows of x. Serial (callers split O across
- * the pool); each element is one dot product summed in a fixed order, whatever the split. */
-void sac_matvecs(float *y, int ldy, const float *W, int ldw, const float *x, int ldx, int O, int K, int R,
-                 int accumulate);
+/* ---- packed weights: the products of step-by-step decoding ----
+ * A decoding step multiplies a few rows (one image, its beams, a batch of images) by weight
+ * matrices W (O, K) read from memory every step. sac_pack copies W once into panels of
+ * SAC_PANEL outputs stored k-major, element (j * K + k) * SAC_PANEL + i = W[j * SAC_PANEL + i][k]
+ * (rows past O zero), in fp32 or fp16 (half the bytes to read). The kernel streams a panel once
+ * for every block of rows, with no per-call packing (what sgemm spends most of its time on
+ * at these sizes). */
+#define SAC_PANEL 16
 
-/* sac_matvecs with W in IEEE fp16 (sac_float_to_half_array): half the bytes to read. */
-void sac_matvecs_f16(float *y, int ldy, const uint16_t *W, int ldw, const float *x, int ldx, int O, int K, int R,
-                     int accumulate);
+typedef struct SacPacked {
+    int O, K;
+    int half;         /* data is uint16_t IEEE fp16, else float */
+    const void *data; /* ceil(O / SAC_PANEL) panels */
+} SacPacked;
+
+/* Bytes of a packed (O, K) matrix. */
+size_t sac_packed_bytes(int O, int K, int half);
+/* Pack W (O, K), rows ldw apart, into buf (sac_packed_bytes; 32-byte aligned is best) and
+ * describe it in *pk. Returns 1, or 0 when half and some weight is beyond fp16's range (it
+ * became inf: pack fp32 instead). */
+int sac_pack(SacPacked *pk, void *buf, const float *W, int ldw, int O, int K, int half);
+/* y[r][o] = x[r] . W[o] (or += with accumulate) for the outputs o of panels p0..p1-1 (y points at
+ * output 0) and rows r < R; x rows ldx apart, y rows ldy apart. Each output is summed over k in
+ * order from zero, whatever R, the row or the panel range: the same bits for every batch size
+ * and every split across threads. Serial (callers split panels across the pool). */
+void sac_packed_matmul(float *y, int ldy, const SacPacked *W, int p0, int p1, const float *x, int ldx, int R,
+                       int accumulate);
 
 /* Triple-loop references with double accumulation, same contracts (tests only). */
 void sac_gemm_ref(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,

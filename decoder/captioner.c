@@ -17,6 +17,7 @@ struct Captioner {
     DecoderInfer *dec;
     float *images; /* (max_batch, 3, S, S) */
     float *feats;  /* (max_batch, P, E) */
+    int half;      /* the decoder's step weights are fp16 */
 };
 
 void captioner_free(Captioner *c)
@@ -36,7 +37,7 @@ Captioner *captioner_create(const Model *m, int max_batch, int max_beam)
     }
     Captioner *c = sac_calloc(1, sizeof(*c));
     if (!c) return NULL;
-    c->m = m, c->max_batch = max_batch, c->max_beam = max_beam;
+    c->m = m, c->max_batch = max_batch, c->max_beam = max_beam, c->half = 1;
     const int S = m->cfg.enc.image_size;
     DecoderSizes sz = model_decoder_sizes(m);
     c->enc = encoder_infer_create(&m->cfg.enc, &m->p.enc, max_batch);
@@ -44,17 +45,17 @@ Captioner *captioner_create(const Model *m, int max_batch, int max_beam)
     c->dec = decoder_infer_create(&sz, rows, max_batch);
     c->images = sac_alloc_floats((size_t)max_batch * 3 * S * S);
     c->feats = sac_alloc_floats((size_t)max_batch * m->P * m->cfg.E);
-    if (!c->enc || !c->dec || !c->images || !c->feats || decoder_infer_set_half(c->dec, &m->p.dec)) {
+    if (!c->enc || !c->dec || !c->images || !c->feats || decoder_infer_prepare(c->dec, &m->p.dec, 1)) {
         captioner_free(c);
         return NULL;
     }
     return c;
 }
 
-void captioner_refresh(Captioner *c)
+int captioner_refresh(Captioner *c)
 {
     encoder_infer_update(c->enc, &c->m->p.enc);
-    if (decoder_infer_set_half(c->dec, &c->m->p.dec)) decoder_infer_set_half(c->dec, NULL); /* no memory: fp32 */
+    return decoder_infer_prepare(c->dec, &c->m->p.dec, c->half);
 }
 
 DecoderInfer *captioner_decoder(Captioner *c) { return c->dec; }
@@ -73,7 +74,12 @@ int captioner_run_preprocessed(Captioner *c, const float *images, int B, const S
         sac_error("captioner: %d images / beam %d, expected 1..%d / 1..%d", B, opt->beam, c->max_batch, c->max_beam);
         return SAC_ERR_INVALID;
     }
-    int st = encoder_infer_forward(c->enc, c->feats, images, B);
+    int st = SAC_OK;
+    if (c->half != !opt->f32) { /* the precision asked for changed: repack */
+        c->half = !opt->f32;
+        st = decoder_infer_prepare(c->dec, &m->p.dec, c->half);
+    }
+    if (!st) st = encoder_infer_forward(c->enc, c->feats, images, B);
     if (st) return st;
     const int nb = opt->nbest;
     memset(out, 0, sizeof(Caption) * B * nb);

@@ -18,14 +18,14 @@ typedef struct Captioner Captioner;
 
 /* A captioner for up to max_batch images at a time and beams up to max_beam. The model is
  * borrowed (it must outlive the captioner). NULL (logged) on failure.
- * Step-by-step decoding of up to 8 rows (one image greedily, or its beams) reads fp16 copies
- * of the decoder's step weights (decoder_infer_set_half): half the memory traffic; on the
- * Flickr8k dev split it gave the same captions as fp32, greedy and beam 3. */
+ * Decoding reads fp16 copies of the decoder's step weights (decoder_infer_prepare): half the
+ * memory traffic; on the Flickr8k dev split it gave the same captions as fp32, greedy and
+ * beam 3 (SearchOptions.f32 asks for fp32). */
 Captioner *captioner_create(const Model *m, int max_batch, int max_beam);
 void captioner_free(Captioner *c);
 /* Re-read the model's parameters (after training changed them): refolds the encoder and
- * reconverts the fp16 decoder weights. */
-void captioner_refresh(Captioner *c);
+ * repacks the fp16 decoder step weights. SAC_OK or SAC_ERR_NOMEM. */
+int captioner_refresh(Captioner *c);
 
 /* The captioner's step-by-step decoder, for callers that run the search themselves on
  * captioner_encode's features: room for max(max_batch, max_beam) rows and max_batch images, with

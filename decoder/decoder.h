@@ -78,6 +78,8 @@ void decoder_backward(DecoderParams *grads, float *dfeats, DecoderActs *a, const
 /* Attention weights of the last forward in batch order: out (Bc, T, P), zero past each
  * caption's length. */
 void decoder_get_alphas(const DecoderActs *a, float *out, const DecoderSizes *sz);
+/* Softmax of the logits of the last forward (before any backward), out (Bc, T, V), likewise. */
+void decoder_get_probs(const DecoderActs *a, float *out, const DecoderSizes *sz);
 
 /* ---- inference: step by step, for greedy decoding (rows = images) and beam search
  * (rows = the beams of one image) ---- */
@@ -90,7 +92,9 @@ void decoder_infer_free(DecoderInfer *inf);
 
 /* Start R rows: row r describes image img[r] of feats (n_images, P, E) (img NULL: row r is
  * image r). Computes the attention projection once per image and h0, c0 for every row.
- * feats must stay valid until the last step. Returns SAC_OK or SAC_ERR_INVALID (logged). */
+ * feats must stay valid until the last step. Returns SAC_OK or SAC_ERR_INVALID (logged; also
+ * when p is not the parameters last prepared). A row's logits are the same bits whatever R,
+ * its place among the rows, or the thread count. */
 int decoder_infer_start(DecoderInfer *inf, const float *feats, int n_images, const int *img, int R,
                         const DecoderParams *p);
 /* One step for rows 0..R-1 fed tokens (R): returns logits (R, V); *alphas (if not NULL) is set
@@ -101,9 +105,9 @@ const float *decoder_infer_step(DecoderInfer *inf, const int *tokens, int R, con
 void decoder_infer_reorder(DecoderInfer *inf, const int *parent, int R);
 /* The sizes inf was created with. */
 const DecoderSizes *decoder_infer_sizes(const DecoderInfer *inf);
-/* Decode up to 8 rows with fp16 copies of the step weights (fc, decoder_att, f_beta, the LSTM),
- * converted from p now: half the bytes to read per step. Used while the steps are given this
- * same p; call again after p's values change, or with NULL to go back to fp32.
- * SAC_OK or SAC_ERR_NOMEM. */
-int decoder_infer_set_half(DecoderInfer *inf, const DecoderParams *p);
+/* Pack p's step weights (fc, decoder_att, f_beta, the LSTM) for the steps: in fp16 when half
+ * (half the bytes each step reads; falls back to fp32, with a warning, when a weight is beyond
+ * fp16's range), else fp32. Required before decoder_infer_start with this p, and again after
+ * p's values change. SAC_OK or SAC_ERR_NOMEM. */
+int decoder_infer_prepare(DecoderInfer *inf, const DecoderParams *p, int half);
 #endif

@@ -75,10 +75,12 @@ int greedy_decode(Caption *out, DecoderInfer *inf, const float *feats, int B, co
     if (st) return st;
     st = decoder_infer_start(inf, feats, B, NULL, B, p);
     if (st) return st;
-    int *tok = sac_malloc(sizeof(int) * B);
-    int *done = sac_calloc(B, sizeof(int));
-    if (!tok || !done) {
-        free(tok), free(done);
+    /* rows are the captions still going (row_b[r] is row r's image): finished ones are dropped
+     * from the decoder (a row's logits do not depend on the others), so a step costs what its
+     * live captions need */
+    int *tok = sac_malloc(sizeof(int) * B), *row_b = sac_malloc(sizeof(int) * B), *parent = sac_malloc(sizeof(int) * B);
+    if (!tok || !row_b || !parent) {
+        free(tok), free(row_b), free(parent);
         return SAC_ERR_NOMEM;
     }
     for (int b = 0; b < B; b++) {
@@ -86,33 +88,34 @@ int greedy_decode(Caption *out, DecoderInfer *inf, const float *feats, int B, co
         out[b].tokens = sac_malloc(sizeof(int) * T);
         out[b].alphas = opt->want_alphas ? sac_malloc(sizeof(float) * T * P) : NULL;
         if (!out[b].tokens || (opt->want_alphas && !out[b].alphas)) st = SAC_ERR_NOMEM;
-        tok[b] = SAC_VOCAB_START;
+        tok[b] = SAC_VOCAB_START, row_b[b] = b;
     }
-    int alive = B;
-    for (int t = 0; t < T && alive > 0 && !st; t++) {
+    int R = B;
+    for (int t = 0; t < T && R > 0 && !st; t++) {
         const float *alphas;
-        const float *logits = decoder_infer_step(inf, tok, B, p, &alphas);
-        for (int b = 0; b < B; b++) {
-            if (done[b]) continue;
-            const float *l = logits + (size_t)b * V;
+        const float *logits = decoder_infer_step(inf, tok, R, p, &alphas);
+        int alive = 0;
+        for (int r = 0; r < R; r++) {
+            const float *l = logits + (size_t)r * V;
             int best = -1;
             for (int v = 0; v < V; v++)
                 if (!banned(v) && (best < 0 || l[v] > l[best])) best = v;
-            Caption *c = &out[b];
+            Caption *c = &out[row_b[r]];
             c->logprob += l[best] - log_sum_exp(l, V);
             if (best == SAC_VOCAB_END) {
                 c->ended = 1;
-                done[b] = 1;
-                alive--;
-            } else {
-                if (c->alphas) memcpy(c->alphas + (size_t)c->n * P, alphas + (size_t)b * P, sizeof(float) * P);
-                c->tokens[c->n++] = best;
+                continue;
             }
-            tok[b] = best;
+            if (c->alphas) memcpy(c->alphas + (size_t)c->n * P, alphas + (size_t)r * P, sizeof(float) * P);
+            c->tokens[c->n++] = best;
+            parent[alive] = r, row_b[alive] = row_b[r], tok[alive] = best;
+            alive++;
         }
+        if (alive < R && alive > 0) decoder_infer_reorder(inf, parent, alive);
+        R = alive;
     }
     for (int b = 0; b < B; b++) out[b].score = norm_score(out[b].logprob, out[b].n + out[b].ended, opt->len_norm);
-    free(tok), free(done);
+    free(tok), free(row_b), free(parent);
     if (st)
         for (int b = 0; b < B; b++) caption_clear(&out[b]);
     return st;

@@ -32,6 +32,7 @@ typedef struct SearchOptions {
     int max_len;      /* most steps, <end> included, 1..T */
     float len_norm;   /* score = logprob / steps^len_norm; 0 ranks by raw logprob */
     int want_alphas;  /* fill Caption.alphas */
+    int f32;          /* captioner: decode with fp32 step weights (default fp16) */
 } SearchOptions;
 
 /* Defaults: beam 3, nbest 1, max_len = T, len_norm 0.7, no alphas. */

@@ -773,9 +773,9 @@ int train_run(const TrainOptions *o)
         int improved = 1;
         if (dev) {
             EvalResult r;
-            captioner_refresh(cap);
             double te = sac_time();
-            st = eval_cache(m, cap, &dc, dev, &eval_opt, 0, &r);
+            st = captioner_refresh(cap);
+            if (!st) st = eval_cache(m, cap, &dc, dev, &eval_opt, 0, &r);
             if (st) goto done;
             score = !strcmp(o->select_metric, "bleu4") ? r.scores.bleu[3] : r.scores.cider_d;
             improved = score > rs.best;

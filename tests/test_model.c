@@ -335,6 +335,28 @@ START_TEST(test_overfit_tiny_model)
         free(text);
         caption_clear(&out[i]);
     }
+    /* a caption does not depend on the images decoded with it (rows leave the batch as their
+     * captions end): the same tokens and the same log-probability bits one image at a time */
+    {
+        const size_t PE = (size_t)m->P * cfg.E;
+        float *feats = malloc(sizeof(float) * N * PE);
+        ck_assert_int_eq(captioner_encode(cap, images, N, feats), SAC_OK);
+        DecoderInfer *dec = captioner_decoder(cap);
+        Caption all[6], one;
+        ck_assert_int_eq(greedy_decode(all, dec, feats, N, &m->p.dec, &opt), SAC_OK);
+        int lengths_differ = 0;
+        for (int i = 0; i < N; i++) {
+            ck_assert_int_eq(greedy_decode(&one, dec, feats + i * PE, 1, &m->p.dec, &opt), SAC_OK);
+            ck_assert_int_eq(one.n, all[i].n);
+            ck_assert_mem_eq(one.tokens, all[i].tokens, sizeof(int) * one.n);
+            ck_assert(one.logprob == all[i].logprob);
+            lengths_differ |= all[i].n != all[0].n;
+            caption_clear(&one);
+        }
+        ck_assert(lengths_differ);
+        for (int i = 0; i < N; i++) caption_clear(&all[i]);
+        free(feats);
+    }
     /* beam 1 is greedy; beam 3 finds the same (confident) captions */
     for (int i = 0; i < N; i++) {
         opt.beam = 3;

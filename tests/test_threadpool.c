@@ -241,49 +241,59 @@ START_TEST(test_split_products)
 }
 END_TEST
 
-START_TEST(test_matvecs)
+/* y (R, O) = x @ W^T through packed W, in two panel ranges */
+static void packed_product(float *y, const float *W, const float *x, int O, int K, int R, int half, int cut)
+{
+    void *buf = aligned_alloc(64, sac_packed_bytes(O, K, half));
+    SacPacked pk;
+    ck_assert_int_eq(sac_pack(&pk, buf, W, K, O, K, half), 1);
+    sac_packed_matmul(y, O, &pk, 0, cut, x, K, R, 0);
+    sac_packed_matmul(y, O, &pk, cut, (O + SAC_PANEL - 1) / SAC_PANEL, x, K, R, 0);
+    free(buf);
+}
+
+START_TEST(test_packed)
 {
     SacRng rng;
     sac_rng_seed(&rng, 4, 1);
-    const int O = 37, K = 517, R = 5; /* tails in every direction */
+    const int O = 37, K = 517, R = 13; /* a partial panel, odd K, every row-block tail */
     float *W = frand((size_t)O * K, &rng), *x = frand((size_t)R * K, &rng);
     float *y = sac_alloc_floats((size_t)R * O), *ref = sac_alloc_floats((size_t)R * O), *one = sac_alloc_floats(O);
     sac_gemm_ref(0, 1, R, O, K, 1.0f, x, K, W, K, 0.0f, ref, O);
-    sac_matvecs(y, O, W, K, x, K, O, K, R, 0);
-    ck_assert_int_eq(check_tensor("matvecs", y, ref, (size_t)R * O, 1e-5, 1e-4), 0);
-    /* a row's result does not depend on the other rows or on where O is cut */
-    for (int r = 0; r < R; r++) {
-        sac_matvecs(one, O, W, K, x + (size_t)r * K, K, 13, K, 1, 0);
-        sac_matvecs(one + 13, O, W + (size_t)13 * K, K, x + (size_t)r * K, K, O - 13, K, 1, 0);
-        ck_assert_mem_eq(one, y + (size_t)r * O, sizeof(float) * O);
-    }
+    packed_product(y, W, x, O, K, R, 0, 1);
+    ck_assert_int_eq(check_tensor("packed fp32", y, ref, (size_t)R * O, 1e-5, 1e-4), 0);
+    /* a row's result does not depend on how many rows go with it, or where the panels are cut */
+    for (int n = 1; n <= 7; n++)
+        for (int r = 0; r + n <= R; r += 5) {
+            float *part = sac_alloc_floats((size_t)n * O);
+            packed_product(part, W, x + (size_t)r * K, O, K, n, 0, n % 3);
+            ck_assert_mem_eq(part, y + (size_t)r * O, sizeof(float) * n * O);
+            free(part);
+        }
     /* accumulate adds */
+    void *buf = aligned_alloc(64, sac_packed_bytes(O, K, 0));
+    SacPacked pk;
+    sac_pack(&pk, buf, W, K, O, K, 0);
     memcpy(ref, y, sizeof(float) * R * O);
-    sac_matvecs(y, O, W, K, x, K, O, K, R, 1);
+    sac_packed_matmul(y, O, &pk, 0, 3, x, K, R, 1);
     for (int i = 0; i < R * O; i++) ck_assert_float_eq(y[i], ref[i] + ref[i]);
-    free(W), free(x), free(y), free(ref), free(one);
-}
-END_TEST
-
-START_TEST(test_matvecs_f16)
-{
-    SacRng rng;
-    sac_rng_seed(&rng, 8, 1);
-    const int O = 21, K = 133, R = 3;
-    float *W = frand((size_t)O * K, &rng), *x = frand((size_t)R * K, &rng);
-    float *Wr = sac_alloc_floats((size_t)O * K), *y = sac_alloc_floats((size_t)R * O), *ref = sac_alloc_floats((size_t)R * O);
+    /* fp16: exactly the fp32 kernel on the rounded weights */
     uint16_t *Wh = malloc(sizeof(uint16_t) * O * K);
+    float *Wr = sac_alloc_floats((size_t)O * K);
     sac_float_to_half_array(Wh, W, (size_t)O * K);
     sac_half_to_float_array(Wr, Wh, (size_t)O * K);
-    /* exactly the fp32 kernel on the rounded weights */
-    sac_matvecs(ref, O, Wr, K, x, K, O, K, R, 0);
-    sac_matvecs_f16(y, O, Wh, K, x, K, O, K, R, 0);
+    packed_product(ref, Wr, x, O, K, R, 0, 2);
+    packed_product(y, W, x, O, K, R, 1, 2);
     ck_assert_mem_eq(y, ref, sizeof(float) * R * O);
-    free(W), free(x), free(Wr), free(y), free(ref), free(Wh);
+    /* a weight beyond fp16's range is reported */
+    W[5] = 1e6f;
+    void *hb = aligned_alloc(64, sac_packed_bytes(O, K, 1));
+    ck_assert_int_eq(sac_pack(&pk, hb, W, K, O, K, 1), 0);
+    free(W), free(x), free(y), free(ref), free(one), free(buf), free(Wh), free(Wr), free(hb);
 }
 END_TEST
 
-/* ---- decoding: the few-rows path against the matmul path, fp16 against fp32 ---- */
+/* ---- decoding: rows, threads, fp16 ---- */
 
 static Model *tiny_model(void);
 
@@ -310,23 +320,52 @@ START_TEST(test_decode_paths)
           *f3 = sac_alloc_floats((size_t)few * V), *h = sac_alloc_floats((size_t)few * V);
     DecoderInfer *inf = decoder_infer_create(&sz, R, R);
     ck_assert_ptr_nonnull(inf);
+    ck_assert_int_eq(decoder_infer_start(inf, feats, R, NULL, R, &m->p.dec), SAC_ERR_INVALID); /* unprepared */
+    ck_assert_int_eq(decoder_infer_prepare(inf, &m->p.dec, 0), SAC_OK);
     sac_threads_set(2);
-    two_steps(inf, feats, R, &m->p.dec, all, V); /* 12 rows: the matmul path */
+    two_steps(inf, feats, R, &m->p.dec, all, V);
     sac_threads_set(1);
-    two_steps(inf, feats, few, &m->p.dec, f1, V); /* 5 rows: the few-rows path */
+    two_steps(inf, feats, few, &m->p.dec, f1, V);
     sac_threads_set(3);
     two_steps(inf, feats, few, &m->p.dec, f3, V);
-    ck_assert_int_eq(check_tensor("few-rows path vs matmul path", f1, all, (size_t)few * V, 1e-5, 1e-4), 0);
-    /* every element is one dot product in a fixed order: the same bits for any thread count */
+    /* a row's logits do not depend on the other rows or the thread count */
+    ck_assert_mem_eq(f1, all, sizeof(float) * few * V);
     ck_assert_mem_eq(f1, f3, sizeof(float) * few * V);
-    ck_assert_int_eq(decoder_infer_set_half(inf, &m->p.dec), SAC_OK);
+    /* and they are the teacher-forced decoder's (the matmul path) */
+    {
+        const int T = sz.T, L = T + 1; /* tokens (few, T + 1) */
+        int tokens[5 * 32], lens[5], img[5];
+        ck_assert_int_le(few * L, 5 * 32);
+        for (int r = 0; r < few; r++) {
+            for (int k = 0; k < L; k++) tokens[r * L + k] = 0;
+            tokens[r * L] = 1, tokens[r * L + 1] = 4 + r % 7, tokens[r * L + 2] = 2, lens[r] = 2, img[r] = r;
+        }
+        DecoderBatch b = {few, few, img, tokens, lens};
+        DecoderActs *a = decoder_acts_create(&sz, few, few);
+        DecoderLoss loss;
+        ck_assert_int_eq(decoder_forward(&loss, a, feats, &b, &m->p.dec, &sz, 0.0f, 0.0f, NULL), SAC_OK);
+        float *pr = sac_alloc_floats((size_t)few * T * V), *sm = sac_alloc_floats(V);
+        decoder_get_probs(a, pr, &sz);
+        for (int r = 0; r < few; r++) {
+            const float *l = f1 + (size_t)r * V;
+            double mx = l[0], sum = 0;
+            for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+            for (int v = 0; v < V; v++) sum += exp(l[v] - mx);
+            for (int v = 0; v < V; v++) sm[v] = (float)(exp(l[v] - mx) / sum);
+            ck_assert_int_eq(check_tensor("step probabilities vs teacher-forced", sm, pr + ((size_t)r * T + 1) * V, V,
+                                          1e-6, 1e-4), 0);
+        }
+        free(pr), free(sm);
+        decoder_acts_free(a);
+    }
+    ck_assert_int_eq(decoder_infer_prepare(inf, &m->p.dec, 1), SAC_OK);
     two_steps(inf, feats, few, &m->p.dec, h, V);
     /* fp16 weights: relative rounding 2^-11 per weight */
     ck_assert_int_eq(check_tensor("fp16 weights vs fp32", h, f1, (size_t)few * V, 1e-3, 1e-2), 0);
     int same = 1;
     for (int i = 0; i < few * V; i++) same &= h[i] == f1[i];
     ck_assert_int_eq(same, 0); /* and they were used */
-    ck_assert_int_eq(decoder_infer_set_half(inf, NULL), SAC_OK);
+    ck_assert_int_eq(decoder_infer_prepare(inf, &m->p.dec, 0), SAC_OK);
     two_steps(inf, feats, few, &m->p.dec, h, V);
     ck_assert_mem_eq(h, f3, sizeof(float) * few * V);
     decoder_infer_free(inf);
@@ -420,8 +459,7 @@ static Suite *threadpool_suite(void)
     tcase_add_test(tc, test_nested_loops_run_serially);
     tcase_add_test(tc, test_concurrent_callers);
     tcase_add_test(tc, test_split_products);
-    tcase_add_test(tc, test_matvecs);
-    tcase_add_test(tc, test_matvecs_f16);
+    tcase_add_test(tc, test_packed);
     tcase_add_test(tc, test_decode_paths);
     tcase_add_test(tc, test_training_step_deterministic);
     suite_add_tcase(s, tc);
