@@ -2,6 +2,9 @@
  * conv2d.h - 3x3 convolution, padding 1, stride 1 or 2 (torch.nn.Conv2d(C, OC, 3, stride, 1)),
  * by im2col + sac_gemm over tiles of output columns sized for the cache.
  *
+ * The stride-1 forward of wide layers goes through winograd.h instead; the backward is
+ * always im2col.
+ *
  * Size letters: B batch, C input channels, OC output channels, H W input height and width,
  * Ho Wo output height and width: Ho = (H - 1) / stride + 1 (as torch with padding 1).
  * Tensors are NCHW, contiguous; the weight is torch's (OC, C, 3, 3).
@@ -25,16 +28,23 @@ size_t conv2d_scratch_floats(int B, int C, int H, int W, int OC, int stride);
  * wsplit (3, OC, 3C), wsplit[ky][o][c*3 + kx] = weight[o][c][ky][kx]. */
 void conv2d_weight_split(float *wsplit, const float *weight, int C, int OC);
 
+/* Weights prepared for the forward once, for callers that reuse them (inference):
+ * conv2d_prepared_floats floats (0 for stride 2), filled by conv2d_prepare. */
+size_t conv2d_prepared_floats(int C, int OC, int stride);
+void conv2d_prepare(float *prepared, const float *weight, int C, int OC, int stride);
+
 /* out (B, OC, Ho, Wo) = conv3x3(inp (B, C, H, W), weight (OC, C, 3, 3)) + bias (OC) or no bias
- * when bias is NULL. */
+ * when bias is NULL. Stride 1 with 64 or more input channels runs Winograd F(2x2, 3x3)
+ * (winograd.h): within a few ulps of direct convolution, 16 multiplies per 2x2 output tile and
+ * channel pair where im2col takes 36. */
 void conv2d_forward(float *out, float *scratch, const float *inp, const float *weight,
                     const float *bias, int B, int C, int H, int W, int OC, int stride);
 
 /* The same with the ReLU fused: out = max(0, conv + bias). Inference only (no backward).
- * wsplit: conv2d_weight_split(weight), prepared once by the caller, or NULL (then it is
- * rearranged into scratch on every call). */
+ * prepared: conv2d_prepare(weight), once by the caller, or NULL (then it is prepared in
+ * scratch on every call). */
 void conv2d_relu_forward(float *out, float *scratch, const float *inp, const float *weight,
-                         const float *wsplit, const float *bias, int B, int C, int H, int W, int OC,
+                         const float *prepared, const float *bias, int B, int C, int H, int W, int OC,
                          int stride);
 
 /* Backward of conv2d_forward; accumulates (+=) into every non-NULL gradient:

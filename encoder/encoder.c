@@ -500,7 +500,7 @@ struct EncoderInfer {
     int max_batch, grid_h, grid_w;
     float *params;                /* every folded weight and bias, one allocation */
     float *w[SAC_MAX_CONV];       /* (Cout, Cin, 3, 3) folded */
-    float *wsplit[SAC_MAX_CONV];  /* the same, conv2d_weight_split */
+    float *prep[SAC_MAX_CONV];    /* the same, conv2d_prepare (NULL for stride 2) */
     float *b[SAC_MAX_CONV];       /* (Cout) folded */
     /* Each lane (a chunk of images running on the pool) has its own buffers and takes its
      * images `sub` at a time, so memory does not grow with max_batch. */
@@ -527,7 +527,7 @@ void encoder_infer_update(EncoderInfer *enc, const EncoderParams *p)
                 enc->w[l][o * k + i] = (float)(L->weight[o * k + i] * scale);
             enc->b[l][o] = (float)shift;
         }
-        conv2d_weight_split(enc->wsplit[l], enc->w[l], s->cin, s->cout);
+        if (enc->prep[l]) conv2d_prepare(enc->prep[l], enc->w[l], s->cin, s->cout, s->stride);
     }
 }
 
@@ -549,7 +549,7 @@ EncoderInfer *encoder_infer_create(const EncoderConfig *cfg, const EncoderParams
     size_t n_params = 0, max_full = 0, max_layer = 0, max_scratch = 0;
     for (int l = 0; l < cfg->n_conv; l++) {
         const ConvShape *s = &e->shapes[l];
-        n_params += 2 * (size_t)s->cout * s->cin * 9 + (size_t)s->cout;
+        n_params += (size_t)s->cout * s->cin * 9 + conv2d_prepared_floats(s->cin, s->cout, s->stride) + (size_t)s->cout;
         if (s->pool) max_full = SAC_MAX(max_full, conv_out_floats(s, B));
         max_layer = SAC_MAX(max_layer, layer_out_floats(s, B));
         max_scratch = SAC_MAX(max_scratch, conv_scratch_any(s, B));
@@ -560,8 +560,9 @@ EncoderInfer *encoder_infer_create(const EncoderConfig *cfg, const EncoderParams
         const ConvShape *s = &e->shapes[l];
         e->w[l] = q;
         q += (size_t)s->cout * s->cin * 9;
-        e->wsplit[l] = q;
-        q += (size_t)s->cout * s->cin * 9;
+        const size_t np = conv2d_prepared_floats(s->cin, s->cout, s->stride);
+        e->prep[l] = np ? q : NULL;
+        q += np;
         e->b[l] = q;
         q += s->cout;
     }
@@ -615,7 +616,7 @@ static void infer_chunk(void *arg, int b0, int b1, int lane)
             const ConvShape *s = &enc->shapes[l];
             float *y = enc->layer[lane][cur];
             float *c = s->pool ? enc->full[lane] : y;
-            conv2d_relu_forward(c, enc->scratch[lane], x, enc->w[l], enc->wsplit[l], enc->b[l], nb, s->cin, s->h_in,
+            conv2d_relu_forward(c, enc->scratch[lane], x, enc->w[l], enc->prep[l], enc->b[l], nb, s->cin, s->h_in,
                                 s->w_in, s->cout, s->stride);
             if (s->pool) maxpool_forward(y, NULL, c, nb * s->cout, s->h_out, s->w_out);
             x = y;

@@ -104,12 +104,13 @@ START_TEST(test_conv2d_matches_direct)
         for (size_t i = 0; i < c.n_out; i++) ref[i] = ref[i] > 0.0f ? ref[i] : 0.0f;
         conv2d_relu_forward(c.out, c.scratch, c.inp, c.w, NULL, c.b, c.B, c.C, c.H, c.W, c.OC, c.stride);
         ck_assert_int_eq(check_tensor("conv2d_relu", c.out, ref, c.n_out, 1e-5, 1e-4), 0);
-        /* with the weight split beforehand */
-        float *ws = falloc(c.n_w);
-        conv2d_weight_split(ws, c.w, c.C, c.OC);
+        /* with the weight prepared beforehand */
+        float *ws = falloc(conv2d_prepared_floats(c.C, c.OC, c.stride) + 1);
+        conv2d_prepare(ws, c.w, c.C, c.OC, c.stride);
         memset(c.out, 0, sizeof(float) * c.n_out);
-        conv2d_relu_forward(c.out, c.scratch, c.inp, c.w, ws, c.b, c.B, c.C, c.H, c.W, c.OC, c.stride);
-        ck_assert_int_eq(check_tensor("conv2d_relu, split weight", c.out, ref, c.n_out, 1e-5, 1e-4), 0);
+        conv2d_relu_forward(c.out, c.scratch, c.inp, c.w, c.stride == 1 ? ws : NULL, c.b, c.B, c.C, c.H, c.W, c.OC,
+                            c.stride);
+        ck_assert_int_eq(check_tensor("conv2d_relu, prepared weight", c.out, ref, c.n_out, 1e-5, 1e-4), 0);
         free(ws);
         free(ref);
         conv_ctx_free(&c);

@@ -1,0 +1,252 @@
+/*
+ * winograd.c - 3x3 stride-1 convolution by F(2x2, 3x3), see winograd.h.
+ *
+ * The transforms (Lavin & Gray 2016, section 4.1):
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]      V = B^T d B   (4x4 input patch d)
+ *   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]     U = G g G^T   (3x3 filter g)
+ *   A^T = [1 1 1 0; 0 1 -1 -1]                         Y = A^T M A   (2x2 output tile)
+ * Tile (ty, tx) covers output rows 2ty, 2ty+1 and columns 2tx, 2tx+1; its patch starts at input
+ * row 2ty - 1, column 2tx - 1 (padding 1: zero outside the image). Odd sides get a last tile
+ * whose second row / column is not written.
+ *
+ * A chunk is a run of tile rows (a tile row = the tw tiles of one band of one image). Its
+ * input transform goes row by row: the four input rows padded by a zero on each side, the
+ * vertical B^T as whole-row vector operations, then the horizontal B per tile.
+ */
+#include "winograd.h"
+
+#include <string.h>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include "matmul.h"
+#include "sac.h"
+#include "threadpool.h"
+
+/* V + M of one chunk, in floats: a few hundred KB to stay near the cache. */
+enum { WINO_CHUNK_FLOATS = 1 << 18 };
+
+size_t winograd_weight_floats(int C, int OC) { return (size_t)16 * OC * C; }
+
+void winograd_weights(float *U, const float *weight, int C, int OC)
+{
+    const size_t plane = (size_t)OC * C;
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < C; c++) {
+            const float *g = weight + ((size_t)o * C + c) * 9;
+            float t[4][3]; /* G g */
+            for (int k = 0; k < 3; k++) {
+                t[0][k] = g[k];
+                t[1][k] = 0.5f * (g[k] + g[3 + k] + g[6 + k]);
+                t[2][k] = 0.5f * (g[k] - g[3 + k] + g[6 + k]);
+                t[3][k] = g[6 + k];
+            }
+            for (int i = 0; i < 4; i++) { /* (G g) G^T */
+                float *u = U + (size_t)i * 4 * plane + (size_t)o * C + c;
+                u[0] = t[i][0];
+                u[plane] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+                u[2 * plane] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+                u[3 * plane] = t[i][2];
+            }
+        }
+}
+
+typedef struct {
+    int th, tw; /* tile rows / columns of an image */
+    int rows;   /* tile rows per chunk */
+    int ld;     /* tiles of the widest chunk, rounded up to whole panels */
+} WinoPlan;
+
+static WinoPlan wino_plan(int C, int OC, int H, int W)
+{
+    WinoPlan pl;
+    pl.th = (H + 1) / 2;
+    pl.tw = (W + 1) / 2;
+    const size_t per_tile = (size_t)16 * (C + OC);
+    pl.rows = (int)SAC_MAX(1, WINO_CHUNK_FLOATS / (per_tile * pl.tw));
+    pl.ld = (pl.rows * pl.tw + SAC_PANEL - 1) / SAC_PANEL * SAC_PANEL;
+    return pl;
+}
+
+size_t winograd_scratch_floats(int C, int OC, int H, int W)
+{
+    const WinoPlan pl = wino_plan(C, OC, H, W);
+    return (size_t)16 * (C + OC) * pl.ld; /* V and M */
+}
+
+/* Element (tile t, channel c) of a transformed-input matrix stored as sac_pack panels: the
+ * tiles are the GEMM's outputs, the channels its k. */
+static inline size_t panel_at(int t, int c, int C)
+{
+    return ((size_t)(t / SAC_PANEL) * C + c) * SAC_PANEL + t % SAC_PANEL;
+}
+
+/* Tiles of a tile row taken at a time by the input transform (its buffers are on the stack). */
+enum { WINO_SEG = 64 };
+
+/* V[xi] (packed panels of tiles, the xi-th of 16 planes `plane` apart) for channels [c0, c1)
+ * of the tw tiles of tile row ty of one image img (C, H, W), as tiles t0 .. t0 + tw - 1. */
+static void input_tile_row(float *V, size_t plane, int t0, const float *img, int C, int c0, int c1, int H, int W,
+                           int ty, int tw)
+{
+    for (int c = c0; c < c1; c++) {
+        for (int s0 = 0; s0 < tw; s0 += WINO_SEG) {
+            const int n = SAC_MIN(WINO_SEG, tw - s0), x0 = 2 * s0 - 1, np = 2 * n + 2;
+            /* the patch rows of these tiles, p[j] = row[x0 + j] (zero outside the image), then
+             * B^T d down the columns, split into even and odd entries: tile t reads
+             * p[2t .. 2t + 3] = e[t], o[t], e[t + 1], o[t + 1] */
+            float p[4][2 * WINO_SEG + 2], e[4][WINO_SEG + 1], o[4][WINO_SEG + 1];
+            for (int i = 0; i < 4; i++) {
+                const int y = 2 * ty - 1 + i;
+                memset(p[i], 0, sizeof(float) * np);
+                if (y < 0 || y >= H) continue;
+                const int lo = SAC_MAX(0, x0), hi = SAC_MIN(W, x0 + np);
+                if (hi > lo) memcpy(p[i] + (lo - x0), img + ((size_t)c * H + y) * W + lo, sizeof(float) * (hi - lo));
+            }
+            for (int k = 0; k <= n; k++) {
+                const float a0 = p[0][2 * k], a1 = p[1][2 * k], a2 = p[2][2 * k], a3 = p[3][2 * k];
+                const float b0 = p[0][2 * k + 1], b1 = p[1][2 * k + 1], b2 = p[2][2 * k + 1], b3 = p[3][2 * k + 1];
+                e[0][k] = a0 - a2, e[1][k] = a1 + a2, e[2][k] = a2 - a1, e[3][k] = a1 - a3;
+                o[0][k] = b0 - b2, o[1][k] = b1 + b2, o[2][k] = b2 - b1, o[3][k] = b1 - b3;
+            }
+            /* (B^T d) B, straight into the panels, a run of tiles within one panel at a time */
+            for (int t = 0; t < n;) {
+                const int tt = t0 + s0 + t, run = SAC_MIN(n - t, SAC_PANEL - tt % SAC_PANEL);
+                const size_t at = panel_at(tt, c, C);
+                for (int i = 0; i < 4; i++) {
+                    const float *restrict ei = e[i] + t, *restrict oi = o[i] + t;
+                    float *restrict v0 = V + (size_t)(4 * i) * plane + at, *restrict v1 = v0 + plane,
+                                    *restrict v2 = v1 + plane, *restrict v3 = v2 + plane;
+                    for (int u = 0; u < run; u++) {
+                        v0[u] = ei[u] - ei[u + 1];
+                        v1[u] = oi[u] + ei[u + 1];
+                        v2[u] = ei[u + 1] - oi[u];
+                        v3[u] = oi[u] - oi[u + 1];
+                    }
+                }
+                t += run;
+            }
+        }
+    }
+}
+
+/* out rows 2ty, 2ty + 1 (of one channel of one image) from M[xi][n0 + t], planes `plane` apart */
+static void output_tile_row(float *out, const float *M, size_t plane, int H, int W, int ty, int tw, float bias,
+                            int relu)
+{
+    float *o0 = out + (size_t)2 * ty * W, *o1 = o0 + W;
+    const int two_rows = 2 * ty + 1 < H, full = W / 2; /* tiles with both columns inside */
+    int t = 0;
+#if defined(__AVX2__)
+    const __m256 vb = _mm256_set1_ps(bias), zero = _mm256_setzero_ps();
+    for (; t + 8 <= full; t += 8) {
+        __m256 m[16];
+        for (int xi = 0; xi < 16; xi++) m[xi] = _mm256_loadu_ps(M + xi * plane + t);
+        __m256 s0[4], s1[4]; /* A^T M */
+        for (int j = 0; j < 4; j++) {
+            s0[j] = _mm256_add_ps(_mm256_add_ps(m[j], m[4 + j]), m[8 + j]);
+            s1[j] = _mm256_sub_ps(_mm256_sub_ps(m[4 + j], m[8 + j]), m[12 + j]);
+        }
+        for (int a = 0; a < 2 - !two_rows; a++) {
+            const __m256 *sa = a ? s1 : s0;
+            __m256 y0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(sa[0], sa[1]), sa[2]), vb);
+            __m256 y1 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(sa[1], sa[2]), sa[3]), vb);
+            if (relu) y0 = _mm256_max_ps(y0, zero), y1 = _mm256_max_ps(y1, zero);
+            /* interleave: pixels 2t, 2t + 1, ... */
+            const __m256 lo = _mm256_unpacklo_ps(y0, y1), hi = _mm256_unpackhi_ps(y0, y1);
+            float *o = a ? o1 : o0;
+            _mm256_storeu_ps(o + 2 * t, _mm256_permute2f128_ps(lo, hi, 0x20));
+            _mm256_storeu_ps(o + 2 * t + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+        }
+    }
+#endif
+    for (; t < tw; t++) {
+        float m[16];
+        for (int xi = 0; xi < 16; xi++) m[xi] = M[xi * plane + t];
+        float y[2][2];
+        for (int a = 0; a < 2; a++) {
+            float sa[4];
+            for (int j = 0; j < 4; j++) sa[j] = a ? m[4 + j] - m[8 + j] - m[12 + j] : m[j] + m[4 + j] + m[8 + j];
+            y[a][0] = sa[0] + sa[1] + sa[2] + bias;
+            y[a][1] = sa[1] - sa[2] - sa[3] + bias;
+            if (relu) y[a][0] = y[a][0] > 0.0f ? y[a][0] : 0.0f, y[a][1] = y[a][1] > 0.0f ? y[a][1] : 0.0f;
+        }
+        o0[2 * t] = y[0][0];
+        if (2 * t + 1 < W) o0[2 * t + 1] = y[0][1];
+        if (two_rows) {
+            o1[2 * t] = y[1][0];
+            if (2 * t + 1 < W) o1[2 * t + 1] = y[1][1];
+        }
+    }
+}
+
+typedef struct {
+    const WinoPlan *pl;
+    float *out, *V, *M;
+    const float *inp, *U, *bias;
+    int C, H, W, OC, relu, q0, nq, n;
+} WinoTask;
+
+static void input_task(void *arg, int c0, int c1, int chunk)
+{
+    (void)chunk;
+    const WinoTask *t = arg;
+    const WinoPlan *pl = t->pl;
+    const size_t in_img = (size_t)t->C * t->H * t->W;
+    for (int k = 0; k < t->nq; k++) {
+        const int q = t->q0 + k, b = q / pl->th, ty = q % pl->th;
+        input_tile_row(t->V, (size_t)t->C * pl->ld, k * pl->tw, t->inp + b * in_img, t->C, c0, c1, t->H, t->W, ty,
+                       pl->tw);
+    }
+}
+
+/* M[xi] (OC, n) = U[xi] (OC, C) @ V[xi] (C, n): U's rows against the tile panels */
+static void gemm_task(void *arg, int x0, int x1, int chunk)
+{
+    (void)chunk;
+    const WinoTask *t = arg;
+    const size_t vplane = (size_t)t->C * t->pl->ld, mplane = (size_t)t->OC * t->pl->ld;
+    for (int xi = x0; xi < x1; xi++) {
+        const SacPacked vp = {t->n, t->C, 0, t->V + xi * vplane};
+        sac_packed_matmul(t->M + xi * mplane, t->n, &vp, 0, (t->n + SAC_PANEL - 1) / SAC_PANEL,
+                          t->U + (size_t)xi * t->OC * t->C, t->C, t->OC, 0);
+    }
+}
+
+static void output_task(void *arg, int o0, int o1, int chunk)
+{
+    (void)chunk;
+    const WinoTask *t = arg;
+    const WinoPlan *pl = t->pl;
+    const size_t out_img = (size_t)t->OC * t->H * t->W, mplane = (size_t)t->OC * pl->ld;
+    for (int k = 0; k < t->nq; k++) {
+        const int q = t->q0 + k, b = q / pl->th, ty = q % pl->th;
+        for (int o = o0; o < o1; o++)
+            output_tile_row(t->out + b * out_img + (size_t)o * t->H * t->W, t->M + (size_t)o * t->n + k * pl->tw,
+                            mplane, t->H, t->W, ty, pl->tw, t->bias ? t->bias[o] : 0.0f, t->relu);
+    }
+}
+
+void winograd_forward(float *out, float *scratch, const float *inp, const float *U, const float *bias, int B,
+                      int C, int H, int W, int OC, int relu)
+{
+    const WinoPlan pl = wino_plan(C, OC, H, W);
+    const size_t vplane = (size_t)C * pl.ld;
+    WinoTask t = {&pl, out, scratch, scratch + 16 * vplane, inp, U, bias, C, H, W, OC, relu, 0, 0, 0};
+    const int total = B * pl.th; /* tile rows of the batch */
+    /* three phases, each split across the pool when called from outside it (one image); from
+     * a pool task (a chunk of a batch) they run in the calling thread */
+    for (t.q0 = 0; t.q0 < total; t.q0 += pl.rows) {
+        t.nq = SAC_MIN(pl.rows, total - t.q0), t.n = t.nq * pl.tw;
+        sac_parallel_for(C, 8, input_task, &t);
+        /* zero the unused tiles of the last panel (their outputs are not stored, but keep
+         * them finite) */
+        for (int tt = t.n; tt % SAC_PANEL; tt++)
+            for (int c = 0; c < C; c++)
+                for (int xi = 0; xi < 16; xi++) t.V[xi * vplane + panel_at(tt, c, C)] = 0.0f;
+        sac_parallel_for(16, 1, gemm_task, &t);
+        sac_parallel_for(OC, 8, output_task, &t);
+    }
+}
