@@ -2,8 +2,9 @@
  * conv2d.h - 3x3 convolution, padding 1, stride 1 or 2 (torch.nn.Conv2d(C, OC, 3, stride, 1)),
  * by im2col + sac_gemm over tiles of output columns sized for the cache.
  *
- * The stride-1 forward of wide layers goes through winograd.h instead; the backward is
- * always im2col.
+ * Stride-1 convolutions of 64+ channels go through winograd.h instead: the forward when the
+ * input is that wide, the input gradient when the output is (on sides of 16 x 16 and up);
+ * weight gradients are im2col.
  *
  * Size letters: B batch, C input channels, OC output channels, H W input height and width,
  * Ho Wo output height and width: Ho = (H - 1) / stride + 1 (as torch with padding 1).

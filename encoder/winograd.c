@@ -30,27 +30,39 @@ enum { WINO_CHUNK_FLOATS = 1 << 18 };
 
 size_t winograd_weight_floats(int C, int OC) { return (size_t)16 * OC * C; }
 
+/* u[xi * plane] = (G g G^T)[xi] for one 3x3 filter g (flipped: g rotated by 180 degrees) */
+static void wino_filter(float *u, size_t plane, const float *g0, int flip)
+{
+    float g[9];
+    for (int k = 0; k < 9; k++) g[k] = flip ? g0[8 - k] : g0[k];
+    float t[4][3]; /* G g */
+    for (int k = 0; k < 3; k++) {
+        t[0][k] = g[k];
+        t[1][k] = 0.5f * (g[k] + g[3 + k] + g[6 + k]);
+        t[2][k] = 0.5f * (g[k] - g[3 + k] + g[6 + k]);
+        t[3][k] = g[6 + k];
+    }
+    for (int i = 0; i < 4; i++) { /* (G g) G^T */
+        float *ui = u + (size_t)i * 4 * plane;
+        ui[0] = t[i][0];
+        ui[plane] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+        ui[2 * plane] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+        ui[3 * plane] = t[i][2];
+    }
+}
+
 void winograd_weights(float *U, const float *weight, int C, int OC)
 {
     const size_t plane = (size_t)OC * C;
     for (int o = 0; o < OC; o++)
-        for (int c = 0; c < C; c++) {
-            const float *g = weight + ((size_t)o * C + c) * 9;
-            float t[4][3]; /* G g */
-            for (int k = 0; k < 3; k++) {
-                t[0][k] = g[k];
-                t[1][k] = 0.5f * (g[k] + g[3 + k] + g[6 + k]);
-                t[2][k] = 0.5f * (g[k] - g[3 + k] + g[6 + k]);
-                t[3][k] = g[6 + k];
-            }
-            for (int i = 0; i < 4; i++) { /* (G g) G^T */
-                float *u = U + (size_t)i * 4 * plane + (size_t)o * C + c;
-                u[0] = t[i][0];
-                u[plane] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                u[2 * plane] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                u[3 * plane] = t[i][2];
-            }
-        }
+        for (int c = 0; c < C; c++) wino_filter(U + (size_t)o * C + c, plane, weight + ((size_t)o * C + c) * 9, 0);
+}
+
+void winograd_weights_transposed(float *U, const float *weight, int C, int OC)
+{
+    const size_t plane = (size_t)OC * C;
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < C; c++) wino_filter(U + (size_t)c * OC + o, plane, weight + ((size_t)o * C + c) * 9, 1);
 }
 
 typedef struct {
@@ -134,7 +146,7 @@ static void input_tile_row(float *V, size_t plane, int t0, const float *img, int
 
 /* out rows 2ty, 2ty + 1 (of one channel of one image) from M[xi][n0 + t], planes `plane` apart */
 static void output_tile_row(float *out, const float *M, size_t plane, int H, int W, int ty, int tw, float bias,
-                            int relu)
+                            int relu, int accumulate)
 {
     float *o0 = out + (size_t)2 * ty * W, *o1 = o0 + W;
     const int two_rows = 2 * ty + 1 < H, full = W / 2; /* tiles with both columns inside */
@@ -157,8 +169,11 @@ static void output_tile_row(float *out, const float *M, size_t plane, int H, int
             /* interleave: pixels 2t, 2t + 1, ... */
             const __m256 lo = _mm256_unpacklo_ps(y0, y1), hi = _mm256_unpackhi_ps(y0, y1);
             float *o = a ? o1 : o0;
-            _mm256_storeu_ps(o + 2 * t, _mm256_permute2f128_ps(lo, hi, 0x20));
-            _mm256_storeu_ps(o + 2 * t + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+            __m256 r0 = _mm256_permute2f128_ps(lo, hi, 0x20), r1 = _mm256_permute2f128_ps(lo, hi, 0x31);
+            if (accumulate)
+                r0 = _mm256_add_ps(r0, _mm256_loadu_ps(o + 2 * t)), r1 = _mm256_add_ps(r1, _mm256_loadu_ps(o + 2 * t + 8));
+            _mm256_storeu_ps(o + 2 * t, r0);
+            _mm256_storeu_ps(o + 2 * t + 8, r1);
         }
     }
 #endif
@@ -173,11 +188,10 @@ static void output_tile_row(float *out, const float *M, size_t plane, int H, int
             y[a][1] = sa[1] - sa[2] - sa[3] + bias;
             if (relu) y[a][0] = y[a][0] > 0.0f ? y[a][0] : 0.0f, y[a][1] = y[a][1] > 0.0f ? y[a][1] : 0.0f;
         }
-        o0[2 * t] = y[0][0];
-        if (2 * t + 1 < W) o0[2 * t + 1] = y[0][1];
-        if (two_rows) {
-            o1[2 * t] = y[1][0];
-            if (2 * t + 1 < W) o1[2 * t + 1] = y[1][1];
+        for (int a = 0; a < 1 + two_rows; a++) {
+            float *o = a ? o1 : o0;
+            o[2 * t] = accumulate ? o[2 * t] + y[a][0] : y[a][0];
+            if (2 * t + 1 < W) o[2 * t + 1] = accumulate ? o[2 * t + 1] + y[a][1] : y[a][1];
         }
     }
 }
@@ -186,7 +200,7 @@ typedef struct {
     const WinoPlan *pl;
     float *out, *V, *M;
     const float *inp, *U, *bias;
-    int C, H, W, OC, relu, q0, nq, n;
+    int C, H, W, OC, relu, accumulate, q0, nq, n;
 } WinoTask;
 
 static void input_task(void *arg, int c0, int c1, int chunk)
@@ -225,16 +239,17 @@ static void output_task(void *arg, int o0, int o1, int chunk)
         const int q = t->q0 + k, b = q / pl->th, ty = q % pl->th;
         for (int o = o0; o < o1; o++)
             output_tile_row(t->out + b * out_img + (size_t)o * t->H * t->W, t->M + (size_t)o * t->n + k * pl->tw,
-                            mplane, t->H, t->W, ty, pl->tw, t->bias ? t->bias[o] : 0.0f, t->relu);
+                            mplane, t->H, t->W, ty, pl->tw, t->bias ? t->bias[o] : 0.0f, t->relu, t->accumulate);
     }
 }
 
 void winograd_forward(float *out, float *scratch, const float *inp, const float *U, const float *bias, int B,
-                      int C, int H, int W, int OC, int relu)
+                      int C, int H, int W, int OC, int mode)
 {
     const WinoPlan pl = wino_plan(C, OC, H, W);
     const size_t vplane = (size_t)C * pl.ld;
-    WinoTask t = {&pl, out, scratch, scratch + 16 * vplane, inp, U, bias, C, H, W, OC, relu, 0, 0, 0};
+    WinoTask t = {&pl, out, scratch, scratch + 16 * vplane, inp, U, bias, C, H, W, OC,
+                  mode == WINO_RELU, mode == WINO_ACCUMULATE, 0, 0, 0};
     const int total = B * pl.th; /* tile rows of the batch */
     /* three phases, each split across the pool when called from outside it (one image); from
      * a pool task (a chunk of a batch) they run in the calling thread */

@@ -24,12 +24,16 @@
 size_t winograd_weight_floats(int C, int OC);
 /* U (16, OC, C) = G g G^T for every filter g of weight (OC, C, 3, 3). */
 void winograd_weights(float *U, const float *weight, int C, int OC);
+/* The same for the convolution that is the forward's input gradient: its filters are weight's
+ * transposed (C, OC) and rotated by 180 degrees; U (16, C, OC). */
+void winograd_weights_transposed(float *U, const float *weight, int C, int OC);
 
 size_t winograd_scratch_floats(int C, int OC, int H, int W);
 
-/* out (B, OC, H, W) = conv3x3(inp (B, C, H, W)) + bias (OC, or NULL), then max(0, .) when relu;
- * U from winograd_weights. */
+enum { WINO_STORE, WINO_RELU, WINO_ACCUMULATE };
+/* out (B, OC, H, W) = conv3x3(inp (B, C, H, W)) + bias (OC, or NULL); WINO_RELU: then max(0, .);
+ * WINO_ACCUMULATE: out += instead of =. U from winograd_weights. */
 void winograd_forward(float *out, float *scratch, const float *inp, const float *U, const float *bias, int B,
-                      int C, int H, int W, int OC, int relu);
+                      int C, int H, int W, int OC, int mode);
 
 #endif
