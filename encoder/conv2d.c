@@ -107,9 +107,14 @@ size_t conv2d_prepared_floats(int C, int OC, int stride)
     return use_winograd(C, stride) ? winograd_weight_floats(C, OC) : 0;
 }
 
-void conv2d_prepare(float *prepared, const float *weight, int C, int OC, int stride)
+void conv2d_prepare(float *prepared, const float *weight, const float *scale, int C, int OC, int stride)
 {
-    if (use_winograd(C, stride)) winograd_weights(prepared, weight, C, OC);
+    if (!use_winograd(C, stride)) return;
+    winograd_weights(prepared, weight, C, OC);
+    if (scale) /* the transform is linear: U(s g) = s U(g); U is (16, OC, C) */
+        for (int xi = 0; xi < 16; xi++)
+            for (int o = 0; o < OC; o++)
+                for (int c = 0; c < C; c++) prepared[((size_t)xi * OC + o) * C + c] *= scale[o];
 }
 
 void conv2d_weight_split(float *wsplit, const float *weight, int C, int OC)

@@ -30,9 +30,10 @@ size_t conv2d_scratch_floats(int B, int C, int H, int W, int OC, int stride);
 void conv2d_weight_split(float *wsplit, const float *weight, int C, int OC);
 
 /* Weights prepared for the forward once, for callers that reuse them (inference):
- * conv2d_prepared_floats floats (0 for stride 2), filled by conv2d_prepare. */
+ * conv2d_prepared_floats floats (0 when this conv does not take any: then pass NULL), filled
+ * by conv2d_prepare from weight with output channel o scaled by scale[o] (scale may be NULL). */
 size_t conv2d_prepared_floats(int C, int OC, int stride);
-void conv2d_prepare(float *prepared, const float *weight, int C, int OC, int stride);
+void conv2d_prepare(float *prepared, const float *weight, const float *scale, int C, int OC, int stride);
 
 /* out (B, OC, Ho, Wo) = conv3x3(inp (B, C, H, W), weight (OC, C, 3, 3)) + bias (OC) or no bias
  * when bias is NULL. Stride 1 with 64 or more input channels runs Winograd F(2x2, 3x3)
@@ -42,8 +43,8 @@ void conv2d_forward(float *out, float *scratch, const float *inp, const float *w
                     const float *bias, int B, int C, int H, int W, int OC, int stride);
 
 /* The same with the ReLU fused: out = max(0, conv + bias). Inference only (no backward).
- * prepared: conv2d_prepare(weight), once by the caller, or NULL (then it is prepared in
- * scratch on every call). */
+ * prepared: conv2d_prepare(weight), once by the caller (weight may then be NULL), or NULL
+ * (then it is prepared in scratch on every call). */
 void conv2d_relu_forward(float *out, float *scratch, const float *inp, const float *weight,
                          const float *prepared, const float *bias, int B, int C, int H, int W, int OC,
                          int stride);

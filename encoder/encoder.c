@@ -500,7 +500,9 @@ struct EncoderInfer {
     int max_batch, grid_h, grid_w;
     float *params;                /* every folded weight and bias, one allocation */
     float *w[SAC_MAX_CONV];       /* (Cout, Cin, 3, 3) folded */
-    float *prep[SAC_MAX_CONV];    /* the same, conv2d_prepare (NULL for stride 2) */
+    float *prep[SAC_MAX_CONV];    /* the same, conv2d_prepare, when the conv takes prepared weights
+                                   * (then w is NULL: the forward reads only these) */
+    float *scale[SAC_MAX_CONV];   /* (Cout) the batchnorm scale folded into w or prep */
     float *b[SAC_MAX_CONV];       /* (Cout) folded */
     /* Each lane (a chunk of images running on the pool) has its own buffers and takes its
      * images `sub` at a time, so memory does not grow with max_batch. */
@@ -516,18 +518,20 @@ void encoder_infer_update(EncoderInfer *enc, const EncoderParams *p)
         const ConvShape *s = &enc->shapes[l];
         const ConvLayerParams *L = &p->conv[l];
         const size_t k = (size_t)s->cin * 9;
+        float *scale = enc->scale[l];
         for (int o = 0; o < s->cout; o++) {
-            double scale = 1.0, shift = L->bias ? L->bias[o] : 0.0;
+            double sc = 1.0, shift = L->bias ? L->bias[o] : 0.0;
             if (enc->cfg.batchnorm) {
                 /* bn(conv + bias) = (conv + bias - mean) * g / sqrt(var + eps) + beta */
-                scale = L->bn_gamma[o] / sqrt((double)L->bn_var[o] + (double)SAC_BN_EPS);
-                shift = L->bn_beta[o] + (shift - L->bn_mean[o]) * scale;
+                sc = L->bn_gamma[o] / sqrt((double)L->bn_var[o] + (double)SAC_BN_EPS);
+                shift = L->bn_beta[o] + (shift - L->bn_mean[o]) * sc;
             }
-            for (size_t i = 0; i < k; i++)
-                enc->w[l][o * k + i] = (float)(L->weight[o * k + i] * scale);
+            if (enc->w[l])
+                for (size_t i = 0; i < k; i++) enc->w[l][o * k + i] = (float)(L->weight[o * k + i] * sc);
+            scale[o] = (float)sc;
             enc->b[l][o] = (float)shift;
         }
-        if (enc->prep[l]) conv2d_prepare(enc->prep[l], enc->w[l], s->cin, s->cout, s->stride);
+        if (enc->prep[l]) conv2d_prepare(enc->prep[l], L->weight, scale, s->cin, s->cout, s->stride);
     }
 }
 
@@ -549,7 +553,8 @@ EncoderInfer *encoder_infer_create(const EncoderConfig *cfg, const EncoderParams
     size_t n_params = 0, max_full = 0, max_layer = 0, max_scratch = 0;
     for (int l = 0; l < cfg->n_conv; l++) {
         const ConvShape *s = &e->shapes[l];
-        n_params += (size_t)s->cout * s->cin * 9 + conv2d_prepared_floats(s->cin, s->cout, s->stride) + (size_t)s->cout;
+        const size_t np = conv2d_prepared_floats(s->cin, s->cout, s->stride);
+        n_params += (np ? np : (size_t)s->cout * s->cin * 9) + 2 * (size_t)s->cout;
         if (s->pool) max_full = SAC_MAX(max_full, conv_out_floats(s, B));
         max_layer = SAC_MAX(max_layer, layer_out_floats(s, B));
         max_scratch = SAC_MAX(max_scratch, conv_scratch_any(s, B));
@@ -558,11 +563,12 @@ EncoderInfer *encoder_infer_create(const EncoderConfig *cfg, const EncoderParams
     float *q = e->params;
     for (int l = 0; l < cfg->n_conv; l++) {
         const ConvShape *s = &e->shapes[l];
-        e->w[l] = q;
-        q += (size_t)s->cout * s->cin * 9;
         const size_t np = conv2d_prepared_floats(s->cin, s->cout, s->stride);
         e->prep[l] = np ? q : NULL;
-        q += np;
+        e->w[l] = np ? NULL : q + np;
+        q += np ? np : (size_t)s->cout * s->cin * 9;
+        e->scale[l] = q;
+        q += s->cout;
         e->b[l] = q;
         q += s->cout;
     }

@@ -105,14 +105,20 @@ START_TEST(test_conv2d_matches_direct)
         for (size_t i = 0; i < c.n_out; i++) ref[i] = ref[i] > 0.0f ? ref[i] : 0.0f;
         conv2d_relu_forward(c.out, c.scratch, c.inp, c.w, NULL, c.b, c.B, c.C, c.H, c.W, c.OC, c.stride);
         ck_assert_int_eq(check_tensor("conv2d_relu", c.out, ref, c.n_out, 1e-5, 1e-4), 0);
-        /* with the weight prepared beforehand */
-        float *ws = falloc(conv2d_prepared_floats(c.C, c.OC, c.stride) + 1);
-        conv2d_prepare(ws, c.w, c.C, c.OC, c.stride);
+        /* with the weight prepared beforehand, output channels scaled (batchnorm folding): the
+         * forward then reads only the prepared weights */
+        const size_t np = conv2d_prepared_floats(c.C, c.OC, c.stride);
+        float *ws = falloc(np + 1), *scale = falloc(c.OC), *wsc = falloc(c.n_w);
+        for (int o = 0; o < c.OC; o++) scale[o] = 0.5f + 0.25f * (o % 3);
+        for (size_t i = 0; i < c.n_w; i++) wsc[i] = c.w[i] * scale[i / (c.n_w / c.OC)];
+        conv2d_prepare(ws, c.w, scale, c.C, c.OC, c.stride);
+        conv2d_forward_ref(ref, c.inp, wsc, c.b, c.B, c.C, c.H, c.W, c.OC, c.stride);
+        for (size_t i = 0; i < c.n_out; i++) ref[i] = ref[i] > 0.0f ? ref[i] : 0.0f;
         memset(c.out, 0, sizeof(float) * c.n_out);
-        conv2d_relu_forward(c.out, c.scratch, c.inp, c.w, c.stride == 1 ? ws : NULL, c.b, c.B, c.C, c.H, c.W, c.OC,
+        conv2d_relu_forward(c.out, c.scratch, c.inp, np ? NULL : wsc, np ? ws : NULL, c.b, c.B, c.C, c.H, c.W, c.OC,
                             c.stride);
-        ck_assert_int_eq(check_tensor("conv2d_relu, prepared weight", c.out, ref, c.n_out, 1e-5, 1e-4), 0);
-        free(ws);
+        ck_assert_int_eq(check_tensor("conv2d_relu, prepared scaled weight", c.out, ref, c.n_out, 1e-5, 1e-4), 0);
+        free(ws), free(scale), free(wsc);
         free(ref);
         conv_ctx_free(&c);
     }
