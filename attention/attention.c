@@ -79,15 +79,7 @@ static void step_forward_rows(void *ctx, int b0, int b1, int chunk)
             alpha[q] = dot_lanes(sq, full_w, A) + full_b;
         }
         /* alpha = softmax(e) */
-        float emax = alpha[0];
-        for (int q = 1; q < P; q++) emax = alpha[q] > emax ? alpha[q] : emax;
-        float sum = 0.0f;
-        for (int q = 0; q < P; q++) {
-            alpha[q] = sac_expf(alpha[q] - emax);
-            sum += alpha[q];
-        }
-        const float inv = 1.0f / sum;
-        for (int q = 0; q < P; q++) alpha[q] *= inv;
+        sac_softmax_inplace(alpha, P);
         /* z = alpha @ feats; zg = sigmoid(gpre) * z */
         float *z = w->c->z + (size_t)b * E;
         for (int k = 0; k < E; k++) z[k] = 0.0f;

@@ -16,7 +16,8 @@
  *                  DIR/rss.txt (lines "name kilobytes") and print the comparison table
  *
  * Decoding runs a fixed 20 steps like the peer (which never stops early): <end> gets a bias of
- * -1e4, so neither greedy nor beam search ends before max_len. Timings are wall clock after a
+ * -1e4, so neither greedy nor beam search ends before max_len (and greedy decoding, which
+ * drops finished captions from its batch, keeps all 64). Timings are wall clock after a
  * warm-up; the table shows medians (min..max in the JSON).
  *
  * Size letters: B images, Bc captions, S input side, P grid positions, E encoder channels,

@@ -53,4 +53,18 @@ static inline float sac_tanhf(float x)
     return a < 0.4f ? small : sbig;
 }
 
+/* x = softmax(x) in place over n >= 1 entries (the maximum subtracted first). */
+static inline void sac_softmax_inplace(float *x, int n)
+{
+    float mx = x[0];
+    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = sac_expf(x[i] - mx);
+        sum += x[i];
+    }
+    const float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
 #endif

@@ -105,7 +105,8 @@ const float *decoder_infer_step(DecoderInfer *inf, const int *tokens, int R, con
 void decoder_infer_reorder(DecoderInfer *inf, const int *parent, int R);
 /* The sizes inf was created with. */
 const DecoderSizes *decoder_infer_sizes(const DecoderInfer *inf);
-/* Pack p's step weights (fc, decoder_att, f_beta, the LSTM) for the steps: in fp16 when half
+/* Pack p's step weights (fc, decoder_att, f_beta, the LSTM; init_h, init_c and encoder_att for
+ * decoder_infer_start) into panels (matmul.h sac_pack): in fp16 when half
  * (half the bytes each step reads; falls back to fp32, with a warning, when a weight is beyond
  * fp16's range), else fp32. Required before decoder_infer_start with this p, and again after
  * p's values change. SAC_OK or SAC_ERR_NOMEM. */

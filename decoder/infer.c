@@ -256,15 +256,7 @@ static void attention_rows(void *arg, int r0, int r1, int chunk)
     const int P = sz->P, E = sz->E, A = sz->A, M = sz->M, W = hside_width(sz);
     for (int r = r0; r < r1; r++) {
         float *alpha = f->alpha + (size_t)r * P;
-        float emax = alpha[0];
-        for (int q = 1; q < P; q++) emax = alpha[q] > emax ? alpha[q] : emax;
-        float sum = 0.0f;
-        for (int q = 0; q < P; q++) {
-            alpha[q] = sac_expf(alpha[q] - emax);
-            sum += alpha[q];
-        }
-        const float inv = 1.0f / sum;
-        for (int q = 0; q < P; q++) alpha[q] *= inv;
+        sac_softmax_inplace(alpha, P);
         float *x = f->x + (size_t)r * (M + E), *z = x + M;
         memcpy(x, t->p->embed + (size_t)t->tokens[r] * M, sizeof(float) * M);
         memset(z, 0, sizeof(float) * E);

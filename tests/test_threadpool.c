@@ -244,7 +244,7 @@ END_TEST
 /* y (R, O) = x @ W^T through packed W, in two panel ranges */
 static void packed_product(float *y, const float *W, const float *x, int O, int K, int R, int half, int cut)
 {
-    void *buf = aligned_alloc(64, sac_packed_bytes(O, K, half));
+    void *buf = aligned_alloc(64, (sac_packed_bytes(O, K, half) + 63) / 64 * 64);
     SacPacked pk;
     ck_assert_int_eq(sac_pack(&pk, buf, W, K, O, K, half), 1);
     sac_packed_matmul(y, O, &pk, 0, cut, x, K, R, 0);
@@ -271,7 +271,7 @@ START_TEST(test_packed)
             free(part);
         }
     /* accumulate adds */
-    void *buf = aligned_alloc(64, sac_packed_bytes(O, K, 0));
+    void *buf = aligned_alloc(64, (sac_packed_bytes(O, K, 0) + 63) / 64 * 64);
     SacPacked pk;
     sac_pack(&pk, buf, W, K, O, K, 0);
     memcpy(ref, y, sizeof(float) * R * O);
@@ -287,7 +287,7 @@ START_TEST(test_packed)
     ck_assert_mem_eq(y, ref, sizeof(float) * R * O);
     /* a weight beyond fp16's range is reported */
     W[5] = 1e6f;
-    void *hb = aligned_alloc(64, sac_packed_bytes(O, K, 1));
+    void *hb = aligned_alloc(64, (sac_packed_bytes(O, K, 1) + 63) / 64 * 64);
     ck_assert_int_eq(sac_pack(&pk, hb, W, K, O, K, 1), 0);
     free(W), free(x), free(y), free(ref), free(one), free(buf), free(Wh), free(Wr), free(hb);
 }
