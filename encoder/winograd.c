@@ -9,9 +9,13 @@
  * row 2ty - 1, column 2tx - 1 (padding 1: zero outside the image). Odd sides get a last tile
  * whose second row / column is not written.
  *
- * A chunk is a run of tile rows (a tile row = the tw tiles of one band of one image). Its
- * input transform goes row by row: the four input rows padded by a zero on each side, the
- * vertical B^T as whole-row vector operations, then the horizontal B per tile.
+ * A chunk is a run of tile rows (a tile row = the tw tiles of one band of one image), sized so
+ * that its V and M stay near the cache. For each channel the input transform takes up to 64
+ * tiles of a row at once: the four patch rows (zero-padded), B^T down the columns split into
+ * even and odd entries, then B across, written straight into V as sac_pack panels of 16 tiles
+ * (the tiles are the outputs of the products, the channels their k). The 16 products
+ * M[xi] = U[xi] @ V[xi] are sac_packed_matmul calls with U's rows as the rows; the output
+ * transform runs 8 tiles at a time with the bias, ReLU or accumulation fused.
  */
 #include "winograd.h"
 
@@ -25,7 +29,7 @@
 #include "sac.h"
 #include "threadpool.h"
 
-/* V + M of one chunk, in floats: a few hundred KB to stay near the cache. */
+/* V + M of one chunk, in floats (1 MB). */
 enum { WINO_CHUNK_FLOATS = 1 << 18 };
 
 size_t winograd_weight_floats(int C, int OC) { return (size_t)16 * OC * C; }
