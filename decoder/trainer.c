@@ -1,5 +1,6 @@
 /*
- * trainer.c - the training run and split evaluation, see trainer.h.
+ * trainer.c - the training run and split evaluation, see trainer.h (the gradient step itself
+ * is train_step.c).
  *
  * Size letters: Bi images per batch, Bc captions per batch, S input side, T caption steps,
  * P grid positions, E encoder channels.
@@ -17,150 +18,6 @@
 #include "sac.h"
 #include "safetensors.h"
 #include "threadpool.h"
-
-/* The optimizer's flat loops run in fixed blocks (threadpool.h sac_parallel_blocks), so the
- * gradient norm is the same sum for every thread count. */
-#define FLAT_BLOCK 32768
-
-/* ---------------------------------------------------------------- the gradient step */
-
-struct TrainStep {
-    Model *m;
-    int max_images, max_caps;
-    float *grad;     /* (n_floats) model layout; only the trainable part is used */
-    float *adam_m, *adam_v; /* (n_trainable) */
-    long t;          /* Adam steps taken */
-    ModelParams g;
-    EncoderActs *ea;
-    DecoderActs *da;
-    float *feats, *dfeats; /* (Bi, P, E) */
-    size_t enc_end;  /* floats [0, enc_end) belong to the encoder */
-    double *norm_part; /* (n_trainable / FLAT_BLOCK rounded up) per-block sums of squares */
-};
-
-void train_step_free(TrainStep *ts)
-{
-    if (!ts) return;
-    free(ts->grad), free(ts->adam_m), free(ts->adam_v), free(ts->feats), free(ts->dfeats), free(ts->norm_part);
-    encoder_acts_free(ts->ea);
-    decoder_acts_free(ts->da);
-    free(ts);
-}
-
-TrainStep *train_step_create(Model *m, int max_images, int max_caps)
-{
-    TrainStep *ts = sac_calloc(1, sizeof(*ts));
-    if (!ts) return NULL;
-    ts->m = m, ts->max_images = max_images, ts->max_caps = max_caps;
-    DecoderSizes sz = model_decoder_sizes(m);
-    const size_t PE = (size_t)m->P * m->cfg.E;
-    ts->grad = sac_alloc_floats(m->n_floats);
-    ts->adam_m = sac_alloc_floats(m->n_trainable);
-    ts->adam_v = sac_alloc_floats(m->n_trainable);
-    ts->feats = sac_alloc_floats(max_images * PE);
-    ts->dfeats = sac_alloc_floats(max_images * PE);
-    ts->ea = encoder_acts_create(&m->cfg.enc, max_images);
-    ts->da = decoder_acts_create(&sz, max_caps, max_images);
-    ts->norm_part = sac_malloc(sizeof(double) * (m->n_trainable / FLAT_BLOCK + 1));
-    if (!ts->grad || !ts->adam_m || !ts->adam_v || !ts->feats || !ts->dfeats || !ts->ea || !ts->da ||
-        !ts->norm_part) {
-        train_step_free(ts);
-        return NULL;
-    }
-    memset(ts->grad, 0, sizeof(float) * m->n_floats);
-    memset(ts->adam_m, 0, sizeof(float) * m->n_trainable);
-    memset(ts->adam_v, 0, sizeof(float) * m->n_trainable);
-    model_point(m, ts->grad, &ts->g);
-    ts->enc_end = 0;
-    for (int i = 0; i < m->n_specs; i++)
-        if (m->specs[i].trainable && !strncmp(m->specs[i].name, "encoder.", 8))
-            ts->enc_end = m->specs[i].offset + m->specs[i].numel;
-    return ts;
-}
-
-float *train_step_grads(TrainStep *ts) { return ts->grad; }
-const ModelParams *train_step_grad_params(TrainStep *ts) { return &ts->g; }
-
-static void zero_block(void *p, int i0, int i1, int block)
-{
-    (void)block;
-    memset((float *)p + i0, 0, sizeof(float) * (i1 - i0));
-}
-
-int train_step_grad(TrainStep *ts, const float *images, const DecoderBatch *batch, SacRng *dropout_rng,
-                    DecoderLoss *loss)
-{
-    Model *m = ts->m;
-    const int Bi = batch->n_images;
-    const size_t PE = (size_t)m->P * m->cfg.E;
-    DecoderSizes sz = model_decoder_sizes(m);
-    if (Bi < 1 || Bi > ts->max_images || batch->n_caps < 1 || batch->n_caps > ts->max_caps) {
-        sac_error("train: batch of %d images / %d captions, expected 1..%d / 1..%d", Bi, batch->n_caps,
-                  ts->max_images, ts->max_caps);
-        return SAC_ERR_INVALID;
-    }
-    sac_parallel_blocks((int)m->n_trainable, FLAT_BLOCK, zero_block, ts->grad);
-    int st = encoder_forward(ts->feats, ts->ea, images, &m->p.enc, &m->cfg.enc, Bi, 1);
-    if (st) return st;
-    st = decoder_forward(loss, ts->da, ts->feats, batch, &m->p.dec, &sz, m->cfg.dropout, m->cfg.lambda, dropout_rng);
-    if (st) return st;
-    memset(ts->dfeats, 0, sizeof(float) * Bi * PE);
-    decoder_backward(&ts->g.dec, ts->dfeats, ts->da, ts->feats, &m->p.dec, &sz);
-    return encoder_backward(&ts->g.enc, ts->ea, ts->dfeats, &m->p.enc, &m->cfg.enc, Bi);
-}
-
-typedef struct {
-    TrainStep *ts;
-    float scale, c1, c2, lr_enc, lr_dec, wd;
-} AdamTask;
-
-static void norm_block(void *p, int i0, int i1, int block)
-{
-    const AdamTask *t = p;
-    const float *g = t->ts->grad;
-    double acc = 0.0;
-    for (int i = i0; i < i1; i++) acc += (double)g[i] * g[i];
-    t->ts->norm_part[block] = acc;
-}
-
-static void adam_block(void *p, int i0, int i1, int block)
-{
-    (void)block;
-    const AdamTask *t = p;
-    TrainStep *ts = t->ts;
-    const Model *m = ts->m;
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, scale = t->scale, c1 = t->c1, c2 = t->c2;
-    for (int s = 0; s < m->n_specs; s++) {
-        const ParamSpec *sp = &m->specs[s];
-        const size_t lo = SAC_MAX(sp->offset, (size_t)i0), hi = SAC_MIN(sp->offset + sp->numel, (size_t)i1);
-        if (!sp->trainable || lo >= hi) continue;
-        const float lr = sp->offset < ts->enc_end ? t->lr_enc : t->lr_dec;
-        const float decay = (t->wd > 0.0f && sp->ndim >= 2) ? lr * t->wd : 0.0f;
-        float *w = m->data, *g = ts->grad, *mm = ts->adam_m, *vv = ts->adam_v;
-        for (size_t i = lo; i < hi; i++) {
-            float gi = g[i] * scale;
-            mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
-            vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
-            float mh = mm[i] / c1, vh = vv[i] / c2;
-            w[i] -= lr * mh / (sqrtf(vh) + eps) + decay * w[i];
-        }
-    }
-}
-
-double train_step_adam(TrainStep *ts, float lr_enc, float lr_dec, float clip, float wd)
-{
-    const int n = (int)ts->m->n_trainable;
-    AdamTask t = {ts, 1.0f, 0.0f, 0.0f, lr_enc, lr_dec, wd};
-    sac_parallel_blocks(n, FLAT_BLOCK, norm_block, &t);
-    double norm2 = 0.0;
-    for (int b = 0; b < (n + FLAT_BLOCK - 1) / FLAT_BLOCK; b++) norm2 += ts->norm_part[b];
-    const double norm = sqrt(norm2);
-    t.scale = (clip > 0.0f && norm > clip) ? (float)(clip / norm) : 1.0f;
-    ts->t++;
-    t.c1 = 1.0f - powf(0.9f, (float)ts->t), t.c2 = 1.0f - powf(0.999f, (float)ts->t);
-    sac_parallel_blocks(n, FLAT_BLOCK, adam_block, &t);
-    return norm;
-}
 
 /* ---------------------------------------------------------------- the data cache */
 
@@ -455,17 +312,20 @@ typedef struct {
     SacRng data_rng, drop_rng;
 } RunState;
 
-static int checkpoint_write(const char *path, const Model *m, const TrainStep *ts, const RunState *rs, const int *order)
+static int checkpoint_write(const char *path, const Model *m, TrainStep *ts, const RunState *rs, const int *order)
 {
+    float *adam_m, *adam_v;
+    long *t;
+    train_step_optim(ts, &adam_m, &adam_v, &t);
     SafeTensorsWriter *w = safetensors_writer_create();
     if (!w) return SAC_ERR_NOMEM;
     int st = model_write_to(m, w, 0);
     const int64_t nt = (int64_t)m->n_trainable, ni = rs->n_items, four = 4, six = 6, one = 1;
     int64_t counters[6] = {rs->step, rs->epoch, rs->pos, rs->since_best, rs->best_epoch, rs->n_items};
     uint64_t rng[4] = {rs->data_rng.state, rs->data_rng.inc, rs->drop_rng.state, rs->drop_rng.inc};
-    int64_t adam_t = ts->t;
-    st = st ? st : safetensors_writer_add_f32(w, "optim.adam_m", 1, &nt, ts->adam_m, SAC_DTYPE_F32);
-    st = st ? st : safetensors_writer_add_f32(w, "optim.adam_v", 1, &nt, ts->adam_v, SAC_DTYPE_F32);
+    int64_t adam_t = *t;
+    st = st ? st : safetensors_writer_add_f32(w, "optim.adam_m", 1, &nt, adam_m, SAC_DTYPE_F32);
+    st = st ? st : safetensors_writer_add_f32(w, "optim.adam_v", 1, &nt, adam_v, SAC_DTYPE_F32);
     st = st ? st : safetensors_writer_add_raw(w, "optim.t", SAC_DTYPE_I64, 1, &one, &adam_t);
     st = st ? st : safetensors_writer_add_raw(w, "train.counters", SAC_DTYPE_I64, 1, &six, counters);
     st = st ? st : safetensors_writer_add_raw(w, "train.rng", SAC_DTYPE_U64, 1, &four, rng);
@@ -504,14 +364,17 @@ static int checkpoint_read(const char *path, Model **mp, TrainStep **tsp, RunSta
     const int64_t nt = (int64_t)m->n_trainable, four = 4, six = 6, one = 1;
     int64_t counters[6], adam_t;
     uint64_t rng[4];
-    st = st ? st : safetensors_load_f32(f, "optim.adam_m", ts->adam_m, 1, &nt);
-    st = st ? st : safetensors_load_f32(f, "optim.adam_v", ts->adam_v, 1, &nt);
+    float *adam_m, *adam_v;
+    long *t;
+    train_step_optim(ts, &adam_m, &adam_v, &t);
+    st = st ? st : safetensors_load_f32(f, "optim.adam_m", adam_m, 1, &nt);
+    st = st ? st : safetensors_load_f32(f, "optim.adam_v", adam_v, 1, &nt);
     st = st ? st : safetensors_load_raw(f, "optim.t", SAC_DTYPE_I64, &adam_t, 1, &one);
     st = st ? st : safetensors_load_raw(f, "train.counters", SAC_DTYPE_I64, counters, 1, &six);
     st = st ? st : safetensors_load_raw(f, "train.rng", SAC_DTYPE_U64, rng, 1, &four);
     st = st ? st : safetensors_load_raw(f, "train.best", SAC_DTYPE_F64, &rs->best, 1, &one);
     if (st) goto done;
-    ts->t = adam_t;
+    *t = adam_t;
     rs->step = counters[0], rs->epoch = (int)counters[1], rs->pos = (int)counters[2];
     rs->since_best = (int)counters[3], rs->best_epoch = (int)counters[4], rs->n_items = (int)counters[5];
     rs->data_rng = (SacRng){rng[0], rng[1]};

@@ -36,6 +36,9 @@ const ModelParams *train_step_grad_params(TrainStep *ts);
  * eps 1e-8) with lr_enc for encoder tensors and lr_dec for decoder tensors, and decoupled
  * weight decay wd on matrices and conv kernels (AdamW). Returns the norm before clipping. */
 double train_step_adam(TrainStep *ts, float lr_enc, float lr_dec, float clip, float wd);
+/* The optimizer state, for checkpoints: Adam's first and second moments (n_trainable floats
+ * each, the model's layout) and the number of Adam steps taken. Borrowed. */
+void train_step_optim(TrainStep *ts, float **adam_m, float **adam_v, long **t);
 
 /* ---- the training run ---- */
 
