@@ -41,7 +41,7 @@ Captioner *captioner_create(const Model *m, int max_batch, int max_beam)
     const int S = m->cfg.enc.image_size;
     DecoderSizes sz = model_decoder_sizes(m);
     c->enc = encoder_infer_create(&m->cfg.enc, &m->p.enc, max_batch);
-    int rows = max_batch > max_beam ? max_batch : max_beam;
+    const int rows = max_batch * max_beam; /* every image's beams decode together */
     c->dec = decoder_infer_create(&sz, rows, max_batch);
     c->images = sac_alloc_floats((size_t)max_batch * 3 * S * S);
     c->feats = sac_alloc_floats((size_t)max_batch * m->P * m->cfg.E);
@@ -69,7 +69,6 @@ int captioner_run_preprocessed(Captioner *c, const float *images, int B, const S
                                Caption *out, int *counts)
 {
     const Model *m = c->m;
-    const size_t PE = (size_t)m->P * m->cfg.E;
     if (B < 1 || B > c->max_batch || opt->beam > c->max_beam) {
         sac_error("captioner: %d images / beam %d, expected 1..%d / 1..%d", B, opt->beam, c->max_batch, c->max_beam);
         return SAC_ERR_INVALID;
@@ -95,15 +94,7 @@ int captioner_run_preprocessed(Captioner *c, const float *images, int B, const S
             for (int b = 0; b < B; b++) counts[b] = st ? 0 : 1;
         return st;
     }
-    for (int b = 0; b < B; b++) {
-        int n = beam_search_run(out + (size_t)b * nb, c->dec, c->feats + b * PE, &m->p.dec, opt);
-        if (n < 0) {
-            for (int i = 0; i < b * nb; i++) caption_clear(&out[i]);
-            return n;
-        }
-        if (counts) counts[b] = n;
-    }
-    return SAC_OK;
+    return beam_search_batch(out, counts, c->dec, c->feats, B, &m->p.dec, opt);
 }
 
 int captioner_run(Captioner *c, const SacImage *imgs, int B, const SearchOptions *opt, Caption *out, int *counts)

@@ -28,7 +28,7 @@ void captioner_free(Captioner *c);
 int captioner_refresh(Captioner *c);
 
 /* The captioner's step-by-step decoder, for callers that run the search themselves on
- * captioner_encode's features: room for max(max_batch, max_beam) rows and max_batch images, with
+ * captioner_encode's features: room for max_batch * max_beam rows and max_batch images, with
  * the captioner's fp16 step weights. Borrowed: valid until captioner_free. */
 DecoderInfer *captioner_decoder(Captioner *c);
 
@@ -36,7 +36,8 @@ DecoderInfer *captioner_decoder(Captioner *c);
 int captioner_encode(Captioner *c, const float *images, int B, float *feats);
 
 /* Caption B decoded images (any size: each is preprocessed for the model). With opt->beam == 1
- * the batch is decoded greedily together; otherwise each image is beam-searched. out holds
+ * the batch is decoded greedily together; otherwise its images are beam-searched together
+ * (beam_search_batch: the captions one image at a time would get). out holds
  * B * opt->nbest captions (image b's at out[b * nbest ...]); counts[b] (may be NULL) says how
  * many each got. Free each with caption_clear. */
 int captioner_run(Captioner *c, const SacImage *imgs, int B, const SearchOptions *opt, Caption *out,

@@ -183,86 +183,125 @@ static int row_best(Candidate *out, const float *l, int V, int r, float base, fl
     return n;
 }
 
-int beam_search_run(Caption *out, DecoderInfer *inf, const float *feats, const DecoderParams *p,
-                    const SearchOptions *opt)
+/* One image's search: its beams (current and next generation), finished captions, and where
+ * its live beams sit among the decoder's rows this step. */
+typedef struct {
+    Beam *cur, *next;
+    Caption *done; /* (2K) */
+    int n_alive, n_done, row0;
+} Search;
+
+int beam_search_batch(Caption *out, int *counts, DecoderInfer *inf, const float *feats, int B,
+                      const DecoderParams *p, const SearchOptions *opt)
 {
     const DecoderSizes *sz = decoder_infer_sizes(inf);
     const int V = sz->V, P = sz->P, T = opt->max_len, K = opt->beam;
     int st = check_options(opt, sz);
     if (st) return st;
-    int zeros[1] = {0};
-    st = decoder_infer_start(inf, feats, 1, zeros, 1, p);
+    memset(out, 0, sizeof(Caption) * B * opt->nbest);
+    st = decoder_infer_start(inf, feats, B, NULL, B, p); /* row b: image b's first beam */
     if (st) return st;
 
-    Beam *beams = sac_calloc(2 * K, sizeof(Beam)); /* current and next generation */
-    Caption *done = sac_calloc(K + K, sizeof(Caption));
+    Search *sr = sac_calloc(B, sizeof(Search));
+    Beam *beams = sac_calloc((size_t)2 * K * B, sizeof(Beam));
+    Caption *done = sac_calloc((size_t)2 * K * B, sizeof(Caption));
     Candidate *cand = sac_malloc(sizeof(Candidate) * (size_t)K * K);
-    int *tok = sac_malloc(sizeof(int) * K), *parent = sac_malloc(sizeof(int) * K);
-    float *lse = sac_malloc(sizeof(float) * K);
-    if (!beams || !done || !cand || !tok || !parent || !lse) st = SAC_ERR_NOMEM;
-    for (int i = 0; i < 2 * K && !st; i++) {
+    int *tok = sac_malloc(sizeof(int) * K * B), *parent = sac_malloc(sizeof(int) * K * B);
+    if (!sr || !beams || !done || !cand || !tok || !parent) st = SAC_ERR_NOMEM;
+    for (int i = 0; i < 2 * K * B && !st; i++) {
         beams[i].tokens = sac_malloc(sizeof(int) * T);
         beams[i].alphas = sac_malloc(sizeof(float) * T * P);
         if (!beams[i].tokens || !beams[i].alphas) st = SAC_ERR_NOMEM;
     }
-    Beam *cur = beams, *next = beams + K;
-    int n_alive = 1, n_done = 0;
-    if (!st) tok[0] = SAC_VOCAB_START;
-    for (int t = 0; t < T && n_alive > 0 && !st; t++) {
+    for (int b = 0; b < B && !st; b++) {
+        sr[b] = (Search){beams + (size_t)2 * K * b, beams + (size_t)2 * K * b + K, done + (size_t)2 * K * b, 1, 0, b};
+        tok[b] = SAC_VOCAB_START;
+    }
+    int R = B; /* live beams of all images: the decoder's rows */
+    for (int t = 0; t < T && R > 0 && !st; t++) {
         const float *alphas;
-        const float *logits = decoder_infer_step(inf, tok, n_alive, p, &alphas);
-        /* every (beam, word) extension, ranked by total log-probability; only the best
-         * keep = K - n_done can matter, and those are among the best `keep` of each beam */
-        int keep = K - n_done, nc = 0;
-        for (int r = 0; r < n_alive; r++) {
-            const float *l = logits + (size_t)r * V;
-            lse[r] = log_sum_exp(l, V);
-            nc += row_best(cand + nc, l, V, r, cur[r].logprob, lse[r], keep);
-        }
-        for (int i = 0; i < keep && i < nc; i++) {
-            int best = i;
-            for (int j = i + 1; j < nc; j++)
-                if (cmp_candidate(&cand[j], &cand[best]) < 0) best = j;
-            Candidate tmp = cand[i];
-            cand[i] = cand[best], cand[best] = tmp;
-        }
-        int n_next = 0;
-        for (int i = 0; i < keep && i < nc && !st; i++) {
-            const Candidate *c = &cand[i];
-            const Beam *from = &cur[c->row];
-            if (c->word == SAC_VOCAB_END) {
-                Beam fin = *from;
-                fin.logprob = c->logprob;
-                st = caption_from_beam(&done[n_done++], &fin, 1, P, opt->len_norm, opt->want_alphas);
-                continue;
+        const float *logits = decoder_infer_step(inf, tok, R, p, &alphas);
+        int n_rows = 0;
+        for (int b = 0; b < B && !st; b++) {
+            Search *s = &sr[b];
+            const int row0 = s->row0;
+            s->row0 = n_rows;
+            if (s->n_alive == 0) continue;
+            /* every (beam, word) extension, ranked by total log-probability; only the best
+             * keep = K - n_done can matter, and those are among the best `keep` of each beam */
+            int keep = K - s->n_done, nc = 0;
+            for (int r = 0; r < s->n_alive; r++) {
+                const float *l = logits + (size_t)(row0 + r) * V;
+                nc += row_best(cand + nc, l, V, r, s->cur[r].logprob, log_sum_exp(l, V), keep);
             }
-            Beam *b = &next[n_next];
-            b->n = from->n + 1;
-            b->logprob = c->logprob;
-            memcpy(b->tokens, from->tokens, sizeof(int) * from->n);
-            b->tokens[from->n] = c->word;
-            memcpy(b->alphas, from->alphas, sizeof(float) * from->n * P);
-            memcpy(b->alphas + (size_t)from->n * P, alphas + (size_t)c->row * P, sizeof(float) * P);
-            parent[n_next] = c->row;
-            tok[n_next] = c->word;
-            n_next++;
+            for (int i = 0; i < keep && i < nc; i++) {
+                int best = i;
+                for (int j = i + 1; j < nc; j++)
+                    if (cmp_candidate(&cand[j], &cand[best]) < 0) best = j;
+                Candidate tmp = cand[i];
+                cand[i] = cand[best], cand[best] = tmp;
+            }
+            int n_next = 0;
+            for (int i = 0; i < keep && i < nc && !st; i++) {
+                const Candidate *c = &cand[i];
+                const Beam *from = &s->cur[c->row];
+                if (c->word == SAC_VOCAB_END) {
+                    Beam fin = *from;
+                    fin.logprob = c->logprob;
+                    st = caption_from_beam(&s->done[s->n_done++], &fin, 1, P, opt->len_norm, opt->want_alphas);
+                    continue;
+                }
+                Beam *nb = &s->next[n_next++];
+                nb->n = from->n + 1;
+                nb->logprob = c->logprob;
+                memcpy(nb->tokens, from->tokens, sizeof(int) * from->n);
+                nb->tokens[from->n] = c->word;
+                memcpy(nb->alphas, from->alphas, sizeof(float) * from->n * P);
+                memcpy(nb->alphas + (size_t)from->n * P, alphas + (size_t)(row0 + c->row) * P, sizeof(float) * P);
+                parent[n_rows] = row0 + c->row;
+                tok[n_rows] = c->word;
+                n_rows++;
+            }
+            Beam *tmp = s->cur;
+            s->cur = s->next, s->next = tmp;
+            s->n_alive = n_next;
         }
-        Beam *tmp = cur;
-        cur = next, next = tmp;
-        n_alive = n_next;
-        if (n_alive > 0) decoder_infer_reorder(inf, parent, n_alive);
+        R = n_rows;
+        if (R > 0 && !st) decoder_infer_reorder(inf, parent, R);
     }
-    /* beams still alive at max_len end without <end>: they are captions too */
-    for (int r = 0; r < n_alive && !st && n_done < 2 * K; r++)
-        st = caption_from_beam(&done[n_done++], &cur[r], 0, P, opt->len_norm, opt->want_alphas);
-    int n_out = 0;
-    if (!st) {
-        qsort(done, n_done, sizeof(Caption), cmp_caption_score);
-        n_out = n_done < opt->nbest ? n_done : opt->nbest;
-        for (int i = 0; i < n_out; i++) out[i] = done[i];
+    for (int b = 0; b < B && !st; b++) {
+        Search *s = &sr[b];
+        /* beams still alive at max_len end without <end>: they are captions too */
+        for (int r = 0; r < s->n_alive && !st && s->n_done < 2 * K; r++)
+            st = caption_from_beam(&s->done[s->n_done++], &s->cur[r], 0, P, opt->len_norm, opt->want_alphas);
+        if (st) break;
+        qsort(s->done, s->n_done, sizeof(Caption), cmp_caption_score);
+        const int n_out = s->n_done < opt->nbest ? s->n_done : opt->nbest;
+        for (int i = 0; i < opt->nbest; i++) {
+            if (i < n_out) {
+                out[(size_t)b * opt->nbest + i] = s->done[i];
+                memset(&s->done[i], 0, sizeof(Caption)); /* moved */
+            } else {
+                memset(&out[(size_t)b * opt->nbest + i], 0, sizeof(Caption));
+            }
+        }
+        if (counts) counts[b] = n_out;
     }
-    for (int i = st ? 0 : n_out; done && i < n_done; i++) caption_clear(&done[i]);
-    for (int i = 0; beams && i < 2 * K; i++) free(beams[i].tokens), free(beams[i].alphas);
-    free(beams), free(done), free(cand), free(tok), free(parent), free(lse);
-    return st ? st : n_out;
+    for (int i = 0; st && i < B * opt->nbest; i++) caption_clear(&out[i]);
+    for (int i = 0; done && i < 2 * K * B; i++) caption_clear(&done[i]);
+    for (int i = 0; beams && i < 2 * K * B; i++) free(beams[i].tokens), free(beams[i].alphas);
+    free(sr), free(beams), free(done), free(cand), free(tok), free(parent);
+    return st;
+}
+
+int beam_search_run(Caption *out, DecoderInfer *inf, const float *feats, const DecoderParams *p,
+                    const SearchOptions *opt)
+{
+    Caption *tmp = sac_calloc(opt->nbest, sizeof(Caption));
+    if (!tmp) return SAC_ERR_NOMEM;
+    int n = 0;
+    int st = beam_search_batch(tmp, &n, inf, feats, 1, p, opt);
+    if (!st) memcpy(out, tmp, sizeof(Caption) * n);
+    free(tmp);
+    return st ? st : n;
 }

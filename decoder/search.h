@@ -48,4 +48,12 @@ int greedy_decode(Caption *out, DecoderInfer *inf, const float *feats /* (B, P, 
 int beam_search_run(Caption *out, DecoderInfer *inf, const float *feats /* (1, P, E) */,
                     const DecoderParams *p, const SearchOptions *opt);
 
+/* Beam search for B images at once, their beams decoded together (rows of finished images
+ * leave the batch): image b's captions go to out[b * nbest ...], best first, counts[b] (may be
+ * NULL) says how many (the rest of its nbest slots are zeroed). The same captions, bit for
+ * bit, as beam_search_run one image at a time. inf must have room for K * B rows and B
+ * images. SAC_OK or a negative status (then every out is cleared). */
+int beam_search_batch(Caption *out, int *counts, DecoderInfer *inf, const float *feats /* (B, P, E) */, int B,
+                      const DecoderParams *p, const SearchOptions *opt);
+
 #endif

@@ -355,6 +355,26 @@ START_TEST(test_overfit_tiny_model)
         }
         ck_assert(lengths_differ);
         for (int i = 0; i < N; i++) caption_clear(&all[i]);
+        /* the same for beam search (beam 3, the best 2 of each image) */
+        SearchOptions bo = opt;
+        bo.beam = 3, bo.nbest = 2;
+        Caption ball[6 * 2], bone[2];
+        int counts[6];
+        ck_assert_int_eq(beam_search_batch(ball, counts, dec, feats, N, &m->p.dec, &bo), SAC_OK);
+        for (int i = 0; i < N; i++) {
+            const int n = beam_search_run(bone, dec, feats + i * PE, &m->p.dec, &bo);
+            ck_assert_int_eq(n, counts[i]);
+            ck_assert_int_eq(n, 2);
+            for (int k = 0; k < n; k++) {
+                const Caption *a = &ball[i * 2 + k], *b = &bone[k];
+                ck_assert_int_eq(a->n, b->n);
+                ck_assert_int_eq(a->ended, b->ended);
+                ck_assert_mem_eq(a->tokens, b->tokens, sizeof(int) * a->n);
+                ck_assert(a->logprob == b->logprob && a->score == b->score);
+                caption_clear(&bone[k]);
+            }
+        }
+        for (int i = 0; i < N * 2; i++) caption_clear(&ball[i]);
         free(feats);
     }
     /* beam 1 is greedy; beam 3 finds the same (confident) captions */

@@ -26,7 +26,7 @@
 #define THUMB_SIDE 160  /* gallery thumbnails: longest side, pixels */
 #define PANEL_SIDE 96   /* gallery attention panels */
 #define PANEL_COLUMNS 6
-#define GREEDY_GROUP 16 /* images decoded together with --beam 1 (default of --batch) */
+#define BATCH_GROUP 16 /* images a worker captions together (default of --batch) */
 
 typedef struct Batch {
     const Model *m;
@@ -108,9 +108,9 @@ static void help(FILE *f)
             "  --model FILE        (default: models/flickr8k.safetensors or $SACCADE_MODEL)\n"
             "  --beam K            beam width, 1 = greedy (default 3)\n"
             "  --threads N         worker threads (default 0 = all cores)\n"
-            "  --batch N           images each worker captions together (default %d with --beam 1,\n"
-            "                      else 1); groups are fixed slices of the sorted list, so the\n"
-            "                      captions do not depend on --threads\n"
+            "  --batch N           images each worker captions together (default %d); groups are\n"
+            "                      fixed slices of the sorted list, so the captions do not depend\n"
+            "                      on --threads\n"
             "  --resume            continue FILE: images already in it (captioned or failed) are\n"
             "                      skipped, a line torn by a kill is cut off and redone\n"
             "  --shard I/N         caption only shard I of N (0 <= I < N), chosen by a stable hash\n"
@@ -119,7 +119,7 @@ static void help(FILE *f)
             "  --attention         html: draw where the model looked for each word\n"
             "  --quiet             no progress or summary on stderr (errors are still reported)\n"
             "  -h, --help\n",
-            GREEDY_GROUP);
+            BATCH_GROUP);
 }
 
 /* The thumbnail of a photo: at most THUMB_SIDE on its longer side, aspect kept. */
@@ -212,9 +212,10 @@ static void run_group(Worker *w, size_t i0, size_t n)
     if (nv && !stopped) {
         char err[ERR_LEN] = "";
         tl_err = err;
-        /* A lone image goes through as two copies: BLAS takes a gemv path for one row, whose
-         * rounding differs from the gemm of a group, and the captions should not depend on how
-         * the list fell into groups (which changes with --resume and --shard). */
+        /* A lone image goes through as two copies: the encoder tiles one image differently from
+         * a group (bands of rows instead of images side by side), which may round differently,
+         * and the captions should not depend on how the list fell into groups (which changes
+         * with --resume and --shard). */
         int pad = nv == 1 && b->group > 1;
         if (pad) memcpy(w->input + in_size, w->input, in_size * sizeof(float));
         st = captioner_run_preprocessed(w->c, w->input, nv + pad, &b->opt, w->caps, NULL);
@@ -437,7 +438,7 @@ int cmd_batch(int argc, char **argv)
         if ((size_t)n_threads > n_todo) n_threads = (int)n_todo;
         w = sac_calloc((size_t)n_threads, sizeof(*w));
         if (!w) goto done;
-        b.group = group > 0 ? (int)group : beam == 1 ? GREEDY_GROUP : 1;
+        b.group = group > 0 ? (int)group : BATCH_GROUP;
         for (int i = 0; i < n_threads; i++)
             if (worker_init(&w[i], &b)) goto done;
         int blas_threads = sac_blas_threads();
