@@ -152,6 +152,17 @@ int decoder_infer_prepare(DecoderInfer *f, const DecoderParams *p, int half)
 
 /* ---- y (R, O) = bias + x @ W^T, split by output panels ---- */
 
+static int panels(const SacPacked *w) { return (w->O + SAC_PANEL - 1) / SAC_PANEL; }
+
+/* y = bias + x @ W^T for the outputs of panels [p0, p1) (y rows ldy apart, x rows ldx apart) */
+static void biased_panels(float *y, int ldy, const SacPacked *w, const float *bias, int p0, int p1, const float *x,
+                          int ldx, int R)
+{
+    const int o0 = p0 * SAC_PANEL, o1 = SAC_MIN(p1 * SAC_PANEL, w->O);
+    for (int r = 0; r < R; r++) memcpy(y + (size_t)r * ldy + o0, bias + o0, sizeof(float) * (o1 - o0));
+    sac_packed_matmul(y, ldy, w, p0, p1, x, ldx, R, 1);
+}
+
 typedef struct {
     float *y;
     const SacPacked *w;
@@ -163,15 +174,13 @@ static void linear_panels(void *arg, int p0, int p1, int chunk)
 {
     (void)chunk;
     const LinearTask *t = arg;
-    const int O = t->w->O, o0 = p0 * SAC_PANEL, o1 = SAC_MIN(p1 * SAC_PANEL, O);
-    for (int r = 0; r < t->R; r++) memcpy(t->y + (size_t)r * O + o0, t->bias + o0, sizeof(float) * (o1 - o0));
-    sac_packed_matmul(t->y, O, t->w, p0, p1, t->x, t->ldx, t->R, 1);
+    biased_panels(t->y, t->w->O, t->w, t->bias, p0, p1, t->x, t->ldx, t->R);
 }
 
 static void packed_linear(float *y, const SacPacked *w, const float *bias, const float *x, int R)
 {
     LinearTask t = {y, w, bias, x, R, w->K};
-    sac_parallel_for((w->O + SAC_PANEL - 1) / SAC_PANEL, 1, linear_panels, &t);
+    sac_parallel_for(panels(w), 1, linear_panels, &t);
 }
 
 /* ---- the h side: logits and next step's hside, split by output panels ---- */
@@ -182,8 +191,6 @@ typedef struct {
     const int *tokens;
     float *logits; /* NULL: hside only */
 } StepTask;
-
-static int panels(const SacPacked *w) { return (w->O + SAC_PANEL - 1) / SAC_PANEL; }
 
 /* output column of h-side segment k */
 static int hseg_col(const DecoderSizes *sz, int k)
@@ -206,11 +213,10 @@ static void hside_units(void *arg, int u0, int u1, int chunk)
         const int a = SAC_MAX(u0, first) - first, b = SAC_MIN(u1, first + n) - first;
         first += n;
         if (a >= b) continue;
-        float *y = k < 0 ? t->logits : f->hside + hseg_col(sz, k);
-        const float *bias = k < 0 ? t->p->fc_b : f->hbias + hseg_col(sz, k);
-        const int ldy = k < 0 ? V : W, o0 = a * SAC_PANEL, o1 = SAC_MIN(b * SAC_PANEL, w->O);
-        for (int r = 0; r < R; r++) memcpy(y + (size_t)r * ldy + o0, bias + o0, sizeof(float) * (o1 - o0));
-        sac_packed_matmul(y, ldy, w, a, b, f->h, D, R, 1);
+        if (k < 0)
+            biased_panels(t->logits, V, w, t->p->fc_b, a, b, f->h, D, R);
+        else
+            biased_panels(f->hside + hseg_col(sz, k), W, w, f->hbias + hseg_col(sz, k), a, b, f->h, D, R);
     }
 }
 
