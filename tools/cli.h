@@ -62,5 +62,6 @@ int cmd_attend(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_score(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 #endif

@@ -21,6 +21,7 @@ static const Command commands[] = {
     {"train", cmd_train, "train a model on a captioned dataset"},
     {"eval", cmd_eval, "decode a dataset split and score it (BLEU, ROUGE-L, CIDEr-D)"},
     {"score", cmd_score, "score a COCO results file against reference captions"},
+    {"import", cmd_import, "convert pretrained MobileNetV2 weights (TFLite, torchvision) to a backbone file"},
 };
 
 static void usage(FILE *f)
