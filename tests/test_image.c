@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <stb_image_write.h>
@@ -568,6 +569,159 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* ---- hostile inputs (issue 11): non-regular files, lying headers, stb_image's known bugs --- */
+
+/* A FIFO, a device and a directory are refused at once, without blocking on the FIFO. */
+START_TEST(test_not_regular_files)
+{
+    SacImage img = {0};
+    const char *p = tmp_path("pipe.jpg");
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    alarm(10); /* before the fix, open() blocked here until a writer appeared */
+    expect_error(sac_image_load(p, &img, 0), SAC_ERR_IO, p, "FIFO");
+    expect_error(sac_image_load("/dev/null", &img, 0), SAC_ERR_IO, "/dev/null",
+                 "character device");
+    alarm(0);
+    expect_error(sac_image_load(tmpdir, &img, 0), SAC_ERR_IO, tmpdir, "directory");
+    ck_assert_ptr_null(img.rgb);
+}
+END_TEST
+
+/* A 16 x 16 JPEG from stb_image_write. */
+static Bytes small_jpeg(int w, int h, int noisy)
+{
+    uint8_t *px = pattern_rgb(w, h);
+    SacRng rng;
+    sac_rng_seed(&rng, 3, 1);
+    for (int i = 0; noisy && i < w * h * 3; i++) px[i] = (uint8_t)sac_rng_u32(&rng);
+    Bytes b = {0};
+    ck_assert(stbi_write_jpg_to_func(bytes_write_fn, &b, w, h, 3, px, 95));
+    free(px);
+    return b;
+}
+
+static size_t find_marker(const Bytes *b, uint8_t m)
+{
+    for (size_t i = 0; i + 1 < b->n; i++)
+        if (b->p[i] == 0xFF && b->p[i + 1] == m) return i;
+    ck_abort_msg("marker FF%02X not found", m);
+    return 0;
+}
+
+/* Debian's stb_image 2.27 writes past its Huffman arrays when a DHT segment's counts sum past
+ * 256 (stbi__build_huffman; the sanitized copy linked here reports it under UBSan). */
+START_TEST(test_jpeg_bad_huffman_tables)
+{
+    SacImage img = {0};
+    /* the 9-byte reproducer: SOI, DHT whose length runs past the end, counts 0x15 + 0xff */
+    static const uint8_t nine[9] = {0xff, 0xd8, 0xff, 0xc4, 0xff, 0xc4, 0x00, 0x15, 0xff};
+    expect_error(sac_image_load_memory(nine, sizeof(nine), "nine.jpg", &img, 0),
+                 SAC_ERR_FORMAT, "nine.jpg", "FFC4 at byte 2 runs past the end");
+    /* a complete DHT segment whose counts sum to 276 (valid code lengths, too many codes) */
+    Bytes b = {0};
+    bytes_be16(&b, 0xFFD8), bytes_be16(&b, 0xFFC4), bytes_be16(&b, 2 + 17 + 276);
+    bytes_u8(&b, 0x00);
+    for (int j = 0; j < 16; j++) bytes_u8(&b, j == 14 ? 21 : j == 15 ? 255 : 0);
+    for (int k = 0; k < 276; k++) bytes_u8(&b, (unsigned)k & 255);
+    bytes_be16(&b, 0xFFD9);
+    expect_error(sac_image_load_memory(b.p, b.n, "many.jpg", &img, 0), SAC_ERR_FORMAT,
+                 "many.jpg", "more than 256 codes");
+    /* three codes of length 1 cannot exist */
+    b.n = 4;
+    bytes_be16(&b, 2 + 17 + 3), bytes_u8(&b, 0x10), bytes_u8(&b, 3);
+    for (int j = 1; j < 16; j++) bytes_u8(&b, 0);
+    bytes_u8(&b, 1), bytes_u8(&b, 2), bytes_u8(&b, 3), bytes_be16(&b, 0xFFD9);
+    expect_error(sac_image_load_memory(b.p, b.n, "kraft.jpg", &img, 0), SAC_ERR_FORMAT,
+                 "kraft.jpg", "over-subscribed");
+    ck_assert_ptr_null(img.rgb);
+    free(b.p);
+}
+END_TEST
+
+/* Headers that claim more pixels than the data can hold are refused, not decoded to padding. */
+START_TEST(test_size_claims_beyond_data)
+{
+    SacImage img = {0};
+    /* JPEG: a 16 x 16 file whose SOF says 4000 x 3000 (187500 blocks, ~200 bytes of scan) */
+    Bytes j = small_jpeg(16, 16, 0);
+    size_t sof = find_marker(&j, 0xC0);
+    j.p[sof + 5] = 3000 >> 8, j.p[sof + 6] = 3000 & 255; /* height */
+    j.p[sof + 7] = 4000 >> 8, j.p[sof + 8] = 4000 & 255; /* width */
+    expect_error(sac_image_load_memory(j.p, j.n, "claims.jpg", &img, 0), SAC_ERR_FORMAT,
+                 "claims.jpg", "4000 x 3000 pixels");
+    ck_assert_ptr_null(img.rgb);
+    free(j.p);
+
+    /* JPEG cut short (no end marker, the last rows missing) */
+    j = small_jpeg(64, 48, 1);
+    ck_assert_int_eq(sac_image_load_memory(j.p, j.n, "whole.jpg", &img, 0), SAC_OK);
+    sac_image_free(&img);
+    expect_error(sac_image_load_memory(j.p, j.n * 6 / 10, "cut.jpg", &img, 0), SAC_ERR_FORMAT,
+                 "cut.jpg", "truncated");
+    free(j.p);
+
+    /* PNG: a 1 x 1 file whose IHDR says 4000 x 3000: stb_image finds the IDAT short */
+    uint8_t one_row[3] = {0};
+    Bytes png = png_build(1, 1, 8, 2, one_row, 3, NULL, 0, NULL, 0);
+    const uint8_t wh[8] = {0, 0, 4000 >> 8, 4000 & 255, 0, 0, 3000 >> 8, 3000 & 255};
+    memcpy(png.p + 16, wh, 8);
+    uint32_t crc = crc32_bytes(0, png.p + 12, 17);
+    png.p[29] = (uint8_t)(crc >> 24), png.p[30] = (crc >> 16) & 255;
+    png.p[31] = (crc >> 8) & 255, png.p[32] = crc & 255;
+    expect_error(sac_image_load_memory(png.p, png.n, "claims.png", &img, 0), SAC_ERR_FORMAT,
+                 "claims.png", "4000 x 3000");
+
+    /* sides of 2^32 - 1: the pixel count needs 64 unsigned bits (it overflowed int64_t) */
+    memset(png.p + 16, 0xFF, 8);
+    crc = crc32_bytes(0, png.p + 12, 17);
+    png.p[29] = (uint8_t)(crc >> 24), png.p[30] = (crc >> 16) & 255;
+    png.p[31] = (crc >> 8) & 255, png.p[32] = crc & 255;
+    expect_error(sac_image_load_memory(png.p, png.n, "huge.png", &img, 0), SAC_ERR_UNSUPPORTED,
+                 "huge.png", "4294967295 x 4294967295");
+    free(png.p);
+}
+END_TEST
+
+/* A 359-byte RLE PSD claiming 8000 x 8000 pixels took stb_image 3 s to decode into zeros. */
+START_TEST(test_psd_claims_beyond_data)
+{
+    Bytes b = {0};
+    bytes_put(&b, "8BPS", 4), bytes_be16(&b, 1), bytes_put(&b, "\0\0\0\0\0\0", 6);
+    bytes_be16(&b, 3), bytes_be32(&b, 8000), bytes_be32(&b, 8000); /* channels, h, w */
+    bytes_be16(&b, 8), bytes_be16(&b, 3);                          /* depth, RGB */
+    bytes_be32(&b, 0), bytes_be32(&b, 0), bytes_be32(&b, 0);       /* mode, resources, layers */
+    bytes_be16(&b, 1);                                             /* RLE */
+    while (b.n < 359) bytes_u8(&b, 0x80); /* no-op RLE codes */
+    ck_assert_uint_eq(b.n, 359);
+    SacImage img = {0};
+    double t0 = sac_time();
+    expect_error(sac_image_load_memory(b.p, b.n, "slow.psd", &img, 0), SAC_ERR_FORMAT,
+                 "slow.psd", "truncated");
+    double dt = sac_time() - t0;
+    ck_assert_msg(dt < 0.25, "refusing a 359-byte PSD took %.2f s", dt);
+    ck_assert_ptr_null(img.rgb);
+    free(b.p);
+}
+END_TEST
+
+/* Softimage PIC is decoded by stb_image but is not a promised format. */
+START_TEST(test_pic_refused)
+{
+    Bytes b = {0};
+    bytes_put(&b, "\x53\x80\xF6\x34", 4);
+    while (b.n < 88) bytes_u8(&b, 0);
+    bytes_put(&b, "PICT", 4), bytes_be16(&b, 1), bytes_be16(&b, 1); /* w, h */
+    for (int i = 0; i < 8; i++) bytes_u8(&b, 0);                    /* ratio, fields, pad */
+    bytes_u8(&b, 0), bytes_u8(&b, 8), bytes_u8(&b, 0), bytes_u8(&b, 0xE0); /* raw RGB packet */
+    bytes_u8(&b, 10), bytes_u8(&b, 20), bytes_u8(&b, 30);
+    SacImage img = {0};
+    expect_error(sac_image_load_memory(b.p, b.n, "soft.pic", &img, 0), SAC_ERR_UNSUPPORTED,
+                 "soft.pic", "Softimage PIC");
+    ck_assert_ptr_null(img.rgb);
+    free(b.p);
+}
+END_TEST
+
 /* ---- resize, preprocess, flips, writing --------------------------------------------------- */
 
 START_TEST(test_preprocess_constant)
@@ -692,6 +846,11 @@ int main(void)
     tcase_add_test(tc, test_exif_orientation_jpeg);
     tcase_add_test(tc, test_orient_all_eight);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_not_regular_files);
+    tcase_add_test(tc, test_jpeg_bad_huffman_tables);
+    tcase_add_test(tc, test_size_claims_beyond_data);
+    tcase_add_test(tc, test_psd_claims_beyond_data);
+    tcase_add_test(tc, test_pic_refused);
     tcase_add_test(tc, test_preprocess_constant);
     tcase_add_test(tc, test_preprocess_gradient);
     tcase_add_test(tc, test_flip_resize_write);
