@@ -1,0 +1,374 @@
+/*
+ * test_mobilenet.c - the MobileNetV2 forward (encoder/mobilenet.c, encoder/depthwise.c): every
+ * depthwise kernel this CPU runs against a direct loop in double; the tensor list; the whole
+ * network against torchvision (tests/pyref/make_mnv2_ref.py -> tests/data/mnv2_ref*.safetensors)
+ * for both paddings, grid 14, grid 7 and the classifier; a batch against one image at a time;
+ * one thread against two.
+ *
+ * The weights are not in the fixtures: both sides fill tensor t, element i from the formula
+ * documented in make_mnv2_ref.py (an integer hash -> uniform in [-a_t, a_t]).
+ *
+ * Tolerance against torch (float64): |c - r| <= 1e-4 * max|r| + 1e-4 * |r|. The C forward sums
+ * in float32 through 52 layers of up to 960 terms each; its error measured here is ~1e-6
+ * relative, so 1e-4 leaves room for other BLAS builds and still catches any wrong tap, pad or bias.
+ *
+ * Size letters: B batch, S input side, C channels, H W spatial, P grid positions, E grid
+ * channels, N classes.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "depthwise.h"
+#include "mobilenet.h"
+#include "rng.h"
+#include "sac.h"
+#include "safetensors.h"
+#include "saccade_config.h"
+#include "testutil.h"
+#include "threadpool.h"
+
+static float *falloc(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
+
+/* ---- the weight formula (make_mnv2_ref.py) ---- */
+
+static void fill_formula(float *x, size_t n, int t, double a)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t h = (uint32_t)i * 0x9E3779B1u + (uint32_t)(t + 1) * 0x85EBCA77u;
+        h ^= h >> 16;
+        h *= 0x7FEB352Du;
+        h ^= h >> 15;
+        h *= 0x846CA68Bu;
+        h ^= h >> 16;
+        const double u = (double)(h >> 8) / (double)(1u << 24);
+        x[i] = (float)(a * (2.0 * u - 1.0));
+    }
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    const size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+static double formula_scale(const MobileNetSpec *s)
+{
+    if (ends_with(s->name, ".bias")) return 0.2;
+    double fan_in = 1.0;
+    for (int d = 1; d < s->ndim; d++) fan_in *= (double)s->shape[d];
+    const int linear = !strncmp(s->name, "classifier", 10) || ends_with(s->name, "conv.2.weight") ||
+                       !strcmp(s->name, "features.1.conv.1.weight");
+    return sqrt((linear ? 3.0 : 6.0) / fan_in);
+}
+
+typedef struct {
+    int n;
+    float *t[MOBILENET_MAX_SPECS];
+} Weights;
+
+static void weights_make(Weights *w, const MobileNetConfig *cfg)
+{
+    MobileNetSpec specs[MOBILENET_MAX_SPECS];
+    w->n = mobilenet_specs(cfg, specs, MOBILENET_MAX_SPECS);
+    ck_assert_int_gt(w->n, 0);
+    for (int i = 0; i < w->n; i++) {
+        size_t n = 1;
+        for (int d = 0; d < specs[i].ndim; d++) n *= (size_t)specs[i].shape[d];
+        w->t[i] = falloc(n);
+        fill_formula(w->t[i], n, i, formula_scale(&specs[i]));
+    }
+}
+
+static void weights_free(Weights *w)
+{
+    for (int i = 0; i < w->n; i++) free(w->t[i]);
+}
+
+/* ---- depthwise kernels ---- */
+
+/* out (Ho, Wo, C) = relu6(bias + sum of the taps inside), in double. */
+static void depthwise_naive(float *out, const float *inp, const float *wt, const float *bias, int H, int W, int C,
+                            int stride, int pt, int pl)
+{
+    const int Ho = (H + stride - 1) / stride, Wo = (W + stride - 1) / stride;
+    for (int oy = 0; oy < Ho; oy++)
+        for (int ox = 0; ox < Wo; ox++)
+            for (int c = 0; c < C; c++) {
+                double acc = bias[c];
+                for (int ky = 0; ky < 3; ky++)
+                    for (int kx = 0; kx < 3; kx++) {
+                        const int y = oy * stride - pt + ky, x = ox * stride - pl + kx;
+                        if (y >= 0 && y < H && x >= 0 && x < W)
+                            acc += (double)wt[(ky * 3 + kx) * C + c] * inp[((size_t)y * W + x) * C + c];
+                    }
+                out[((size_t)oy * Wo + ox) * C + c] = (float)(acc < 0.0 ? 0.0 : acc > 6.0 ? 6.0 : acc);
+            }
+}
+
+START_TEST(test_depthwise_kernels)
+{
+    /* H, W, C: odd sides and channel counts that leave vector tails, 1-pixel images, sides
+     * narrower than the 4-pixel interior blocks, and a wide one */
+    static const int shapes[][3] = {{7, 5, 3}, {9, 8, 17}, {1, 1, 5}, {2, 3, 33}, {12, 13, 40}, {5, 16, 96}, {3, 2, 8}};
+    SacRng rng;
+    sac_rng_seed(&rng, 7, 1);
+    int checked = 0;
+    for (int k = DW_KERNEL_C; k <= DW_KERNEL_AVX512; k++) {
+        if (!depthwise_kernel_supported(k)) {
+            printf("depthwise kernel %s: not supported by this CPU, skipped\n", depthwise_kernel_name(k));
+            continue;
+        }
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+            const int H = shapes[s][0], W = shapes[s][1], C = shapes[s][2];
+            float *inp = falloc((size_t)H * W * C), *wt = falloc(9 * (size_t)C), *bias = falloc(C);
+            fill_uniform(inp, (size_t)H * W * C, -2.0f, 3.0f, &rng); /* some outputs above 6, some below 0 */
+            fill_uniform(wt, 9 * (size_t)C, -1.0f, 1.0f, &rng);
+            fill_uniform(bias, C, -0.5f, 0.5f, &rng);
+            for (int stride = 1; stride <= 2; stride++) {
+                for (int same = 0; same <= 1; same++) {
+                    /* SAME: total = max((out - 1) * s + 3 - in, 0), before = total / 2; symmetric: 1 */
+                    const int Ho = (H + stride - 1) / stride, Wo = (W + stride - 1) / stride;
+                    const int tt = SAC_MAX((Ho - 1) * stride + 3 - H, 0), tl = SAC_MAX((Wo - 1) * stride + 3 - W, 0);
+                    const int pt = same ? tt / 2 : 1, pl = same ? tl / 2 : 1;
+                    const size_t n_out = (size_t)Ho * Wo * C;
+                    float *got = falloc(n_out), *ref = falloc(n_out);
+                    depthwise_naive(ref, inp, wt, bias, H, W, C, stride, pt, pl);
+                    ck_assert_int_eq(depthwise_forward(got, inp, wt, bias, H, W, C, stride, pt, pl, k), SAC_OK);
+                    char name[96];
+                    snprintf(name, sizeof(name), "dw %s %dx%dx%d s%d pad %d,%d", depthwise_kernel_name(k), H, W, C,
+                             stride, pt, pl);
+                    /* 10 float terms of order 1 */
+                    ck_assert_int_eq(check_tensor(name, got, ref, n_out, 1e-5, 1e-5), 0);
+                    free(got), free(ref);
+                    checked++;
+                }
+            }
+            free(inp), free(wt), free(bias);
+        }
+    }
+    ck_assert_int_ge(checked, 28); /* the C kernel at least */
+    /* a kernel the CPU lacks is refused, not run */
+    if (!depthwise_kernel_supported(DW_KERNEL_AVX512)) {
+        float x[9] = {0}, y[9];
+        ck_assert_int_eq(depthwise_forward(y, x, x, x, 1, 1, 1, 1, 1, 1, DW_KERNEL_AVX512), SAC_ERR_UNSUPPORTED);
+    }
+}
+END_TEST
+
+/* ---- the tensor list ---- */
+
+START_TEST(test_specs)
+{
+    MobileNetConfig cfg;
+    mobilenet_config_default(&cfg);
+    MobileNetSpec a[MOBILENET_MAX_SPECS], b[MOBILENET_MAX_SPECS];
+    cfg.grid = MOBILENET_GRID14;
+    ck_assert_int_eq(mobilenet_specs(&cfg, a, MOBILENET_MAX_SPECS), 80);
+    ck_assert_str_eq(a[78].name, "features.14.conv.0.0.weight");
+    ck_assert_int_eq(a[78].shape[0], 576);
+    ck_assert_int_eq(a[78].shape[1], 96);
+    cfg.grid = MOBILENET_GRID7;
+    ck_assert_int_eq(mobilenet_specs(&cfg, b, MOBILENET_MAX_SPECS), 104);
+    for (int i = 0; i < 80; i++) { /* a prefix */
+        ck_assert_str_eq(a[i].name, b[i].name);
+        ck_assert_int_eq(a[i].ndim, b[i].ndim);
+        for (int d = 0; d < 4; d++) ck_assert_int_eq(a[i].shape[d], b[i].shape[d]);
+    }
+    ck_assert_str_eq(b[0].name, "features.0.0.weight");
+    ck_assert_int_eq(b[0].ndim, 4);
+    ck_assert_int_eq(b[0].shape[0], 32);
+    ck_assert_int_eq(b[0].shape[1], 3);
+    ck_assert_str_eq(b[1].name, "features.0.0.bias");
+    ck_assert_int_eq(b[1].ndim, 1);
+    ck_assert_int_eq(b[1].shape[1], 0);
+    ck_assert_str_eq(b[2].name, "features.1.conv.0.0.weight");
+    ck_assert_int_eq(b[2].shape[1], 1);
+    ck_assert_str_eq(b[4].name, "features.1.conv.1.weight");
+    ck_assert_str_eq(b[100].name, "features.17.conv.2.weight");
+    ck_assert_int_eq(b[100].shape[0], 320);
+    ck_assert_int_eq(b[100].shape[1], 960);
+    ck_assert_str_eq(b[102].name, "features.18.0.weight");
+    cfg.grid = MOBILENET_CLASSIFY;
+    cfg.n_classes = 10;
+    ck_assert_int_eq(mobilenet_specs(&cfg, a, MOBILENET_MAX_SPECS), 106);
+    ck_assert_str_eq(a[104].name, "classifier.1.weight");
+    ck_assert_int_eq(a[104].ndim, 2);
+    ck_assert_int_eq(a[104].shape[0], 10);
+    ck_assert_int_eq(a[104].shape[1], 1280);
+    /* a short array gets a prefix and the full count */
+    ck_assert_int_eq(mobilenet_specs(&cfg, b, 3), 106);
+    ck_assert_str_eq(b[2].name, "features.1.conv.0.0.weight");
+    cfg.image_size = 100;
+    ck_assert_int_eq(mobilenet_specs(&cfg, NULL, 0), SAC_ERR_INVALID);
+    ck_assert_ptr_null(mobilenet_infer_create(&cfg, NULL, 1));
+}
+END_TEST
+
+/* ---- against torchvision ---- */
+
+typedef struct {
+    SafeTensors *st;
+    char path[1024];
+} Ref;
+
+static void ref_open(Ref *r, const char *file)
+{
+    const char *dir = getenv("SACCADE_TEST_DATA");
+    snprintf(r->path, sizeof(r->path), "%s/%s", dir ? dir : SACCADE_SOURCE_MODELDIR "/../tests/data", file);
+    r->st = safetensors_read(r->path);
+    ck_assert_msg(r->st != NULL, "cannot read %s", r->path);
+}
+
+/* The named reference tensor, which must have n floats. */
+static float *ref_load(const Ref *r, const char *name, size_t n)
+{
+    const SafeTensor *t = safetensors_find(r->st, name);
+    ck_assert_msg(t != NULL, "%s: no tensor %s", r->path, name);
+    int64_t shape[SAFETENSORS_MAX_DIMS];
+    size_t total = 1;
+    for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d], total *= (size_t)t->shape[d];
+    ck_assert_msg(total == n, "%s: %s has %zu elements, expected %zu", r->path, name, total, n);
+    float *x = falloc(n);
+    ck_assert_int_eq(safetensors_load_f32(r->st, name, x, t->ndim, shape), SAC_OK);
+    return x;
+}
+
+/* |c - r| <= 1e-4 * max|r| + 1e-4 * |r| */
+static int check_vs_torch(const char *name, const float *got, const float *ref, size_t n)
+{
+    double mx = 0.0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(ref[i]));
+    return check_tensor(name, got, ref, n, 1e-4 * mx, 1e-4);
+}
+
+/* Grid 14, grid 7 and logits of B images of side S against "<pad>.grid14" etc. (those present);
+ * with B > 1 also one image at a time and, with two threads, one thread. */
+static int run_reference(const Ref *r, const float *images, int B, int S, int same)
+{
+    const char *pad = same ? "same" : "symmetric";
+    int bad = 0;
+    const int grids[3] = {MOBILENET_GRID14, MOBILENET_GRID7, MOBILENET_CLASSIFY};
+    for (int g = 0; g < 3; g++) {
+        MobileNetConfig cfg;
+        mobilenet_config_default(&cfg);
+        cfg.grid = grids[g], cfg.pad_same = same, cfg.image_size = S, cfg.n_classes = 1001;
+        char key[64], label[96];
+        snprintf(key, sizeof(key), "%s.%s", pad, g == 0 ? "grid14" : g == 1 ? "grid7" : "logits");
+        if (!safetensors_find(r->st, key)) continue;
+        Weights w;
+        weights_make(&w, &cfg);
+        MobileNetInfer *net = mobilenet_infer_create(&cfg, (const float *const *)w.t, B);
+        ck_assert_ptr_nonnull(net);
+        const int side = mobilenet_grid_side(&cfg);
+        const size_t per = g == 2 ? (size_t)cfg.n_classes : (size_t)side * side * mobilenet_grid_channels(&cfg);
+        float *ref = ref_load(r, key, (size_t)B * per), *got = falloc((size_t)B * per);
+        float *one = falloc((size_t)B * per);
+        const size_t img = (size_t)3 * S * S;
+        if (g == 2) {
+            ck_assert_int_eq(mobilenet_infer_classify(net, got, NULL, images, B), SAC_OK);
+            for (int b = 0; b < B; b++)
+                ck_assert_int_eq(mobilenet_infer_classify(net, one + b * per, NULL, images + b * img, 1), SAC_OK);
+        } else {
+            ck_assert_int_eq(mobilenet_infer_forward(net, got, images, B), SAC_OK);
+            for (int b = 0; b < B; b++)
+                ck_assert_int_eq(mobilenet_infer_forward(net, one + b * per, images + b * img, 1), SAC_OK);
+        }
+        snprintf(label, sizeof(label), "S%d %s", S, key);
+        bad += check_vs_torch(label, got, ref, (size_t)B * per);
+        if (B > 1) {
+            /* one image alone is split into bands of rows (B = 2 is not), so OpenBLAS sees other
+             * row blockings and rounds differently: measured up to ~3e-6 * max|r| here, which
+             * the network amplifies like any float error (its distance to torch is the same) */
+            snprintf(label, sizeof(label), "S%d %s batch vs one by one", S, key);
+            bad += check_vs_torch(label, got, one, (size_t)B * per);
+            const int threads = sac_threads();
+            sac_threads_set(threads > 1 ? 1 : 2);
+            if (g == 2)
+                ck_assert_int_eq(mobilenet_infer_classify(net, one, NULL, images, B), SAC_OK);
+            else
+                ck_assert_int_eq(mobilenet_infer_forward(net, one, images, B), SAC_OK);
+            sac_threads_set(threads);
+            const int same_bits = !memcmp(one, got, sizeof(float) * B * per);
+            printf("check S%d %-26s %s\n", S, key, same_bits ? "1 and 2 threads: same bits" : "1 and 2 threads DIFFER");
+            bad += !same_bits;
+        }
+        free(ref), free(got), free(one);
+        mobilenet_infer_free(net);
+        weights_free(&w);
+    }
+    return bad;
+}
+
+START_TEST(test_reference_64)
+{
+    Ref r;
+    ref_open(&r, "mnv2_ref.safetensors");
+    float *images = ref_load(&r, "images", (size_t)2 * 3 * 64 * 64);
+    int bad = run_reference(&r, images, 2, 64, 1);
+    bad += run_reference(&r, images, 2, 64, 0);
+    ck_assert_int_eq(bad, 0);
+    free(images);
+    safetensors_free(r.st);
+}
+END_TEST
+
+START_TEST(test_reference_224)
+{
+    Ref r;
+    ref_open(&r, "mnv2_ref224.safetensors");
+    float *image = falloc((size_t)3 * 224 * 224);
+    fill_formula(image, (size_t)3 * 224 * 224, 1000, 1.0);
+    ck_assert_int_eq(run_reference(&r, image, 1, 224, 1), 0);
+    free(image);
+    safetensors_free(r.st);
+}
+END_TEST
+
+START_TEST(test_invalid_batch)
+{
+    MobileNetConfig cfg;
+    mobilenet_config_default(&cfg);
+    cfg.image_size = 32;
+    Weights w;
+    weights_make(&w, &cfg);
+    MobileNetInfer *net = mobilenet_infer_create(&cfg, (const float *const *)w.t, 2);
+    ck_assert_ptr_nonnull(net);
+    float img[3 * 32 * 32] = {0}, feats[3 * 1280];
+    ck_assert_int_eq(mobilenet_infer_forward(net, feats, img, 3), SAC_ERR_INVALID);
+    ck_assert_int_eq(mobilenet_infer_forward(net, feats, img, 0), SAC_ERR_INVALID);
+    ck_assert_int_eq(mobilenet_infer_classify(net, feats, NULL, img, 1), SAC_ERR_INVALID); /* not a classify net */
+    ck_assert_int_eq(mobilenet_infer_forward(net, feats, img, 1), SAC_OK);
+    mobilenet_infer_free(net);
+    mobilenet_infer_free(NULL);
+    const float *missing[MOBILENET_MAX_SPECS] = {0};
+    ck_assert_ptr_null(mobilenet_infer_create(&cfg, missing, 1));
+    weights_free(&w);
+}
+END_TEST
+
+static Suite *mobilenet_suite(void)
+{
+    Suite *s = suite_create("mobilenet");
+    TCase *tc = tcase_create("mobilenet");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_depthwise_kernels);
+    tcase_add_test(tc, test_specs);
+    tcase_add_test(tc, test_invalid_batch);
+    tcase_add_test(tc, test_reference_64);
+    tcase_add_test(tc, test_reference_224);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(mobilenet_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
