@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "sac.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -345,46 +346,33 @@ static int header_parse(SafeTensors *st)
     return 0;
 }
 
-static int file_slurp(SafeTensors *st)
-{
-    FILE *f = fopen(st->path, "rb");
-    struct stat sb;
-    int rc = SAC_ERR_IO;
-    if (!f) {
-        sac_error("%s: cannot open: %s", st->path, strerror(errno));
-        return rc;
-    }
-    if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) {
-        sac_error("%s: not a regular file", st->path);
-        goto done;
-    }
-    st->size = (size_t)sb.st_size;
-    st->file = sac_malloc(st->size);
-    if (!st->file) {
-        rc = SAC_ERR_NOMEM;
-        goto done;
-    }
-    if (fread(st->file, 1, st->size, f) != st->size) {
-        sac_error("%s: short read of %zu bytes: %s", st->path, st->size,
-                  ferror(f) ? strerror(errno) : "file shrank while reading");
-        goto done;
-    }
-    rc = 0;
-done:
-    fclose(f);
-    return rc;
-}
-
 SafeTensors *safetensors_read(const char *path)
 {
     SafeTensors *st = sac_calloc(1, sizeof(*st));
     if (!st) return NULL;
     st->path = strdup(path);
-    if (!st->path || file_slurp(st) || header_parse(st)) {
+    /* a regular file only: a FIFO given as --model is refused at once instead of blocking */
+    if (!st->path || sac_read_file(path, 0, &st->file, &st->size) || header_parse(st)) {
         safetensors_free(st);
         return NULL;
     }
     return st;
+}
+
+SafeTensors *safetensors_read_memory(const void *data, size_t len, const char *name)
+{
+    SafeTensors *st = sac_calloc(1, sizeof(*st));
+    if (!st) return NULL;
+    st->path = strdup(name ? name : "<memory>");
+    st->file = sac_malloc(len + 1);
+    if (!st->path || !st->file) goto fail;
+    if (len) memcpy(st->file, data, len);
+    st->size = len;
+    if (header_parse(st)) goto fail;
+    return st;
+fail:
+    safetensors_free(st);
+    return NULL;
 }
 
 void safetensors_free(SafeTensors *st)

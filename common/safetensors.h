@@ -64,9 +64,14 @@ typedef struct {
 
 typedef struct SafeTensors SafeTensors;
 
-/* Read and validate a whole file. Returns NULL and logs "<path>: <problem>" on any failure.
+/* Read and validate a whole file, which must be a regular file (a FIFO, device or directory
+ * is refused without blocking: fileio.h). Returns NULL and logs "<path>: <problem>" on any
+ * failure.
  * The caller owns the result; free with safetensors_free. */
 SafeTensors *safetensors_read(const char *path);
+/* As safetensors_read, from len bytes at data (copied; the caller keeps data). name is used
+ * in messages and returned by safetensors_path (NULL: "<memory>"). */
+SafeTensors *safetensors_read_memory(const void *data, size_t len, const char *name);
 /* No-op on NULL. Invalidates every pointer obtained from st. */
 void safetensors_free(SafeTensors *st);
 

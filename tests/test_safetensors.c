@@ -391,8 +391,24 @@ START_TEST(test_reject_file_level)
     memset(extra + sizeof(reference_file), 0, 4);
     write_bytes(path, extra, sizeof(extra));
     expect_reject(path, "bytes 24..28 belong to no tensor");
-    expect_reject(tmp_path("does-not-exist.safetensors"), "cannot open");
-    expect_reject(tmpdir, "not a regular file");
+    expect_reject(tmp_path("does-not-exist.safetensors"), "no such file");
+    expect_reject(tmpdir, "is a directory, expected a regular file");
+    /* a FIFO given as --model is refused at once (it blocked in fopen until a writer came) */
+    const char *fifo = tmp_path("model.fifo");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    alarm(10);
+    expect_reject(fifo, "is a FIFO (named pipe), expected a regular file");
+    expect_reject("/dev/zero", "is a character device");
+    alarm(0);
+    /* from memory: the same checks, the name in messages */
+    log_reset();
+    SafeTensors *st = safetensors_read_memory(reference_file, sizeof(reference_file), "mem");
+    ck_assert_ptr_nonnull(st);
+    ck_assert_str_eq(safetensors_path(st), "mem");
+    safetensors_free(st);
+    ck_assert_ptr_null(safetensors_read_memory(reference_file, 20, "cut"));
+    ck_assert_msg(strstr(logbuf, "cut: ") != NULL, "got: %s", logbuf);
+    ck_assert_ptr_null(safetensors_read_memory(NULL, 0, NULL));
 }
 END_TEST
 
