@@ -14,6 +14,41 @@
 #include "sac.h"
 
 /* ------------------------------------------------------------------------------------ */
+/* text validity */
+
+const char *sac_text_problem(const char *text, size_t n, size_t *at)
+{
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000}; /* rejects overlong forms */
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        const char *why = NULL;
+        uint32_t cp = c;
+        if (!len || (size_t)len > n - i) {
+            why = "invalid UTF-8";
+        } else {
+            cp = len == 1 ? c : c & (0x7fu >> len);
+            for (int k = 1; k < len && !why; k++) {
+                if ((s[i + k] & 0xc0) != 0x80) why = "invalid UTF-8";
+                cp = cp << 6 | (s[i + k] & 0x3f);
+            }
+            if (!why && (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)))
+                why = "invalid UTF-8";
+            if (!why && (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) && cp != '\t' && cp != '\n' &&
+                cp != '\r')
+                why = "a control character";
+        }
+        if (why) {
+            if (at) *at = i;
+            return why;
+        }
+        i += (size_t)len;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* tokenizer */
 
 enum { CH_SEP, CH_SYM, CH_WORD };
@@ -23,7 +58,7 @@ static int is_alnum(unsigned char c)
 {
     return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
 }
-static int is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static int is_space(unsigned char c) { return c <= ' ' || c == 0x7f; } /* and controls */
 
 /* Class of s[i] given its neighbours (rule steps 2-4 in vocab.h). */
 static int char_class(const unsigned char *s, size_t i, size_t m)
@@ -340,6 +375,12 @@ int word_counts_add(WordCounts *wc, const char *word, int n)
                   ">= 1, found '%s' x %d", word ? word : "(null)", n);
         return SAC_ERR_INVALID;
     }
+    size_t at;
+    const char *why = sac_text_problem(word, strlen(word), &at);
+    if (why) {
+        sac_error("word_counts_add: expected a UTF-8 word, found %s at byte %zu", why, at);
+        return SAC_ERR_INVALID;
+    }
     int idx = table_find(&wc->tb, word);
     if (idx >= 0) {
         int *c = &wc->tb.counts[idx];
@@ -536,6 +577,13 @@ Vocab *vocab_from_string(const char *s, const char *source)
         if (has_space(word)) {
             sac_error("%s: vocabulary line %d: expected a word without whitespace or control "
                       "characters, found '%s'", source, line, word);
+            goto fail;
+        }
+        size_t at;
+        const char *why = sac_text_problem(word, len, &at);
+        if (why) {
+            sac_error("%s: vocabulary line %d: expected a UTF-8 word, found %s at byte %zu",
+                      source, line, why, at);
             goto fail;
         }
         if (line <= SAC_VOCAB_NSPECIAL && strcmp(word, SPECIALS[line - 1]) != 0) {

@@ -10,7 +10,8 @@
  *   1. ASCII letters are lowercased; bytes >= 0x80 (UTF-8) are kept as they are, except that
  *      the typographic quotes U+2018/U+2019 become ' and U+201C/U+201D become ", and the
  *      dashes U+2013/U+2014 separate words.
- *   2. Whitespace separates words.
+ *   2. Whitespace separates words; so do the other ASCII control characters (U+0001..U+001F,
+ *      U+007F), which valid captions do not hold (sac_text_problem).
  *   3. These characters separate words and are dropped:  ! ? ; " ( ) [ ] { } `
  *      ',' and ':' too, except between two digits ("1,000", "3:30" stay one token);
  *      '.' too, except between two letters/digits ("3.5", "statefarm.com", "d.c" stay);
@@ -57,6 +58,16 @@ enum {
     SAC_VOCAB_NSPECIAL = 4
 };
 
+/* ---- text validity ---- */
+
+/* Why s[0..len) cannot be caption text or a vocabulary word, or NULL when it is fine: it must
+ * be valid UTF-8 (no overlong forms, surrogates or code points above U+10FFFF) without control
+ * characters (U+0000..U+001F, U+007F..U+009F) except tab, line feed and carriage return, which
+ * captions may hold as whitespace. When a reason is returned, *at (if not NULL) is the byte
+ * offset of the offending sequence. Words and captions that pass can go into a model file's
+ * JSON header unchanged. */
+const char *sac_text_problem(const char *s, size_t len, size_t *at);
+
 /* ---- tokenizer ---- */
 
 /* A token list. Zero-initialise (`SacTokens t = {0};`), pass to sac_tokenize as often as
@@ -90,8 +101,8 @@ typedef struct WordCounts WordCounts;
 /* An empty counter, or NULL (logged) when out of memory. Free with word_counts_free. */
 WordCounts *word_counts_create(void);
 void word_counts_free(WordCounts *wc);
-/* Add n occurrences of one word (n >= 1, word non-empty without whitespace).
- * Returns 0 or a negative SAC_ERR_*. */
+/* Add n occurrences of one word (n >= 1, word non-empty, without whitespace, valid text for
+ * sac_text_problem). Returns 0 or a negative SAC_ERR_* (SAC_ERR_INVALID logged). */
 int word_counts_add(WordCounts *wc, const char *word, int n);
 /* Tokenize a caption and count each token once. Returns the number of tokens or SAC_ERR_*. */
 int word_counts_add_caption(WordCounts *wc, const char *caption);
@@ -132,7 +143,7 @@ char *vocab_decode(const Vocab *v, const int *ids, int n);
 char *vocab_to_string(const Vocab *v);
 /* Parse a string written by vocab_to_string (a final '\n' is optional, "\r\n" is accepted).
  * Validates: lines 1..4 are exactly <pad> <start> <end> <unk>; no empty word; no space, tab or
- * other control character inside a word; no word twice. `source` names the origin in error
+ * other control character inside a word; every word valid UTF-8; no word twice. `source` names the origin in error
  * messages ("model.safetensors: vocabulary line 7: ..."); NULL means "vocabulary".
  * Returns NULL (logged) on any violation. The caller frees with vocab_free. */
 Vocab *vocab_from_string(const char *s, const char *source);

@@ -5,6 +5,7 @@
  * rejection of malformed vocabulary strings (messages naming the source and line).
  */
 #include <check.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,6 +307,93 @@ START_TEST(test_vocab_string_rejects)
 }
 END_TEST
 
+/* ---- hostile text (issue 11): invalid UTF-8 and control characters ---- */
+
+START_TEST(test_text_problem)
+{
+    static const struct {
+        const char *s;
+        const char *why; /* NULL: valid */
+        size_t at;
+    } cases[] = {
+        {"a dog", NULL, 0},
+        {"caf\xc3\xa9 \xe2\x80\x9cquoted\xe2\x80\x9d \xf0\x9f\x90\x95", NULL, 0},
+        {"tab\there\r\nnewline", NULL, 0},
+        {"caf\xe9", "invalid UTF-8", 3},          /* Latin-1 */
+        {"ab\xc0\x80", "invalid UTF-8", 2},       /* overlong NUL */
+        {"x\xed\xa0\x80", "invalid UTF-8", 1},    /* surrogate */
+        {"x\xf4\x90\x80\x80", "invalid UTF-8", 1}, /* above U+10FFFF */
+        {"cut \xe2\x82", "invalid UTF-8", 4},     /* sequence cut short */
+        {"bell\x07", "a control character", 4},
+        {"\x1b[31mred", "a control character", 0}, /* ANSI escape */
+        {"del\x7f", "a control character", 3},
+        {"csi\xc2\x9b", "a control character", 3}, /* U+009B */
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        size_t at = 999;
+        const char *why = sac_text_problem(cases[k].s, strlen(cases[k].s), &at);
+        if (!cases[k].why) {
+            ck_assert_msg(why == NULL, "case %zu: '%s' at %zu, expected valid", k, why, at);
+        } else {
+            ck_assert_msg(why && strcmp(why, cases[k].why) == 0, "case %zu: got %s, expected %s",
+                          k, why ? why : "valid", cases[k].why);
+            ck_assert_uint_eq(at, cases[k].at);
+        }
+    }
+}
+END_TEST
+
+/* No word that would make a model file's JSON header invalid gets into a vocabulary. */
+START_TEST(test_vocab_words_always_valid)
+{
+    log_capture();
+    WordCounts *wc = word_counts_create();
+    /* a control character separates words (it used to make a word word_counts_add refused,
+     * which aborted training with no file or line named) */
+    ck_assert_int_eq(word_counts_add_caption(wc, "a\x01" "dog\x1b[0m runs"), 4);
+    ck_assert_int_eq(word_counts_get(wc, "dog"), 1);
+    ck_assert_int_eq(word_counts_get(wc, "0m"), 1); /* "[" separates words too */
+    /* a word that is not UTF-8 is refused (it used to go into the vocabulary) */
+    ck_assert_int_eq(word_counts_add(wc, "caf\xe9", 1), SAC_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(log_text, "invalid UTF-8 at byte 3"));
+    ck_assert_int_eq(word_counts_add_caption(wc, "un caf\xe9"), SAC_ERR_INVALID);
+    /* random bytes: whatever is accepted is valid text */
+    uint64_t x = 88172645463325252ull;
+    char cap[24];
+    int accepted = 0;
+    for (int k = 0; k < 4000; k++) {
+        for (int i = 0; i < 23; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            unsigned b = (unsigned)(x >> 24) & 255;
+            cap[i] = (char)(b == 0 ? 'a' : k % 2 ? b : (b & 0x7f ? b & 0x7f : 'z')); /* odd: any */
+        }
+        cap[23] = 0;
+        accepted += word_counts_add_caption(wc, cap) >= 0;
+    }
+    ck_assert_int_gt(accepted, 100);
+    Vocab *v = vocab_build(wc, 1);
+    ck_assert_ptr_nonnull(v);
+    for (int id = 0; id < vocab_size(v); id++) {
+        const char *w = vocab_word(v, id);
+        size_t at;
+        ck_assert_msg(!sac_text_problem(w, strlen(w), &at), "word %d has bad text at %zu", id,
+                      at);
+        for (const char *c = w; *c; c++) ck_assert((unsigned char)*c > ' ' && *c != 0x7f);
+    }
+    char *s = vocab_to_string(v);
+    Vocab *back = vocab_from_string(s, "round trip");
+    ck_assert_ptr_nonnull(back);
+    ck_assert_int_eq(vocab_size(back), vocab_size(v));
+    vocab_free(back), vocab_free(v), free(s);
+    word_counts_free(wc);
+    /* a vocabulary string with a non-UTF-8 word is refused, naming the line */
+    log_capture();
+    ck_assert_ptr_null(vocab_from_string("<pad>\n<start>\n<end>\n<unk>\ndog\ncaf\xe9\n", "m.st"));
+    ck_assert_ptr_nonnull(strstr(log_text, "m.st: vocabulary line 6: expected a UTF-8 word"));
+    sac_log_set_sink(NULL, NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("vocab");
@@ -319,6 +407,8 @@ int main(void)
     tcase_add_test(tc, test_vocab_encode_decode);
     tcase_add_test(tc, test_vocab_string_round_trip);
     tcase_add_test(tc, test_vocab_string_rejects);
+    tcase_add_test(tc, test_text_problem);
+    tcase_add_test(tc, test_vocab_words_always_valid);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
