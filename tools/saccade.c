@@ -22,6 +22,7 @@ static const Command commands[] = {
     {"eval", cmd_eval, "decode a dataset split and score it (BLEU, ROUGE-L, CIDEr-D)"},
     {"score", cmd_score, "score a COCO results file against reference captions"},
     {"import", cmd_import, "convert pretrained MobileNetV2 weights (TFLite, torchvision) to a backbone file"},
+    {"classify", cmd_classify, "the ImageNet classes of images by a backbone file's MobileNetV2"},
 };
 
 static void usage(FILE *f)
