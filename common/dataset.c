@@ -12,12 +12,15 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stb_image.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "sac.h"
 
 enum { REPORT_NAMES = 5 }; /* names listed in a once-per-load report */
@@ -209,6 +212,13 @@ int dataset_add_caption(Dataset *ds, int item, const char *caption)
                   ds->source, ds->n_items - 1, item, caption ? "a caption" : "NULL");
         return SAC_ERR_INVALID;
     }
+    size_t at;
+    const char *why = sac_text_problem(caption, strlen(caption), &at);
+    if (why) {
+        sac_error("%s: image '%s': expected UTF-8 caption text without control characters, "
+                  "found %s at byte %zu", ds->source, ds->items[item].name, why, at);
+        return SAC_ERR_INVALID;
+    }
     return add_caption_n(ds, item, caption, strlen(caption));
 }
 
@@ -221,13 +231,48 @@ static void trim(const char **s, size_t *len)
     while (*len > 0 && is_ws((*s)[*len - 1])) (*len)--;
 }
 
-/* Add a caption trimmed; returns 1 if added, 0 if it was empty, or a negative status. */
-static int add_caption_trimmed(Dataset *ds, int item, const char *s, size_t len)
+/* Captions skipped because their text is not valid UTF-8 or holds control characters: the
+ * first few are reported one by one with file:line (or JSON element), then a summary. */
+typedef struct {
+    int n;
+    char first[192];
+} BadText;
+
+enum { CAPTION_EMPTY = 0, CAPTION_ADDED = 1, CAPTION_BAD = 2 };
+
+/* Add a caption trimmed: CAPTION_ADDED, CAPTION_EMPTY, CAPTION_BAD (invalid text, skipped and
+ * reported as at `where`, a printf format completed by the arguments), or a negative status. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 6, 7)))
+#endif
+static int add_caption_trimmed(Dataset *ds, int item, const char *s, size_t len, BadText *bad,
+                               const char *where, ...)
 {
     trim(&s, &len);
-    if (len == 0) return 0;
+    if (len == 0) return CAPTION_EMPTY;
+    size_t at;
+    const char *why = sac_text_problem(s, len, &at);
+    if (why) {
+        char loc[160];
+        va_list ap;
+        va_start(ap, where);
+        vsnprintf(loc, sizeof(loc), where, ap);
+        va_end(ap);
+        if (bad->n < REPORT_NAMES)
+            sac_warn("%s: caption skipped: expected UTF-8 text without control characters, "
+                     "found %s at byte %zu", loc, why, at);
+        if (bad->n++ == 0) snprintf(bad->first, sizeof(bad->first), "%s", loc);
+        return CAPTION_BAD;
+    }
     int st = add_caption_n(ds, item, s, len);
-    return st < 0 ? st : 1;
+    return st < 0 ? st : CAPTION_ADDED;
+}
+
+static void report_bad_text(const Dataset *ds, const BadText *bad)
+{
+    if (bad->n > 0)
+        sac_warn("%s: skipped %d caption(s) with invalid UTF-8 or control characters (first at "
+                 "%s)", ds->source, bad->n, bad->first);
 }
 
 /* Remove the items with drop[i] set, keeping order, and re-index. */
@@ -286,46 +331,19 @@ static void report_empty_captions(const Dataset *ds, int n_empty, int first_line
 /* ------------------------------------------------------------------------------------ */
 /* files and lines */
 
-/* Whole file, NUL-terminated, a UTF-8 BOM removed. The caller frees. */
+/* Whole file, NUL-terminated, a UTF-8 BOM removed; a regular file only (fileio.h). The
+ * caller frees. */
 static char *file_read(const char *path, size_t *len_out)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        sac_error("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = sac_malloc(cap);
-    while (buf) {
-        if (len + 1 == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                sac_error("%s: out of memory reading %zu bytes", path, cap * 2);
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + len, 1, cap - 1 - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    if (buf && ferror(f)) {
-        sac_error("%s: read error: %s", path, strerror(errno));
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (!buf) return NULL;
-    buf[len] = '\0';
+    uint8_t *buf;
+    size_t len;
+    if (sac_read_file(path, 0, &buf, &len)) return NULL;
     if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) {
         memmove(buf, buf + 3, len - 2);
         len -= 3;
     }
     if (len_out) *len_out = len;
-    return buf;
+    return (char *)buf;
 }
 
 typedef struct {
@@ -408,6 +426,7 @@ Dataset *dataset_load_flickr(const char *token_path, const char *split_list,
     if (!(buf = file_read(token_path, &len))) goto fail;
     LineReader r = {buf, buf + len, 0};
     int n_empty = 0, first_empty = 0;
+    BadText bad = {0};
     while ((line = line_next(&r, &n))) {
         const char *s = line;
         size_t ls = n;
@@ -437,13 +456,17 @@ Dataset *dataset_load_flickr(const char *token_path, const char *split_list,
             if (split_list) continue;
             if ((idx = dataset_add_item(ds, name, -1)) < 0) goto fail;
         }
-        int st = add_caption_trimmed(ds, idx, tab + 1, strlen(tab + 1));
+        char *text = tab + 1;
+        int st = add_caption_trimmed(ds, idx, text, n - (size_t)(text - line), &bad, "%s:%d",
+                                     token_path, r.line);
         if (st < 0) goto fail;
-        if (st == 0 && !n_empty++) first_empty = r.line;
+        if (st == CAPTION_EMPTY && !n_empty++) first_empty = r.line;
     }
     report_empty_captions(ds, n_empty, first_empty);
-    if (drop_captionless(ds, split_list ? "of the split list have no captions in the token file"
-                                        : "have only empty captions") < 0)
+    report_bad_text(ds, &bad);
+    if (drop_captionless(ds, split_list ? "of the split list have no usable captions in the "
+                                          "token file"
+                                        : "have no usable captions") < 0)
         goto fail;
     if (ds->n_items == 0) {
         sac_error("%s: expected '<image>#<n><TAB><caption>' lines%s, found none", token_path,
@@ -474,6 +497,7 @@ Dataset *dataset_load_tsv(const char *tsv_path, const char *image_dir)
     LineReader r = {buf, buf + len, 0};
     char *line;
     int n_empty = 0, first_empty = 0;
+    BadText bad = {0};
     while ((line = line_next(&r, &n))) {
         const char *s = line;
         size_t ls = n;
@@ -491,12 +515,15 @@ Dataset *dataset_load_tsv(const char *tsv_path, const char *image_dir)
         ((char *)name)[ln] = '\0';
         int idx = dataset_find(ds, name);
         if (idx < 0 && (idx = dataset_add_item(ds, name, -1)) < 0) goto fail;
-        int st = add_caption_trimmed(ds, idx, tab + 1, strlen(tab + 1));
+        char *text = tab + 1;
+        int st = add_caption_trimmed(ds, idx, text, n - (size_t)(text - line), &bad, "%s:%d",
+                                     tsv_path, r.line);
         if (st < 0) goto fail;
-        if (st == 0 && !n_empty++) first_empty = r.line;
+        if (st == CAPTION_EMPTY && !n_empty++) first_empty = r.line;
     }
     report_empty_captions(ds, n_empty, first_empty);
-    if (drop_captionless(ds, "have only empty captions") < 0) goto fail;
+    report_bad_text(ds, &bad);
+    if (drop_captionless(ds, "have no usable captions") < 0) goto fail;
     if (ds->n_items == 0) {
         sac_error("%s: expected '<image path><TAB><caption>' lines, found none", tsv_path);
         goto fail;
@@ -539,13 +566,30 @@ static const char *json_string(const cJSON *obj, const char *key)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* Integer member: 1 and *out set, 0 when absent, -1 when present but not an integer. */
-static int json_int(const cJSON *obj, const char *key, int64_t *out)
+/* Ids are non-negative integers that a double holds exactly: 0..2^53. */
+#define JSON_ID_MAX 9007199254740992.0
+
+/* Id member: 1 and *out set, 0 when absent, -1 when present but not an integer in
+ * 0..2^53 (*found then describes it, e.g. "1e+300", "-5", "1.5", "a string"). The range is
+ * checked before converting (a double beyond int64_t made the conversion undefined). */
+static int json_id(const cJSON *obj, const char *key, int64_t *out, char *found, size_t cap)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble) return -1;
-    *out = (int64_t)v->valuedouble;
+    if (!cJSON_IsNumber(v)) {
+        snprintf(found, cap, "%s", cJSON_IsString(v)   ? "a string"
+                                   : cJSON_IsArray(v)  ? "an array"
+                                   : cJSON_IsObject(v) ? "an object"
+                                   : cJSON_IsBool(v)   ? "a boolean"
+                                                       : "null");
+        return -1;
+    }
+    double d = v->valuedouble;
+    if (!(d >= 0.0 && d <= JSON_ID_MAX) || d != floor(d)) {
+        snprintf(found, cap, "%.17g", d);
+        return -1;
+    }
+    *out = (int64_t)d;
     return 1;
 }
 
@@ -597,6 +641,7 @@ static Dataset *karpathy_from_json(const cJSON *root, const char *path, const ch
     if (!ds) return NULL;
     ds->format = SAC_DATASET_KARPATHY;
     int i = -1, n_empty = 0;
+    BadText bad = {0};
     const cJSON *img;
     cJSON_ArrayForEach(img, images) {
         i++;
@@ -622,10 +667,13 @@ static Dataset *karpathy_from_json(const cJSON *root, const char *path, const ch
             goto fail;
         }
         int64_t id = -1;
-        int has = json_int(img, "cocoid", &id);
-        if (has == 0) has = json_int(img, "imgid", &id);
+        char found[64];
+        const char *key = "cocoid";
+        int has = json_id(img, key, &id, found, sizeof(found));
+        if (has == 0) has = json_id(img, key = "imgid", &id, found, sizeof(found));
         if (has < 0) {
-            sac_error("%s: images[%d]: expected an integer 'cocoid'/'imgid'", path, i);
+            sac_error("%s: images[%d].%s: expected an integer id in 0..2^53, found %s", path, i,
+                      key, found);
             goto fail;
         }
         free(name);
@@ -645,7 +693,8 @@ static Dataset *karpathy_from_json(const cJSON *root, const char *path, const ch
             const char *raw = json_string(sent, "raw");
             int st;
             if (raw) {
-                st = add_caption_trimmed(ds, idx, raw, strlen(raw));
+                st = add_caption_trimmed(ds, idx, raw, strlen(raw), &bad,
+                                         "%s: images[%d].sentences[%d].raw", path, i, j);
             } else {
                 const cJSON *toks = cJSON_GetObjectItemCaseSensitive(sent, "tokens");
                 if (!cJSON_IsArray(toks)) {
@@ -672,14 +721,16 @@ static Dataset *karpathy_from_json(const cJSON *root, const char *path, const ch
                     p += l;
                 }
                 *p = '\0';
-                st = add_caption_trimmed(ds, idx, joined, strlen(joined));
+                st = add_caption_trimmed(ds, idx, joined, strlen(joined), &bad,
+                                         "%s: images[%d].sentences[%d].tokens", path, i, j);
                 free(joined);
             }
             if (st < 0) goto fail;
-            n_empty += st == 0;
+            n_empty += st == CAPTION_EMPTY;
         }
     }
     if (n_empty) sac_warn("%s: skipped %d empty caption(s)", path, n_empty);
+    report_bad_text(ds, &bad);
     if (drop_captionless(ds, "have no captions") < 0) goto fail;
     if (ds->n_items == 0) {
         sac_error("%s: expected images with captions in split '%s', found none", path,
@@ -735,10 +786,15 @@ static Dataset *coco_from_json(const cJSON *root, const char *path, const char *
     cJSON_ArrayForEach(el, images) {
         i++;
         int64_t id;
+        char found[64] = "none";
         const char *fname = json_string(el, "file_name");
-        if (json_int(el, "id", &id) != 1 || !fname || !*fname) {
-            sac_error("%s: images[%d]: expected an integer 'id' and a string 'file_name'", path,
-                      i);
+        if (json_id(el, "id", &id, found, sizeof(found)) != 1) {
+            sac_error("%s: images[%d].id: expected an integer id in 0..2^53, found %s", path, i,
+                      found);
+            goto fail;
+        }
+        if (!fname || !*fname) {
+            sac_error("%s: images[%d]: expected a string 'file_name', found none", path, i);
             goto fail;
         }
         size_t slot = id_slot(&map, id);
@@ -758,14 +814,20 @@ static Dataset *coco_from_json(const cJSON *root, const char *path, const char *
     }
     int unknown = 0, n_empty = 0;
     int64_t first_unknown = 0;
+    BadText bad = {0};
     i = -1;
     cJSON_ArrayForEach(el, anns) {
         i++;
         int64_t id;
+        char found[64] = "none";
         const char *cap = json_string(el, "caption");
-        if (json_int(el, "image_id", &id) != 1 || !cap) {
-            sac_error("%s: annotations[%d]: expected an integer 'image_id' and a string "
-                      "'caption'", path, i);
+        if (json_id(el, "image_id", &id, found, sizeof(found)) != 1) {
+            sac_error("%s: annotations[%d].image_id: expected an integer id in 0..2^53, found %s",
+                      path, i, found);
+            goto fail;
+        }
+        if (!cap) {
+            sac_error("%s: annotations[%d]: expected a string 'caption', found none", path, i);
             goto fail;
         }
         int idx = map.vals[id_slot(&map, id)];
@@ -773,14 +835,16 @@ static Dataset *coco_from_json(const cJSON *root, const char *path, const char *
             if (!unknown++) first_unknown = id;
             continue;
         }
-        int st = add_caption_trimmed(ds, idx, cap, strlen(cap));
+        int st = add_caption_trimmed(ds, idx, cap, strlen(cap), &bad,
+                                     "%s: annotations[%d].caption", path, i);
         if (st < 0) goto fail;
-        n_empty += st == 0;
+        n_empty += st == CAPTION_EMPTY;
     }
     if (unknown)
         sac_warn("%s: skipped %d caption(s) whose image_id is not in 'images' (first: %lld)", path,
                  unknown, (long long)first_unknown);
     if (n_empty) sac_warn("%s: skipped %d empty caption(s)", path, n_empty);
+    report_bad_text(ds, &bad);
     if (drop_captionless(ds, "have no captions") < 0) goto fail;
     if (ds->n_items == 0) {
         sac_error("%s: expected images with captions, found none", path);

@@ -23,6 +23,13 @@
  * without captions (each reported once, with a count), accepts "\r\n" line ends and a UTF-8
  * BOM, and names the file and line (JSON: line of a syntax error, else the element such as
  * "images[12].sentences[0]") in its error messages.
+ * A caption that is not valid UTF-8 or holds control characters (sac_text_problem: anything
+ * but tab, CR and LF below U+0020, U+007F..U+009F) is skipped, not fatal: the first five are
+ * warned about with file:line (JSON: the element), then one summary gives the count, so one
+ * bad line does not stop a 600k-caption run; a file left with no usable caption is an error.
+ * Image ids (COCO "id"/"image_id", Karpathy "cocoid"/"imgid") must be integers in 0..2^53
+ * (exact in a double); anything else (1e300, -5, 1.5, a string) is an error naming the file
+ * and element. Files are opened as regular files only (fileio.h): a FIFO is refused at once.
  */
 #ifndef SACCADE_DATASET_H
 #define SACCADE_DATASET_H
@@ -98,7 +105,8 @@ Dataset *dataset_create(const char *source, const char *image_dir);
 /* Append an image; names must be unique. Returns its item index, or SAC_ERR_INVALID (duplicate
  * or empty name) / SAC_ERR_NOMEM. Item pointers may move when items are added. */
 int dataset_add_item(Dataset *ds, const char *name, int64_t image_id);
-/* Append a caption (copied) to item `item`. Returns 0 or SAC_ERR_INVALID / SAC_ERR_NOMEM. */
+/* Append a caption (copied) to item `item`. Returns 0 or SAC_ERR_INVALID (bad index, or text
+ * that sac_text_problem refuses; logged) / SAC_ERR_NOMEM. */
 int dataset_add_caption(Dataset *ds, int item, const char *caption);
 
 /* NULL is a no-op. */

@@ -214,7 +214,7 @@ START_TEST(test_flickr_malformed)
     ck_assert_log_has("t4.txt: expected");
     log_capture();
     ck_assert_ptr_null(dataset_load_flickr(tmp_path("missing.txt"), NULL, NULL));
-    ck_assert_log_has("missing.txt: cannot open");
+    ck_assert_log_has("missing.txt: no such file");
     write_file("t5.txt", "a.jpg#0\tok\n");
     write_file("empty_list.txt", "\n\n");
     log_capture();
@@ -439,7 +439,8 @@ START_TEST(test_coco_captions)
                           "\"annotations\": [{\"image_id\": \"1\", \"caption\": \"x\"}]}");
     log_capture();
     ck_assert_ptr_null(dataset_open(tmp_path("c2.json"), NULL, NULL));
-    ck_assert_log_has("c2.json: annotations[0]: expected an integer 'image_id'");
+    ck_assert_log_has("c2.json: annotations[0].image_id: expected an integer id in 0..2^53, "
+                      "found a string");
     write_file("c3.json", "{\"images\": [{\"id\": 1, \"file_name\": \"a.jpg\"}, {\"id\": 1, "
                           "\"file_name\": \"b.jpg\"}], \"annotations\": []}");
     log_capture();
@@ -531,6 +532,138 @@ START_TEST(test_memory_dataset)
 }
 END_TEST
 
+/* ---- hostile captions and ids (issue 11) ---- */
+
+/* A caption with invalid UTF-8 or a control character is skipped with a warning naming the
+ * file and line (JSON: the element), counted in a summary; the other captions stay. Before,
+ * such captions went into the vocabulary and made the model header invalid UTF-8, or aborted
+ * training with no file or line named. */
+START_TEST(test_bad_caption_text_skipped)
+{
+    write_file("t.txt", "a.jpg#0\tA dog runs .\n"
+                        "a.jpg#1\tA caf\xe9 dog .\n"     /* Latin-1 */
+                        "b.jpg#0\tTwo\x07 cats .\n"      /* BEL */
+                        "b.jpg#1\tCats sit .\n"
+                        "c.jpg#0\t\x1b[31mred\x1b[0m\n"); /* ANSI escapes only */
+    log_capture();
+    Dataset *ds = dataset_load_flickr(tmp_path("t.txt"), NULL, NULL);
+    ck_assert_ptr_nonnull(ds);
+    ck_assert_int_eq(ds->n_items, 2);
+    expect_captions(&ds->items[0], "a.jpg", 1, (const char *[]){"A dog runs ."});
+    expect_captions(&ds->items[1], "b.jpg", 1, (const char *[]){"Cats sit ."});
+    ck_assert_log_has("t.txt:2: caption skipped: expected UTF-8 text without control characters, "
+                      "found invalid UTF-8 at byte 5");
+    ck_assert_log_has("t.txt:3: caption skipped: expected UTF-8 text without control characters, "
+                      "found a control character at byte 3");
+    ck_assert_log_has("t.txt:5: caption skipped");
+    ck_assert_log_has("t.txt: skipped 3 caption(s) with invalid UTF-8 or control characters "
+                      "(first at ");
+    ck_assert_log_has("1 image(s) have no usable captions, skipped: c.jpg");
+    ck_assert_int_eq(log_errors, 0);
+    dataset_free(ds);
+
+    write_file("c.tsv", "x.png\tfine caption\nx.png\tbad \xff byte\ny.png\t\x01\n");
+    log_capture();
+    ds = dataset_open(tmp_path("c.tsv"), NULL, NULL);
+    ck_assert_ptr_nonnull(ds);
+    ck_assert_int_eq(ds->n_items, 1);
+    ck_assert_int_eq(ds->items[0].n_captions, 1);
+    ck_assert_log_has("c.tsv:2: caption skipped");
+    ck_assert_log_has("c.tsv:3: caption skipped");
+    dataset_free(ds);
+
+    write_file("k.json", "{\"images\": [{\"filename\": \"a.jpg\", \"split\": \"train\", \"sentences\": "
+                         "[{\"raw\": \"good\"}, {\"raw\": \"ctl \\u0002 x\"}, "
+                         "{\"tokens\": [\"bad\", \"\xc0\xaf\"]}]}]}");
+    log_capture();
+    ds = dataset_open(tmp_path("k.json"), NULL, NULL);
+    ck_assert_ptr_nonnull(ds);
+    ck_assert_int_eq(ds->items[0].n_captions, 1);
+    ck_assert_log_has("k.json: images[0].sentences[1].raw: caption skipped");
+    ck_assert_log_has("k.json: images[0].sentences[2].tokens: caption skipped");
+    dataset_free(ds);
+
+    write_file("captions_x.json", "{\"images\": [{\"id\": 1, \"file_name\": \"a.jpg\"}], "
+                                  "\"annotations\": [{\"image_id\": 1, \"caption\": \"ok\"}, "
+                                  "{\"image_id\": 1, \"caption\": \"\\u001b[2J\"}]}");
+    log_capture();
+    ds = dataset_open(tmp_path("captions_x.json"), NULL, NULL);
+    ck_assert_ptr_nonnull(ds);
+    ck_assert_int_eq(ds->items[0].n_captions, 1);
+    ck_assert_log_has("captions_x.json: annotations[1].caption: caption skipped");
+    dataset_free(ds);
+
+    /* a file with nothing valid is an error */
+    write_file("bad.tsv", "x.png\t\xfe\xff\n");
+    log_capture();
+    ck_assert_ptr_null(dataset_open(tmp_path("bad.tsv"), NULL, NULL));
+    ck_assert_log_has("bad.tsv: expected '<image path><TAB><caption>' lines, found none");
+
+    /* built in code: refused with the image named */
+    ds = dataset_create("mem", NULL);
+    int it = dataset_add_item(ds, "m.jpg", -1);
+    log_capture();
+    ck_assert_int_eq(dataset_add_caption(ds, it, "bad \x80"), SAC_ERR_INVALID);
+    ck_assert_log_has("mem: image 'm.jpg': expected UTF-8 caption text");
+    dataset_free(ds);
+}
+END_TEST
+
+/* Ids of 1e300, -5, 1.5 or a string are refused naming the file and element (1e300 was
+ * converted to int64_t: undefined behaviour). */
+START_TEST(test_bad_ids_rejected)
+{
+    static const char *const ids[] = {"1e300", "-5", "1.5", "\"7\"", "9007199254740993e3"};
+    static const char *const found[] = {"found 1.0000000000000001e+300", "found -5", "found 1.5",
+                                        "found a string", "found 9.007199254740993e+18"};
+    for (int k = 0; k < 5; k++) {
+        char text[512];
+        snprintf(text, sizeof(text), "{\"images\": [{\"id\": 3, \"file_name\": \"a.jpg\"}, "
+                 "{\"id\": %s, \"file_name\": \"b.jpg\"}], \"annotations\": []}", ids[k]);
+        write_file("captions_i.json", text);
+        log_capture();
+        ck_assert_ptr_null(dataset_open(tmp_path("captions_i.json"), NULL, NULL));
+        ck_assert_log_has("captions_i.json: images[1].id: expected an integer id in 0..2^53");
+        ck_assert_log_has(found[k]);
+        snprintf(text, sizeof(text), "{\"images\": [{\"id\": 3, \"file_name\": \"a.jpg\"}], "
+                 "\"annotations\": [{\"image_id\": 3, \"caption\": \"x\"}, "
+                 "{\"image_id\": %s, \"caption\": \"y\"}]}", ids[k]);
+        write_file("captions_a.json", text);
+        log_capture();
+        ck_assert_ptr_null(dataset_open(tmp_path("captions_a.json"), NULL, NULL));
+        ck_assert_log_has("captions_a.json: annotations[1].image_id: expected an integer id");
+        snprintf(text, sizeof(text), "{\"images\": [{\"filename\": \"a.jpg\", \"cocoid\": %s, "
+                 "\"sentences\": [{\"raw\": \"x\"}]}]}", ids[k]);
+        write_file("k.json", text);
+        log_capture();
+        ck_assert_ptr_null(dataset_open(tmp_path("k.json"), NULL, NULL));
+        ck_assert_log_has("k.json: images[0].cocoid: expected an integer id in 0..2^53");
+        ck_assert_log_has(found[k]);
+    }
+    /* the largest exact id is accepted */
+    write_file("captions_m.json", "{\"images\": [{\"id\": 9007199254740992, \"file_name\": "
+                                  "\"a.jpg\"}], \"annotations\": [{\"image_id\": "
+                                  "9007199254740992, \"caption\": \"x\"}]}");
+    log_capture();
+    Dataset *ds = dataset_open(tmp_path("captions_m.json"), NULL, NULL);
+    ck_assert_ptr_nonnull(ds);
+    ck_assert(ds->items[0].image_id == 9007199254740992ll);
+    dataset_free(ds);
+}
+END_TEST
+
+/* A FIFO named as the dataset is refused at once, not waited on. */
+START_TEST(test_fifo_dataset)
+{
+    ck_assert_int_eq(mkfifo(tmp_path("captions.tsv"), 0600), 0);
+    alarm(10);
+    log_capture();
+    ck_assert_ptr_null(dataset_load_tsv(tmp_path("captions.tsv"), NULL));
+    ck_assert_log_has("captions.tsv: is a FIFO (named pipe), expected a regular file");
+    alarm(0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dataset");
@@ -547,6 +680,9 @@ int main(void)
     tcase_add_test(tc, test_coco_captions);
     tcase_add_test(tc, test_tsv_folder);
     tcase_add_test(tc, test_memory_dataset);
+    tcase_add_test(tc, test_bad_caption_text_skipped);
+    tcase_add_test(tc, test_bad_ids_rejected);
+    tcase_add_test(tc, test_fifo_dataset);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
