@@ -13,7 +13,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <stb_image.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "fileio.h"
+#include "image.h"
 #include "sac.h"
 
 enum { REPORT_NAMES = 5 }; /* names listed in a once-per-load report */
@@ -1045,16 +1045,12 @@ const char *dataset_format_name(DatasetFormat f)
     }
 }
 
-/* Why an image cannot be used, or NULL when it looks fine. */
+/* Why an image cannot be used, or NULL when it looks fine: sac_image_probe, which checks a
+ * JPEG's Huffman tables before stbi_info builds them and never opens a FIFO. */
 static const char *image_problem(const char *path)
 {
-    struct stat st;
-    int w, h, c;
-    if (stat(path, &st) != 0) return errno == ENOENT ? "missing" : "cannot stat";
-    if (!S_ISREG(st.st_mode)) return "not a regular file";
-    if (st.st_size == 0) return "empty file";
-    if (!stbi_info(path, &w, &h, &c)) return "not a readable image";
-    return NULL;
+    int w, h;
+    return sac_image_probe(path, &w, &h);
 }
 
 int dataset_check_images(Dataset *ds)

@@ -257,7 +257,7 @@ static const char *jpeg_dht_problem(const uint8_t *d, size_t n)
  * one bit (its DC difference has a Huffman code of >= 1 bit, in exactly one scan), so a header
  * claiming more blocks than 8 x the scan bytes is a truncated file that stb_image would
  * "decode" into grey padding. SAC_OK or SAC_ERR_FORMAT (logged). */
-static int jpeg_check(const uint8_t *b, size_t n, const char *name)
+static int jpeg_check(const uint8_t *b, size_t n, const char *name, int header_only)
 {
     size_t p = 0;
     while (p < n && b[p] == 0xFF) p++;
@@ -277,7 +277,8 @@ static int jpeg_check(const uint8_t *b, size_t n, const char *name)
         if (m == 0xD9) break;                                /* EOI */
         if (m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; /* no length */
         if (n - p < 2 || be16(b + p) < 2 || be16(b + p) > n - p) {
-            sac_error("%s: JPEG segment FF%02X at byte %zu runs past the end of the %zu-byte "
+            if (name)
+                sac_error("%s: JPEG segment FF%02X at byte %zu runs past the end of the %zu-byte "
                       "file, expected a complete segment (truncated or corrupt)", name, m, at, n);
             return SAC_ERR_FORMAT;
         }
@@ -288,8 +289,9 @@ static int jpeg_check(const uint8_t *b, size_t n, const char *name)
         if (m == 0xC4) {
             const char *why = jpeg_dht_problem(d, dn);
             if (why) {
-                sac_error("%s: JPEG Huffman table segment (DHT) at byte %zu is corrupt: %s",
-                          name, at, why);
+                if (name)
+                    sac_error("%s: JPEG Huffman table segment (DHT) at byte %zu is corrupt: %s",
+                              name, at, why);
                 return SAC_ERR_FORMAT;
             }
         } else if (m >= 0xC0 && m <= 0xCF && m != 0xC8 && m != 0xCC && !sof && dn >= 5) {
@@ -297,6 +299,7 @@ static int jpeg_check(const uint8_t *b, size_t n, const char *name)
             h = be16(d + 1);
             w = be16(d + 3);
         } else if (m == 0xDA) { /* a scan: entropy-coded bytes up to the next real marker */
+            if (header_only) return SAC_OK; /* what stbi_info reads has been checked */
             scans++;
             size_t q = p;
             while (q < n) {
@@ -318,10 +321,11 @@ static int jpeg_check(const uint8_t *b, size_t n, const char *name)
             p = q;
         }
     }
-    if (sof && w > 0 && h > 0) {
+    if (sof && w > 0 && h > 0 && !header_only) {
         uint64_t blocks = (uint64_t)((w + 7) / 8) * ((h + 7) / 8);
         if (scan_bytes * 8 < blocks) {
-            sac_error("%s: JPEG header claims %u x %u pixels (%llu blocks of 8 x 8) but the file "
+            if (name)
+                sac_error("%s: JPEG header claims %u x %u pixels (%llu blocks of 8 x 8) but the file "
                       "holds %llu bytes of scan data in %d scan(s), expected at least %llu: "
                       "truncated", name, w, h, (unsigned long long)blocks,
                       (unsigned long long)scan_bytes, scans,
@@ -497,7 +501,7 @@ int sac_image_load_memory(const uint8_t *buf, size_t len, const char *name, SacI
         return SAC_ERR_UNSUPPORTED;
     }
     /* before stbi_info, which already builds the Huffman tables of a JPEG header */
-    if (fmt == FMT_JPEG && jpeg_check(buf, len, name)) return SAC_ERR_FORMAT;
+    if (fmt == FMT_JPEG && jpeg_check(buf, len, name, 0)) return SAC_ERR_FORMAT;
     int w, h, n_ch;
     if (!stbi_info_from_memory(buf, (int)len, &w, &h, &n_ch)) {
         const char *why = stbi_failure_reason();
@@ -593,6 +597,48 @@ int sac_image_load(const char *path, SacImage *out, size_t max_pixels)
     rc = sac_image_load_memory(data, len, path, out, max_pixels);
     free(data);
     return rc;
+}
+
+/* The header checks of sac_image_probe on the first n bytes of a file (complete: all of it).
+ * Returns NULL (w, h set), a reason, or "" when a JPEG header runs past a partial window. */
+static const char *probe_memory(const uint8_t *buf, size_t n, int complete, int *w, int *h)
+{
+    int c;
+    ImageFormat fmt = image_format(buf, n);
+    if (fmt == FMT_PIC) return "unsupported format (Softimage PIC)";
+    if (fmt == FMT_JPEG && jpeg_check(buf, n, NULL, 1)) return complete ? "corrupt JPEG header" : "";
+    if (n > INT_MAX || !stbi_info_from_memory(buf, (int)n, w, h, &c)) return "not a readable image";
+    return NULL;
+}
+
+const char *sac_image_probe(const char *path, int *w, int *h)
+{
+    enum { HEAD = 1 << 20 }; /* enough for any header but a JPEG's with huge APP segments */
+    struct stat st;
+    *w = *h = 0;
+    if (!path || stat(path, &st) != 0) return errno == ENOENT ? "missing" : "cannot stat";
+    if (!S_ISREG(st.st_mode)) return "not a regular file";
+    if (st.st_size == 0) return "empty file";
+    int fd = sac_open_regular(path);
+    if (fd < 0) return "cannot open";
+    uint8_t *buf = malloc(HEAD);
+    size_t n = 0;
+    while (buf && n < HEAD) {
+        ssize_t r = read(fd, buf + n, HEAD - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (!buf) return "out of memory";
+    const char *why = probe_memory(buf, n, n < HEAD, w, h);
+    free(buf);
+    if (why && !*why) { /* a JPEG header longer than the window: read it all */
+        if (sac_read_file(path, (size_t)INT_MAX, &buf, &n)) return "cannot read";
+        why = probe_memory(buf, n, 1, w, h);
+        free(buf);
+    }
+    return why;
 }
 
 /* ---- resizing, preprocessing, writing --------------------------------------------------- */

@@ -13,6 +13,17 @@
  * A pixel limit is checked from the header (stbi_info) before anything is decoded, so a small
  * file that claims 100000 x 100000 pixels is refused without allocating for it.
  *
+ * Hostile input (issue 11): files are opened as regular files only (fileio.h: a FIFO or device
+ * is refused, never waited on). Before stb_image sees the bytes: Softimage PIC, which stb_image
+ * also reads, is refused (not a promised format); a JPEG's marker segments are walked (every
+ * scan) and a DHT segment whose counts sum past 256 or do not form a prefix code is refused
+ * (stb_image 2.27 writes past its Huffman arrays on those: ffd8ffc4ffc40015ff), as is a JPEG
+ * with less than one bit of scan data per 8 x 8 block; PSD, TGA, BMP, PNM and HDR files must
+ * hold at least the bytes their header's size needs (raw: every sample; run-length: one packet
+ * per 128 samples). Decoding reads through callbacks that notice a read past the end: stb_image
+ * would return the missing part as zeros, so such a file is refused as truncated (this also
+ * refuses a JPEG without its end marker).
+ *
  * Preprocessing (the exact function used by training and by inference): squash-resize to S x S
  * (no crop, aspect ratio not kept) with stbir_resize_uint8 (stb_image_resize's default filters:
  * Mitchell when shrinking, Catmull-Rom when enlarging, clamped edges, linear 8-bit values), then
@@ -59,6 +70,12 @@ int sac_image_load(const char *path, SacImage *out, size_t max_pixels);
  * messages. The buffer is not kept. */
 int sac_image_load_memory(const uint8_t *buf, size_t len, const char *name_for_errors,
                           SacImage *out, size_t max_pixels);
+
+/* Check an image file from its header without decoding it (the first MiB is read): the size is
+ * stored in *w, *h. Returns NULL when the header is readable, else a short reason for a report
+ * ("missing", "not a regular file", "empty file", "corrupt JPEG header", "not a readable
+ * image", ...); logs nothing but what opening logs. A FIFO or device is never opened. */
+const char *sac_image_probe(const char *path, int *w, int *h);
 
 /* The EXIF orientation (1..8) of a JPEG held in buf, or 1 when it is not a JPEG, has no Exif
  * APP1 segment, no orientation tag, or an invalid one. Never reads outside buf. */

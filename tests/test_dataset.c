@@ -664,6 +664,32 @@ START_TEST(test_fifo_dataset)
 }
 END_TEST
 
+/* dataset_check_images refuses a JPEG whose Huffman table would overrun stb_image's arrays
+ * (it called stbi_info, which builds the tables) and a FIFO (never opened). */
+START_TEST(test_check_images_hostile)
+{
+    write_png("ok.png");
+    FILE *f = fopen(tmp_path("dht.jpg"), "wb");
+    ck_assert_ptr_nonnull(f);
+    fwrite("\xff\xd8\xff\xc4\xff\xc4\x00\x15\xff", 1, 9, f);
+    fclose(f);
+    ck_assert_int_eq(mkfifo(tmp_path("pipe.png"), 0600), 0);
+    Dataset *ds = dataset_create("mem", tmp_dir);
+    const char *names[3] = {"ok.png", "dht.jpg", "pipe.png"};
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(dataset_add_caption(ds, dataset_add_item(ds, names[i], -1), "x"), 0);
+    log_capture();
+    alarm(10);
+    ck_assert_int_eq(dataset_check_images(ds), 2);
+    alarm(0);
+    ck_assert_int_eq(ds->n_items, 1);
+    ck_assert_str_eq(ds->items[0].name, "ok.png");
+    ck_assert_log_has("dht.jpg (corrupt JPEG header)");
+    ck_assert_log_has("pipe.png (not a regular file)");
+    dataset_free(ds);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dataset");
@@ -683,6 +709,7 @@ int main(void)
     tcase_add_test(tc, test_bad_caption_text_skipped);
     tcase_add_test(tc, test_bad_ids_rejected);
     tcase_add_test(tc, test_fifo_dataset);
+    tcase_add_test(tc, test_check_images_hostile);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
