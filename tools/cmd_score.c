@@ -11,17 +11,15 @@
  *
  * Size letters: none (no tensors here).
  */
-#include <errno.h>
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "cli.h"
+#include "coco_results.h"
 #include "dataset.h"
+#include "fileio.h"
 #include "report.h"
 #include "sac.h"
 #include "vocab.h"
@@ -47,150 +45,6 @@ static void help(FILE *f)
             "                    --results` writes for Flickr and captions.tsv data)\n"
             "  --json            print the scores as one JSON object (coco-caption's key names)\n"
             "  -h, --help        this text\n");
-}
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "saccade score: cannot open %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (len < cap) break;
-        char *nb = realloc(buf, cap * 2 + 1);
-        if (!nb) free(buf);
-        buf = nb, cap *= 2;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf || err) {
-        fprintf(stderr, "saccade score: cannot read %s: %s\n", path, buf ? "read error" : "out of memory");
-        free(buf);
-        return NULL;
-    }
-    buf[len] = 0;
-    return buf;
-}
-
-/* Item index of each result, in results order. */
-typedef struct {
-    int n;
-    int *item;      /* (n) */
-    char **caption; /* (n) normalized */
-} Matched;
-
-static void matched_free(Matched *mt)
-{
-    for (int i = 0; mt->caption && i < mt->n; i++) free(mt->caption[i]);
-    free(mt->item), free(mt->caption);
-}
-
-typedef struct {
-    int64_t id;
-    int item;
-} IdIndex;
-
-static int cmp_id(const void *a, const void *b)
-{
-    int64_t x = ((const IdIndex *)a)->id, y = ((const IdIndex *)b)->id;
-    return (x > y) - (x < y);
-}
-
-/* Append " <id>" to the list of unknown ids shown in the error (first few only). */
-static void note_unknown(char *list, size_t size, int *count, const char *id)
-{
-    if (++*count <= 8) {
-        size_t l = strlen(list);
-        snprintf(list + l, size - l, "%s%s", l ? ", " : "", id);
-    }
-}
-
-/* Parse the results and match them to reference items; 0 or a CLI_* status (reported). */
-static int match_results(const char *path, const char *text, const Dataset *ds, Matched *mt)
-{
-    memset(mt, 0, sizeof(*mt));
-    cJSON *root = cJSON_Parse(text);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        int line = 1;
-        for (const char *p = text; at && p < at && *p; p++) line += *p == '\n';
-        fprintf(stderr, "saccade score: %s: line %d: not valid JSON, expected a COCO results array\n", path, line);
-        return CLI_FAILED;
-    }
-    if (!cJSON_IsArray(root) || cJSON_GetArraySize(root) == 0) {
-        fprintf(stderr, "saccade score: %s: expected a non-empty JSON array of {\"image_id\", \"caption\"}, found %s\n",
-                path, cJSON_IsArray(root) ? "an empty array" : "another JSON value");
-        cJSON_Delete(root);
-        return CLI_FAILED;
-    }
-    const int n = cJSON_GetArraySize(root);
-    IdIndex *ids = sac_malloc(sizeof(IdIndex) * (ds->n_items ? ds->n_items : 1));
-    int *seen = sac_calloc(ds->n_items ? ds->n_items : 1, sizeof(int)); /* result index + 1 */
-    mt->item = sac_malloc(sizeof(int) * n);
-    mt->caption = sac_calloc(n, sizeof(char *));
-    int rc = ids && seen && mt->item && mt->caption ? CLI_OK : CLI_FAILED;
-    int n_ids = 0;
-    for (int i = 0; !rc && i < ds->n_items; i++)
-        if (ds->items[i].image_id >= 0) ids[n_ids++] = (IdIndex){ds->items[i].image_id, i};
-    if (!rc) qsort(ids, n_ids, sizeof(IdIndex), cmp_id);
-    char unknown[512] = "";
-    int n_unknown = 0, k = 0;
-    for (cJSON *o = root->child; o && !rc; o = o->next, k++) {
-        cJSON *jid = cJSON_GetObjectItemCaseSensitive(o, "image_id");
-        cJSON *jcap = cJSON_GetObjectItemCaseSensitive(o, "caption");
-        char idtext[64];
-        int item = -1;
-        if (!cJSON_IsObject(o) || !jid || !cJSON_IsString(jcap)) {
-            fprintf(stderr, "saccade score: %s: [%d]: expected an object with \"image_id\" and a string \"caption\"\n",
-                    path, k);
-            rc = CLI_FAILED;
-            break;
-        }
-        if (cJSON_IsNumber(jid)) {
-            double v = jid->valuedouble;
-            if (v != floor(v) || fabs(v) > 9007199254740992.0) {
-                fprintf(stderr, "saccade score: %s: [%d].image_id: %g is not an integer\n", path, k, v);
-                rc = CLI_FAILED;
-                break;
-            }
-            IdIndex key = {(int64_t)v, 0}, *hit = bsearch(&key, ids, n_ids, sizeof(IdIndex), cmp_id);
-            item = hit ? hit->item : -1;
-            snprintf(idtext, sizeof(idtext), "%lld", (long long)key.id);
-        } else if (cJSON_IsString(jid)) {
-            item = dataset_find(ds, jid->valuestring);
-            snprintf(idtext, sizeof(idtext), "\"%.60s\"", jid->valuestring);
-        } else {
-            fprintf(stderr, "saccade score: %s: [%d].image_id: expected an integer or a file name string\n", path, k);
-            rc = CLI_FAILED;
-            break;
-        }
-        if (item < 0) {
-            note_unknown(unknown, sizeof(unknown), &n_unknown, idtext);
-            continue;
-        }
-        if (seen[item]) {
-            fprintf(stderr, "saccade score: %s: [%d]: a second result for image %s (the first is [%d]): expected one "
-                    "caption per image\n", path, k, idtext, seen[item] - 1);
-            rc = CLI_FAILED;
-            break;
-        }
-        seen[item] = k + 1;
-        mt->item[mt->n] = item;
-        if (!(mt->caption[mt->n++] = sac_caption_normalize(jcap->valuestring))) rc = CLI_FAILED;
-    }
-    if (!rc && n_unknown) {
-        fprintf(stderr, "saccade score: %s: %d result%s name%s images that are not in the references: %s%s\n", path,
-                n_unknown, n_unknown == 1 ? "" : "s", n_unknown == 1 ? "s" : "", unknown, n_unknown > 8 ? ", ..." : "");
-        rc = CLI_FAILED;
-    }
-    free(ids), free(seen);
-    cJSON_Delete(root);
-    return rc;
 }
 
 enum { O_REFS = 256, O_SPLIT, O_RESULTS, O_JSON, O_HELP };
@@ -219,15 +73,16 @@ int cmd_score(int argc, char **argv)
     if (!refs) return cli_usage_error("score", "--refs is required");
     if (!results) return cli_usage_error("score", "--results is required");
 
-    char *text = read_text(results);
-    if (!text) return CLI_FAILED;
+    uint8_t *text;
+    size_t text_len;
+    if (sac_read_file(results, 0, &text, &text_len)) return CLI_FAILED;
     Dataset *ds = dataset_open(refs, split, NULL);
     if (!ds) {
         free(text);
         return CLI_FAILED;
     }
-    Matched mt;
-    int rc = match_results(results, text, ds, &mt);
+    CocoResults mt;
+    int rc = coco_results_match(results, (const char *)text, text_len, ds, &mt) ? CLI_FAILED : CLI_OK;
     free(text);
     const char ***rf = NULL;
     int *n_refs = NULL;
@@ -260,7 +115,7 @@ int cmd_score(int argc, char **argv)
         free(rf[i]);
     }
     free(rf), free(n_refs);
-    matched_free(&mt);
+    coco_results_free(&mt);
     dataset_free(ds);
     return rc;
 }
