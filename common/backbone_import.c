@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "backbone_file.h"
+#include "output.h"
 #include "sac.h"
 #include "saccade_config.h"
 #include "sha256.h"
@@ -473,26 +474,18 @@ static uint8_t *slurp(const char *path, size_t limit, size_t *size)
     return p;
 }
 
-static int utf8_valid(const uint8_t *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        uint8_t c = s[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        if (!len || i + len > n || (len == 2 && c < 0xc2)) return 0;
-        for (size_t k = 1; k < len; k++)
-            if ((s[i + k] & 0xc0) != 0x80) return 0;
-        i += len;
-    }
-    return 1;
-}
-
 /* The labels file as a JSON array string with exactly n_classes names (malloc'd), or NULL. */
 static char *labels_json(const char *path, int n_classes)
 {
     size_t size;
     uint8_t *text = slurp(path, (size_t)64 << 20, &size);
     if (!text) return NULL;
-    if (!utf8_valid(text, size)) {
+    if (memchr(text, '\0', size)) {
+        sac_error("%s: contains a NUL byte, expected one class name a line", path);
+        free(text);
+        return NULL;
+    }
+    if (!sac_utf8_valid((const char *)text)) {
         sac_error("%s: not valid UTF-8 text, expected one class name a line", path);
         free(text);
         return NULL;
@@ -504,11 +497,6 @@ static char *labels_json(const char *path, int n_classes)
         char *nl = memchr(line, '\n', (size_t)(end - line)), *stop = nl ? nl : end;
         if (stop > line && stop[-1] == '\r') stop--;
         *stop = '\0';
-        if (memchr(line, '\0', (size_t)(stop - line))) {
-            sac_error("%s: line %d contains a NUL byte", path, n + 1);
-            ok = 0;
-            break;
-        }
         cJSON *s = cJSON_CreateString(line);
         ok = s && cJSON_AddItemToArray(arr, s);
         n++;
@@ -531,17 +519,7 @@ int backbone_import(const char *src, const char *out, const BackboneImportOption
     if (!rep) rep = &local;
     if (!opt) opt = &no_opt;
     memset(rep, 0, sizeof(*rep));
-    struct stat s_src, s_out;
-    if (stat(out, &s_out) == 0) {
-        if (stat(src, &s_src) == 0 && s_src.st_dev == s_out.st_dev && s_src.st_ino == s_out.st_ino) {
-            sac_error("%s: refusing to write the backbone file over its source %s", out, src);
-            return SAC_ERR_INVALID;
-        }
-        if (!S_ISREG(s_out.st_mode)) {
-            sac_error("%s: exists and is not a regular file; refusing to replace it", out);
-            return SAC_ERR_INVALID;
-        }
-    }
+    if (sac_output_check_inputs(out, "-o", &src, 1)) return SAC_ERR_INVALID;
     size_t size = 0;
     uint8_t *data = slurp(src, BACKBONE_IMPORT_MAX_BYTES, &size);
     if (!data) return SAC_ERR_IO;
@@ -557,7 +535,11 @@ int backbone_import(const char *src, const char *out, const BackboneImportOption
         if (!rc) rc = backbone_from_tflite(m, w, rep);
     } else if (!rc) {
         /* safetensors_read reads the file again; the digest above is of the bytes read first */
-        if (!(st = safetensors_read(src))) rc = SAC_ERR_FORMAT;
+        if (!(st = safetensors_read(src))) {
+            sac_error("%s: neither a TFLite file (identifier 'TFL3' at byte 4) nor a readable safetensors state dict",
+                      src);
+            rc = SAC_ERR_FORMAT;
+        }
         if (!rc) rc = backbone_from_state_dict(st, w, rep);
     }
     free(data);
@@ -576,19 +558,21 @@ int backbone_import(const char *src, const char *out, const BackboneImportOption
                              {"source", base},              {"source_sha256", sha},
                              {"license", license},          {"converted_by", "saccade " SACCADE_VERSION}};
     for (size_t i = 0; !rc && i < sizeof(meta) / sizeof(meta[0]); i++) rc = safetensors_writer_meta(w, meta[i][0], meta[i][1]);
-    /* write beside out, check what was written, then rename: out is replaced only by a checked file */
+    /* write a temporary file beside out, check what was written, then hand the checked bytes to
+     * the output layer (atomic replace, links followed): out only ever gets a checked file */
     if (!rc && !(tmp = malloc(strlen(out) + 16))) rc = SAC_ERR_NOMEM;
     if (!rc) {
         sprintf(tmp, "%s.importing", out);
-        rc = safetensors_writer_write(w, tmp);
+        int written = !(rc = safetensors_writer_write(w, tmp));
         SafeTensors *check = rc ? NULL : backbone_file_open(tmp, NULL);
+        uint8_t *bytes = NULL;
+        size_t n_bytes = 0;
         if (!rc && !check) rc = SAC_ERR_FORMAT;
         safetensors_free(check);
-        if (!rc && rename(tmp, out)) {
-            sac_error("%s: cannot rename %s to it: %s", out, tmp, strerror(errno));
-            rc = SAC_ERR_IO;
-        }
-        if (rc) unlink(tmp);
+        if (!rc && !(bytes = slurp(tmp, (size_t)-1 / 2, &n_bytes))) rc = SAC_ERR_IO;
+        if (!rc) rc = sac_output_write_file(out, bytes, n_bytes, 0);
+        free(bytes);
+        if (written) unlink(tmp);
     }
     free(tmp);
     free(labels);

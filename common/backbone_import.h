@@ -56,9 +56,11 @@ int backbone_from_tflite(const TfliteModel *m, SafeTensorsWriter *w, BackboneImp
 int backbone_from_state_dict(const SafeTensors *st, SafeTensorsWriter *w, BackboneImportReport *rep);
 
 /* The whole import: detect the kind of src (TFLite identifier "TFL3" at byte 4, else
- * safetensors), convert, set every metadata key of the format, write `out` atomically, then read
- * it back and check it with backbone_file_check. Refuses an `out` that is src itself or exists and
- * is not a regular file. Returns 0, or a negative status (logged). */
+ * safetensors), convert, set every metadata key of the format, write it to "<out>.importing",
+ * read that back and check it with backbone_file_check, then write the checked bytes to `out`
+ * through the output layer (output.h: atomic replace of a regular file, links followed) and
+ * remove the temporary file. Refuses an `out` that is the same file as src. Returns 0, or a
+ * negative status (logged); on failure `out` is untouched. */
 int backbone_import(const char *src, const char *out, const BackboneImportOptions *opt, BackboneImportReport *rep);
 
 #endif
