@@ -66,7 +66,7 @@ int main(int argc, char **argv)
     }
     sac_threads_set(threads);
     printf("bench_mobilenet: S %d, %d threads, depthwise kernel %s\n", S, sac_threads(),
-           depthwise_kernel_name(depthwise_kernel_best()));
+           sac_kernel_name(sac_kernel_best()));
     SacRng rng;
     sac_rng_seed(&rng, 1, 1);
     float *images = sac_alloc_floats((size_t)batch * 3 * S * S);

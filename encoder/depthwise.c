@@ -7,9 +7,7 @@
  * the row, four output pixels at a time in the interior (four independent chains of 9
  * multiply-adds), one at a time at the two edges, where some taps fall in the padding.
  *
- * The AVX2 and AVX-512 kernels are compiled with target attributes (whatever -march says) and
- * chosen by __builtin_cpu_supports, so one binary runs on any x86-64; elsewhere only the C
- * kernel exists. Size letters: C channels, W input width, Wo output width.
+ * The AVX2 and AVX-512 kernels are chosen at run time (kernel_select.h). Size letters: C channels, W input width, Wo output width.
  */
 #include "depthwise.h"
 
@@ -17,11 +15,8 @@
 
 #include "sac.h"
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define DW_X86 1
+#if SAC_KERNEL_X86
 #include <immintrin.h>
-#else
-#define DW_X86 0
 #endif
 
 /* Output columns [lo, hi) whose three taps all lie inside [0, W). */
@@ -62,7 +57,7 @@ static void dw_row_c(float *out, const float *const rows[3], const float *wt, co
     }
 }
 
-#if DW_X86
+#if SAC_KERNEL_X86
 /* Channels [0, C & ~7) by 8-float vectors; the rest (C % 8) by the C kernel. */
 __attribute__((target("avx2,fma"))) static void dw_row_avx2(float *out, const float *const rows[3],
                                                              const float *wt, const float *bias, int W, int Wo,
@@ -190,39 +185,13 @@ __attribute__((target("avx512f"))) static void dw_row_avx512(float *out, const f
 }
 #endif
 
-int depthwise_kernel_supported(int k)
-{
-    switch (k) {
-    case DW_KERNEL_AUTO:
-    case DW_KERNEL_C: return 1;
-#if DW_X86
-    case DW_KERNEL_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case DW_KERNEL_AVX512: return __builtin_cpu_supports("avx512f");
-#endif
-    default: return 0;
-    }
-}
-
-int depthwise_kernel_best(void)
-{
-    if (depthwise_kernel_supported(DW_KERNEL_AVX512)) return DW_KERNEL_AVX512;
-    if (depthwise_kernel_supported(DW_KERNEL_AVX2)) return DW_KERNEL_AVX2;
-    return DW_KERNEL_C;
-}
-
-const char *depthwise_kernel_name(int k)
-{
-    static const char *const names[] = {"auto", "c", "avx2", "avx512"};
-    return k >= 0 && k <= DW_KERNEL_AVX512 ? names[k] : "?";
-}
-
 void depthwise_row(int kernel, float *out, const float *const rows[3], const float *wt, const float *bias, int W,
                    int Wo, int C, int stride, int pad_left)
 {
     switch (kernel) {
-#if DW_X86
-    case DW_KERNEL_AVX512: dw_row_avx512(out, rows, wt, bias, W, Wo, C, stride, pad_left); break;
-    case DW_KERNEL_AVX2: dw_row_avx2(out, rows, wt, bias, W, Wo, C, stride, pad_left); break;
+#if SAC_KERNEL_X86
+    case SAC_KERNEL_AVX512: dw_row_avx512(out, rows, wt, bias, W, Wo, C, stride, pad_left); break;
+    case SAC_KERNEL_AVX2: dw_row_avx2(out, rows, wt, bias, W, Wo, C, stride, pad_left); break;
 #endif
     default: dw_row_c(out, rows, wt, bias, W, Wo, C, stride, pad_left, 0, C); break;
     }
@@ -231,8 +200,8 @@ void depthwise_row(int kernel, float *out, const float *const rows[3], const flo
 int depthwise_forward(float *out, const float *inp, const float *wt, const float *bias, int H, int W, int C,
                       int stride, int pad_top, int pad_left, int kernel)
 {
-    if (!depthwise_kernel_supported(kernel)) return SAC_ERR_UNSUPPORTED;
-    if (kernel == DW_KERNEL_AUTO) kernel = depthwise_kernel_best();
+    if (!sac_kernel_supported(kernel)) return SAC_ERR_UNSUPPORTED;
+    if (kernel == SAC_KERNEL_AUTO) kernel = sac_kernel_best();
     const int Ho = (H + stride - 1) / stride, Wo = (W + stride - 1) / stride;
     for (int oy = 0; oy < Ho; oy++) {
         const float *rows[3];

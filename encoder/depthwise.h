@@ -7,30 +7,23 @@
  * below / right as out = ceil(in / stride) reads).
  * Size letters: C channels, H W input side, Ho Wo output side.
  *
- * Kernels, chosen at run time (depthwise_kernel_best): portable C, AVX2+FMA, AVX-512F. They sum
+ * Kernels, chosen at run time (kernel_select.h): portable C, AVX2+FMA, AVX-512F. They sum
  * the same terms in the same order (bias, then taps by row and column); the vector ones fuse
  * multiply and add, so their results differ from the C one in the last bits.
  */
 #ifndef SACCADE_DEPTHWISE_H
 #define SACCADE_DEPTHWISE_H
 
-enum { DW_KERNEL_AUTO = 0, DW_KERNEL_C = 1, DW_KERNEL_AVX2 = 2, DW_KERNEL_AVX512 = 3 };
-
-/* The fastest kernel this CPU runs (never DW_KERNEL_AUTO). */
-int depthwise_kernel_best(void);
-/* 1 when this build and CPU can run kernel k (DW_KERNEL_AUTO and DW_KERNEL_C always). */
-int depthwise_kernel_supported(int k);
-/* "c", "avx2", "avx512". */
-const char *depthwise_kernel_name(int k);
+#include "kernel_select.h"
 
 /* Output row oy: out (Wo, C) from the three input rows oy * stride - pad_top + {0, 1, 2}, each
  * (W, C) or NULL where it lies in the padding. wt (9, C) = the torch weight (C, 1, 3, 3)
- * transposed, tap ky * 3 + kx; bias (C). kernel: a supported DW_KERNEL_* other than AUTO. */
+ * transposed, tap ky * 3 + kx; bias (C). kernel: a supported SAC_KERNEL_* other than AUTO. */
 void depthwise_row(int kernel, float *out, const float *const rows[3], const float *wt, const float *bias, int W,
                    int Wo, int C, int stride, int pad_left);
 
 /* A whole image: out (Ho, Wo, C) from inp (H, W, C), Ho = ceil(H / stride), Wo likewise
- * (pad_top, pad_left in 0..2). kernel DW_KERNEL_AUTO = the best. Returns 0, or
+ * (pad_top, pad_left in 0..2). kernel SAC_KERNEL_AUTO = the best. Returns 0, or
  * SAC_ERR_UNSUPPORTED for a kernel this CPU lacks. */
 int depthwise_forward(float *out, const float *inp, const float *wt, const float *bias, int H, int W, int C,
                       int stride, int pad_top, int pad_left, int kernel);

@@ -1,22 +1,23 @@
 /*
  * mobilenet.c - MobileNetV2 inference forward, channels last; see mobilenet.h.
  *
- * Activations are NHWC: one image is (H, W, C), so a 1x1 convolution is one GEMM
- * (H*W, Cin) @ (Cin, Cout) and the depthwise 3x3 works on contiguous vectors of channels
- * (depthwise.c). Each inverted-residual block (expansion 1x1 + ReLU6, depthwise 3x3 + ReLU6,
+ * Activations are NHWC: one image is (H, W, C), so a 1x1 convolution is one product
+ * (H*W, Cin) @ (Cin, Cout) with bias, residual and ReLU6 fused (pointwise.c, weights packed at
+ * creation) and the depthwise 3x3 works on contiguous vectors of channels (depthwise.c). Each inverted-residual block (expansion 1x1 + ReLU6, depthwise 3x3 + ReLU6,
  * projection 1x1, residual) runs fused, a few output rows at a time: the expanded rows it needs
  * are computed into a ring of rows (sized to stay in L2; consecutive steps share their overlap
  * rows instead of recomputing them), the depthwise output of those rows goes to a small buffer,
  * and the projection writes the block's output rows, its bias and the residual added first. So
  * the widest tensors (6x the block's channels) never go to memory. The first conv (3x3 stride 2
- * on the 3 input channels, NCHW images) is block 1's "expansion": im2col of its rows + GEMM.
+ * on the 3 input channels, NCHW images) is block 1's "expansion": im2col of its rows, then
+ * the same 1x1 kernel with K = 27.
  *
  * Work is split into tasks (image, band of output rows), claimed dynamically by a fixed number
- * of slots (each with its own scratch) on the thread pool; one GEMM per step runs serially
- * inside its task. The bands of a call depend only on the batch size and the slot count (fixed
- * at creation), so results do not depend on the pool size. Images split into bands only while
- * there are too few images to feed the slots; a band boundary costs the expansion of its 1-2
- * overlap rows twice.
+ * of slots (each with its own scratch) on the thread pool, each kernel call serial inside its
+ * task. Every kernel computes each output from the same terms in the same order whatever rows
+ * it is given with, so an image gives the same bits alone, in any batch and with any pool size.
+ * Images split into bands only while there are too few images to feed the slots; a band
+ * boundary costs the expansion of its 1-2 overlap rows twice.
  *
  * Size letters: B batch, S input side, C channels, H W input side of a layer, Ho Wo output
  * side, P grid positions, E grid channels, N classes.
@@ -30,7 +31,7 @@
 #include <unistd.h>
 
 #include "depthwise.h"
-#include "matmul.h"
+#include "pointwise.h"
 #include "sac.h"
 #include "threadpool.h"
 
@@ -50,9 +51,9 @@ typedef struct MnBlock {
     int H, W, Ho, Wo, pad_top, pad_left;
     int rows; /* output rows per step */
     int ring; /* rows of the expanded-row ring: (rows - 1) * stride + 3 */
-    const float *w_exp, *b_exp;   /* (cin, hid), (hid); NULL in block 1, whose expansion is the stem */
-    const float *w_dw, *b_dw;     /* (9, hid), (hid) */
-    const float *w_proj, *b_proj; /* (hid, cout), (cout) */
+    const float *w_exp;       /* packed (pointwise.h) cin -> hid; NULL in block 1, whose expansion is the stem */
+    const float *w_dw, *b_dw; /* (9, hid), (hid) */
+    const float *w_proj;      /* packed hid -> cout */
 } MnBlock;
 
 struct MobileNetInfer {
@@ -60,10 +61,10 @@ struct MobileNetInfer {
     int n_blocks; /* 13 (grid 14) or 17 */
     MnBlock blk[MN_BLOCKS];
     int S, stem_pad;              /* the stem: 3x3 stride 2 on S x S, pad_top = pad_left = stem_pad */
-    const float *w_stem, *b_stem; /* (27, 32) rows c*9 + ky*3 + kx, (32) */
+    const float *w_stem;          /* packed 27 -> 32, inputs c*9 + ky*3 + kx */
     int head_cin, E, G, P;        /* the head: 1x1 head_cin -> E + ReLU6 on the G x G grid */
-    const float *w_head, *b_head; /* (head_cin, E), (E) */
-    const float *w_cls, *b_cls;   /* (N, 1280), (N) */
+    const float *w_head;          /* packed head_cin -> E */
+    const float *w_cls;           /* packed 1280 -> N */
     int max_batch, slots, kernel;
     float *params;
     float *act[2];       /* ping-pong block outputs, (max_batch, largest H*W*C) each */
@@ -200,6 +201,16 @@ static const float *pack_next(Packer *pk, int rows, int cols, int transpose)
     return d;
 }
 
+/* The next weight (N, K) and bias (N) packed for pointwise_forward. */
+static const float *pack_pointwise(Packer *pk, int N, int K)
+{
+    float *d = pk->dst ? pk->dst + pk->used : NULL;
+    if (d) pointwise_pack(d, pk->src[pk->t], pk->src[pk->t + 1], K, N);
+    pk->t += 2;
+    pk->used += (pointwise_packed_floats(K, N) + 15) & ~(size_t)15;
+    return d;
+}
+
 /* Geometry and weight pointers of every layer; with pk->dst NULL only counts the floats. */
 static void mn_layout(MobileNetInfer *net, Packer *pk)
 {
@@ -207,8 +218,7 @@ static void mn_layout(MobileNetInfer *net, Packer *pk)
     const int same = cfg->pad_same;
     net->S = cfg->image_size;
     net->stem_pad = mn_pad_before(net->S, 2, same);
-    net->w_stem = pack_next(pk, MN_STEM_C, 27, 1);
-    net->b_stem = pack_next(pk, 1, MN_STEM_C, 0);
+    net->w_stem = pack_pointwise(pk, MN_STEM_C, 27);
     int side = net->S / 2, cin = MN_STEM_C;
     net->n_blocks = cfg->grid == MOBILENET_GRID14 ? 13 : 17;
     for (int i = 0; i < net->n_blocks; i++) {
@@ -228,13 +238,11 @@ static void mn_layout(MobileNetInfer *net, Packer *pk)
         L->Ho = L->Wo = (side + s - 1) / s;
         L->pad_top = L->pad_left = mn_pad_before(side, s, same);
         if (i > 0) {
-            L->w_exp = pack_next(pk, L->hid, cin, 1);
-            L->b_exp = pack_next(pk, 1, L->hid, 0);
+            L->w_exp = pack_pointwise(pk, L->hid, cin);
         }
         L->w_dw = pack_next(pk, L->hid, 9, 1);
         L->b_dw = pack_next(pk, 1, L->hid, 0);
-        L->w_proj = pack_next(pk, cout, L->hid, 1);
-        L->b_proj = pack_next(pk, 1, cout, 0);
+        L->w_proj = pack_pointwise(pk, cout, L->hid);
         const int fit = MN_RING_FLOATS / (L->W * L->hid);
         L->rows = SAC_MIN(L->Ho, SAC_MAX(1, (fit - 3) / s + 1));
         L->ring = (L->rows - 1) * s + 3;
@@ -243,11 +251,9 @@ static void mn_layout(MobileNetInfer *net, Packer *pk)
     net->G = side, net->P = side * side;
     net->head_cin = cin;
     net->E = mobilenet_grid_channels(cfg);
-    net->w_head = pack_next(pk, net->E, cin, 1);
-    net->b_head = pack_next(pk, 1, net->E, 0);
+    net->w_head = pack_pointwise(pk, net->E, cin);
     if (cfg->grid == MOBILENET_CLASSIFY) {
-        net->w_cls = pack_next(pk, cfg->n_classes, MN_LAST_C, 0);
-        net->b_cls = pack_next(pk, 1, cfg->n_classes, 0);
+        net->w_cls = pack_pointwise(pk, cfg->n_classes, MN_LAST_C);
     }
 }
 
@@ -275,7 +281,7 @@ MobileNetInfer *mobilenet_infer_create(const MobileNetConfig *cfg, const float *
     if (!net) return NULL;
     net->cfg = *cfg;
     net->max_batch = max_batch;
-    net->kernel = depthwise_kernel_best();
+    net->kernel = sac_kernel_best();
     net->slots = SAC_MAX(sac_threads(), online_cores());
 
     Packer count = {tensors, NULL, 0, 0};
@@ -327,23 +333,17 @@ void mobilenet_infer_free(MobileNetInfer *net)
 
 const MobileNetConfig *mobilenet_infer_config(const MobileNetInfer *net) { return &net->cfg; }
 
-/* ---- the fused block ---- */
-
-/* x (n, C) = relu6(x + bias), rows ld apart. */
-static void bias_relu6(float *x, int n, int C, int ld, const float *bias)
+int mobilenet_infer_set_kernel(MobileNetInfer *net, int kernel)
 {
-    for (int i = 0; i < n; i++) {
-        float *r = x + (size_t)i * ld;
-        for (int c = 0; c < C; c++) {
-            float v = r[c] + bias[c];
-            v = v < 0.0f ? 0.0f : v;
-            r[c] = v > 6.0f ? 6.0f : v;
-        }
-    }
+    if (!sac_kernel_supported(kernel)) return SAC_ERR_UNSUPPORTED;
+    net->kernel = kernel == SAC_KERNEL_AUTO ? sac_kernel_best() : kernel;
+    return SAC_OK;
 }
 
+/* ---- the fused block ---- */
+
 /* Stem output rows [r0, r0 + n) of block 1's input into dst (n * W, 32): im2col of the image
- * (3, S, S) into col (n * W, 27), one GEMM, bias, ReLU6. */
+ * (3, S, S) into col (n * W, 27), then the 1x1 kernel (bias, ReLU6). */
 static void stem_rows(const MobileNetInfer *net, float *dst, float *col, const float *img, int r0, int n, int W)
 {
     const int S = net->S, pad = net->stem_pad;
@@ -362,8 +362,7 @@ static void stem_rows(const MobileNetInfer *net, float *dst, float *col, const f
             }
         }
     }
-    sac_gemm(0, 0, n * W, MN_STEM_C, 27, 1.0f, col, 27, net->w_stem, MN_STEM_C, 0.0f, dst, MN_STEM_C);
-    bias_relu6(dst, n * W, MN_STEM_C, MN_STEM_C, net->b_stem);
+    pointwise_forward(net->kernel, dst, MN_STEM_C, col, 27, NULL, 0, net->w_stem, n * W, 27, MN_STEM_C, 1);
 }
 
 /* Expanded input rows [a, b) of one image into their ring slots (row r at r % ring). */
@@ -377,9 +376,8 @@ static void expand_rows(const MobileNetInfer *net, const MnBlock *L, const float
         if (!L->w_exp) {
             stem_rows(net, dst, col, in, a, n, L->W);
         } else {
-            sac_gemm(0, 0, n * L->W, L->hid, L->cin, 1.0f, in + (size_t)a * L->W * L->cin, L->cin, L->w_exp, L->hid,
-                     0.0f, dst, L->hid);
-            bias_relu6(dst, n * L->W, L->hid, L->hid, L->b_exp);
+            pointwise_forward(net->kernel, dst, L->hid, in + (size_t)a * L->W * L->cin, L->cin, NULL, 0, L->w_exp,
+                              n * L->W, L->cin, L->hid, 1);
         }
         a += n;
     }
@@ -409,14 +407,8 @@ static void block_band(const MobileNetInfer *net, const MnBlock *L, const float 
         }
         const int M = n * L->Wo, C = L->cout;
         float *o = out + (size_t)oy * L->Wo * C;
-        if (L->residual) {
-            const float *r = in + (size_t)oy * L->Wo * C;
-            for (int i = 0; i < M; i++)
-                for (int c = 0; c < C; c++) o[(size_t)i * C + c] = r[(size_t)i * C + c] + L->b_proj[c];
-        } else {
-            for (int i = 0; i < M; i++) memcpy(o + (size_t)i * C, L->b_proj, sizeof(float) * C);
-        }
-        sac_gemm(0, 0, M, C, L->hid, 1.0f, dwb, L->hid, L->w_proj, C, 1.0f, o, C);
+        const float *res = L->residual ? in + (size_t)oy * L->Wo * C : NULL;
+        pointwise_forward(net->kernel, o, C, dwb, L->hid, res, C, L->w_proj, M, L->hid, C, 0);
     }
 }
 
@@ -484,8 +476,8 @@ static void head_task(MnRun *r, int task, float *scratch)
     const int c0 = ct * MN_HEAD_COLS, nc = SAC_MIN(MN_HEAD_COLS, net->E - c0);
     const float *x = r->in + b * r->in_img + (size_t)r0 * net->head_cin;
     float *y = r->feats + ((size_t)b * net->P + r0) * net->E + c0;
-    sac_gemm(0, 0, nr, nc, net->head_cin, 1.0f, x, net->head_cin, net->w_head + c0, net->E, 0.0f, y, net->E);
-    bias_relu6(y, nr, nc, net->E, net->b_head + c0);
+    const float *w = net->w_head + pointwise_packed_floats(net->head_cin, c0); /* the panels from c0 on */
+    pointwise_forward(net->kernel, y, net->E, x, net->head_cin, NULL, 0, w, nr, net->head_cin, nc, 1);
 }
 
 int mobilenet_infer_forward(MobileNetInfer *net, float *feats, const float *images, int B)
@@ -534,9 +526,8 @@ static void classifier_task(MnRun *r, int task, float *scratch)
     (void)scratch;
     const MobileNetInfer *net = r->net;
     const int N = net->cfg.n_classes, c0 = task * MN_CLS_COLS, nc = SAC_MIN(MN_CLS_COLS, N - c0);
-    for (int b = 0; b < r->B; b++) memcpy(r->logits + (size_t)b * N + c0, net->b_cls + c0, sizeof(float) * nc);
-    sac_gemm(0, 1, r->B, nc, MN_LAST_C, 1.0f, net->pooled, MN_LAST_C, net->w_cls + (size_t)c0 * MN_LAST_C, MN_LAST_C,
-             1.0f, r->logits + c0, N);
+    const float *w = net->w_cls + pointwise_packed_floats(MN_LAST_C, c0);
+    pointwise_forward(net->kernel, r->logits + c0, N, net->pooled, MN_LAST_C, NULL, 0, w, r->B, MN_LAST_C, nc, 0);
 }
 
 int mobilenet_infer_classify(MobileNetInfer *net, float *logits, float *feats, const float *images, int B)

@@ -93,11 +93,15 @@ MobileNetInfer *mobilenet_infer_create(const MobileNetConfig *cfg, const float *
 void mobilenet_infer_free(MobileNetInfer *net);
 /* The config it was created with. */
 const MobileNetConfig *mobilenet_infer_config(const MobileNetInfer *net);
+/* Run the kernels of kernel_select.h's SAC_KERNEL_* (AUTO = the best, the default) from now on:
+ * for tests and benchmarks. Returns SAC_OK or SAC_ERR_UNSUPPORTED (this CPU lacks it). */
+int mobilenet_infer_set_kernel(MobileNetInfer *net, int kernel);
 
 /* feats (B, P, E), p = y * side + x, from images (B, 3, S, S) (NCHW, RGB, already normalised:
- * [-1, 1] for the TFLite weights). With MOBILENET_CLASSIFY the grid is the 7-grid. Results do
- * not depend on the pool size. Returns SAC_OK or SAC_ERR_INVALID (logged) when B is outside
- * 1..max_batch. No allocation. */
+ * [-1, 1] for the TFLite weights). With MOBILENET_CLASSIFY the grid is the 7-grid. An image's
+ * features are the same bits whatever the batch it comes in and the pool size (for one kernel
+ * choice). Returns SAC_OK or SAC_ERR_INVALID (logged) when B is outside 1..max_batch. No
+ * allocation. */
 int mobilenet_infer_forward(MobileNetInfer *net, float *feats, const float *images, int B);
 
 /* logits (B, N) from images (B, 3, S, S); needs a MOBILENET_CLASSIFY config. feats (B, P, 1280)

@@ -24,6 +24,7 @@
 
 #include "depthwise.h"
 #include "mobilenet.h"
+#include "pointwise.h"
 #include "rng.h"
 #include "sac.h"
 #include "safetensors.h"
@@ -117,9 +118,9 @@ START_TEST(test_depthwise_kernels)
     SacRng rng;
     sac_rng_seed(&rng, 7, 1);
     int checked = 0;
-    for (int k = DW_KERNEL_C; k <= DW_KERNEL_AVX512; k++) {
-        if (!depthwise_kernel_supported(k)) {
-            printf("depthwise kernel %s: not supported by this CPU, skipped\n", depthwise_kernel_name(k));
+    for (int k = SAC_KERNEL_C; k <= SAC_KERNEL_AVX512; k++) {
+        if (!sac_kernel_supported(k)) {
+            printf("depthwise kernel %s: not supported by this CPU, skipped\n", sac_kernel_name(k));
             continue;
         }
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
@@ -139,7 +140,7 @@ START_TEST(test_depthwise_kernels)
                     depthwise_naive(ref, inp, wt, bias, H, W, C, stride, pt, pl);
                     ck_assert_int_eq(depthwise_forward(got, inp, wt, bias, H, W, C, stride, pt, pl, k), SAC_OK);
                     char name[96];
-                    snprintf(name, sizeof(name), "dw %s %dx%dx%d s%d pad %d,%d", depthwise_kernel_name(k), H, W, C,
+                    snprintf(name, sizeof(name), "dw %s %dx%dx%d s%d pad %d,%d", sac_kernel_name(k), H, W, C,
                              stride, pt, pl);
                     /* 10 float terms of order 1 */
                     ck_assert_int_eq(check_tensor(name, got, ref, n_out, 1e-5, 1e-5), 0);
@@ -152,9 +153,77 @@ START_TEST(test_depthwise_kernels)
     }
     ck_assert_int_ge(checked, 28); /* the C kernel at least */
     /* a kernel the CPU lacks is refused, not run */
-    if (!depthwise_kernel_supported(DW_KERNEL_AVX512)) {
+    if (!sac_kernel_supported(SAC_KERNEL_AVX512)) {
         float x[9] = {0}, y[9];
-        ck_assert_int_eq(depthwise_forward(y, x, x, x, 1, 1, 1, 1, 1, 1, DW_KERNEL_AVX512), SAC_ERR_UNSUPPORTED);
+        ck_assert_int_eq(depthwise_forward(y, x, x, x, 1, 1, 1, 1, 1, 1, SAC_KERNEL_AVX512), SAC_ERR_UNSUPPORTED);
+    }
+}
+END_TEST
+
+/* ---- pointwise kernels ---- */
+
+START_TEST(test_pointwise_kernels)
+{
+    /* M, K, N: tails of the 8- and 6-row tiles, partial panels (N % 32: 16, 24, 1, 17), K = 1 */
+    static const int shapes[][3] = {{13, 27, 32}, {7, 16, 96}, {65, 24, 144}, {3, 1, 1}, {70, 40, 17}, {9, 33, 24}};
+    SacRng rng;
+    sac_rng_seed(&rng, 8, 1);
+    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+        const int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        const int ldx = K + 3, ldy = N + 5; /* rows apart, not packed */
+        float *x = falloc((size_t)M * ldx), *w = falloc((size_t)N * K), *b = falloc(N), *res = falloc((size_t)M * ldy);
+        float *packed = falloc(pointwise_packed_floats(K, N));
+        fill_uniform(x, (size_t)M * ldx, -1.0f, 1.0f, &rng);
+        fill_uniform(w, (size_t)N * K, -2.0f, 2.0f, &rng); /* outputs past 6 and below 0 */
+        fill_uniform(b, N, -1.0f, 1.0f, &rng);
+        fill_uniform(res, (size_t)M * ldy, -1.0f, 1.0f, &rng);
+        pointwise_pack(packed, w, b, K, N);
+        for (int variant = 0; variant < 3; variant++) { /* ReLU6; linear + residual; residual in place */
+            const int relu6 = variant == 0, use_res = variant > 0;
+            float *ref = falloc((size_t)M * ldy), *vec = NULL;
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) {
+                    double acc = b[n] + (use_res ? res[(size_t)m * ldy + n] : 0.0);
+                    for (int k = 0; k < K; k++) acc += (double)x[(size_t)m * ldx + k] * w[(size_t)n * K + k];
+                    if (relu6) acc = acc < 0.0 ? 0.0 : acc > 6.0 ? 6.0 : acc;
+                    ref[(size_t)m * ldy + n] = (float)acc;
+                }
+            for (int k = SAC_KERNEL_C; k <= SAC_KERNEL_AVX512; k++) {
+                if (!sac_kernel_supported(k)) continue;
+                float *y = falloc((size_t)M * ldy);
+                const float *rp = NULL;
+                if (variant == 2) { /* y is res */
+                    memcpy(y, res, sizeof(float) * M * ldy);
+                    rp = y;
+                } else if (variant == 1) {
+                    rp = res;
+                }
+                pointwise_forward(k, y, ldy, x, ldx, rp, ldy, packed, M, K, N, relu6);
+                char name[96];
+                snprintf(name, sizeof(name), "pw %s %dx%dx%d v%d", sac_kernel_name(k), M, K, N, variant);
+                int bad = 0; /* only the N columns of each row */
+                for (int m = 0; m < M; m++)
+                    bad += check_tensor(name, y + (size_t)m * ldy, ref + (size_t)m * ldy, N, 1e-5, 1e-5) != 0;
+                ck_assert_int_eq(bad, 0);
+                /* the columns past N are not written */
+                for (int m = 0; m < M; m++)
+                    for (int j = N; j < ldy; j++)
+                        ck_assert_float_eq(y[(size_t)m * ldy + j], variant == 2 ? res[(size_t)m * ldy + j] : 0.0f);
+                /* the two vector kernels fuse multiply-add in the same order: the same bits */
+                if (k >= SAC_KERNEL_AVX2 && vec) {
+                    for (int m = 0; m < M; m++)
+                        ck_assert_msg(!memcmp(vec + (size_t)m * ldy, y + (size_t)m * ldy, sizeof(float) * N),
+                                      "%s: AVX2 and AVX-512 differ in row %d", name, m);
+                    free(y);
+                } else if (k >= SAC_KERNEL_AVX2) {
+                    vec = y;
+                } else {
+                    free(y);
+                }
+            }
+            free(ref), free(vec);
+        }
+        free(x), free(w), free(b), free(res), free(packed);
     }
 }
 END_TEST
@@ -245,9 +314,10 @@ static int check_vs_torch(const char *name, const float *got, const float *ref, 
     return check_tensor(name, got, ref, n, 1e-4 * mx, 1e-4);
 }
 
-/* Grid 14, grid 7 and logits of B images of side S against "<pad>.grid14" etc. (those present);
- * with B > 1 also one image at a time and, with two threads, one thread. */
-static int run_reference(const Ref *r, const float *images, int B, int S, int same)
+/* Grid 14, grid 7 and logits of B images of side S against "<pad>.grid14" etc. (those present),
+ * by kernel `kernel`; with B > 1 also one image at a time and with another pool size (the same
+ * bits). */
+static int run_reference(const Ref *r, const float *images, int B, int S, int same, int kernel)
 {
     const char *pad = same ? "same" : "symmetric";
     int bad = 0;
@@ -263,6 +333,7 @@ static int run_reference(const Ref *r, const float *images, int B, int S, int sa
         weights_make(&w, &cfg);
         MobileNetInfer *net = mobilenet_infer_create(&cfg, (const float *const *)w.t, B);
         ck_assert_ptr_nonnull(net);
+        ck_assert_int_eq(mobilenet_infer_set_kernel(net, kernel), SAC_OK);
         const int side = mobilenet_grid_side(&cfg);
         const size_t per = g == 2 ? (size_t)cfg.n_classes : (size_t)side * side * mobilenet_grid_channels(&cfg);
         float *ref = ref_load(r, key, (size_t)B * per), *got = falloc((size_t)B * per);
@@ -277,14 +348,14 @@ static int run_reference(const Ref *r, const float *images, int B, int S, int sa
             for (int b = 0; b < B; b++)
                 ck_assert_int_eq(mobilenet_infer_forward(net, one + b * per, images + b * img, 1), SAC_OK);
         }
-        snprintf(label, sizeof(label), "S%d %s", S, key);
+        snprintf(label, sizeof(label), "S%d %s %s", S, key, sac_kernel_name(kernel));
         bad += check_vs_torch(label, got, ref, (size_t)B * per);
         if (B > 1) {
-            /* one image alone is split into bands of rows (B = 2 is not), so OpenBLAS sees other
-             * row blockings and rounds differently: measured up to ~3e-6 * max|r| here, which
-             * the network amplifies like any float error (its distance to torch is the same) */
-            snprintf(label, sizeof(label), "S%d %s batch vs one by one", S, key);
-            bad += check_vs_torch(label, got, one, (size_t)B * per);
+            /* one image alone is split into bands of rows, two are not: the kernels sum each
+             * output in one order whatever rows come with it, so the bits are the same */
+            const int same_batch = !memcmp(one, got, sizeof(float) * B * per);
+            printf("check S%d %-26s %s\n", S, key, same_batch ? "batch and one by one: same bits" : "batch and one by one DIFFER");
+            bad += !same_batch;
             const int threads = sac_threads();
             sac_threads_set(threads > 1 ? 1 : 2);
             if (g == 2)
@@ -308,8 +379,15 @@ START_TEST(test_reference_64)
     Ref r;
     ref_open(&r, "mnv2_ref.safetensors");
     float *images = ref_load(&r, "images", (size_t)2 * 3 * 64 * 64);
-    int bad = run_reference(&r, images, 2, 64, 1);
-    bad += run_reference(&r, images, 2, 64, 0);
+    int bad = 0;
+    for (int k = SAC_KERNEL_C; k <= SAC_KERNEL_AVX512; k++) {
+        if (!sac_kernel_supported(k)) {
+            printf("kernel %s: not supported by this CPU, skipped\n", sac_kernel_name(k));
+            continue;
+        }
+        bad += run_reference(&r, images, 2, 64, 1, k);
+        bad += run_reference(&r, images, 2, 64, 0, k);
+    }
     ck_assert_int_eq(bad, 0);
     free(images);
     safetensors_free(r.st);
@@ -322,7 +400,7 @@ START_TEST(test_reference_224)
     ref_open(&r, "mnv2_ref224.safetensors");
     float *image = falloc((size_t)3 * 224 * 224);
     fill_formula(image, (size_t)3 * 224 * 224, 1000, 1.0);
-    ck_assert_int_eq(run_reference(&r, image, 1, 224, 1), 0);
+    ck_assert_int_eq(run_reference(&r, image, 1, 224, 1, SAC_KERNEL_AUTO), 0);
     free(image);
     safetensors_free(r.st);
 }
@@ -356,6 +434,7 @@ static Suite *mobilenet_suite(void)
     TCase *tc = tcase_create("mobilenet");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_depthwise_kernels);
+    tcase_add_test(tc, test_pointwise_kernels);
     tcase_add_test(tc, test_specs);
     tcase_add_test(tc, test_invalid_batch);
     tcase_add_test(tc, test_reference_64);
