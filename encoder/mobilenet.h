@@ -84,9 +84,9 @@ int mobilenet_specs(const MobileNetConfig *cfg, MobileNetSpec *specs, int max);
 typedef struct MobileNetInfer MobileNetInfer;
 
 /* tensors[i] points at spec i's data (mobilenet_specs order, torch layout, float32); they are
- * copied, the caller keeps them. Buffers: about 1.9 MB per image at S = 224 plus ~2.5 MB per
- * thread of scratch (max(sac_threads(), online cores) slots, fixed here: later changes of the
- * pool size do not change results). Returns NULL (logged) for an invalid config or max_batch,
+ * copied, the caller keeps them. Buffers: 1.6 MB per image at S = 224 (0.25 MB more with
+ * MOBILENET_CLASSIFY) plus about 1.5 MB of scratch per slot, max(sac_threads(), online cores)
+ * slots (a larger pool later does not use more than that many threads). Returns NULL (logged) for an invalid config or max_batch,
  * or out of memory. Free with mobilenet_infer_free. */
 MobileNetInfer *mobilenet_infer_create(const MobileNetConfig *cfg, const float *const *tensors, int max_batch);
 /* NULL is a no-op. */
