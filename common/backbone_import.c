@@ -6,16 +6,15 @@
 #include "backbone_import.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backbone_file.h"
+#include "fileio.h"
 #include "output.h"
 #include "sac.h"
 #include "saccade_config.h"
@@ -447,39 +446,12 @@ int backbone_from_state_dict(const SafeTensors *st, SafeTensorsWriter *w, Backbo
 
 /* ---- the whole import ---- */
 
-/* Read a whole file of at most `limit` bytes. */
-static uint8_t *slurp(const char *path, size_t limit, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    struct stat sb;
-    uint8_t *p = NULL;
-    if (!f) {
-        sac_error("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) {
-        sac_error("%s: not a regular file", path);
-    } else if ((uint64_t)sb.st_size > limit) {
-        sac_error("%s: %lld bytes, more than the %zu-byte limit", path, (long long)sb.st_size, limit);
-    } else if ((p = sac_malloc((size_t)sb.st_size + 1))) {
-        *size = (size_t)sb.st_size;
-        if (fread(p, 1, *size, f) != *size) {
-            sac_error("%s: short read of %zu bytes: %s", path, *size, ferror(f) ? strerror(errno) : "file shrank");
-            free(p);
-            p = NULL;
-        }
-        if (p) p[*size] = '\0';
-    }
-    fclose(f);
-    return p;
-}
-
 /* The labels file as a JSON array string with exactly n_classes names (malloc'd), or NULL. */
 static char *labels_json(const char *path, int n_classes)
 {
     size_t size;
-    uint8_t *text = slurp(path, (size_t)64 << 20, &size);
-    if (!text) return NULL;
+    uint8_t *text;
+    if (sac_read_file(path, (size_t)64 << 20, &text, &size)) return NULL;
     if (memchr(text, '\0', size)) {
         sac_error("%s: contains a NUL byte, expected one class name a line", path);
         free(text);
@@ -521,21 +493,21 @@ int backbone_import(const char *src, const char *out, const BackboneImportOption
     memset(rep, 0, sizeof(*rep));
     if (sac_output_check_inputs(out, "-o", &src, 1)) return SAC_ERR_INVALID;
     size_t size = 0;
-    uint8_t *data = slurp(src, BACKBONE_IMPORT_MAX_BYTES, &size);
-    if (!data) return SAC_ERR_IO;
+    uint8_t *data = NULL;
+    int rc = sac_read_file(src, BACKBONE_IMPORT_MAX_BYTES, &data, &size);
+    if (rc) return rc;
     char sha[65];
     sac_sha256_hex(data, size, sha);
     SafeTensorsWriter *w = safetensors_writer_create();
     TfliteModel *m = NULL;
     SafeTensors *st = NULL;
     char *labels = NULL, *tmp = NULL;
-    int rc = w ? 0 : SAC_ERR_NOMEM;
+    if (!w) rc = SAC_ERR_NOMEM;
     if (!rc && tflite_is_tflite(data, size)) {
         if (!(m = tflite_parse(src, data, size))) rc = SAC_ERR_FORMAT;
         if (!rc) rc = backbone_from_tflite(m, w, rep);
     } else if (!rc) {
-        /* safetensors_read reads the file again; the digest above is of the bytes read first */
-        if (!(st = safetensors_read(src))) {
+        if (!(st = safetensors_read_memory(data, size, src))) {
             sac_error("%s: neither a TFLite file (identifier 'TFL3' at byte 4) nor a readable safetensors state dict",
                       src);
             rc = SAC_ERR_FORMAT;
@@ -569,7 +541,7 @@ int backbone_import(const char *src, const char *out, const BackboneImportOption
         size_t n_bytes = 0;
         if (!rc && !check) rc = SAC_ERR_FORMAT;
         safetensors_free(check);
-        if (!rc && !(bytes = slurp(tmp, (size_t)-1 / 2, &n_bytes))) rc = SAC_ERR_IO;
+        if (!rc) rc = sac_read_file(tmp, 0, &bytes, &n_bytes);
         if (!rc) rc = sac_output_write_file(out, bytes, n_bytes, 0);
         free(bytes);
         if (written) unlink(tmp);

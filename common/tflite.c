@@ -12,14 +12,13 @@
  */
 #include "tflite.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "fileio.h"
 #include "sac.h"
 
 /* Most tensors, operators, buffers or operator codes a file may have (real models have at most
@@ -686,42 +685,23 @@ TfliteModel *tflite_parse(const char *name, const void *data, size_t size)
 
 TfliteModel *tflite_read(const char *path, size_t max_bytes)
 {
-    if (!max_bytes) max_bytes = TFLITE_DEFAULT_MAX_BYTES;
-    FILE *f = fopen(path, "rb");
-    struct stat sb;
-    if (!f) {
-        sac_error("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) {
-        sac_error("%s: not a regular file", path);
-        fclose(f);
-        return NULL;
-    }
-    if ((uint64_t)sb.st_size > max_bytes) {
-        sac_error("%s: %lld bytes, more than the %zu-byte limit for a TFLite file", path, (long long)sb.st_size,
-                  max_bytes);
-        fclose(f);
-        return NULL;
-    }
+    uint8_t *buf;
+    size_t len;
+    if (sac_read_file(path, max_bytes ? max_bytes : TFLITE_DEFAULT_MAX_BYTES, &buf, &len)) return NULL;
     TfliteModel *m = sac_calloc(1, sizeof(*m));
-    size_t size = (size_t)sb.st_size;
-    if (m) {
-        m->path = strdup(path);
-        m->file = malloc(size ? size : 1);
-        m->size = size;
+    if (!m || !(m->path = strdup(path))) {
+        sac_error("%s: out of memory", path);
+        free(buf);
+        free(m);
+        return NULL;
     }
-    if (!m || !m->path || !m->file) {
-        sac_error("%s: out of memory reading %zu bytes", path, size);
-    } else if (fread(m->file, 1, size, f) != size) {
-        sac_error("%s: short read of %zu bytes: %s", path, size, ferror(f) ? strerror(errno) : "file shrank while reading");
-    } else if (!parse_model(m)) {
-        fclose(f);
-        return m;
+    m->file = buf;
+    m->size = len;
+    if (parse_model(m)) {
+        tflite_free(m);
+        return NULL;
     }
-    fclose(f);
-    tflite_free(m);
-    return NULL;
+    return m;
 }
 
 void tflite_free(TfliteModel *m)

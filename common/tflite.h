@@ -152,8 +152,9 @@ typedef struct {
     int32_t *inputs, *outputs;  /* subgraph 0's inputs / outputs, valid tensor indices */
 } TfliteModel;
 
-/* Read and validate `path` (a regular file of at most max_bytes; 0 = TFLITE_DEFAULT_MAX_BYTES).
- * Returns NULL and logs "<path>: <problem>" on any failure. Free with tflite_free. */
+/* Read (through sac_read_file: a regular file of at most max_bytes; 0 = TFLITE_DEFAULT_MAX_BYTES)
+ * and validate `path`. Returns NULL and logs "<path>: <problem>" on any failure. Free with
+ * tflite_free. */
 TfliteModel *tflite_read(const char *path, size_t max_bytes);
 /* The same from memory: `data` is copied; `name` is used in messages. */
 TfliteModel *tflite_parse(const char *name, const void *data, size_t size);
