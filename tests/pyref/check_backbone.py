@@ -11,6 +11,15 @@ file's metadata.
 
     /usr/bin/python3 tests/pyref/check_backbone.py BACKBONE.safetensors IMAGE...
 
+The torchvision path (batchnorm folding, tensor names) against torchvision itself:
+
+    check_backbone.py --make-state-dict SD.safetensors   # seeded random mobilenet_v2, random BN stats
+    saccade import SD.safetensors -o B.safetensors
+    check_backbone.py --state-dict SD.safetensors B.safetensors IMAGE...
+
+runs the original network (eval mode, real BatchNorm2d) and the folded one on each image and
+prints the largest logit difference.
+
 Not run by meson (needs python3-torch, python3-torchvision, python3-pil).
 """
 import json
@@ -86,7 +95,64 @@ def build(tensors, meta):
     return net
 
 
+def write_safetensors(path, tensors):
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        dtype = {torch.float32: "F32", torch.int64: "I64"}[t.dtype]
+        data = t.numpy().tobytes()
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def make_state_dict(path):
+    torch.manual_seed(1234)
+    net = torchvision.models.mobilenet_v2(weights=None)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.5)
+            m.running_mean.normal_(0, 0.3)
+            m.running_var.uniform_(0.05, 2.0)
+    write_safetensors(path, net.state_dict())
+    print(f"wrote {path}: {len(net.state_dict())} tensors")
+
+
+def load_state_dict(path):
+    with open(path, "rb") as f:
+        blob = f.read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    header.pop("__metadata__", None)
+    out = {}
+    for name, t in header.items():
+        b, e = t["data_offsets"]
+        dt = {"F32": "<f4", "I64": "<i8"}[t["dtype"]]
+        out[name] = torch.from_numpy(np.frombuffer(blob[8 + n + b:8 + n + e], dtype=dt).reshape(t["shape"]).copy())
+    return out
+
+
+def load_image(path, size, mean, std):
+    img = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return ((x - mean) / std).unsqueeze(0)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--make-state-dict":
+        make_state_dict(sys.argv[2])
+        return
+    reference = None
+    if len(sys.argv) > 2 and sys.argv[1] == "--state-dict":
+        reference = torchvision.models.mobilenet_v2(weights=None)
+        reference.load_state_dict(load_state_dict(sys.argv[2]))
+        reference.eval()
+        del sys.argv[1:3]
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     tensors, meta = read_safetensors(sys.argv[1])
@@ -99,11 +165,15 @@ def main():
     print(f"{sys.argv[1]}: {len(tensors)} tensors, padding {meta['padding']}, mean {meta['mean']}, "
           f"std {meta['std']}, source {meta['source']} ({meta['source_sha256'][:12]})")
     for path in sys.argv[2:]:
-        img = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
-        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        x = ((x - mean) / std).unsqueeze(0)
+        x = load_image(path, size, mean, std)
         with torch.no_grad():
-            p = torch.softmax(net(x), dim=1)[0]
+            logits = net(x)
+            p = torch.softmax(logits, dim=1)[0]
+            if reference is not None:
+                ref = reference(x)
+                diff = (logits - ref).abs().max().item()
+                print(f"{path}: folded vs torchvision (BatchNorm2d, eval): max |logit difference| {diff:.3g}, "
+                      f"max |logit| {ref.abs().max().item():.3g}, same top-1: {logits.argmax().item() == ref.argmax().item()}")
         top = torch.topk(p, 5)
         print(path + ": " + ", ".join(f"{labels[i]} {v:.3f}" for v, i in zip(top.values.tolist(), top.indices.tolist())))
 
