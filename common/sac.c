@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "output.h"
+
 const char *sac_strerror(int status)
 {
     switch (status) {
@@ -49,6 +51,7 @@ void sac_log(int level, const char *fmt, ...)
         return;
     }
     static const char *prefix[] = {"error: ", "warning: ", "", ""};
+    sac_term_clean(msg); /* a file name's control characters (ANSI escapes) do not reach the terminal */
     fprintf(stderr, "saccade: %s%s\n", prefix[level < 0 ? 0 : level > 3 ? 3 : level], msg);
 }
 

@@ -6,6 +6,8 @@
  *                                  notes.png: text) and the first image again as BMP and JPEG
  *   cli_helper size FILE           print "W H" of an image file
  *   cli_helper count FILE R G B D  print how many pixels have every channel within D of (R, G, B)
+ *   cli_helper json FILE           check that every line of FILE is valid UTF-8 and one JSON object
+ *                                  (cJSON); print each object's "image" string, one per line
  *
  * Exit status 0 on success, 1 on failure (message on stderr).
  */
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
 #include <stb_image.h>
 #include <stb_image_write.h>
 
@@ -130,8 +133,57 @@ static int make_data(const char *dir)
     return write_file(path, text, strlen(text));
 }
 
+/* 1 when the n bytes at s are valid UTF-8 (no overlong forms, surrogates or values > U+10FFFF). */
+static int utf8_ok(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
+        if (!len || i + len > n) return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((s[i + k] & 0xc0) != 0x80) return 0;
+        if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0) || (c == 0xf0 && s[i + 1] < 0x90) ||
+            (c == 0xf4 && s[i + 1] >= 0x90))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+static int check_json_lines(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cli_helper: cannot open %s\n", path);
+        return 1;
+    }
+    char line[65536];
+    int ln = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        ln++;
+        size_t n = strlen(line);
+        if (!utf8_ok((const unsigned char *)line, n)) {
+            fprintf(stderr, "cli_helper: %s:%d: not valid UTF-8\n", path, ln);
+            rc = 1;
+            continue;
+        }
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *im = cJSON_GetObjectItemCaseSensitive(j, "image");
+        if (!cJSON_IsObject(j) || !cJSON_IsString(im)) {
+            fprintf(stderr, "cli_helper: %s:%d: not a JSON object with an \"image\" string\n", path, ln);
+            rc = 1;
+        } else {
+            printf("%s\n", im->valuestring);
+        }
+        cJSON_Delete(j);
+    }
+    fclose(f);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "json")) return check_json_lines(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "data")) return make_data(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "size")) {
         int w, h, c;
@@ -157,6 +209,6 @@ int main(int argc, char **argv)
         printf("%ld\n", count);
         return 0;
     }
-    fprintf(stderr, "usage: cli_helper data DIR | size FILE | count FILE R G B D\n");
+    fprintf(stderr, "usage: cli_helper data DIR | size FILE | count FILE R G B D | json FILE\n");
     return 2;
 }

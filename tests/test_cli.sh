@@ -321,5 +321,125 @@ if [ $rc -eq 1 ] && grep -q 'image_id: 1.5 is not an integer' "$TMP/bad4.err"; t
 run bad5 score --refs "$TMP/refs.json" --results "$TMP/absent.json"
 if [ $rc -eq 1 ] && grep -q 'absent.json' "$TMP/bad5.err"; then pass "score: a missing results file is named"; else fail "score: a missing results file is named" "exit $rc"; fi
 
+# ------------------------------------------------------------------------- never lose a user's file
+# Device nodes of our own in $TMP (as root): a regression that renames over a device then replaces
+# the test's node, never the machine's /dev/null. Without root, /dev/full is used for the write
+# errors (an unprivileged process cannot replace it) and the device checks are skipped.
+FULL=/dev/full NULLDEV=
+if [ "$(id -u)" = 0 ] && mknod "$TMP/full" c 1 7 2>/dev/null && mknod "$TMP/null" c 1 3 2>/dev/null; then
+    FULL=$TMP/full NULLDEV=$TMP/null
+else
+    echo "     (not root: the checks on a device node of our own are skipped)"
+fi
+# write_fails DESCRIPTION WHAT-IN-STDERR ARGS...: exit 1, the file and the reason named on stderr
+write_fails() {
+    local desc=$1 what=$2
+    shift 2
+    run wfail "$@"
+    if [ $rc -eq 1 ] && grep -qF -- "$what" "$TMP/wfail.err" && grep -q "No space left on device" "$TMP/wfail.err"; then
+        pass "$desc"
+    else
+        fail "$desc" "exit $rc, expected 1 with '$what' and the reason on stderr:" "$(cat "$TMP/wfail.err")"
+    fi
+}
+"$SACCADE" caption "${M[@]}" red.png >/dev/full 2>"$TMP/full.err"
+rc=$?
+if [ $rc -eq 1 ] && grep -q "stdout: write error (No space left on device)" "$TMP/full.err"; then
+    pass "caption > /dev/full: exit 1, stdout: write error"
+else
+    fail "caption > /dev/full: exit 1, stdout: write error" "exit $rc" "$(cat "$TMP/full.err")"
+fi
+"$SACCADE" caption "${M[@]}" --json red.png green.png >/dev/full 2>"$TMP/full.err"
+expect_eq "caption --json > /dev/full: exit 1" "$?" 1
+"$SACCADE" score --refs "$TMP/refs.json" --results "$TMP/res2.json" >/dev/full 2>"$TMP/full.err"
+rc=$?
+expect_eq "score > /dev/full: exit 1 with stdout's write error" "$rc:$(grep -c 'stdout: write error' "$TMP/full.err")" "1:1"
+"$SACCADE" eval "${M[@]}" --data . --split all --json >/dev/full 2>"$TMP/full.err"
+rc=$?
+expect_eq "eval > /dev/full: exit 1 with stdout's write error" "$rc:$(grep -c 'stdout: write error' "$TMP/full.err")" "1:1"
+"$SACCADE" attend "${M[@]}" red.png -o "$TMP/ok.png" >/dev/full 2>"$TMP/full.err"
+expect_eq "attend > /dev/full: exit 1" "$?" 1
+write_fails "eval --results FULL: exit 1, named" "$FULL" eval "${M[@]}" --data . --split all --results "$FULL"
+write_fails "attend -o FULL: exit 1, named" "$FULL" attend "${M[@]}" red.png -o "$FULL"
+write_fails "attend --html FULL: exit 1, named" "$FULL" attend "${M[@]}" red.png --html "$FULL"
+[ -c "$FULL" ] && pass "FULL is still a character device" || fail "FULL is still a character device" "$(ls -l "$FULL")"
+if [ -n "$NULLDEV" ]; then
+    ln -s "$NULLDEV" "$TMP/to-null"
+    run devnull attend "${M[@]}" red.png --html "$NULLDEV" -o "$TMP/to-null"
+    expect_eq "attend --html NULL -o LINK-TO-NULL: exit 0" "$rc" 0
+    if [ -c "$NULLDEV" ] && [ -L "$TMP/to-null" ] && [ -z "$(ls -A "$TMP" | grep -E '^\.|null\.tmp')" ]; then
+        pass "attend --html NULL: the device is written, not replaced (no temporary file left)"
+    else
+        fail "attend --html NULL: the device is written, not replaced" "$(ls -la "$TMP" | grep -i null)"
+    fi
+    run devnull2 eval "${M[@]}" --data . --split all --results "$NULLDEV"
+    expect_eq "eval --results NULL: exit 0, still a device" "$rc:$([ -c "$NULLDEV" ] && echo dev)" "0:dev"
+fi
+mkfifo "$TMP/fifo"
+cat "$TMP/fifo" >"$TMP/fifo.out" &
+reader=$!
+run fifo attend "${M[@]}" red.png --html "$TMP/fifo"
+for _ in $(seq 50); do kill -0 $reader 2>/dev/null || break; sleep 0.1; done
+kill $reader 2>/dev/null # still waiting: the FIFO was replaced and never written
+wait $reader 2>/dev/null
+if [ $rc -eq 0 ] && [ -p "$TMP/fifo" ] && grep -q '^</html>$' "$TMP/fifo.out"; then
+    pass "attend --html FIFO: the page goes through the FIFO, which stays one"
+else
+    fail "attend --html FIFO: the page goes through the FIFO, which stays one" "exit $rc" "$(ls -l "$TMP/fifo")"
+fi
+mkdir "$TMP/real"
+echo old >"$TMP/real/page.html"
+ln -s real/page.html "$TMP/page-link.html"
+ln -s real/made.png "$TMP/png-link.png"
+run link attend "${M[@]}" red.png --html "$TMP/page-link.html" -o "$TMP/png-link.png"
+if [ $rc -eq 0 ] && [ -L "$TMP/page-link.html" ] && [ -L "$TMP/png-link.png" ] && grep -q '^</html>$' "$TMP/real/page.html" &&
+    [ "$("$HELPER" size "$TMP/real/made.png")" = "$(figure_size 5 128 6)" ]; then
+    pass "attend through symbolic links: the targets are written, the links stay"
+else
+    fail "attend through symbolic links: the targets are written, the links stay" "exit $rc" "$(ls -la "$TMP" "$TMP/real")"
+fi
+
+# an output that is one of the inputs is refused (exit 2) and left alone
+mkdir "$TMP/data3"
+cp red.png green.png captions.tsv "$TMP/data3/"
+cp captions.tsv "$TMP/captions.orig"
+run same1 eval "${M[@]}" --data "$TMP/data3" --split all --results "$TMP/data3/captions.tsv"
+expect_eq "eval --results naming its --data file: exit 2, the dataset intact" \
+    "$rc:$(cmp -s "$TMP/data3/captions.tsv" "$TMP/captions.orig" && echo intact)" "2:intact"
+expect_grep "eval --results naming its --data file: said so" "$TMP/same1.err" "is also the input"
+run same2 eval "${M[@]}" --data "$TMP/data3/captions.tsv" --split all --results "$TMP/tiny.safetensors"
+expect_eq "eval --results naming the model: exit 2" "$rc" 2
+cp red.png "$TMP/keep.png"
+run same3 attend "${M[@]}" "$TMP/keep.png" -o "$TMP/keep.png"
+expect_eq "attend -o naming its image: exit 2, the image intact" "$rc:$(cmp -s "$TMP/keep.png" red.png && echo intact)" "2:intact"
+run same4 attend "${M[@]}" red.png -o "$TMP/twice.html" --html "$TMP/twice.html"
+expect_eq "attend -o and --html naming one file: exit 2" "$rc" 2
+
+# escaping: paths in the TSV-like output, valid JSON for any file name, no control characters on stderr
+cp red.png "$TMP/tab	name.png"
+cp red.png "$TMP/back\\slash.png"
+cp red.png "$TMP/$(printf 'caf\351.png')"
+printf 'not an image' >"$TMP/$(printf '\033[31mevil.png')"
+run esc caption "${M[@]}" "$TMP/tab	name.png" "$TMP/back\\slash.png"
+expect_eq "caption: tab and backslash in a path are escaped" "$(out esc)" \
+    "$TMP/tab\\tname.png	a red square on black
+$TMP/back\\\\slash.png	a red square on black"
+run escatt attend "${M[@]}" "$TMP/tab	name.png" -o "$TMP/escatt.png"
+expect_eq "attend: the path on stdout is escaped too" "$(out escatt)" "$TMP/tab\\tname.png	a red square on black"
+run escj caption "${M[@]}" --json "$TMP/$(printf 'caf\351.png')" "$TMP/tab	name.png"
+expect_eq "caption --json: exit 0" "$rc" 0
+"$HELPER" json "$TMP/escj.out" >"$TMP/escj.images" 2>"$TMP/escj.check"
+expect_eq "caption --json with a non-UTF-8 file name: valid JSON, the byte written as \\xe9" \
+    "$?:$(cat "$TMP/escj.images")" "0:$TMP/caf\\xe9.png
+$TMP/tab	name.png"
+run evil caption "${M[@]}" "$TMP/$(printf '\033[31mevil.png')" red.png
+if [ $rc -eq 1 ] && grep -q 'evil.png' "$TMP/evil.err" && ! grep -q "$(printf '\033')" "$TMP/evil.err"; then
+    pass "caption: an escape sequence in a file name does not reach the terminal"
+else
+    fail "caption: an escape sequence in a file name does not reach the terminal" "exit $rc" "$(od -c "$TMP/evil.err" | head -5)"
+fi
+run escaped_help caption --help
+expect_grep "caption --help documents the escaping" "$TMP/escaped_help.out" '\\t'
+
 echo "$checks checks, $fails failed"
 [ $fails -eq 0 ]

@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -13,9 +14,41 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <stb_image_write.h>
+
 #include "matmul.h"
+#include "output.h"
 #include "sac.h"
 #include "saccade_config.h"
+
+/* Print "saccade[ CMD]: <formatted message>" with control characters replaced, then `tail`. */
+static void print_clean(const char *cmd, const char *tail, const char *fmt, va_list ap)
+{
+    char msg[2048];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    sac_term_clean(msg);
+    fprintf(stderr, "saccade%s%s: %s\n%s", cmd ? " " : "", cmd ? cmd : "", msg, tail);
+}
+
+void cli_message(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    print_clean(cmd, "", fmt, ap);
+    va_end(ap);
+}
+
+/* The same without a command name: "saccade: <message>". */
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static void plain_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    print_clean(NULL, "", fmt, ap);
+    va_end(ap);
+}
 
 int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out)
 {
@@ -24,9 +57,9 @@ int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out)
     long v = strtol(s, &end, 10);
     if (!*s || *end || errno || v < lo || v > hi) {
         if (hi == LONG_MAX)
-            fprintf(stderr, "saccade: invalid value \"%s\" for %s: expected an integer >= %ld\n", s, opt, lo);
+            plain_error("invalid value \"%s\" for %s: expected an integer >= %ld", s, opt, lo);
         else
-            fprintf(stderr, "saccade: invalid value \"%s\" for %s: expected an integer in %ld..%ld\n", s, opt, lo, hi);
+            plain_error("invalid value \"%s\" for %s: expected an integer in %ld..%ld", s, opt, lo, hi);
         return CLI_USAGE;
     }
     *out = v;
@@ -39,7 +72,7 @@ int cli_parse_float(const char *opt, const char *s, double lo, double hi, double
     errno = 0;
     double v = strtod(s, &end);
     if (!*s || *end || errno || !isfinite(v) || v < lo || v > hi) {
-        fprintf(stderr, "saccade: invalid value \"%s\" for %s: expected a number in [%g, %g]\n", s, opt, lo, hi);
+        plain_error("invalid value \"%s\" for %s: expected a number in [%g, %g]", s, opt, lo, hi);
         return CLI_USAGE;
     }
     *out = v;
@@ -48,24 +81,116 @@ int cli_parse_float(const char *opt, const char *s, double lo, double hi, double
 
 int cli_parse_shard(const char *opt, const char *s, int *index, int *count)
 {
-    int i, n, len = 0;
-    if (sscanf(s, "%d/%d%n", &i, &n, &len) != 2 || s[len] || n < 1 || i < 0 || i >= n) {
-        fprintf(stderr, "saccade: invalid value \"%s\" for %s: expected I/N with 0 <= I < N\n", s, opt);
+    char *slash, *end;
+    errno = 0;
+    long i = strtol(s, &slash, 10), n = -1;
+    int ok = slash != s && *slash == '/' && !errno && isdigit((unsigned char)s[0]);
+    if (ok) {
+        n = strtol(slash + 1, &end, 10);
+        ok = end != slash + 1 && !*end && !errno && isdigit((unsigned char)slash[1]);
+    }
+    if (!ok || n < 1 || n > CLI_MAX_SHARDS || i < 0 || i >= n) {
+        plain_error("invalid value \"%s\" for %s: expected I/N with 0 <= I < N <= %d", s, opt, CLI_MAX_SHARDS);
         return CLI_USAGE;
     }
-    *index = i, *count = n;
+    *index = (int)i, *count = (int)n;
     return CLI_OK;
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
+    char tail[128];
+    snprintf(tail, sizeof(tail), "Try 'saccade %s --help'.\n", cmd);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "saccade %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
+    print_clean(cmd, tail, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry 'saccade %s --help'.\n", cmd);
     return CLI_USAGE;
+}
+
+void cli_put_tsv_path(FILE *f, const char *path)
+{
+    for (const char *p = path; *p; p++) {
+        switch (*p) {
+        case '\\': fputs("\\\\", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        default: putc(*p, f);
+        }
+    }
+}
+
+char *cli_html_escape(const char *s)
+{
+    size_t len = 1;
+    for (const char *p = s; *p; p++) len += strchr("&<>\"'", *p) ? 6 : 1;
+    char *out = malloc(len), *o = out;
+    if (!out) return NULL;
+    for (const char *p = s; *p; p++) {
+        const char *rep = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : *p == '>' ? "&gt;" : *p == '"' ? "&quot;"
+                        : *p == '\'' ? "&#39;" : NULL;
+        if (rep) o = stpcpy(o, rep);
+        else *o++ = *p;
+    }
+    *o = 0;
+    return out;
+}
+
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+    int failed;
+} Bytes;
+
+static void bytes_append(void *ctx, void *data, int size)
+{
+    Bytes *b = ctx;
+    if (b->failed || size <= 0) return;
+    if (b->len + (size_t)size > b->cap) {
+        size_t cap = (b->len + (size_t)size) * 2;
+        uint8_t *nd = realloc(b->data, cap);
+        if (!nd) {
+            b->failed = 1;
+            return;
+        }
+        b->data = nd, b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, (size_t)size);
+    b->len += (size_t)size;
+}
+
+int cli_png_encode(const uint8_t *rgb, int w, int h, int stride, uint8_t **png, size_t *len)
+{
+    Bytes b = {0};
+    if (!stbi_write_png_to_func(bytes_append, &b, w, h, 3, rgb, stride) || b.failed) {
+        free(b.data);
+        *png = NULL, *len = 0;
+        sac_error("out of memory encoding a %dx%d PNG", w, h);
+        return SAC_ERR_NOMEM;
+    }
+    *png = b.data, *len = b.len;
+    return SAC_OK;
+}
+
+char *cli_base64(const uint8_t *s, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+    if (!out) return NULL;
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+        *o++ = tab[v >> 18], *o++ = tab[v >> 12 & 63], *o++ = tab[v >> 6 & 63], *o++ = tab[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
+        *o++ = tab[v >> 18], *o++ = tab[v >> 12 & 63];
+        *o++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
+        *o++ = '=';
+    }
+    *o = 0;
+    return out;
 }
 
 int cli_option_error(const char *cmd, int c, char **argv)
@@ -118,7 +243,7 @@ Model *cli_load_model(const char *explicit_path, const char *argv0)
     const char *path = cli_find_model(explicit_path, argv0);
     if (!path) return NULL;
     Model *m = model_load(path);
-    if (!m) fprintf(stderr, "saccade: cannot use model %s (see above)\n", path);
+    if (!m) plain_error("cannot use model %s (see above)", path);
     return m;
 }
 

@@ -7,6 +7,7 @@
 #ifndef SACCADE_CLI_H
 #define SACCADE_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "model.h"
@@ -17,7 +18,8 @@ enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
  * `saccade: invalid value "x3" for --beam: expected an integer in 1..64` and return CLI_USAGE. */
 int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
 int cli_parse_float(const char *opt, const char *s, double lo, double hi, double *out);
-/* "I/N" with 0 <= I < N. */
+/* "I/N" with 0 <= I < N <= CLI_MAX_SHARDS. */
+#define CLI_MAX_SHARDS 1000000
 int cli_parse_shard(const char *opt, const char *s, int *index, int *count);
 
 /* For getopt_long run with opterr = 0 and an optstring starting with ':': report the option
@@ -31,6 +33,25 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+/* Print "saccade CMD: <message>\n" (an error or a note) to stderr with control characters (an ANSI escape in a file
+ * name, a newline) replaced by '?' (sac_term_clean): what reaches the terminal is text. */
+void cli_message(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Write a path into a TSV-like line (PATH<TAB>...): backslash, TAB, LF and CR are written as
+ * \\ \t \n \r, so one record stays one line and the path can be read back. */
+void cli_put_tsv_path(FILE *f, const char *path);
+/* s with & < > " ' as HTML character references (caller frees); NULL when out of memory. */
+char *cli_html_escape(const char *s);
+/* The w x h RGB pixels at rgb (row stride in bytes) as a PNG file in memory (*png, *len; the
+ * caller frees *png). SAC_OK or SAC_ERR_NOMEM (logged). */
+int cli_png_encode(const uint8_t *rgb, int w, int h, int stride, uint8_t **png, size_t *len);
+/* The n bytes at data as base64 text (caller frees); NULL when out of memory. */
+char *cli_base64(const uint8_t *data, size_t n);
 
 /* The model file to use: explicit path, else $SACCADE_MODEL, else the installed data dir,
  * else models/ next to the binary (or its parent, for the build tree), else the source tree's

@@ -11,18 +11,17 @@
  *
  * Size letters: T caption words, P grid positions.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <stb_image_write.h>
+#include <sys/stat.h>
 
 #include "captioner.h"
 #include "cli.h"
 #include "draw.h"
 #include "matmul.h"
+#include "output.h"
 #include "sac.h"
 
 #define HTML_SIDE 320 /* the longest side of the photo on the HTML page, in CSS pixels */
@@ -49,65 +48,32 @@ static void help(FILE *f)
             "  -h, --help          this text\n");
 }
 
-/* ---- in-memory PNG + base64 ---- */
-
-typedef struct {
-    unsigned char *data;
-    size_t len, cap;
-    int failed;
-} Bytes;
-
-static void bytes_append(void *ctx, void *data, int size)
-{
-    Bytes *b = ctx;
-    if (b->failed || size <= 0) return;
-    if (b->len + (size_t)size > b->cap) {
-        size_t cap = (b->len + (size_t)size) * 2;
-        unsigned char *nd = realloc(b->data, cap);
-        if (!nd) {
-            b->failed = 1;
-            return;
-        }
-        b->data = nd, b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, (size_t)size);
-    b->len += (size_t)size;
-}
+/* ---- pieces of the page ---- */
 
 /* Write "data:image/png;base64,..." of the w x h RGB region at rgb (row stride in bytes) to f. */
-static int write_png_uri(FILE *f, const uint8_t *rgb, int w, int h, int stride)
+static int put_png_uri(FILE *f, const uint8_t *rgb, int w, int h, int stride)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    Bytes b = {0};
-    if (!stbi_write_png_to_func(bytes_append, &b, w, h, 3, rgb, stride) || b.failed) {
-        free(b.data);
-        return SAC_ERR_NOMEM;
-    }
+    uint8_t *png;
+    size_t len;
+    int st = cli_png_encode(rgb, w, h, stride, &png, &len);
+    if (st) return st;
+    char *b64 = cli_base64(png, len);
+    free(png);
+    if (!b64) return SAC_ERR_NOMEM;
     fputs("data:image/png;base64,", f);
-    for (size_t i = 0; i < b.len; i += 3) {
-        unsigned v = (unsigned)b.data[i] << 16;
-        if (i + 1 < b.len) v |= (unsigned)b.data[i + 1] << 8;
-        if (i + 2 < b.len) v |= b.data[i + 2];
-        char q[4] = {tab[v >> 18], tab[(v >> 12) & 63], i + 1 < b.len ? tab[(v >> 6) & 63] : '=',
-                     i + 2 < b.len ? tab[v & 63] : '='};
-        fwrite(q, 1, 4, f);
-    }
-    free(b.data);
+    fputs(b64, f);
+    free(b64);
     return SAC_OK;
 }
 
-static void write_escaped(FILE *f, const char *s)
+/* Write s HTML-escaped; SAC_ERR_NOMEM when out of memory. */
+static int put_html(FILE *f, const char *s)
 {
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': fputs("&amp;", f); break;
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '"': fputs("&quot;", f); break;
-        case '\'': fputs("&#39;", f); break;
-        default: fputc(*s, f);
-        }
-    }
+    char *e = cli_html_escape(s);
+    if (!e) return SAC_ERR_NOMEM;
+    fputs(e, f);
+    free(e);
+    return SAC_OK;
 }
 
 static const char html_style[] =
@@ -151,59 +117,60 @@ static int write_html(const char *path, const char *image_name, const SacImage *
     int st = sac_image_resize(photo, W, H, &view);
     /* all panels in one row; panel k sits at (m + k * (side + m), m) */
     if (!st) st = attention_draw(photo, cap->alphas, T, m->grid_h, m->grid_w, NULL, HTML_SIDE, T + 1, &fig);
-    char *tmp = sac_malloc(strlen(path) + 5);
-    FILE *f = NULL;
-    if (!st && !tmp) st = SAC_ERR_NOMEM;
+    if (st) cli_message("attend", "cannot draw the page %s: %s", path, sac_strerror(st));
+    SacOutput *out = NULL;
+    if (!st && !(out = sac_output_open(path, 0))) st = SAC_ERR_IO; /* logged, naming the file */
     if (!st) {
-        sprintf(tmp, "%s.tmp", path);
-        if (!(f = fopen(tmp, "wb"))) {
-            fprintf(stderr, "saccade attend: cannot create %s: %s\n", tmp, strerror(errno));
-            st = SAC_ERR_IO;
-        }
-    }
-    if (!st) {
+        FILE *f = sac_output_stream(out);
         const char *base = strrchr(image_name, '/');
         base = base ? base + 1 : image_name;
         fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>saccade attend: ", f);
-        write_escaped(f, base);
+        if (!st) st = put_html(f, base);
         fprintf(f, "</title>\n<style>\n%s</style>\n</head>\n<body>\n<h1>", html_style);
-        write_escaped(f, text);
+        if (!st) st = put_html(f, text);
         fputs("</h1>\n<p class=\"meta\">", f);
-        write_escaped(f, base);
+        if (!st) st = put_html(f, base);
         fprintf(f, " &middot; %dx%d &middot; beam %d &middot; log-probability %.3f%s &middot; hover or click a word "
                    "to see where the model looked</p>\n<div class=\"view\">\n<img id=\"photo\" alt=\"photo\" "
                    "width=\"%d\" height=\"%d\" src=\"",
                 photo->w, photo->h, beam, cap->logprob, cap->ended ? "" : " (no &lt;end&gt;)", W, H);
-        st = write_png_uri(f, view.rgb, W, H, W * 3);
+        if (!st) st = put_png_uri(f, view.rgb, W, H, W * 3);
         fputs("\">\n", f);
         const int mg = ATTENTION_DRAW_MARGIN;
         for (int t = 0; t < T && !st; t++) {
             fprintf(f, "<img class=\"map\" id=\"map-%d\" width=\"%d\" height=\"%d\" alt=\"attention for ", t, W, H);
-            write_escaped(f, words[t]);
+            st = put_html(f, words[t]);
             fputs("\" src=\"", f);
             const uint8_t *panel = fig.rgb + ((size_t)mg * fig.w + mg + (size_t)(t + 1) * (HTML_SIDE + mg)) * 3;
-            st = write_png_uri(f, panel, HTML_SIDE, HTML_SIDE, fig.w * 3);
+            if (!st) st = put_png_uri(f, panel, HTML_SIDE, HTML_SIDE, fig.w * 3);
             fputs("\">\n", f);
         }
         fputs("</div>\n<div class=\"words\">", f);
-        for (int t = 0; t < T; t++) {
+        for (int t = 0; t < T && !st; t++) {
             fprintf(f, "<span class=\"word\" id=\"w%d\" tabindex=\"0\">", t);
-            write_escaped(f, words[t]);
+            st = put_html(f, words[t]);
             fputs("</span> ", f);
         }
         fprintf(f, "</div>\n<script>\n%s</script>\n</body>\n</html>\n", html_script);
-        if (ferror(f)) st = SAC_ERR_IO;
-        if (fclose(f) && !st) st = SAC_ERR_IO;
-        if (!st && rename(tmp, path)) st = SAC_ERR_IO;
         if (st) {
-            fprintf(stderr, "saccade attend: cannot write %s: %s\n", path, st == SAC_ERR_IO ? strerror(errno) : sac_strerror(st));
-            remove(tmp);
+            cli_message("attend", "cannot write %s: %s", path, sac_strerror(st));
+            sac_output_discard(out);
+        } else {
+            st = sac_output_close(out); /* a write error is logged, naming the file */
         }
     }
-    free(tmp);
     sac_image_free(&view);
     sac_image_free(&fig);
     return st;
+}
+
+/* 1 when a and b name one regular file (existing, or not yet: the same name). Two names of a
+ * device (/dev/null) are fine. */
+static int same_output(const char *a, const char *b)
+{
+    struct stat sb;
+    if (stat(a, &sb) == 0) return S_ISREG(sb.st_mode) && sac_same_file(a, b);
+    return !strcmp(a, b);
 }
 
 enum { O_MODEL = 256, O_BEAM, O_MAX_LEN, O_LEN_NORM, O_PANEL, O_COLUMNS, O_HTML, O_THREADS, O_QUIET, O_HELP };
@@ -254,6 +221,12 @@ int cmd_attend(int argc, char **argv)
     if (argc - optind > 1) return cli_usage_error("attend", "one image at a time, found %d", argc - optind);
     if (!out_png && !out_html) return cli_usage_error("attend", "nothing to write: give -o OUT.png and/or --html OUT.html");
     const char *image = argv[optind];
+    if (out_png && out_html && same_output(out_png, out_html))
+        return cli_usage_error("attend", "-o and --html name the same file %s", out_png);
+    if (!(model_path = cli_find_model(model_path, argv[0]))) return CLI_FAILED;
+    const char *inputs[] = {image, model_path};
+    if (sac_output_check_inputs(out_png, "-o", inputs, 2) || sac_output_check_inputs(out_html, "--html", inputs, 2))
+        return CLI_USAGE;
 
     int status;
     Model *m = cli_open_model("attend", model_path, argv[0], quiet, threads, max_len, &status);
@@ -273,7 +246,7 @@ int cmd_attend(int argc, char **argv)
     if (!(cp = captioner_create(m, 1, (int)beam))) goto done;
     int st = captioner_run(cp, &photo, 1, &opt, &cap, NULL);
     if (st) {
-        fprintf(stderr, "saccade attend: %s: decoding failed: %s\n", image, sac_strerror(st));
+        cli_message("attend", "%s: decoding failed: %s", image, sac_strerror(st));
         goto done;
     }
     text = captioner_text(m, &cap);
@@ -281,15 +254,18 @@ int cmd_attend(int argc, char **argv)
     if (!text || !words) goto done;
     for (int t = 0; t < cap.n; t++) words[t] = vocab_word(m->vocab, cap.tokens[t]);
     if (out_png) {
+        uint8_t *png = NULL;
+        size_t len = 0;
         st = attention_draw(&photo, cap.alphas, cap.n, m->grid_h, m->grid_w, words, (int)panel, (int)columns, &fig);
-        if (!st) st = sac_image_write_png(out_png, &fig);
-        if (st) {
-            fprintf(stderr, "saccade attend: cannot write %s: %s\n", out_png, sac_strerror(st));
-            goto done;
-        }
+        if (!st) st = cli_png_encode(fig.rgb, fig.w, fig.h, fig.w * 3, &png, &len);
+        if (st) cli_message("attend", "cannot draw %s: %s", out_png, sac_strerror(st));
+        else st = sac_output_write_file(out_png, png, len, 0); /* a write error is logged, naming the file */
+        free(png);
+        if (st) goto done;
     }
     if (out_html && write_html(out_html, image, &photo, m, &cap, text, words, (int)beam)) goto done;
-    printf("%s\t%s\n", image, text);
+    cli_put_tsv_path(stdout, image);
+    printf("\t%s\n", text);
     rc = CLI_OK;
 done:
     free(words);

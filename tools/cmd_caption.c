@@ -28,6 +28,7 @@
 #include "captioner.h"
 #include "cli.h"
 #include "matmul.h"
+#include "output.h"
 #include "sac.h"
 
 #define CAPTION_BATCH 16
@@ -41,6 +42,9 @@ static void help(FILE *f)
             "  IMAGE<TAB>caption\n"
             "or with --nbest N > 1, up to N lines per image, best first:\n"
             "  IMAGE<TAB>rank<TAB>caption\n"
+            "In IMAGE a backslash, tab, newline and carriage return are written \\\\ \\t \\n \\r, so each\n"
+            "result is one line. In --json output each byte of a path that is not part of valid UTF-8\n"
+            "is written as the four characters \\xHH (its value in hex), so the JSON stays valid.\n"
             "Files that cannot be read are reported on stderr and skipped; the exit status is then 1.\n\n"
             "options:\n"
             "  --model FILE     model file (default: $SACCADE_MODEL, then the installed model)\n"
@@ -126,6 +130,7 @@ typedef struct {
     char *paths[CAPTION_BATCH];
     int n;         /* images waiting in the batch */
     long failed, done;
+    int stdout_failed; /* a result could not be written: the rest is not decoded */
 } Run;
 
 static double round6(double x) { return round(x * 1e6) / 1e6; }
@@ -135,15 +140,17 @@ static int print_caption(const Run *r, const char *path, const Caption *c, int r
     char *text = captioner_text(r->m, c);
     if (!text) return SAC_ERR_NOMEM;
     if (!r->json) {
-        if (r->opt.nbest > 1) printf("%s\t%d\t%s\n", path, rank, text);
-        else printf("%s\t%s\n", path, text);
+        cli_put_tsv_path(stdout, path);
+        if (r->opt.nbest > 1) printf("\t%d\t%s\n", rank, text);
+        else printf("\t%s\n", text);
         free(text);
         return SAC_OK;
     }
     cJSON *o = cJSON_CreateObject(), *toks = cJSON_CreateArray();
-    int ok = o && toks;
+    char *image = sac_utf8_escape(path); /* JSON is UTF-8: other bytes become \xHH text */
+    int ok = o && toks && image;
     if (ok) {
-        cJSON_AddItemToObject(o, "image", cJSON_CreateString(path));
+        cJSON_AddItemToObject(o, "image", cJSON_CreateString(image));
         if (r->opt.nbest > 1) cJSON_AddItemToObject(o, "rank", cJSON_CreateNumber(rank));
         cJSON_AddItemToObject(o, "caption", cJSON_CreateString(text));
         cJSON_AddItemToObject(o, "logprob", cJSON_CreateNumber(round6(c->logprob)));
@@ -157,6 +164,7 @@ static int print_caption(const Run *r, const char *path, const Caption *c, int r
     free(line);
     cJSON_Delete(o);
     cJSON_Delete(toks);
+    free(image);
     free(text);
     return line ? SAC_OK : SAC_ERR_NOMEM;
 }
@@ -180,14 +188,14 @@ static void run_flush(Run *r)
         }
     }
     if (st) {
-        fprintf(stderr, "saccade caption: decoding failed (%s) for %d image%s starting with %s\n", sac_strerror(st), B,
-                B == 1 ? "" : "s", r->paths[0]);
+        cli_message("caption", "decoding failed (%s) for %d image%s starting with %s", sac_strerror(st), B,
+                  B == 1 ? "" : "s", r->paths[0]);
         r->failed += B;
     }
     for (int b = 0; b < B && !st; b++) {
         for (int k = 0; k < r->counts[b] && k < nb; k++) {
             if (print_caption(r, r->paths[b], &r->caps[(size_t)b * nb + k], k + 1)) {
-                fprintf(stderr, "saccade caption: %s: out of memory printing the caption\n", r->paths[b]);
+                cli_message("caption", "%s: out of memory printing the caption", r->paths[b]);
                 r->failed++;
                 break;
             }
@@ -197,12 +205,13 @@ static void run_flush(Run *r)
     for (int i = 0; i < B * nb; i++) caption_clear(&r->caps[i]);
     for (int b = 0; b < B; b++) free(r->paths[b]), r->paths[b] = NULL;
     r->n = 0;
-    fflush(stdout);
+    if (sac_stdout_flush()) r->stdout_failed = 1; /* reported once, at exit */
 }
 
 /* Read and preprocess one image into the batch (reporting a failure), decoding when full. */
 static void run_add(Run *r, const char *path)
 {
+    if (r->stdout_failed) return; /* the results could not be written: stop */
     SacImage img = {0};
     const ModelConfig *cfg = &r->m->cfg;
     int st = sac_image_load(path, &img, 0);
@@ -211,7 +220,7 @@ static void run_add(Run *r, const char *path)
     if (!st && !(r->paths[r->n] = strdup(path))) st = SAC_ERR_NOMEM;
     if (st) {
         /* sac_image_load has already said why, naming the file */
-        fprintf(stderr, "saccade caption: %s: skipped\n", path);
+        cli_message("caption", "%s: skipped", path);
         r->failed++;
         return;
     }
@@ -286,7 +295,7 @@ int cmd_caption(int argc, char **argv)
     r.caps = sac_calloc((size_t)CAPTION_BATCH * nbest, sizeof(Caption));
     int rc = CLI_OK;
     if (!r.cap || (!greedy && !r.dec) || !r.images || !r.feats || !r.caps) {
-        fprintf(stderr, "saccade caption: out of memory setting up the captioner\n");
+        cli_message("caption", "out of memory setting up the captioner");
         rc = CLI_FAILED;
         goto done;
     }
@@ -305,10 +314,10 @@ int cmd_caption(int argc, char **argv)
     }
     run_flush(&r);
     if (r.failed) {
-        fprintf(stderr, "saccade caption: %ld of %ld image%s failed\n", r.failed, r.failed + r.done,
-                r.failed + r.done == 1 ? "" : "s");
+        cli_message("caption", "%ld of %ld image%s failed", r.failed, r.failed + r.done, r.failed + r.done == 1 ? "" : "s");
         rc = CLI_FAILED;
     }
+    if (r.stdout_failed) rc = CLI_FAILED;
 done:
     free(r.caps), free(r.images), free(r.feats);
     captioner_free(r.cap);

@@ -6,7 +6,6 @@
  *
  * Size letters: none (no tensors here).
  */
-#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 
 #include "cli.h"
 #include "matmul.h"
+#include "output.h"
 #include "report.h"
 #include "sac.h"
 #include "trainer.h"
@@ -52,34 +52,35 @@ static void help(FILE *f)
             "  -h, --help          this text\n");
 }
 
-/* Write [{"image_id", "caption"}], one result per line, to path (via path.tmp + rename). */
+/* Write [{"image_id", "caption"}], one result per line, to path (through the output layer: a
+ * regular file is replaced atomically, a device written directly). A file name id that is not
+ * UTF-8 is written with \xHH for its other bytes (sac_utf8_escape). */
 static int write_results(const char *path, const EvalResult *r)
 {
-    char *tmp = sac_malloc(strlen(path) + 5);
-    if (!tmp) return SAC_ERR_NOMEM;
-    sprintf(tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    int st = f ? SAC_OK : SAC_ERR_IO;
-    if (!st && r->n_images == 0) fputs("[]\n", f);
+    SacOutput *out = sac_output_open(path, 0);
+    if (!out) return SAC_ERR_IO; /* logged, naming the file */
+    FILE *f = sac_output_stream(out);
+    int st = SAC_OK;
+    if (r->n_images == 0) fputs("[]\n", f);
     for (int i = 0; i < r->n_images && !st; i++) {
         cJSON *o = cJSON_CreateObject();
+        char *name = r->image_ids[i] >= 0 ? NULL : sac_utf8_escape(r->names[i]);
         if (o && r->image_ids[i] >= 0) cJSON_AddNumberToObject(o, "image_id", (double)r->image_ids[i]);
-        else if (o) cJSON_AddStringToObject(o, "image_id", r->names[i]);
+        else if (o && name) cJSON_AddStringToObject(o, "image_id", name);
         if (o) cJSON_AddStringToObject(o, "caption", r->captions[i]);
-        char *line = o ? cJSON_PrintUnformatted(o) : NULL;
+        char *line = o && (r->image_ids[i] >= 0 || name) ? cJSON_PrintUnformatted(o) : NULL;
         cJSON_Delete(o);
+        free(name);
         if (!line) st = SAC_ERR_NOMEM;
         else fprintf(f, "%s%s%s", i ? ",\n " : "[", line, i == r->n_images - 1 ? "]\n" : "");
         free(line);
     }
-    if (f && (ferror(f) | fclose(f)) && !st) st = SAC_ERR_IO;
-    if (!st && rename(tmp, path)) st = SAC_ERR_IO;
     if (st) {
-        fprintf(stderr, "saccade eval: cannot write %s: %s\n", path, st == SAC_ERR_IO ? strerror(errno) : sac_strerror(st));
-        remove(tmp);
+        cli_message("eval", "cannot write %s: %s", path, sac_strerror(st));
+        sac_output_discard(out);
+        return st;
     }
-    free(tmp);
-    return st;
+    return sac_output_close(out); /* a write error is logged, naming the file */
 }
 
 enum {
@@ -132,6 +133,11 @@ int cmd_eval(int argc, char **argv)
     }
     if (optind < argc) return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
     if (!data) return cli_usage_error("eval", "--data is required");
+    if (results) { /* the results must not replace an input: the dataset, the model */
+        if (!(model_path = cli_find_model(model_path, argv[0]))) return CLI_FAILED;
+        const char *inputs[] = {data, model_path};
+        if (sac_output_check_inputs(results, "--results", inputs, 2)) return CLI_USAGE;
+    }
 
     int status;
     Model *m = cli_open_model("eval", model_path, argv[0], quiet, threads, max_len, &status);
@@ -141,6 +147,11 @@ int cmd_eval(int argc, char **argv)
     if (!ds) {
         model_free(m);
         return CLI_FAILED;
+    }
+    if (results && sac_output_check_inputs(results, "--results", &ds->source, 1)) { /* a file in a --data dir */
+        dataset_free(ds);
+        model_free(m);
+        return CLI_USAGE;
     }
     SearchOptions opt = search_default_options(&sz);
     opt.beam = (int)beam, opt.len_norm = (float)len_norm, opt.f32 = f32;
@@ -156,8 +167,8 @@ int cmd_eval(int argc, char **argv)
         goto done;
     }
     if (!quiet)
-        fprintf(stderr, "saccade eval: %s split '%s': %d images, beam %ld, %.1f s\n", ds->source, split,
-                er.n_images, beam, sac_time() - t0);
+        cli_message("eval", "%s split '%s': %d images, beam %ld, %.1f s", ds->source, split, er.n_images, beam,
+                  sac_time() - t0);
     ReportBlock rb = {er.scores, er.n_images, er.n_distinct, er.vocab_used, er.mean_len};
     if (report_print(stdout, &rb, json)) {
         fprintf(stderr, "saccade eval: out of memory printing the scores\n");
@@ -166,12 +177,12 @@ int cmd_eval(int argc, char **argv)
     fflush(stdout);
     if (results) {
         if (!er.captions || !er.image_ids || !er.names) {
-            fprintf(stderr, "saccade eval: out of memory keeping the captions for %s\n", results);
+            cli_message("eval", "out of memory keeping the captions for %s", results);
             rc = CLI_FAILED;
         } else if (write_results(results, &er)) {
             rc = CLI_FAILED;
         } else if (!quiet) {
-            fprintf(stderr, "saccade eval: wrote %d captions to %s\n", er.n_images, results);
+            cli_message("eval", "wrote %d captions to %s", er.n_images, results);
         }
     }
     if (er.n_images < wanted) {

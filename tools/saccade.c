@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "matmul.h"
+#include "output.h"
 #include "saccade_config.h"
 
 typedef struct {
@@ -36,6 +37,12 @@ static void usage(FILE *f)
                "without flags; --model FILE or SACCADE_MODEL=FILE choose another.\n");
 }
 
+/* Results go to stdout: a write error there (a full disk) fails the command. */
+static int finish(int rc)
+{
+    return sac_stdout_close() && rc == CLI_OK ? CLI_FAILED : rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -48,19 +55,19 @@ int main(int argc, char **argv)
             for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
                 if (!strcmp(argv[2], commands[i].name)) {
                     char *args[] = {argv[2], "--help", NULL};
-                    return commands[i].run(2, args);
+                    return finish(commands[i].run(2, args));
                 }
             }
         }
         usage(stdout);
-        return CLI_OK;
+        return finish(CLI_OK);
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         printf("saccade %s\n", SACCADE_VERSION);
-        return CLI_OK;
+        return finish(CLI_OK);
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (!strcmp(cmd, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(cmd, commands[i].name)) return finish(commands[i].run(argc - 1, argv + 1));
     fprintf(stderr, "saccade: unknown command '%s'\n", cmd);
     usage(stderr);
     return CLI_USAGE;
