@@ -8,12 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "matmul.h"
+#include "mobilenet.h"
 #include "sac.h"
 
 struct Captioner {
     const Model *m;
     int max_batch, max_beam;
-    EncoderInfer *enc;
+    EncoderInfer *enc;   /* the from-scratch conv stack, or */
+    MobileNetInfer *bb;  /* the pretrained backbone (then encoder.proj, if any) */
+    float *bfeats;       /* (max_batch, P, Eb) backbone features, with a backbone */
     DecoderInfer *dec;
     float *images; /* (max_batch, 3, S, S) */
     float *feats;  /* (max_batch, P, E) */
@@ -24,8 +28,9 @@ void captioner_free(Captioner *c)
 {
     if (!c) return;
     encoder_infer_free(c->enc);
+    mobilenet_infer_free(c->bb);
     decoder_infer_free(c->dec);
-    free(c->images), free(c->feats);
+    free(c->images), free(c->feats), free(c->bfeats);
     free(c);
 }
 
@@ -40,12 +45,27 @@ Captioner *captioner_create(const Model *m, int max_batch, int max_beam)
     c->m = m, c->max_batch = max_batch, c->max_beam = max_beam, c->half = 1;
     const int S = m->cfg.enc.image_size;
     DecoderSizes sz = model_decoder_sizes(m);
-    c->enc = encoder_infer_create(&m->cfg.enc, &m->p.enc, max_batch);
+    if (m->cfg.bb.kind != SAC_BACKBONE_NONE) {
+        MobileNetConfig mc;
+        model_mobilenet_config(&m->cfg, &mc);
+        c->bb = mobilenet_infer_create(&mc, (const float *const *)m->p.backbone, max_batch);
+        c->bfeats = sac_alloc_floats((size_t)max_batch * m->P * m->cfg.bb.channels);
+        if (!c->bb || !c->bfeats) {
+            captioner_free(c);
+            return NULL;
+        }
+    } else {
+        c->enc = encoder_infer_create(&m->cfg.enc, &m->p.enc, max_batch);
+        if (!c->enc) {
+            captioner_free(c);
+            return NULL;
+        }
+    }
     const int rows = max_batch * max_beam; /* every image's beams decode together */
     c->dec = decoder_infer_create(&sz, rows, max_batch);
     c->images = sac_alloc_floats((size_t)max_batch * 3 * S * S);
     c->feats = sac_alloc_floats((size_t)max_batch * m->P * m->cfg.E);
-    if (!c->enc || !c->dec || !c->images || !c->feats || decoder_infer_prepare(c->dec, &m->p.dec, 1)) {
+    if (!c->dec || !c->images || !c->feats || decoder_infer_prepare(c->dec, &m->p.dec, 1)) {
         captioner_free(c);
         return NULL;
     }
@@ -54,31 +74,77 @@ Captioner *captioner_create(const Model *m, int max_batch, int max_beam)
 
 int captioner_refresh(Captioner *c)
 {
-    encoder_infer_update(c->enc, &c->m->p.enc);
+    if (c->enc) encoder_infer_update(c->enc, &c->m->p.enc); /* a backbone is frozen: nothing to refold */
     return decoder_infer_prepare(c->dec, &c->m->p.dec, c->half);
 }
 
 DecoderInfer *captioner_decoder(Captioner *c) { return c->dec; }
 
+/* feats (B, P, E) = encoder.proj(bfeats (B, P, Eb)), or a copy without a projection. */
+static void project(const Model *m, float *feats, const float *bfeats, int B)
+{
+    const int N = B * m->P, Eb = m->cfg.bb.channels, E = m->cfg.E;
+    if (m->cfg.bb.proj)
+        linear_forward(feats, bfeats, m->p.proj_w, m->p.proj_b, N, Eb, E);
+    else if (feats != bfeats)
+        memcpy(feats, bfeats, sizeof(float) * N * E);
+}
+
 int captioner_encode(Captioner *c, const float *images, int B, float *feats)
 {
-    return encoder_infer_forward(c->enc, feats, images, B);
+    if (!c->bb) return encoder_infer_forward(c->enc, feats, images, B);
+    if (B < 1 || B > c->max_batch) {
+        sac_error("captioner: %d images, expected 1..%d", B, c->max_batch);
+        return SAC_ERR_INVALID;
+    }
+    int st = mobilenet_infer_forward(c->bb, c->bfeats, images, B);
+    if (!st) project(c->m, feats, c->bfeats, B);
+    return st;
 }
+
+int captioner_backbone_features(Captioner *c, const float *images, int B, float *bfeats)
+{
+    if (!c->bb) {
+        sac_error("captioner: the model has no pretrained backbone");
+        return SAC_ERR_INVALID;
+    }
+    return mobilenet_infer_forward(c->bb, bfeats, images, B);
+}
+
+static int decode(Captioner *c, int B, const SearchOptions *opt, Caption *out, int *counts);
 
 int captioner_run_preprocessed(Captioner *c, const float *images, int B, const SearchOptions *opt,
                                Caption *out, int *counts)
 {
-    const Model *m = c->m;
     if (B < 1 || B > c->max_batch || opt->beam > c->max_beam) {
         sac_error("captioner: %d images / beam %d, expected 1..%d / 1..%d", B, opt->beam, c->max_batch, c->max_beam);
         return SAC_ERR_INVALID;
     }
+    int st = captioner_encode(c, images, B, c->feats);
+    return st ? st : decode(c, B, opt, out, counts);
+}
+
+int captioner_run_features(Captioner *c, const float *bfeats, int B, const SearchOptions *opt, Caption *out,
+                           int *counts)
+{
+    if (B < 1 || B > c->max_batch || opt->beam > c->max_beam || !c->bb) {
+        sac_error("captioner: %d images / beam %d, expected 1..%d / 1..%d, and a model with a backbone", B, opt->beam,
+                  c->max_batch, c->max_beam);
+        return SAC_ERR_INVALID;
+    }
+    project(c->m, c->feats, bfeats, B);
+    return decode(c, B, opt, out, counts);
+}
+
+/* Greedy or beam search on the B feature grids in c->feats. */
+static int decode(Captioner *c, int B, const SearchOptions *opt, Caption *out, int *counts)
+{
+    const Model *m = c->m;
     int st = SAC_OK;
     if (c->half != !opt->f32) { /* the precision asked for changed: repack */
         c->half = !opt->f32;
         st = decoder_infer_prepare(c->dec, &m->p.dec, c->half);
     }
-    if (!st) st = encoder_infer_forward(c->enc, c->feats, images, B);
     if (st) return st;
     const int nb = opt->nbest;
     memset(out, 0, sizeof(Caption) * B * nb);

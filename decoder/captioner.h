@@ -32,8 +32,15 @@ int captioner_refresh(Captioner *c);
  * the captioner's fp16 step weights. Borrowed: valid until captioner_free. */
 DecoderInfer *captioner_decoder(Captioner *c);
 
-/* Feature grids for B preprocessed images (B, 3, S, S) -> (B, P, E), batchnorm folded. */
+/* Feature grids for B preprocessed images (B, 3, S, S) -> (B, P, E), batchnorm folded; with
+ * a backbone, its features through encoder.proj. */
 int captioner_encode(Captioner *c, const float *images, int B, float *feats);
+/* With a pretrained backbone: its features (B, P, Eb) of B preprocessed images, before the
+ * projection (what training caches). SAC_ERR_INVALID (logged) for a model without one. */
+int captioner_backbone_features(Captioner *c, const float *images, int B, float *bfeats);
+/* As captioner_run_preprocessed, from backbone features (B, P, Eb) (captioner_backbone_features). */
+int captioner_run_features(Captioner *c, const float *bfeats, int B, const SearchOptions *opt, Caption *out,
+                           int *counts);
 
 /* Caption B decoded images (any size: each is preprocessed for the model). With opt->beam == 1
  * the batch is decoded greedily together; otherwise its images are beam-searched together

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mobilenet.h"
 #include "sac.h"
 #include "safetensors.h"
 
@@ -34,15 +35,52 @@ void model_config_default(ModelConfig *cfg)
     memcpy(cfg->std, std, sizeof(std));
 }
 
+static int backbone_validate(const ModelConfig *cfg, int *gh, int *gw)
+{
+    const BackboneConfig *bb = &cfg->bb;
+    const int S = cfg->enc.image_size;
+    if (bb->kind != SAC_BACKBONE_MOBILENET_V2) {
+        sac_error("config: backbone kind %d, expected MobileNetV2", bb->kind);
+        return SAC_ERR_INVALID;
+    }
+    if (bb->grid != 7 && bb->grid != 14) {
+        sac_error("config: backbone grid %d, expected 14 (14x14x576 at 224) or 7 (7x7x1280)", bb->grid);
+        return SAC_ERR_INVALID;
+    }
+    if (S < 32 || S > 1024 || S % 32) {
+        sac_error("config: image_size %d, expected a multiple of 32 in 32..1024 with a MobileNetV2 backbone", S);
+        return SAC_ERR_INVALID;
+    }
+    const int Eb = bb->grid == 14 ? 576 : 1280;
+    if (bb->channels != Eb) {
+        sac_error("config: backbone channels %d, expected %d for grid %d", bb->channels, Eb, bb->grid);
+        return SAC_ERR_INVALID;
+    }
+    if (!bb->proj && cfg->E != Eb) {
+        sac_error("config: E is %d, expected the backbone's %d channels (no projection)", cfg->E, Eb);
+        return SAC_ERR_INVALID;
+    }
+    if (cfg->E < 1 || cfg->E > 65536) {
+        sac_error("config: E is %d, expected 1..65536", cfg->E);
+        return SAC_ERR_INVALID;
+    }
+    *gh = *gw = S / (bb->grid == 14 ? 16 : 32);
+    return SAC_OK;
+}
+
 int model_config_validate(const ModelConfig *cfg, int *grid_h, int *grid_w)
 {
     ConvShape shapes[SAC_MAX_CONV];
     int gh, gw;
-    if (encoder_shapes(&cfg->enc, shapes, &gh, &gw) != SAC_OK) return SAC_ERR_INVALID;
-    const int last = cfg->enc.conv[cfg->enc.n_conv - 1].cout;
-    if (cfg->E != last) {
-        sac_error("config: E is %d, expected the last conv's output channels (%d)", cfg->E, last);
-        return SAC_ERR_INVALID;
+    if (cfg->bb.kind != SAC_BACKBONE_NONE) {
+        if (backbone_validate(cfg, &gh, &gw) != SAC_OK) return SAC_ERR_INVALID;
+    } else {
+        if (encoder_shapes(&cfg->enc, shapes, &gh, &gw) != SAC_OK) return SAC_ERR_INVALID;
+        const int last = cfg->enc.conv[cfg->enc.n_conv - 1].cout;
+        if (cfg->E != last) {
+            sac_error("config: E is %d, expected the last conv's output channels (%d)", cfg->E, last);
+            return SAC_ERR_INVALID;
+        }
     }
     const struct {
         const char *name;
@@ -111,12 +149,29 @@ static int table_list(TableBuilder *tb)
     const ModelConfig *c = &tb->m->cfg;
     ModelParams *t = &tb->tmpl;
     ConvShape sh[SAC_MAX_CONV];
-    encoder_shapes(&c->enc, sh, NULL, NULL);
     char n[64];
     int st = 0;
 #define ADD(field, tr, ndim, ...) st |= table_add(tb, &(field), tr, n, ndim, __VA_ARGS__)
 #define NAME(...) snprintf(n, sizeof(n), __VA_ARGS__)
-    for (int i = 0; i < c->enc.n_conv; i++) {
+    if (c->bb.kind != SAC_BACKBONE_NONE) {
+        MobileNetConfig mc;
+        model_mobilenet_config(c, &mc);
+        MobileNetSpec specs[SAC_MAX_BACKBONE_TENSORS];
+        const int ns = mobilenet_specs(&mc, specs, SAC_MAX_BACKBONE_TENSORS);
+        if (ns < 1) return SAC_ERR_INVALID;
+        tb->m->n_backbone = ns;
+        for (int i = 0; i < ns; i++) { /* frozen: stored, not trained */
+            const int64_t *d = specs[i].shape;
+            NAME("backbone.%.*s", MOBILENET_NAME_MAX - 1, specs[i].name), ADD(t->backbone[i], 0, specs[i].ndim, d[0], d[1], d[2], d[3]);
+        }
+        if (c->bb.proj) {
+            NAME("encoder.proj.weight"), ADD(t->proj_w, 1, 2, c->E, c->bb.channels, 0, 0);
+            NAME("encoder.proj.bias"), ADD(t->proj_b, 1, 1, c->E, 0, 0, 0);
+        }
+    } else {
+        encoder_shapes(&c->enc, sh, NULL, NULL);
+    }
+    for (int i = 0; c->bb.kind == SAC_BACKBONE_NONE && i < c->enc.n_conv; i++) {
         ConvLayerParams *L = &t->enc.conv[i];
         const int64_t co = sh[i].cout, ci = sh[i].cin;
         NAME("encoder.conv%d.weight", i + 1), ADD(L->weight, 1, 4, co, ci, 3, 3);
@@ -167,6 +222,7 @@ void model_point(const Model *m, float *buf, ModelParams *out)
 void model_free(Model *m)
 {
     if (!m) return;
+    free(m->backbone_info);
     free(m->specs);
     free(m->data);
     vocab_free(m->vocab);
@@ -212,7 +268,9 @@ void model_init(Model *m, SacRng *rng)
         const char *n = s->name;
         size_t len = strlen(n);
         int is_bias = len > 5 && (!strcmp(n + len - 5, ".bias") || strstr(n, ".bias_"));
-        if (!strncmp(n, "encoder.bn", 10)) {
+        if (!strncmp(n, "backbone.", 9)) {
+            continue; /* pretrained: model_load_backbone fills it */
+        } else if (!strncmp(n, "encoder.bn", 10)) {
             if (strstr(n, ".weight") || strstr(n, "running_var"))
                 for (size_t k = 0; k < s->numel; k++) x[k] = 1.0f;
             /* bias and running_mean stay 0 */
@@ -245,14 +303,24 @@ char *model_config_to_json(const ModelConfig *cfg)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "image_size", cfg->enc.image_size);
-    cJSON_AddBoolToObject(o, "batchnorm", cfg->enc.batchnorm);
-    cJSON *convs = cJSON_AddArrayToObject(o, "conv");
-    for (int i = 0; i < cfg->enc.n_conv; i++) {
-        cJSON *c = cJSON_CreateObject();
-        cJSON_AddNumberToObject(c, "out", cfg->enc.conv[i].cout);
-        cJSON_AddNumberToObject(c, "stride", cfg->enc.conv[i].stride);
-        cJSON_AddBoolToObject(c, "pool", cfg->enc.conv[i].pool);
-        cJSON_AddItemToArray(convs, c);
+    if (cfg->bb.kind != SAC_BACKBONE_NONE) {
+        cJSON *b = cJSON_AddObjectToObject(o, "backbone");
+        cJSON_AddStringToObject(b, "arch", "mobilenet_v2");
+        cJSON_AddNumberToObject(b, "grid", cfg->bb.grid);
+        cJSON_AddStringToObject(b, "padding", cfg->bb.pad_same ? "same" : "symmetric");
+        cJSON_AddNumberToObject(b, "channels", cfg->bb.channels);
+        cJSON_AddBoolToObject(b, "proj", cfg->bb.proj);
+        cJSON_AddBoolToObject(b, "frozen", 1);
+    } else {
+        cJSON_AddBoolToObject(o, "batchnorm", cfg->enc.batchnorm);
+        cJSON *convs = cJSON_AddArrayToObject(o, "conv");
+        for (int i = 0; i < cfg->enc.n_conv; i++) {
+            cJSON *c = cJSON_CreateObject();
+            cJSON_AddNumberToObject(c, "out", cfg->enc.conv[i].cout);
+            cJSON_AddNumberToObject(c, "stride", cfg->enc.conv[i].stride);
+            cJSON_AddBoolToObject(c, "pool", cfg->enc.conv[i].pool);
+            cJSON_AddItemToArray(convs, c);
+        }
     }
     cJSON_AddNumberToObject(o, "E", cfg->E);
     cJSON_AddNumberToObject(o, "A", cfg->A);
@@ -312,13 +380,35 @@ int model_config_from_json(ModelConfig *cfg, const char *json, const char *sourc
     }
     int st = SAC_OK;
     st = st ? st : json_int(o, "image_size", &c.enc.image_size, source);
-    st = st ? st : json_bool(o, "batchnorm", &c.enc.batchnorm, source);
-    const cJSON *convs = cJSON_GetObjectItemCaseSensitive(o, "conv");
-    if (!st && (!cJSON_IsArray(convs) || cJSON_GetArraySize(convs) < 1 || cJSON_GetArraySize(convs) > SAC_MAX_CONV)) {
+    const cJSON *bb = cJSON_GetObjectItemCaseSensitive(o, "backbone");
+    if (bb) {
+        const cJSON *arch = cJSON_GetObjectItemCaseSensitive(bb, "arch");
+        const cJSON *pad = cJSON_GetObjectItemCaseSensitive(bb, "padding");
+        int frozen = 0;
+        if (!cJSON_IsObject(bb) || !cJSON_IsString(arch) || strcmp(arch->valuestring, "mobilenet_v2") ||
+            !cJSON_IsString(pad) || (strcmp(pad->valuestring, "same") && strcmp(pad->valuestring, "symmetric"))) {
+            sac_error("%s: config field 'backbone' is not {\"arch\": \"mobilenet_v2\", \"padding\": \"same\" or "
+                      "\"symmetric\", ...}", source);
+            st = SAC_ERR_FORMAT;
+        }
+        c.bb.kind = SAC_BACKBONE_MOBILENET_V2;
+        c.bb.pad_same = !st && !strcmp(pad->valuestring, "same");
+        st = st ? st : json_int(bb, "grid", &c.bb.grid, source);
+        st = st ? st : json_int(bb, "channels", &c.bb.channels, source);
+        st = st ? st : json_bool(bb, "proj", &c.bb.proj, source);
+        st = st ? st : json_bool(bb, "frozen", &frozen, source);
+        if (!st && !frozen) {
+            sac_error("%s: the backbone is not frozen: fine-tuned backbones are not supported by this version", source);
+            st = SAC_ERR_FORMAT;
+        }
+    }
+    const cJSON *convs = bb ? NULL : cJSON_GetObjectItemCaseSensitive(o, "conv");
+    if (!bb) st = st ? st : json_bool(o, "batchnorm", &c.enc.batchnorm, source);
+    if (!st && !bb && (!cJSON_IsArray(convs) || cJSON_GetArraySize(convs) < 1 || cJSON_GetArraySize(convs) > SAC_MAX_CONV)) {
         sac_error("%s: config field 'conv' must be an array of 1..%d layers", source, SAC_MAX_CONV);
         st = SAC_ERR_FORMAT;
     }
-    if (!st) {
+    if (!st && !bb) {
         c.enc.n_conv = cJSON_GetArraySize(convs);
         for (int i = 0; i < c.enc.n_conv && !st; i++) {
             const cJSON *l = cJSON_GetArrayItem(convs, i);
@@ -397,11 +487,15 @@ int model_write_to(const Model *m, SafeTensorsWriter *w, int store_f16)
     st = st ? st : safetensors_writer_meta(w, "config", cfg);
     st = st ? st : safetensors_writer_meta(w, "preprocess", pre);
     st = st ? st : safetensors_writer_meta(w, "vocab", voc);
+    if (m->backbone_info) st = st ? st : safetensors_writer_meta(w, "backbone", m->backbone_info);
     free(cfg), free(pre), free(voc);
     for (int i = 0; i < m->n_specs && !st; i++) {
         const ParamSpec *s = &m->specs[i];
+        /* fp16 only where every value fits: a batchnorm running variance can exceed 65504 */
+        int half = store_f16;
+        for (size_t k = 0; half && k < s->numel; k++) half = fabsf(m->data[s->offset + k]) <= 65504.0f;
         st = safetensors_writer_add_f32(w, s->name, s->ndim, s->shape, m->data + s->offset,
-                                        store_f16 ? SAC_DTYPE_F16 : SAC_DTYPE_F32);
+                                        half ? SAC_DTYPE_F16 : SAC_DTYPE_F32);
     }
     return st;
 }
@@ -449,6 +543,11 @@ Model *model_from_safetensors(const SafeTensors *st)
         return NULL;
     }
     m->vocab = voc;
+    const char *bb_info = safetensors_meta(st, "backbone");
+    if (cfg.bb.kind != SAC_BACKBONE_NONE && bb_info && !(m->backbone_info = strdup(bb_info))) {
+        model_free(m);
+        return NULL;
+    }
     for (int i = 0; i < m->n_specs; i++) {
         const ParamSpec *s = &m->specs[i];
         if (safetensors_load_f32(st, s->name, m->data + s->offset, s->ndim, s->shape) != SAC_OK) {
@@ -474,4 +573,116 @@ Model *model_load(const char *path)
     Model *m = model_from_safetensors(st);
     safetensors_free(st);
     return m;
+}
+
+/* ---- the pretrained backbone ---- */
+
+void model_mobilenet_config(const ModelConfig *cfg, MobileNetConfig *out)
+{
+    mobilenet_config_default(out);
+    out->grid = cfg->bb.grid;
+    out->pad_same = cfg->bb.pad_same;
+    out->image_size = cfg->enc.image_size;
+}
+
+static int meta_floats3(const SafeTensors *st, const char *key, float out[3])
+{
+    const char *v = safetensors_meta(st, key);
+    cJSON *a = v ? cJSON_Parse(v) : NULL;
+    int ok = cJSON_IsArray(a) && cJSON_GetArraySize(a) == 3;
+    for (int c = 0; ok && c < 3; c++) {
+        const cJSON *x = cJSON_GetArrayItem(a, c);
+        ok = cJSON_IsNumber(x) && isfinite(x->valuedouble);
+        if (ok) out[c] = (float)x->valuedouble;
+    }
+    cJSON_Delete(a);
+    if (!ok) sac_error("%s: metadata '%s' is %s, expected a JSON array of 3 numbers", safetensors_path(st), key,
+                       v ? "not that" : "missing");
+    return ok ? SAC_OK : SAC_ERR_FORMAT;
+}
+
+int model_backbone_config(const char *path, BackboneConfig *bb)
+{
+    SafeTensors *st = safetensors_read(path);
+    if (!st) return SAC_ERR_IO;
+    const char *format = safetensors_meta(st, "format"), *arch = safetensors_meta(st, "arch");
+    const char *pad = safetensors_meta(st, "padding");
+    int r = SAC_ERR_FORMAT;
+    if (!format || strcmp(format, "saccade-backbone-1") || !arch || strcmp(arch, "mobilenet_v2"))
+        sac_error("%s: not a MobileNetV2 backbone file (metadata format %s, arch %s); make one with saccade import",
+                  path, format ? format : "missing", arch ? arch : "missing");
+    else if (!pad || (strcmp(pad, "same") && strcmp(pad, "symmetric")))
+        sac_error("%s: metadata 'padding' is %s, expected \"same\" or \"symmetric\"", path, pad ? pad : "missing");
+    else {
+        bb->kind = SAC_BACKBONE_MOBILENET_V2;
+        bb->pad_same = !strcmp(pad, "same");
+        r = SAC_OK;
+    }
+    safetensors_free(st);
+    return r;
+}
+
+int model_load_backbone(Model *m, const char *path, int round_f16)
+{
+    if (m->cfg.bb.kind == SAC_BACKBONE_NONE) {
+        sac_error("%s: the model has no backbone to load", path);
+        return SAC_ERR_INVALID;
+    }
+    SafeTensors *st = safetensors_read(path);
+    if (!st) return SAC_ERR_IO;
+    int r = SAC_ERR_FORMAT;
+    const char *format = safetensors_meta(st, "format"), *arch = safetensors_meta(st, "arch");
+    const char *pad = safetensors_meta(st, "padding");
+    const char *want_pad = m->cfg.bb.pad_same ? "same" : "symmetric";
+    float mean[3], stdv[3];
+    if (!format || strcmp(format, "saccade-backbone-1")) {
+        sac_error("%s: metadata 'format' is %s, expected \"saccade-backbone-1\" (make one with saccade import)", path,
+                  format ? format : "missing");
+        goto done;
+    }
+    if (!arch || strcmp(arch, "mobilenet_v2")) {
+        sac_error("%s: metadata 'arch' is %s, expected \"mobilenet_v2\"", path, arch ? arch : "missing");
+        goto done;
+    }
+    if (!pad || strcmp(pad, want_pad)) {
+        sac_error("%s: metadata 'padding' is %s, expected \"%s\"", path, pad ? pad : "missing", want_pad);
+        goto done;
+    }
+    if (meta_floats3(st, "mean", mean) || meta_floats3(st, "std", stdv)) goto done;
+    for (int c = 0; c < 3; c++) {
+        if (!(stdv[c] > 0.0f)) {
+            sac_error("%s: metadata 'std' has %g, expected > 0", path, stdv[c]);
+            goto done;
+        }
+    }
+    for (int i = 0; i < m->n_specs; i++) {
+        const ParamSpec *s = &m->specs[i];
+        if (strncmp(s->name, "backbone.", 9)) continue;
+        float *x = m->data + s->offset;
+        if (safetensors_load_f32(st, s->name + 9, x, s->ndim, s->shape) != SAC_OK) goto done;
+        for (size_t k = 0; k < s->numel; k++) {
+            if (!isfinite(x[k]) || (round_f16 && fabsf(x[k]) > 65504.0f)) {
+                sac_error("%s: tensor '%s' has %g at index %zu, expected a finite value%s", path, s->name + 9, x[k],
+                          k, round_f16 ? " within fp16's range" : "");
+                goto done;
+            }
+            if (round_f16) x[k] = sac_half_to_float(sac_float_to_half(x[k]));
+        }
+    }
+    memcpy(m->cfg.mean, mean, sizeof(mean));
+    memcpy(m->cfg.std, stdv, sizeof(stdv));
+    /* provenance, carried into every model trained on it */
+    cJSON *info = cJSON_CreateObject();
+    const char *keys[] = {"arch", "padding", "source", "source_sha256", "license", "converted_by"};
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        const char *v = safetensors_meta(st, keys[k]);
+        if (v) cJSON_AddStringToObject(info, keys[k], v);
+    }
+    free(m->backbone_info);
+    m->backbone_info = cJSON_PrintUnformatted(info);
+    cJSON_Delete(info);
+    r = m->backbone_info ? SAC_OK : SAC_ERR_NOMEM;
+done:
+    safetensors_free(st);
+    return r;
 }

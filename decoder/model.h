@@ -26,8 +26,22 @@
 #include "rng.h"
 #include "vocab.h"
 
+/* The pretrained backbone, when there is one: ImageNet MobileNetV2 (encoder/mobilenet.h),
+ * frozen, its tensors stored in the model file as "backbone.<torchvision name>" (batchnorm
+ * folded), then an optional trainable 1x1 projection "encoder.proj" of its Eb channels to E. */
+enum { SAC_BACKBONE_NONE = 0, SAC_BACKBONE_MOBILENET_V2 = 1 };
+
+typedef struct BackboneConfig {
+    int kind;     /* SAC_BACKBONE_NONE: the conv stack of ModelConfig.enc, trained from scratch */
+    int grid;     /* 14: 14x14x576 (expansion of block 14); 7: 7x7x1280 (the last conv) */
+    int pad_same; /* 1: TensorFlow SAME padding (the TFLite weights); 0: torchvision's symmetric */
+    int proj;     /* 1: encoder.proj maps the Eb channels to E; 0: E = Eb */
+    int channels; /* Eb, derived from grid */
+} BackboneConfig;
+
 typedef struct ModelConfig {
-    EncoderConfig enc;
+    EncoderConfig enc;    /* the from-scratch conv stack; with a backbone only enc.image_size is used */
+    BackboneConfig bb;
     int E, A, D, M, V, T; /* E = the last conv's cout; T counts words + <end> */
     float dropout;        /* before the output layer, training only */
     float lambda;         /* doubly stochastic attention penalty weight */
@@ -44,8 +58,13 @@ int model_config_validate(const ModelConfig *cfg, int *grid_h, int *grid_w);
 char *model_config_to_json(const ModelConfig *cfg);
 int model_config_from_json(ModelConfig *cfg, const char *json, const char *source);
 
+#define SAC_MAX_BACKBONE_TENSORS 128
+
 typedef struct ModelParams {
     EncoderParams enc;
+    float *backbone[SAC_MAX_BACKBONE_TENSORS]; /* in mobilenet_specs order; frozen (not trained) */
+    float *proj_w; /* (E, Eb) encoder.proj.weight */
+    float *proj_b; /* (E) */
     DecoderParams dec;
 } ModelParams;
 
@@ -69,6 +88,9 @@ typedef struct Model {
     float *data;        /* (n_floats) */
     ModelParams p;      /* pointers into data */
     Vocab *vocab;       /* owned; NULL until set */
+    int n_backbone;     /* tensors in p.backbone (0 without a backbone) */
+    char *backbone_info; /* owned JSON: where the backbone weights came from (source, sha256,
+                          * licence), saved as metadata "backbone"; NULL without a backbone */
 } Model;
 
 /* A model with the given config, parameters zeroed. NULL (logged) on invalid config.
@@ -82,6 +104,21 @@ void model_point(const Model *m, float *buf, ModelParams *out);
 /* Initialise like PyTorch's defaults (uniform +-1/sqrt(fan_in) for linear layers and the LSTM,
  * He-uniform for convs, U(-0.1, 0.1) for the embedding and output layer, batchnorm 1/0). */
 void model_init(Model *m, SacRng *rng);
+
+/* Fill the backbone tensors of m (a model with a backbone) from a backbone file
+ * (saccade import: "backbone.*" names without the prefix, batchnorm folded), checking that its
+ * architecture, padding and every shape match m's config; with round_f16 each weight is rounded
+ * through fp16, so a model saved in fp16 computes the features it was trained on. Sets the
+ * preprocessing mean/std from the file and m->backbone_info. SAC_OK or an error (logged). */
+int model_load_backbone(Model *m, const char *path, int round_f16);
+
+/* The backbone part of a config for a backbone file: kind and padding from its metadata
+ * (grid, proj and channels are the caller's choice). SAC_OK or an error (logged). */
+int model_backbone_config(const char *path, BackboneConfig *bb);
+
+/* Mobilenet config of a model with a backbone. */
+struct MobileNetConfig;
+void model_mobilenet_config(const ModelConfig *cfg, struct MobileNetConfig *out);
 
 /* Decoder sizes derived from the config. */
 DecoderSizes model_decoder_sizes(const Model *m);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "matmul.h"
 #include "sac.h"
 #include "threadpool.h"
 #include "trainer.h"
@@ -53,10 +54,11 @@ TrainStep *train_step_create(Model *m, int max_images, int max_caps)
     ts->adam_v = sac_alloc_floats(m->n_trainable);
     ts->feats = sac_alloc_floats(max_images * PE);
     ts->dfeats = sac_alloc_floats(max_images * PE);
-    ts->ea = encoder_acts_create(&m->cfg.enc, max_images);
+    const int backbone = m->cfg.bb.kind != SAC_BACKBONE_NONE;
+    ts->ea = backbone ? NULL : encoder_acts_create(&m->cfg.enc, max_images);
     ts->da = decoder_acts_create(&sz, max_caps, max_images);
     ts->norm_part = sac_malloc(sizeof(double) * (m->n_trainable / FLAT_BLOCK + 1));
-    if (!ts->grad || !ts->adam_m || !ts->adam_v || !ts->feats || !ts->dfeats || !ts->ea || !ts->da ||
+    if (!ts->grad || !ts->adam_m || !ts->adam_v || !ts->feats || !ts->dfeats || (!ts->ea && !backbone) || !ts->da ||
         !ts->norm_part) {
         train_step_free(ts);
         return NULL;
@@ -93,6 +95,10 @@ int train_step_grad(TrainStep *ts, const float *images, const DecoderBatch *batc
                   ts->max_images, ts->max_caps);
         return SAC_ERR_INVALID;
     }
+    if (!ts->ea) {
+        sac_error("train: a model with a frozen backbone trains on its features (train_step_grad_features)");
+        return SAC_ERR_INVALID;
+    }
     sac_parallel_blocks((int)m->n_trainable, FLAT_BLOCK, zero_block, ts->grad);
     int st = encoder_forward(ts->feats, ts->ea, images, &m->p.enc, &m->cfg.enc, Bi, 1);
     if (st) return st;
@@ -101,6 +107,37 @@ int train_step_grad(TrainStep *ts, const float *images, const DecoderBatch *batc
     memset(ts->dfeats, 0, sizeof(float) * Bi * PE);
     decoder_backward(&ts->g.dec, ts->dfeats, ts->da, ts->feats, &m->p.dec, &sz);
     return encoder_backward(&ts->g.enc, ts->ea, ts->dfeats, &m->p.enc, &m->cfg.enc, Bi);
+}
+
+int train_step_grad_features(TrainStep *ts, const float *bfeats, const DecoderBatch *batch, SacRng *dropout_rng,
+                             DecoderLoss *loss)
+{
+    Model *m = ts->m;
+    const int Bi = batch->n_images, N = Bi * m->P, Eb = m->cfg.bb.channels, E = m->cfg.E;
+    DecoderSizes sz = model_decoder_sizes(m);
+    if (m->cfg.bb.kind == SAC_BACKBONE_NONE) {
+        sac_error("train: the model has no backbone; train_step_grad takes its images");
+        return SAC_ERR_INVALID;
+    }
+    if (Bi < 1 || Bi > ts->max_images || batch->n_caps < 1 || batch->n_caps > ts->max_caps) {
+        sac_error("train: batch of %d images / %d captions, expected 1..%d / 1..%d", Bi, batch->n_caps,
+                  ts->max_images, ts->max_caps);
+        return SAC_ERR_INVALID;
+    }
+    sac_parallel_blocks((int)m->n_trainable, FLAT_BLOCK, zero_block, ts->grad);
+    const int proj = m->cfg.bb.proj;
+    /* feats (Bi, P, E) = encoder.proj(bfeats (Bi, P, Eb)); the backbone itself is frozen */
+    const float *feats = bfeats;
+    if (proj) {
+        linear_forward(ts->feats, bfeats, m->p.proj_w, m->p.proj_b, N, Eb, E);
+        feats = ts->feats;
+    }
+    int st = decoder_forward(loss, ts->da, feats, batch, &m->p.dec, &sz, m->cfg.dropout, m->cfg.lambda, dropout_rng);
+    if (st) return st;
+    if (proj) memset(ts->dfeats, 0, sizeof(float) * (size_t)N * E);
+    decoder_backward(&ts->g.dec, proj ? ts->dfeats : NULL, ts->da, feats, &m->p.dec, &sz);
+    if (proj) linear_backward(NULL, ts->g.proj_w, ts->g.proj_b, ts->dfeats, bfeats, m->p.proj_w, N, Eb, E);
+    return SAC_OK;
 }
 
 typedef struct {

@@ -103,6 +103,20 @@ static int cache_build(DataCache *c, const Dataset *ds, int max_items, const Voc
     return SAC_OK;
 }
 
+/* Features of a frozen backbone, computed once per cached image (and its mirror image when
+ * training with flips) and kept in fp16: an epoch then costs the decoder only. */
+typedef struct {
+    int n, views;   /* views: 1, or 2 with the horizontally flipped image as view 1 */
+    size_t per;     /* P * Eb */
+    uint16_t *f;    /* (n, views, P, Eb) */
+} FeatCache;
+
+static void feat_cache_free(FeatCache *f)
+{
+    free(f->f);
+    memset(f, 0, sizeof(*f));
+}
+
 /* A training input: optional flip and a small random zoom (1..1.15) and shift (+-6%), sampled
  * bilinearly from the cached S x S pixels; then the same normalisation as inference.
  * The random draws (augment_draw, serial, in image order) are separate from the pixel work
@@ -179,6 +193,70 @@ static void prep_images(void *p, int b0, int b1, int chunk)
                       t->aug ? &t->aug[b] : &none, t->tmp ? t->tmp + b * S * S * 3 : NULL);
 }
 
+/* Compute the backbone features of every cached image (view 1: flipped), chunk by chunk,
+ * then drop the pixels, which are not needed again. */
+static int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap, int views, const char *what)
+{
+    enum { chunk = 32 };
+    const int S = c->S;
+    memset(fc, 0, sizeof(*fc));
+    fc->n = c->n, fc->views = views, fc->per = (size_t)m->P * m->cfg.bb.channels;
+    fc->f = malloc(sizeof(uint16_t) * fc->per * views * (size_t)c->n);
+    float *images = sac_alloc_floats((size_t)chunk * 3 * S * S);
+    float *bfeats = sac_alloc_floats((size_t)chunk * fc->per);
+    uint8_t *tmp = malloc((size_t)chunk * S * S * 3);
+    Augment *augs = malloc(sizeof(Augment) * chunk);
+    int st = (fc->f && images && bfeats && tmp && augs) ? SAC_OK : SAC_ERR_NOMEM;
+    if (st) sac_error("%s: out of memory caching the backbone features of %d images (%.1f GB)", what, c->n,
+                      2e-9 * fc->per * views * c->n);
+    const double t0 = sac_time();
+    for (int v = 0; v < views && !st; v++) {
+        for (int i0 = 0; i0 < c->n && !st; i0 += chunk) {
+            const int B = SAC_MIN(chunk, c->n - i0);
+            int item[chunk];
+            for (int b = 0; b < B; b++) {
+                item[b] = i0 + b;
+                augs[b] = (Augment){v == 1, v == 1, 1.0f, 0.0f, 0.0f}; /* zoom 1, no shift: an exact mirror */
+            }
+            PrepTask pt = {images, c->pix, item, augs, tmp, &m->cfg, S};
+            sac_parallel_for(B, 1, prep_images, &pt);
+            st = captioner_backbone_features(cap, images, B, bfeats);
+            for (int b = 0; b < B && !st; b++)
+                sac_float_to_half_array(fc->f + ((size_t)(i0 + b) * views + v) * fc->per, bfeats + b * fc->per,
+                                        fc->per);
+        }
+    }
+    free(images), free(bfeats), free(tmp), free(augs);
+    if (st) {
+        feat_cache_free(fc);
+        return st;
+    }
+    sac_info("%s: backbone features of %d images%s cached in %.1f s (%.2f GB)", what, c->n,
+             views == 2 ? " and their mirror images" : "", sac_time() - t0, 2e-9 * fc->per * views * c->n);
+    free(c->pix); /* the features replace the pixels */
+    c->pix = NULL;
+    return SAC_OK;
+}
+
+/* bfeats (B, P, Eb) in f32 from the cache: image item[b], view view[b] (NULL: view 0). */
+typedef struct {
+    float *out;
+    const FeatCache *fc;
+    const int *item, *view;
+} FeatTask;
+
+static void feat_gather(void *p, int b0, int b1, int chunk)
+{
+    (void)chunk;
+    const FeatTask *t = p;
+    const FeatCache *fc = t->fc;
+    for (int b = b0; b < b1; b++) {
+        const int v = t->view ? t->view[b] : 0;
+        sac_half_to_float_array(t->out + b * fc->per, fc->f + ((size_t)t->item[b] * fc->views + v) * fc->per,
+                                fc->per);
+    }
+}
+
 /* ---------------------------------------------------------------- evaluation */
 
 void eval_result_clear(EvalResult *r)
@@ -192,13 +270,13 @@ void eval_result_clear(EvalResult *r)
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Decode the cached images and score them against their dataset captions. */
-static int eval_cache(const Model *m, Captioner *cap, const DataCache *c, const Dataset *ds, const SearchOptions *opt,
-                      int keep, EvalResult *out)
+static int eval_cache(const Model *m, Captioner *cap, const DataCache *c, const FeatCache *fc, const Dataset *ds,
+                      const SearchOptions *opt, int keep, EvalResult *out)
 {
     memset(out, 0, sizeof(*out));
     enum { chunk = 64 };
     const int S = c->S, n = c->n;
-    float *images = sac_alloc_floats((size_t)chunk * 3 * S * S);
+    float *images = sac_alloc_floats(fc ? (size_t)chunk * fc->per : (size_t)chunk * 3 * S * S);
     Caption *caps = sac_calloc((size_t)chunk * opt->nbest, sizeof(Caption));
     char **cands = sac_calloc(n, sizeof(char *));
     const char ***refs = sac_calloc(n, sizeof(char **));
@@ -206,19 +284,40 @@ static int eval_cache(const Model *m, Captioner *cap, const DataCache *c, const 
     char *used = sac_calloc(m->cfg.V, 1);
     int st = (images && caps && cands && refs && n_refs && used) ? SAC_OK : SAC_ERR_NOMEM;
     long words = 0;
+    double att_max = 0, att_ent = 0; /* sums over words: largest weight, entropy */
+    SearchOptions o = *opt;
+    o.want_alphas = 1; /* for the attention sharpness */
+    opt = &o;
+    const int P = m->P;
     for (int i0 = 0; i0 < n && !st; i0 += chunk) {
         int B = n - i0 < chunk ? n - i0 : chunk;
         int item[chunk];
         for (int b = 0; b < B; b++) item[b] = i0 + b;
-        PrepTask pt = {images, c->pix, item, NULL, NULL, &m->cfg, S};
-        sac_parallel_for(B, 1, prep_images, &pt);
-        st = captioner_run_preprocessed(cap, images, B, opt, caps, NULL);
+        if (fc) {
+            FeatTask ft = {images, fc, item, NULL};
+            sac_parallel_for(B, 1, feat_gather, &ft);
+            st = captioner_run_features(cap, images, B, opt, caps, NULL);
+        } else {
+            PrepTask pt = {images, c->pix, item, NULL, NULL, &m->cfg, S};
+            sac_parallel_for(B, 1, prep_images, &pt);
+            st = captioner_run_preprocessed(cap, images, B, opt, caps, NULL);
+        }
         for (int b = 0; b < B && !st; b++) {
             Caption *best = &caps[(size_t)b * opt->nbest];
             cands[i0 + b] = captioner_text(m, best);
             if (!cands[i0 + b]) st = SAC_ERR_NOMEM;
             words += best->n;
-            for (int w = 0; w < best->n; w++) used[best->tokens[w]] = 1;
+            for (int w = 0; w < best->n; w++) {
+                used[best->tokens[w]] = 1;
+                const float *a = best->alphas + (size_t)w * P;
+                float mx = 0;
+                double ent = 0;
+                for (int q = 0; q < P; q++) {
+                    mx = a[q] > mx ? a[q] : mx;
+                    if (a[q] > 0) ent -= a[q] * log(a[q]);
+                }
+                att_max += mx, att_ent += ent;
+            }
         }
         for (int b = 0; b < B * opt->nbest; b++) caption_clear(&caps[b]);
     }
@@ -236,6 +335,8 @@ static int eval_cache(const Model *m, Captioner *cap, const DataCache *c, const 
     if (!st) {
         out->n_images = n;
         out->mean_len = (double)words / n;
+        out->att_max = words ? att_max / words : 0;
+        out->att_entropy = words && P > 1 ? att_ent / words / log(P) : 0;
         for (int v = 0; v < m->cfg.V; v++) out->vocab_used += used[v];
         char **sorted = sac_malloc(sizeof(char *) * n);
         if (sorted) {
@@ -271,7 +372,7 @@ int eval_dataset(const Model *m, const Dataset *ds, const SearchOptions *opt, in
     int st = cache_build(&c, ds, max_images, NULL, m->cfg.enc.image_size, m->cfg.T, ds->source);
     if (st) return st;
     Captioner *cap = captioner_create(m, 64, opt->beam);
-    st = cap ? eval_cache(m, cap, &c, ds, opt, keep_captions, out) : SAC_ERR_NOMEM;
+    st = cap ? eval_cache(m, cap, &c, NULL, ds, opt, keep_captions, out) : SAC_ERR_NOMEM;
     captioner_free(cap);
     cache_free(&c);
     return st;
@@ -312,7 +413,103 @@ typedef struct {
     SacRng data_rng, drop_rng;
 } RunState;
 
-static int checkpoint_write(const char *path, const Model *m, TrainStep *ts, const RunState *rs, const int *order)
+/* The options that decide what a run trains on, as JSON: saved in the checkpoint, so that
+ * --resume refuses to continue a run on other data (the model flags are in the model's config). */
+static char *data_flags_json(const TrainOptions *o)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "--data", o->data ? o->data : "");
+    cJSON_AddStringToObject(j, "--images", o->image_dir ? o->image_dir : "");
+    cJSON_AddStringToObject(j, "--train-split", o->train_split ? o->train_split : "");
+    cJSON_AddStringToObject(j, "--dev-split", o->dev_split ? o->dev_split : "none");
+    cJSON_AddNumberToObject(j, "--min-count", o->min_count);
+    cJSON_AddNumberToObject(j, "--batch", o->batch_images);
+    cJSON_AddNumberToObject(j, "--caps-per-image", o->caps_per_image);
+    cJSON_AddBoolToObject(j, "--no-augment", !o->augment);
+    cJSON_AddNumberToObject(j, "--seed", (double)o->seed);
+    cJSON_AddNumberToObject(j, "--eval-max", o->eval_max_images);
+    char *t = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return t;
+}
+
+/* Two path options name the same thing: the same text, or the same file. */
+static int same_path(const char *a, const char *b)
+{
+    if (!strcmp(a, b)) return 1;
+    char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+    const int same = ra && rb && !strcmp(ra, rb);
+    free(ra), free(rb);
+    return same;
+}
+
+/* --resume: every model and data flag must be what the checkpoint was made with. */
+static int resume_check(const char *ckpt, const TrainOptions *o, const Model *m, const char *saved_flags)
+{
+    const ModelConfig *a = &o->cfg, *b = &m->cfg;
+    const char *flag = NULL;
+    char was[64] = "", now[64] = "";
+#define DIFF(cond, name, fmt, x, y) \
+    if (!flag && (cond)) flag = name, snprintf(was, sizeof(was), fmt, y), snprintf(now, sizeof(now), fmt, x)
+    DIFF(a->bb.kind != b->bb.kind, "--backbone", "%s", a->bb.kind ? "MobileNetV2" : "none",
+         b->bb.kind ? "MobileNetV2" : "none");
+    DIFF(a->bb.kind && a->bb.grid != b->bb.grid, "--grid", "%d", a->bb.grid, b->bb.grid);
+    DIFF(a->bb.kind && a->bb.proj != b->bb.proj, "--proj", "%s", a->bb.proj ? "on" : "0", b->bb.proj ? "on" : "0");
+    DIFF(a->E != b->E, a->bb.kind ? "--proj" : "--conv", "E = %d", a->E, b->E);
+    DIFF(a->enc.image_size != b->enc.image_size, "--image-size", "%d", a->enc.image_size, b->enc.image_size);
+    if (!a->bb.kind && !b->bb.kind) {
+        DIFF(a->enc.batchnorm != b->enc.batchnorm, "--no-batchnorm", "%s", a->enc.batchnorm ? "off" : "on",
+             b->enc.batchnorm ? "off" : "on");
+        DIFF(a->enc.n_conv != b->enc.n_conv, "--conv", "%d layers", a->enc.n_conv, b->enc.n_conv);
+        for (int i = 0; i < a->enc.n_conv && !flag; i++) {
+            const ConvSpec *x = &a->enc.conv[i], *y = &b->enc.conv[i];
+            DIFF(x->cout != y->cout || x->stride != y->stride || x->pool != y->pool, "--conv", "layer %d differs",
+                 i + 1, i + 1);
+        }
+    }
+    DIFF(a->A != b->A, "--att", "%d", a->A, b->A);
+    DIFF(a->D != b->D, "--hidden", "%d", a->D, b->D);
+    DIFF(a->M != b->M, "--embed", "%d", a->M, b->M);
+    DIFF(a->T != b->T, "--max-len", "%d", a->T, b->T);
+    DIFF(a->dropout != b->dropout, "--dropout", "%g", a->dropout, b->dropout);
+    DIFF(a->lambda != b->lambda, "--lambda", "%g", a->lambda, b->lambda);
+#undef DIFF
+    if (flag) {
+        sac_error("%s: the checkpoint was made with %s %s, this command says %s: resume with the same model flags "
+                  "(or start a new run)", ckpt, flag, was, now);
+        return SAC_ERR_INVALID;
+    }
+    if (!saved_flags) {
+        sac_warn("%s: an older checkpoint without its data flags; not checking them", ckpt);
+        return SAC_OK;
+    }
+    char *mine = data_flags_json(o);
+    cJSON *x = cJSON_Parse(mine), *y = cJSON_Parse(saved_flags);
+    int st = mine && x ? SAC_OK : SAC_ERR_NOMEM;
+    if (!st && !cJSON_IsObject(y)) {
+        sac_error("%s: metadata 'train_flags' is not a JSON object", ckpt);
+        st = SAC_ERR_FORMAT;
+    }
+    for (cJSON *e = x ? x->child : NULL; e && !st; e = e->next) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(y, e->string);
+        char *ev = cJSON_PrintUnformatted(e), *fv = f ? cJSON_PrintUnformatted(f) : NULL;
+        int same = ev && fv && !strcmp(ev, fv);
+        if (!same && fv && cJSON_IsString(e) && cJSON_IsString(f) && *e->valuestring && *f->valuestring)
+            same = same_path(e->valuestring, f->valuestring);
+        if (!same) {
+            sac_error("%s: the checkpoint was made with %s %s, this command says %s: resume with the same data "
+                      "flags (or start a new run)", ckpt, e->string, fv ? fv : "(not recorded)", ev ? ev : "?");
+            st = SAC_ERR_INVALID;
+        }
+        free(ev), free(fv);
+    }
+    cJSON_Delete(x), cJSON_Delete(y);
+    free(mine);
+    return st;
+}
+
+static int checkpoint_write(const char *path, const Model *m, TrainStep *ts, const RunState *rs, const int *order,
+                            const char *flags)
 {
     float *adam_m, *adam_v;
     long *t;
@@ -332,6 +529,7 @@ static int checkpoint_write(const char *path, const Model *m, TrainStep *ts, con
     st = st ? st : safetensors_writer_add_raw(w, "train.best", SAC_DTYPE_F64, 1, &one, &rs->best);
     st = st ? st : safetensors_writer_add_raw(w, "train.order", SAC_DTYPE_I32, 1, &ni, order);
     st = st ? st : safetensors_writer_meta(w, "checkpoint", "saccade-checkpoint-1");
+    st = st ? st : safetensors_writer_meta(w, "train_flags", flags);
     st = st ? st : safetensors_writer_write(w, path);
     safetensors_writer_free(w);
     return st;
@@ -339,7 +537,7 @@ static int checkpoint_write(const char *path, const Model *m, TrainStep *ts, con
 
 /* Restores into an existing model (same config) and step state. */
 static int checkpoint_read(const char *path, Model **mp, TrainStep **tsp, RunState *rs, int **order,
-                           int max_images, int max_caps)
+                           int max_images, int max_caps, const TrainOptions *o)
 {
     SafeTensors *f = safetensors_read(path);
     if (!f) return SAC_ERR_IO;
@@ -356,6 +554,8 @@ static int checkpoint_read(const char *path, Model **mp, TrainStep **tsp, RunSta
         st = SAC_ERR_FORMAT;
         goto done;
     }
+    st = resume_check(path, o, m, safetensors_meta(f, "train_flags"));
+    if (st) goto done;
     ts = train_step_create(m, max_images, max_caps);
     if (!ts) {
         st = SAC_ERR_NOMEM;
@@ -424,6 +624,8 @@ static cJSON *scores_json(const EvalResult *r)
     cJSON_AddNumberToObject(d, "distinct", (double)r->n_distinct / r->n_images);
     cJSON_AddNumberToObject(d, "vocab_used", r->vocab_used);
     cJSON_AddNumberToObject(d, "mean_len", r->mean_len);
+    cJSON_AddNumberToObject(d, "att_max", r->att_max);
+    cJSON_AddNumberToObject(d, "att_entropy", r->att_entropy);
     return d;
 }
 
@@ -436,6 +638,9 @@ int train_run(const TrainOptions *o)
     TrainStep *ts = NULL;
     Captioner *cap = NULL;
     DataCache tc = {0}, dc = {0};
+    FeatCache tfc = {0}, dfc = {0};
+    float *bfeats = NULL;
+    int *views = NULL;
     int *order = NULL, *img = NULL, *tokens = NULL, *lens = NULL, *pick = NULL, *items = NULL;
     Augment *augs = NULL;
     float *images = NULL;
@@ -443,13 +648,18 @@ int train_run(const TrainOptions *o)
     FILE *log = NULL;
     char ckpt[4096];
     RunState rs = {0};
+    char *flags = data_flags_json(o);
+    if (!flags) return SAC_ERR_NOMEM;
     snprintf(ckpt, sizeof(ckpt), "%s%s", o->checkpoint ? o->checkpoint : o->out,
              o->checkpoint ? "" : ".ckpt");
     const int Bi = o->batch_images;
     const int T = o->cfg.T;
 
     train = dataset_open(o->data, o->train_split, o->image_dir);
-    if (!train) return SAC_ERR_INVALID;
+    if (!train) {
+        st = SAC_ERR_INVALID;
+        goto done;
+    }
     dataset_check_images(train);
     if (o->dev_split) {
         dev = dataset_open(o->data, o->dev_split, o->image_dir);
@@ -466,7 +676,7 @@ int train_run(const TrainOptions *o)
     const int k = o->caps_per_image > 0 && o->caps_per_image < max_caps_per_image ? o->caps_per_image : max_caps_per_image;
     const int max_caps = Bi * k;
     if (o->resume) {
-        st = checkpoint_read(ckpt, &m, &ts, &rs, &order, Bi, max_caps);
+        st = checkpoint_read(ckpt, &m, &ts, &rs, &order, Bi, max_caps, o);
         if (st) goto done;
         vocab = NULL;
         sac_info("resuming from %s at epoch %d, step %ld", ckpt, rs.epoch + 1, rs.step);
@@ -495,6 +705,15 @@ int train_run(const TrainOptions *o)
         SacRng init;
         sac_rng_seed(&init, o->seed, 1);
         model_init(m, &init);
+        if (cfg.bb.kind != SAC_BACKBONE_NONE) {
+            if (!o->backbone) {
+                sac_error("train: a MobileNetV2 model needs its pretrained weights (--backbone FILE)");
+                st = SAC_ERR_INVALID;
+                goto done;
+            }
+            st = model_load_backbone(m, o->backbone, o->store_f16);
+            if (st) goto done;
+        }
         ts = train_step_create(m, Bi, max_caps);
         if (!ts) {
             st = SAC_ERR_NOMEM;
@@ -506,17 +725,28 @@ int train_run(const TrainOptions *o)
         rs.pos = -1; /* a new epoch starts by shuffling */
     }
     const int S = m->cfg.enc.image_size;
-    sac_info("model: %zu parameters, %dx%d grid, vocabulary %d words", m->n_trainable, m->grid_h, m->grid_w, m->cfg.V);
-    st = cache_build(&tc, train, 0, m->vocab, S, m->cfg.T, "train");
-    if (st) goto done;
-    if (dev) {
-        st = cache_build(&dc, dev, o->eval_max_images, NULL, S, m->cfg.T, "dev");
-        if (st) goto done;
+    const int backbone = m->cfg.bb.kind != SAC_BACKBONE_NONE;
+    if (backbone)
+        sac_info("model: %zu trained parameters on a frozen MobileNetV2 (%zu), %dx%d grid of %d channels, "
+                 "vocabulary %d words", m->n_trainable, m->n_floats - m->n_trainable, m->grid_h, m->grid_w,
+                 m->cfg.bb.channels, m->cfg.V);
+    else
+        sac_info("model: %zu parameters, %dx%d grid, vocabulary %d words", m->n_trainable, m->grid_h, m->grid_w,
+                 m->cfg.V);
+    if (dev || backbone) {
         cap = captioner_create(m, 64, o->eval_beam);
         if (!cap) {
             st = SAC_ERR_NOMEM;
             goto done;
         }
+    }
+    st = cache_build(&tc, train, 0, m->vocab, S, m->cfg.T, "train");
+    if (!st && backbone) st = feat_cache_build(&tfc, &tc, m, cap, o->augment ? 2 : 1, "train");
+    if (st) goto done;
+    if (dev) {
+        st = cache_build(&dc, dev, o->eval_max_images, NULL, S, m->cfg.T, "dev");
+        if (!st && backbone) st = feat_cache_build(&dfc, &dc, m, cap, 1, "dev");
+        if (st) goto done;
     }
     if (o->resume && rs.n_items != tc.n) {
         sac_error("%s: the checkpoint was trained on %d images, the data now has %d: not the same data", ckpt,
@@ -545,11 +775,16 @@ int train_run(const TrainOptions *o)
     lens = sac_malloc(sizeof(int) * max_caps);
     tokens = sac_malloc(sizeof(int) * max_caps * (T + 1));
     pick = sac_malloc(sizeof(int) * max_caps_per_image);
-    images = sac_alloc_floats((size_t)Bi * 3 * S * S);
-    tmp = sac_malloc((size_t)Bi * S * S * 3);
+    if (backbone) {
+        bfeats = sac_alloc_floats((size_t)Bi * tfc.per);
+        views = sac_malloc(sizeof(int) * Bi);
+    } else {
+        images = sac_alloc_floats((size_t)Bi * 3 * S * S);
+        tmp = sac_malloc((size_t)Bi * S * S * 3);
+    }
     items = sac_malloc(sizeof(int) * Bi);
     augs = sac_malloc(sizeof(Augment) * Bi);
-    if (!img || !lens || !tokens || !pick || !images || !tmp || !items || !augs) {
+    if (!img || !lens || !tokens || !pick || (backbone ? !bfeats || !views : !images || !tmp) || !items || !augs) {
         st = SAC_ERR_NOMEM;
         goto done;
     }
@@ -574,7 +809,10 @@ int train_run(const TrainOptions *o)
             for (int b = 0; b < nb; b++) {
                 const int item = order[rs.pos + b];
                 items[b] = item;
-                augs[b] = augment_draw(&rs.data_rng, o->augment, S);
+                if (backbone) /* cached features: the mirror image is the only augmentation */
+                    views[b] = o->augment && sac_rng_uniform(&rs.data_rng) < 0.5f;
+                else
+                    augs[b] = augment_draw(&rs.data_rng, o->augment, S);
                 const int c0 = tc.cap_off[item], cn = tc.cap_off[item + 1] - c0;
                 for (int j = 0; j < cn; j++) pick[j] = c0 + j;
                 if (cn > k) sac_rng_shuffle(&rs.data_rng, pick, cn);
@@ -585,11 +823,17 @@ int train_run(const TrainOptions *o)
                     nc++;
                 }
             }
-            PrepTask pt = {images, tc.pix, items, augs, tmp, &m->cfg, S};
-            sac_parallel_for(nb, 1, prep_images, &pt);
             DecoderBatch batch = {nc, nb, img, tokens, lens};
             DecoderLoss loss;
-            st = train_step_grad(ts, images, &batch, &rs.drop_rng, &loss);
+            if (backbone) {
+                FeatTask ft = {bfeats, &tfc, items, views};
+                sac_parallel_for(nb, 1, feat_gather, &ft);
+                st = train_step_grad_features(ts, bfeats, &batch, &rs.drop_rng, &loss);
+            } else {
+                PrepTask pt = {images, tc.pix, items, augs, tmp, &m->cfg, S};
+                sac_parallel_for(nb, 1, prep_images, &pt);
+                st = train_step_grad(ts, images, &batch, &rs.drop_rng, &loss);
+            }
             if (st) goto done;
             if (!isfinite(loss.loss)) {
                 sac_error("train: the loss became %g at step %ld; stopping (the last checkpoint is intact)", loss.loss,
@@ -626,7 +870,7 @@ int train_run(const TrainOptions *o)
             if (o->cancel && *o->cancel) cancelled = 1;
             if ((o->checkpoint_every > 0 && rs.step % o->checkpoint_every == 0) || cancelled) {
                 if (rs.pos >= tc.n) break; /* the epoch-end checkpoint follows the evaluation */
-                st = checkpoint_write(ckpt, m, ts, &rs, order);
+                st = checkpoint_write(ckpt, m, ts, &rs, order, flags);
                 if (st) goto done;
             }
         }
@@ -638,15 +882,16 @@ int train_run(const TrainOptions *o)
             EvalResult r;
             double te = sac_time();
             st = captioner_refresh(cap);
-            if (!st) st = eval_cache(m, cap, &dc, dev, &eval_opt, 0, &r);
+            if (!st) st = eval_cache(m, cap, &dc, backbone ? &dfc : NULL, dev, &eval_opt, 0, &r);
             if (st) goto done;
             score = !strcmp(o->select_metric, "bleu4") ? r.scores.bleu[3] : r.scores.cider_d;
             improved = score > rs.best;
             sac_info("epoch %d: dev (%d images, beam %d, %.0f s) BLEU-1..4 %.3f %.3f %.3f %.3f  ROUGE-L %.3f  "
-                     "CIDEr-D %.3f  distinct %.1f%%  %s",
+                     "CIDEr-D %.3f  distinct %.1f%%  words %d  attention max %.3f (%.1fx uniform) entropy %.2f  %s",
                      rs.epoch + 1, r.n_images, o->eval_beam, sac_time() - te, r.scores.bleu[0], r.scores.bleu[1],
                      r.scores.bleu[2], r.scores.bleu[3], r.scores.rouge_l, r.scores.cider_d,
-                     100.0 * r.n_distinct / r.n_images, improved ? "(best so far)" : "");
+                     100.0 * r.n_distinct / r.n_images, r.vocab_used, r.att_max, r.att_max * m->P, r.att_entropy,
+                     improved ? "(best so far)" : "");
             cJSON *j = cJSON_CreateObject();
             cJSON_AddNumberToObject(j, "epoch", rs.epoch + 1);
             cJSON_AddNumberToObject(j, "step", rs.step);
@@ -666,13 +911,20 @@ int train_run(const TrainOptions *o)
             rs.best = score, rs.best_epoch = rs.epoch + 1, rs.since_best = 0;
             st = model_save(m, o->out, o->store_f16);
             if (st) goto done;
+            Model *back = model_load(o->out); /* what was written must load: never report a model we can't use */
+            if (!back) {
+                sac_error("%s: the model just written does not load back (see above)", o->out);
+                st = SAC_ERR_IO;
+                goto done;
+            }
+            model_free(back);
             sac_info("saved %s (epoch %d)", o->out, rs.epoch + 1);
         } else {
             rs.since_best++;
         }
         rs.epoch++;
         rs.pos = -1;
-        st = checkpoint_write(ckpt, m, ts, &rs, order);
+        st = checkpoint_write(ckpt, m, ts, &rs, order, flags);
         if (st) goto done;
         if (o->patience > 0 && rs.since_best >= o->patience) {
             sac_info("no dev improvement for %d epochs: stopping (best epoch %d)", rs.since_best, rs.best_epoch);
@@ -683,7 +935,10 @@ int train_run(const TrainOptions *o)
 done:
     if (log) fclose(log);
     free(order), free(img), free(tokens), free(lens), free(pick), free(images), free(tmp), free(items), free(augs);
+    free(bfeats), free(views);
     cache_free(&tc), cache_free(&dc);
+    feat_cache_free(&tfc), feat_cache_free(&dfc);
+    free(flags);
     captioner_free(cap);
     train_step_free(ts);
     model_free(m);

@@ -29,6 +29,10 @@ void train_step_free(TrainStep *ts);
  * statistics are updated). dropout_rng NULL: no dropout. */
 int train_step_grad(TrainStep *ts, const float *images, const DecoderBatch *batch, SacRng *dropout_rng,
                     DecoderLoss *loss);
+/* The same for a model with a frozen pretrained backbone: from its features bfeats (Bi, P, Eb)
+ * (captioner_backbone_features), through encoder.proj and the decoder. */
+int train_step_grad_features(TrainStep *ts, const float *bfeats, const DecoderBatch *batch, SacRng *dropout_rng,
+                             DecoderLoss *loss);
 /* The gradient buffer (n_trainable floats, the model's layout) and a ModelParams aimed at it. */
 float *train_step_grads(TrainStep *ts);
 const ModelParams *train_step_grad_params(TrainStep *ts);
@@ -64,6 +68,7 @@ typedef struct TrainOptions {
     const char *log;         /* JSON lines log (NULL: none) */
     int resume;              /* continue from the checkpoint */
     ModelConfig cfg;         /* V is set from the vocabulary */
+    const char *backbone;    /* with cfg.bb.kind set: the backbone file (saccade import) for a new run */
     int min_count;           /* vocabulary threshold */
     int batch_images;        /* Bi */
     int caps_per_image;      /* captions per image per step; 0: all */
@@ -98,6 +103,8 @@ typedef struct EvalResult {
     int n_distinct;     /* distinct captions */
     int vocab_used;     /* distinct words used */
     double mean_len;
+    double att_max;     /* attention sharpness: mean over words of the largest weight (1/P: uniform) */
+    double att_entropy; /* mean over words of the entropy of the map / log(P) (1: uniform) */
     char **captions;    /* (n_images) when keep_captions: the decoded captions; free with eval_result_clear */
     int64_t *image_ids; /* (n_images) */
     const char **names; /* (n_images) borrowed from the dataset */

@@ -5,6 +5,7 @@
  * missing is reported and skipped; the dev evaluation and best-model file work.
  */
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,9 @@
 
 #include <stb_image_write.h>
 
+#include "captioner.h"
 #include "matmul.h"
+#include "mobilenet.h"
 #include "model.h"
 #include "sac.h"
 #include "safetensors.h"
@@ -113,6 +116,13 @@ static void count_warnings(int level, const char *msg, void *user)
     }
 }
 
+static char last_error[1024];
+static void keep_errors(int level, const char *msg, void *user)
+{
+    (void)user;
+    if (level == SAC_LOG_ERROR) snprintf(last_error, sizeof(last_error), "%s", msg);
+}
+
 START_TEST(test_resume_equals_uninterrupted)
 {
     sac_blas_set_threads(1);
@@ -167,6 +177,21 @@ START_TEST(test_dev_evaluation_and_resume_refusal)
     ck_assert_ptr_nonnull(strstr(log, "\"cider_d\""));
     ck_assert_ptr_nonnull(strstr(log, "\"grad_norm\""));
     free(log);
+    /* --resume refuses changed model or data flags, naming the flag */
+    sac_log_set_sink(keep_errors, NULL);
+    TrainOptions r = o;
+    r.resume = 1, r.epochs = 3;
+    r.cfg.D = 16;
+    ck_assert_int_eq(train_run(&r), SAC_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(last_error, "--hidden 12"));
+    r = o, r.resume = 1, r.epochs = 3;
+    r.min_count = 2;
+    ck_assert_int_eq(train_run(&r), SAC_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(last_error, "--min-count 1"));
+    r = o, r.resume = 1, r.epochs = 3; /* a schedule flag may change */
+    r.lr_decay = 0.5f;
+    ck_assert_int_eq(train_run(&r), SAC_OK);
+    sac_log_set_sink(NULL, NULL);
     /* resuming with a checkpoint that is not one fails cleanly */
     FILE *f = fopen(path("bad.ckpt"), "w");
     fputs("not a checkpoint", f);
@@ -179,6 +204,125 @@ START_TEST(test_dev_evaluation_and_resume_refusal)
 }
 END_TEST
 
+/* A backbone file as saccade import writes it, with seeded random weights (He-scaled, so the
+ * activations stay O(1)) for the grid-14 network. */
+static void make_backbone(const char *file)
+{
+    MobileNetConfig mc;
+    mobilenet_config_default(&mc);
+    mc.grid = MOBILENET_GRID14;
+    MobileNetSpec specs[MOBILENET_MAX_SPECS];
+    const int n = mobilenet_specs(&mc, specs, MOBILENET_MAX_SPECS);
+    ck_assert_int_gt(n, 0);
+    SafeTensorsWriter *w = safetensors_writer_create();
+    SacRng rng;
+    sac_rng_seed(&rng, 7, 7);
+    for (int i = 0; i < n; i++) {
+        size_t numel = 1;
+        for (int d = 0; d < specs[i].ndim; d++) numel *= (size_t)specs[i].shape[d];
+        float *x = malloc(sizeof(float) * numel);
+        const float fan_in = specs[i].ndim == 4 ? (float)(specs[i].shape[1] * specs[i].shape[2] * specs[i].shape[3]) : 1;
+        const float bound = specs[i].ndim == 4 ? sqrtf(3.0f / fan_in) : 0.1f;
+        for (size_t k = 0; k < numel; k++) x[k] = bound * (2.0f * sac_rng_uniform(&rng) - 1.0f);
+        ck_assert_int_eq(safetensors_writer_add_f32(w, specs[i].name, specs[i].ndim, specs[i].shape, x, SAC_DTYPE_F32),
+                         SAC_OK);
+        free(x);
+    }
+    safetensors_writer_meta(w, "format", "saccade-backbone-1");
+    safetensors_writer_meta(w, "arch", "mobilenet_v2");
+    safetensors_writer_meta(w, "padding", "same");
+    safetensors_writer_meta(w, "mean", "[0.5,0.5,0.5]");
+    safetensors_writer_meta(w, "std", "[0.5,0.5,0.5]");
+    safetensors_writer_meta(w, "source", "test weights");
+    safetensors_writer_meta(w, "license", "none");
+    ck_assert_int_eq(safetensors_writer_write(w, file), SAC_OK);
+    safetensors_writer_free(w);
+}
+
+static TrainOptions backbone_options(const char *out, int proj)
+{
+    TrainOptions o = tiny_options(out);
+    o.backbone = path("backbone.safetensors");
+    ck_assert_int_eq(model_backbone_config(o.backbone, &o.cfg.bb), SAC_OK);
+    o.cfg.bb.grid = 14, o.cfg.bb.channels = 576, o.cfg.bb.proj = proj;
+    o.cfg.E = proj ? 8 : 576;
+    o.cfg.enc.image_size = 64; /* a 4x4 grid */
+    o.store_f16 = 1;
+    o.dev_split = "all"; /* the dev features are cached and decoded too */
+    return o;
+}
+
+/* Training on a frozen backbone: features cached once (and for the mirror images), the run
+ * resumes exactly, the saved fp16 model holds the backbone it trained on, and a captioner on
+ * images gives the captions it gives on the cached features. */
+START_TEST(test_backbone_training)
+{
+    sac_blas_set_threads(1);
+    make_dataset();
+    make_backbone(path("backbone.safetensors"));
+    const int proj = _i;
+    TrainOptions a = backbone_options(path("a.safetensors"), proj);
+    a.lr = a.lr_enc = 1e-2f;
+    ck_assert_int_eq(train_run(&a), SAC_OK);
+    TrainOptions b = backbone_options(path("b.safetensors"), proj);
+    b.lr = b.lr_enc = 1e-2f;
+    b.max_steps = 4;
+    ck_assert_int_eq(train_run(&b), SAC_ERR_CANCELLED);
+    b.resume = 1, b.max_steps = 0;
+    ck_assert_int_eq(train_run(&b), SAC_OK);
+    ck_assert(same_file(path("a.safetensors"), path("b.safetensors")));
+    ck_assert(same_file(path("a.safetensors.ckpt"), path("b.safetensors.ckpt")));
+
+    Model *m = model_load(path("a.safetensors"));
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(m->cfg.bb.kind, SAC_BACKBONE_MOBILENET_V2);
+    ck_assert_int_eq(m->P, 16);
+    ck_assert_ptr_nonnull(m->backbone_info);
+    ck_assert_ptr_nonnull(strstr(m->backbone_info, "test weights"));
+    ck_assert_float_eq(m->cfg.mean[0], 0.5f);
+    /* the fp16 file holds exactly the (fp16-rounded) backbone weights it was trained with */
+    SafeTensors *bf = safetensors_read(path("backbone.safetensors"));
+    ck_assert_ptr_nonnull(bf);
+    for (int i = 0; i < m->n_specs; i++) {
+        const ParamSpec *s = &m->specs[i];
+        if (strncmp(s->name, "backbone.", 9)) continue;
+        float *x = malloc(sizeof(float) * s->numel);
+        ck_assert_int_eq(safetensors_load_f32(bf, s->name + 9, x, s->ndim, s->shape), SAC_OK);
+        for (size_t k = 0; k < s->numel; k++)
+            ck_assert_float_eq(m->data[s->offset + k], sac_half_to_float(sac_float_to_half(x[k])));
+        free(x);
+    }
+    safetensors_free(bf);
+    /* captions from images == captions from their backbone features */
+    Captioner *cap = captioner_create(m, 4, 3);
+    ck_assert_ptr_nonnull(cap);
+    const int S = 64, P = m->P, Eb = 576;
+    float *images = malloc(sizeof(float) * 2 * 3 * S * S), *bfeats = malloc(sizeof(float) * 2 * P * Eb);
+    SacRng rng;
+    sac_rng_seed(&rng, 3, 3);
+    for (int k = 0; k < 2 * 3 * S * S; k++) images[k] = 2.0f * sac_rng_uniform(&rng) - 1.0f;
+    ck_assert_int_eq(captioner_backbone_features(cap, images, 2, bfeats), SAC_OK);
+    SearchOptions opt = {.beam = 3, .nbest = 1, .max_len = m->cfg.T, .len_norm = 0.7f};
+    Caption c1[2], c2[2];
+    ck_assert_int_eq(captioner_run_preprocessed(cap, images, 2, &opt, c1, NULL), SAC_OK);
+    ck_assert_int_eq(captioner_run_features(cap, bfeats, 2, &opt, c2, NULL), SAC_OK);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(c1[i].n, c2[i].n);
+        for (int t = 0; t < c1[i].n; t++) ck_assert_int_eq(c1[i].tokens[t], c2[i].tokens[t]);
+        caption_clear(&c1[i]), caption_clear(&c2[i]);
+    }
+    free(images), free(bfeats);
+    captioner_free(cap);
+    model_free(m);
+    /* a backbone file for another padding is refused */
+    TrainOptions c = backbone_options(path("c.safetensors"), proj);
+    c.cfg.bb.pad_same = 0;
+    sac_log_set_level(-1);
+    ck_assert_int_lt(train_run(&c), 0);
+    sac_log_set_level(SAC_LOG_INFO);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("trainer");
@@ -186,6 +330,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_resume_equals_uninterrupted);
     tcase_add_test(tc, test_dev_evaluation_and_resume_refusal);
+    tcase_add_loop_test(tc, test_backbone_training, 0, 2); /* without and with encoder.proj */
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -169,7 +169,8 @@ int cmd_eval(int argc, char **argv)
     if (!quiet)
         cli_message("eval", "%s split '%s': %d images, beam %ld, %.1f s", ds->source, split, er.n_images, beam,
                   sac_time() - t0);
-    ReportBlock rb = {er.scores, er.n_images, er.n_distinct, er.vocab_used, er.mean_len};
+    ReportBlock rb = {er.scores, er.n_images, er.n_distinct, er.vocab_used, er.mean_len, m->P, er.att_max,
+                      er.att_entropy};
     if (report_print(stdout, &rb, json)) {
         fprintf(stderr, "saccade eval: out of memory printing the scores\n");
         rc = CLI_FAILED;

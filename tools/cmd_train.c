@@ -17,7 +17,8 @@ static void help(FILE *f, const TrainOptions *d)
 {
     fprintf(f,
             "usage: saccade train --data PATH --out MODEL.safetensors [options]\n\n"
-            "Train an image captioning model from scratch. After each epoch the dev split is decoded and\n"
+            "Train an image captioning model, from scratch or on a frozen ImageNet MobileNetV2 (--backbone).\n"
+            "After each epoch the dev split is decoded and\n"
             "scored; the best model by dev CIDEr-D (or BLEU-4) is written to --out. A checkpoint\n"
             "(model, optimizer, data order, RNG state) is written atomically every --checkpoint-every\n"
             "steps and at each epoch end; --resume continues a killed run from it. Ctrl-C writes a\n"
@@ -31,7 +32,12 @@ static void help(FILE *f, const TrainOptions *d)
             "  --min-count N         vocabulary: words seen at least N times (default %d)\n"
             "  --no-augment          no flips / jitter\n"
             "model:\n"
-            "  --image-size S        input side (default %d)\n"
+            "  --backbone FILE       a frozen pretrained MobileNetV2 (made by saccade import) as the encoder;\n"
+            "                        its features are computed once per photo (and its mirror image)\n"
+            "  --grid 7|14           with --backbone: 7x7x1280 (last conv, default) or 14x14x576 (block 14)\n"
+            "  --proj E              with --backbone: project its channels to E per position (default 256;\n"
+            "                        0 = feed them to the decoder as they are)\n"
+            "  --image-size S        input side (default %d; 224 with --backbone)\n"
             "  --conv SPEC           encoder layers, e.g. 32s2,64p,128p,256p,256 (s2 stride 2, p pool)\n"
             "  --no-batchnorm\n"
             "  --att A --hidden D --embed M --max-len T   (defaults %d %d %d %d)\n"
@@ -99,7 +105,7 @@ enum {
     O_DATA = 256, O_IMAGES, O_TRAIN_SPLIT, O_DEV_SPLIT, O_MIN_COUNT, O_NO_AUGMENT, O_IMAGE_SIZE, O_CONV, O_NO_BN,
     O_ATT, O_HIDDEN, O_EMBED, O_MAX_LEN, O_DROPOUT, O_LAMBDA, O_EPOCHS, O_BATCH, O_CAPS, O_LR, O_LR_ENC, O_LR_DECAY,
     O_CLIP, O_WD, O_PATIENCE, O_SEED, O_THREADS, O_MAX_STEPS, O_OUT, O_CKPT, O_CKPT_EVERY, O_LOG, O_RESUME,
-    O_EVAL_BEAM, O_EVAL_MAX, O_SELECT, O_QUIET, O_F32, O_HELP
+    O_EVAL_BEAM, O_EVAL_MAX, O_SELECT, O_QUIET, O_F32, O_BACKBONE, O_GRID, O_PROJ, O_HELP
 };
 
 int cmd_train(int argc, char **argv)
@@ -118,9 +124,10 @@ int cmd_train(int argc, char **argv)
         {"threads", 1, 0, O_THREADS}, {"max-steps", 1, 0, O_MAX_STEPS}, {"out", 1, 0, O_OUT},
         {"checkpoint", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"log", 1, 0, O_LOG},
         {"resume", 0, 0, O_RESUME}, {"eval-beam", 1, 0, O_EVAL_BEAM}, {"eval-max", 1, 0, O_EVAL_MAX},
-        {"select", 1, 0, O_SELECT}, {"quiet", 0, 0, O_QUIET}, {"f32", 0, 0, O_F32}, {"help", 0, 0, O_HELP},
+        {"select", 1, 0, O_SELECT}, {"quiet", 0, 0, O_QUIET}, {"f32", 0, 0, O_F32}, {"backbone", 1, 0, O_BACKBONE},
+        {"grid", 1, 0, O_GRID}, {"proj", 1, 0, O_PROJ}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0}};
-    long v, threads = 0;
+    long v, threads = 0, grid = 7, proj = 256, image_size = 0;
     double x;
     int quiet = 0, c;
     optind = 1;
@@ -143,7 +150,14 @@ int cmd_train(int argc, char **argv)
         case O_DEV_SPLIT: o.dev_split = strcmp(optarg, "none") ? optarg : NULL; break;
         case O_MIN_COUNT: INT("--min-count", 1, INT_MAX, o.min_count); break;
         case O_NO_AUGMENT: o.augment = 0; break;
-        case O_IMAGE_SIZE: INT("--image-size", 8, 1024, o.cfg.enc.image_size); break;
+        case O_IMAGE_SIZE: INT("--image-size", 8, 1024, image_size); break;
+        case O_BACKBONE: o.backbone = optarg; break;
+        case O_GRID:
+            if (cli_parse_int("--grid", optarg, 7, 14, &grid)) return CLI_USAGE;
+            if (grid != 7 && grid != 14)
+                return cli_usage_error("train", "invalid value \"%s\" for --grid: expected 7 or 14", optarg);
+            break;
+        case O_PROJ: INT("--proj", 0, 8192, proj); break;
         case O_CONV:
             if (parse_conv(optarg, &o.cfg.enc))
                 return cli_usage_error("train", "invalid value \"%s\" for --conv: expected e.g. 32s2,64p,128p,256", optarg);
@@ -192,7 +206,22 @@ int cmd_train(int argc, char **argv)
     if (optind < argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
     if (!o.data) return cli_usage_error("train", "--data is required");
     if (!o.out) return cli_usage_error("train", "--out is required");
-    if (o.cfg.E != o.cfg.enc.conv[o.cfg.enc.n_conv - 1].cout) o.cfg.E = o.cfg.enc.conv[o.cfg.enc.n_conv - 1].cout;
+    if (o.backbone) {
+        /* the padding convention comes from the backbone file (train checks the rest); a
+         * checkpoint holds the weights, so --resume does not read it */
+        if (o.resume)
+            o.cfg.bb.kind = SAC_BACKBONE_MOBILENET_V2;
+        else if (model_backbone_config(o.backbone, &o.cfg.bb) != SAC_OK)
+            return CLI_FAILED;
+        o.cfg.bb.grid = (int)grid;
+        o.cfg.bb.channels = grid == 14 ? 576 : 1280;
+        o.cfg.bb.proj = proj > 0;
+        o.cfg.E = proj > 0 ? (int)proj : o.cfg.bb.channels;
+        o.cfg.enc.image_size = image_size ? (int)image_size : 224;
+    } else {
+        if (image_size) o.cfg.enc.image_size = (int)image_size;
+        o.cfg.E = o.cfg.enc.conv[o.cfg.enc.n_conv - 1].cout;
+    }
     sac_blas_set_threads(threads > 0 ? (int)threads : cli_cores());
     if (quiet) sac_log_set_level(SAC_LOG_WARN);
     Printer pr = {quiet, cli_stderr_is_tty()};

@@ -23,6 +23,9 @@ int report_print(FILE *f, const ReportBlock *r, int json)
         fprintf(f, "distinct      %d / %d captions (%.3f)\n", r->n_distinct, r->n_images, ratio);
         fprintf(f, "vocabulary    %d words used\n", r->vocab_used);
         fprintf(f, "mean length   %.2f words\n", r->mean_len);
+        if (r->att_P)
+            fprintf(f, "attention     largest weight %.4f (%.1fx uniform over %d), entropy %.3f of uniform\n",
+                    r->att_max, r->att_max * r->att_P, r->att_P, r->att_entropy);
         return 0;
     }
     cJSON *o = cJSON_CreateObject();
@@ -45,6 +48,10 @@ int report_print(FILE *f, const ReportBlock *r, int json)
     cJSON_AddNumberToObject(o, "distinct_ratio", ratio);
     cJSON_AddNumberToObject(o, "vocab_used", r->vocab_used);
     cJSON_AddNumberToObject(o, "mean_len", r->mean_len);
+    if (r->att_P) {
+        cJSON_AddNumberToObject(o, "attention_max", r->att_max);
+        cJSON_AddNumberToObject(o, "attention_entropy", r->att_entropy);
+    }
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!text) return -1;

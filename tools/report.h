@@ -15,6 +15,9 @@ typedef struct ReportBlock {
     int n_distinct;  /* distinct captions */
     int vocab_used;  /* distinct words over all captions */
     double mean_len; /* words per caption */
+    int att_P;       /* grid positions when the attention sharpness below is known (eval), else 0 */
+    double att_max;  /* mean over words of the largest attention weight (1/P: uniform) */
+    double att_entropy; /* mean over words of the map's entropy / log(P) (1: uniform) */
 } ReportBlock;
 
 /* Text: one "name value" line per metric. JSON: one object on one line, with coco-caption's
