@@ -211,9 +211,9 @@ int backbone_file_check(const SafeTensors *st, BackboneInfo *info)
     backbone_layers(L, info->n_classes);
     for (int i = 0; i < BACKBONE_N_LAYERS; i++) {
         int64_t bshape[1] = {L[i].cout};
-        snprintf(name, sizeof(name), "%s.weight", L[i].name);
+        snprintf(name, sizeof(name), "%.31s.weight", L[i].name);
         if ((rc = check_tensor(st, name, L[i].wndim, L[i].wshape))) return rc;
-        snprintf(name, sizeof(name), "%s.bias", L[i].name);
+        snprintf(name, sizeof(name), "%.31s.bias", L[i].name);
         if ((rc = check_tensor(st, name, 1, bshape))) return rc;
     }
     if (safetensors_count(st) != 2 * BACKBONE_N_LAYERS) {

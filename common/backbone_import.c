@@ -107,8 +107,9 @@ static int quant1(const Walk *wk, int t, const char *role, double *scale, int64_
     return 0;
 }
 
-/* The operator at wk->k must be `builtin`. */
-static const TfliteOperator *expect_op(Walk *wk, int builtin, const char *layer)
+/* The operator at wk->k must be `builtin`, reading the current activation as input 0 (or, when
+ * `either` is 1, as input 0 or 1: ADD commutes). */
+static const TfliteOperator *expect_op(Walk *wk, int builtin, const char *layer, int either)
 {
     wk->layer = layer;
     if (wk->k >= wk->m->n_operators) {
@@ -124,7 +125,7 @@ static const TfliteOperator *expect_op(Walk *wk, int builtin, const char *layer)
         op_bad(wk, "%d outputs, expected 1", op->n_outputs);
         return NULL;
     }
-    if (op->n_inputs < 1 || op->inputs[0] != wk->cur) {
+    if (op->n_inputs < 1 || (op->inputs[0] != wk->cur && !(either && op->n_inputs > 1 && op->inputs[1] == wk->cur))) {
         int t = op->n_inputs ? op->inputs[0] : -1;
         op_bad(wk, "reads tensor %d '%.160s', expected tensor %d '%.160s' (the previous layer's output)", t,
                t >= 0 ? tensor(wk, t)->name : "", wk->cur, tensor(wk, wk->cur)->name);
@@ -136,7 +137,7 @@ static const TfliteOperator *expect_op(Walk *wk, int builtin, const char *layer)
 /* A CONV_2D / DEPTHWISE_CONV_2D for layer L: check it, dequantize, transpose, add to the file. */
 static int take_conv(Walk *wk, BackboneLayer *L)
 {
-    const TfliteOperator *op = expect_op(wk, L->depthwise ? TFLITE_OP_DEPTHWISE_CONV_2D : TFLITE_OP_CONV_2D, L->name);
+    const TfliteOperator *op = expect_op(wk, L->depthwise ? TFLITE_OP_DEPTHWISE_CONV_2D : TFLITE_OP_CONV_2D, L->name, 0);
     if (!op) return SAC_ERR_FORMAT;
     const TfliteOptions *o = &op->opt;
     if (op->n_inputs != 3 || op->inputs[1] < 0 || op->inputs[2] < 0)
@@ -172,8 +173,8 @@ static int take_conv(Walk *wk, BackboneLayer *L)
         (rc = expect_tensor(wk, bt, "bias", TFLITE_INT32, 1, 1, bshape)) ||
         (rc = expect_tensor(wk, ot, "output", TFLITE_UINT8, 0, 4, oshape)))
         return rc;
-    double in_s, w_s, b_s;
-    int64_t in_zp, w_zp, b_zp;
+    double in_s = 0, w_s = 0, b_s = 0;
+    int64_t in_zp = 0, w_zp = 0, b_zp = 0;
     if ((rc = quant1(wk, wk->cur, "input", &in_s, &in_zp)) || (rc = quant1(wk, wt, "weights", &w_s, &w_zp)) ||
         (rc = quant1(wk, bt, "bias", &b_s, &b_zp)))
         return rc;
@@ -229,11 +230,12 @@ static int take_add(Walk *wk, const BackboneLayer *L, int block_in)
 {
     char layer[64];
     snprintf(layer, sizeof(layer), "residual add of features.%d", L->feature);
-    const TfliteOperator *op = expect_op(wk, TFLITE_OP_ADD, layer);
+    const TfliteOperator *op = expect_op(wk, TFLITE_OP_ADD, layer, 1);
     if (!op) return SAC_ERR_FORMAT;
-    if (op->n_inputs != 2 || op->inputs[1] != block_in)
-        return op_bad(wk, "adds tensor %d, expected tensor %d '%.160s' (the block's input)",
-                      op->n_inputs == 2 ? op->inputs[1] : -1, block_in, tensor(wk, block_in)->name);
+    const int other = op->n_inputs == 2 ? op->inputs[op->inputs[0] == wk->cur ? 1 : 0] : -1;
+    if (other != block_in)
+        return op_bad(wk, "adds tensor %d, expected tensor %d '%.160s' (the block's input)", other, block_in,
+                      tensor(wk, block_in)->name);
     if (op->opt.activation != TFLITE_ACT_NONE)
         return op_bad(wk, "fused activation %s, expected NONE (the residual add is linear)",
                       tflite_activation_name(op->opt.activation));
@@ -247,7 +249,7 @@ static int take_add(Walk *wk, const BackboneLayer *L, int block_in)
 
 static int take_pool(Walk *wk)
 {
-    const TfliteOperator *op = expect_op(wk, TFLITE_OP_AVERAGE_POOL_2D, "global average pool");
+    const TfliteOperator *op = expect_op(wk, TFLITE_OP_AVERAGE_POOL_2D, "global average pool", 0);
     if (!op) return SAC_ERR_FORMAT;
     if (!op->has_options) return op_bad(wk, "no Pool2D options");
     if (op->opt.filter_w != wk->wd || op->opt.filter_h != wk->h)
@@ -267,13 +269,13 @@ static int take_pool(Walk *wk)
 static int take_tail(Walk *wk, int n_classes)
 {
     const int32_t shape[2] = {1, n_classes};
-    const TfliteOperator *op = expect_op(wk, TFLITE_OP_RESHAPE, "reshape of the logits");
+    const TfliteOperator *op = expect_op(wk, TFLITE_OP_RESHAPE, "reshape of the logits", 0);
     int rc;
     if (!op) return SAC_ERR_FORMAT;
     if ((rc = expect_tensor(wk, op->outputs[0], "output", TFLITE_UINT8, 0, 2, shape))) return rc;
     wk->cur = op->outputs[0];
     wk->k++;
-    if (!(op = expect_op(wk, TFLITE_OP_SOFTMAX, "softmax"))) return SAC_ERR_FORMAT;
+    if (!(op = expect_op(wk, TFLITE_OP_SOFTMAX, "softmax", 0))) return SAC_ERR_FORMAT;
     if (op->has_options && op->opt.beta != 1.0f) return op_bad(wk, "beta %g, expected 1", op->opt.beta);
     if ((rc = expect_tensor(wk, op->outputs[0], "output", TFLITE_UINT8, 0, 2, shape))) return rc;
     wk->cur = op->outputs[0];
@@ -312,8 +314,8 @@ int backbone_from_tflite(const TfliteModel *m, SafeTensorsWriter *w, BackboneImp
     if (m->n_inputs != 1) return sac_error("%s: %d graph inputs, expected 1 image", m->path, m->n_inputs), SAC_ERR_FORMAT;
     Walk wk = {m, w, rep, 0, m->inputs[0], BACKBONE_INPUT_SIZE, BACKBONE_INPUT_SIZE, "input"};
     const int32_t in_shape[4] = {1, BACKBONE_INPUT_SIZE, BACKBONE_INPUT_SIZE, 3};
-    double in_s;
-    int64_t in_zp;
+    double in_s = 0;
+    int64_t in_zp = 0;
     int rc;
     if ((rc = expect_tensor(&wk, wk.cur, "input", TFLITE_UINT8, 0, 4, in_shape)) ||
         (rc = quant1(&wk, wk.cur, "input", &in_s, &in_zp)))

@@ -579,7 +579,7 @@ static void write_state_dict(const char *path, RefLayer ref[BACKBONE_N_LAYERS], 
         RefLayer *r = &ref[i];
         r->w = malloc(sizeof(float) * n);
         for (size_t k = 0; k < n; k++) r->w[k] = 0.2f * sac_rng_normal(&rng);
-        snprintf(name, sizeof(name), "%s.weight", L[i].name);
+        snprintf(name, sizeof(name), "%.31s.weight", L[i].name);
         ck_assert_int_eq(safetensors_writer_add_f32(w, name, L[i].wndim, L[i].wshape, r->w, SAC_DTYPE_F32), 0);
         const int64_t cs[1] = {C};
         r->gamma = malloc(sizeof(float) * C), r->beta = malloc(sizeof(float) * C);
@@ -1002,6 +1002,19 @@ START_TEST(test_real_edits_rejected)
 }
 END_TEST
 
+START_TEST(test_real_add_either_order)
+{
+    TfliteModel *m = real_model();
+    int32_t *in = m->operators[9].inputs, t = in[0];
+    in[0] = in[1], in[1] = t;
+    SafeTensorsWriter *w = safetensors_writer_create();
+    log_reset();
+    ck_assert_msg(backbone_from_tflite(m, w, NULL) == 0, "ADD with swapped inputs refused: %s", logbuf);
+    safetensors_writer_free(w);
+    tflite_free(m);
+}
+END_TEST
+
 START_TEST(test_real_bias_scale_warning)
 {
     TfliteModel *m = real_model();
@@ -1086,6 +1099,7 @@ int main(int argc, char **argv)
         tcase_add_test(tc, test_real_parse);
         tcase_add_test(tc, test_real_convert);
         tcase_add_test(tc, test_real_edits_rejected);
+        tcase_add_test(tc, test_real_add_either_order);
         tcase_add_test(tc, test_real_bias_scale_warning);
         tcase_add_test(tc, test_real_import);
     } else {
