@@ -336,11 +336,15 @@ static int jpeg_check(const uint8_t *b, size_t n, const char *name, int header_o
     return SAC_OK;
 }
 
-/* Bytes of a binary PNM header ("P6", width, height, maxval, each after whitespace or
- * '#' comments, then one whitespace byte), or 0 when it does not parse. */
-static uint64_t pnm_header_bytes(const uint8_t *b, size_t n)
+/* Parse a binary PNM header ("P6", width, height, maxval, each after whitespace or '#'
+ * comments, as stb_image skips them, then one whitespace byte): the three values (saturated
+ * at 2^32; a field without digits reads 0, as in stb_image) and the header's length, or 0
+ * when it does not parse. */
+static uint64_t pnm_header(const uint8_t *b, size_t n, uint64_t v[3])
 {
     size_t p = 2;
+    int ok = 1;
+    v[0] = v[1] = v[2] = 0;
     for (int field = 0; field < 3; field++) {
         for (;;) {
             while (p < n && (b[p] == ' ' || (b[p] >= '\t' && b[p] <= '\r'))) p++;
@@ -350,10 +354,42 @@ static uint64_t pnm_header_bytes(const uint8_t *b, size_t n)
             }
             break;
         }
-        if (p >= n || b[p] < '0' || b[p] > '9') return 0;
-        while (p < n && b[p] >= '0' && b[p] <= '9') p++;
+        if (p >= n || b[p] < '0' || b[p] > '9') ok = 0; /* stb_image reads 0 here and goes on */
+        for (; p < n && b[p] >= '0' && b[p] <= '9'; p++)
+            if ((v[field] = v[field] * 10 + (b[p] - '0')) > UINT32_MAX) v[field] = UINT32_MAX;
     }
-    return p + 1;
+    return ok ? p + 1 : 0;
+}
+
+static uint64_t pnm_header_bytes(const uint8_t *b, size_t n)
+{
+    uint64_t v[3];
+    return pnm_header(b, n, v);
+}
+
+/* What must be refused before stb_image parses even the header: Softimage PIC (not a promised
+ * format); a JPEG whose segments are corrupt (jpeg_check); a PNM header number beyond int
+ * (stb_image 2.27 accumulates it in an int: signed overflow). Logs with name unless NULL. */
+static int image_precheck(ImageFormat fmt, const uint8_t *buf, size_t len, const char *name,
+                          int header_only)
+{
+    if (fmt == FMT_PIC) {
+        if (name)
+            sac_error("%s: a Softimage PIC image, expected JPEG/PNG/BMP/GIF/TGA/PSD/HDR/PNM",
+                      name);
+        return SAC_ERR_UNSUPPORTED;
+    }
+    if (fmt == FMT_JPEG) return jpeg_check(buf, len, name, header_only);
+    uint64_t v[3];
+    if (fmt == FMT_PNM && (pnm_header(buf, len, v), 1) &&
+        (v[0] > IMAGE_MAX_SIDE || v[1] > IMAGE_MAX_SIDE || v[2] > 65535)) {
+        if (name)
+            sac_error("%s: PNM header claims %llu x %llu pixels with maximum %llu, expected sides "
+                      "up to %d and a maximum up to 65535", name, (unsigned long long)v[0],
+                      (unsigned long long)v[1], (unsigned long long)v[2], IMAGE_MAX_SIDE);
+        return SAC_ERR_UNSUPPORTED;
+    }
+    return SAC_OK;
 }
 
 /* A lower bound on the file size a valid w x h image of this format needs (0 when unknown or
@@ -495,13 +531,10 @@ int sac_image_load_memory(const uint8_t *buf, size_t len, const char *name, SacI
         sac_error("%s: %zu bytes, expected at most %d (stb_image's limit)", name, len, INT_MAX);
         return SAC_ERR_UNSUPPORTED;
     }
-    ImageFormat fmt = image_format(buf, len);
-    if (fmt == FMT_PIC) {
-        sac_error("%s: a Softimage PIC image, expected JPEG/PNG/BMP/GIF/TGA/PSD/HDR/PNM", name);
-        return SAC_ERR_UNSUPPORTED;
-    }
     /* before stbi_info, which already builds the Huffman tables of a JPEG header */
-    if (fmt == FMT_JPEG && jpeg_check(buf, len, name, 0)) return SAC_ERR_FORMAT;
+    ImageFormat fmt = image_format(buf, len);
+    int rc = image_precheck(fmt, buf, len, name, 0);
+    if (rc) return rc;
     int w, h, n_ch;
     if (!stbi_info_from_memory(buf, (int)len, &w, &h, &n_ch)) {
         const char *why = stbi_failure_reason();
@@ -570,7 +603,7 @@ int sac_image_load_memory(const uint8_t *buf, size_t len, const char *name, SacI
                 s[i] = (stbi_us)(s[i] >> 8 | s[i] << 8);
         }
     }
-    int rc = sac_image_alloc(out, dw, dh, 0);
+    rc = sac_image_alloc(out, dw, dh, 0);
     if (rc) {
         stbi_image_free(px);
         return rc;
@@ -605,8 +638,8 @@ static const char *probe_memory(const uint8_t *buf, size_t n, int complete, int 
 {
     int c;
     ImageFormat fmt = image_format(buf, n);
-    if (fmt == FMT_PIC) return "unsupported format (Softimage PIC)";
     if (fmt == FMT_JPEG && jpeg_check(buf, n, NULL, 1)) return complete ? "corrupt JPEG header" : "";
+    if (image_precheck(fmt, buf, n, NULL, 1)) return "unsupported header";
     if (n > INT_MAX || !stbi_info_from_memory(buf, (int)n, w, h, &c)) return "not a readable image";
     return NULL;
 }

@@ -108,6 +108,8 @@ def main():
     put("regress", "image", "slow_359.psd", slow + b"\x80" * (359 - len(slow)))
     pic = b"\x53\x80\xf6\x34" + bytes(84) + b"PICT" + struct.pack(">HH", 1, 1) + bytes(8) + bytes([0, 8, 0, 0xE0, 10, 20, 30])
     put("regress", "image", "softimage.pic", pic)
+    # found by fuzz_image: stb_image 2.27 accumulates PNM header numbers in an int
+    put("regress", "image", "pnm_int_overflow.pgm", b"P5\n72222222222222222222 1\n255\n\x00")
 
     # ---- safetensors
     f32 = struct.pack("<6f", 1, -2, 0.5, 3.25, -0.0, 1e30)

@@ -704,6 +704,23 @@ START_TEST(test_psd_claims_beyond_data)
 }
 END_TEST
 
+/* stb_image 2.27 reads PNM header numbers into an int without a bound (signed overflow, found
+ * by fuzz_image): refused before stb sees them. */
+START_TEST(test_pnm_header_overflow)
+{
+    static const char pgm[] = "P5\n72222222222222222222 1\n255\n\x00";
+    SacImage img = {0};
+    expect_error(sac_image_load_memory((const uint8_t *)pgm, sizeof(pgm) - 1, "big.pgm", &img, 0),
+                 SAC_ERR_UNSUPPORTED, "big.pgm", "PNM header claims 4294967295 x 1 pixels");
+    static const char ok[] = "P5\n# a comment\n2 1\n255\n\x10\x20";
+    ck_assert_int_eq(sac_image_load_memory((const uint8_t *)ok, sizeof(ok) - 1, "ok.pgm", &img, 0),
+                     SAC_OK);
+    ck_assert_int_eq(img.w, 2);
+    ck_assert_int_eq(img.rgb[3], 0x20);
+    sac_image_free(&img);
+}
+END_TEST
+
 /* Softimage PIC is decoded by stb_image but is not a promised format. */
 START_TEST(test_pic_refused)
 {
@@ -851,6 +868,7 @@ int main(void)
     tcase_add_test(tc, test_size_claims_beyond_data);
     tcase_add_test(tc, test_psd_claims_beyond_data);
     tcase_add_test(tc, test_pic_refused);
+    tcase_add_test(tc, test_pnm_header_overflow);
     tcase_add_test(tc, test_preprocess_constant);
     tcase_add_test(tc, test_preprocess_gradient);
     tcase_add_test(tc, test_flip_resize_write);
