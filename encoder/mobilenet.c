@@ -116,6 +116,38 @@ static int mn_pad_before(int n, int stride, int same)
     return total > 0 ? total / 2 : 0;
 }
 
+int mobilenet_block_shape(const MobileNetConfig *cfg, int n, MobileNetBlockShape *sh)
+{
+    if (mobilenet_config_check(cfg)) return SAC_ERR_INVALID;
+    const int last = cfg->grid == MOBILENET_GRID14 ? 13 : 17;
+    if (n < 1 || n > last) {
+        sac_error("mobilenet: block %d, expected 1..%d with grid %d", n, last, cfg->grid);
+        return SAC_ERR_INVALID;
+    }
+    int side = cfg->image_size / 2, cin = MN_STEM_C, spec = 2;
+    for (int i = 1; i <= n; i++) {
+        int t = 6, cout, s;
+        if (i == 1) {
+            t = 1, cout = 16, s = 1;
+        } else {
+            int g = 0, k = i - 2;
+            while (k >= mn_groups[g][2]) k -= mn_groups[g++][2];
+            cout = mn_groups[g][1];
+            s = k == 0 ? mn_groups[g][3] : 1;
+        }
+        if (i == n) {
+            *sh = (MobileNetBlockShape){.cin = cin, .hid = cin * t, .cout = cout, .stride = s,
+                                        .residual = s == 1 && cin == cout, .side = side,
+                                        .side_out = (side + s - 1) / s, .pad = mn_pad_before(side, s, cfg->pad_same),
+                                        .first_spec = spec};
+            return SAC_OK;
+        }
+        spec += i == 1 ? 4 : 6;
+        side = (side + s - 1) / s, cin = cout;
+    }
+    return SAC_ERR_INVALID;
+}
+
 /* ---- the tensor list ---- */
 
 typedef struct {
@@ -480,27 +512,53 @@ static void head_task(MnRun *r, int task, float *scratch)
     pointwise_forward(net->kernel, y, net->E, x, net->head_cin, NULL, 0, w, nr, net->head_cin, nc, 1);
 }
 
-int mobilenet_infer_forward(MobileNetInfer *net, float *feats, const float *images, int B)
+static int check_batch(const MobileNetInfer *net, int B)
 {
-    if (B < 1 || B > net->max_batch) {
-        sac_error("mobilenet: batch of %d images, expected 1..%d", B, net->max_batch);
+    if (B >= 1 && B <= net->max_batch) return SAC_OK;
+    sac_error("mobilenet: batch of %d images, expected 1..%d", B, net->max_batch);
+    return SAC_ERR_INVALID;
+}
+
+/* Blocks features.1 .. features.n on the images; the last one writes to out (B, Ho, Wo, C), or
+ * to a ping-pong buffer when out is NULL. r->in / r->in_img describe the result. */
+static void run_blocks(MnRun *r, const float *images, int B, int n, float *out)
+{
+    const MobileNetInfer *net = r->net;
+    const float *in = images;
+    size_t in_img = (size_t)3 * net->S * net->S;
+    for (int i = 0; i < n; i++) {
+        const MnBlock *L = &net->blk[i];
+        r->L = L;
+        r->in = in, r->in_img = in_img;
+        r->out = i == n - 1 && out ? out : net->act[i % 2], r->out_img = (size_t)L->Ho * L->Wo * L->cout;
+        r->bands = mn_bands(B, net->slots, L->Ho);
+        run_tasks(r, block_task, B * r->bands);
+        in = r->out, in_img = r->out_img;
+    }
+    r->in = in, r->in_img = in_img;
+}
+
+int mobilenet_infer_trunk(MobileNetInfer *net, float *out, const float *images, int B, int first)
+{
+    if (check_batch(net, B)) return SAC_ERR_INVALID;
+    if (first < 2 || first > net->n_blocks) {
+        sac_error("mobilenet: trunk up to block %d, expected 2..%d for grid %d", first, net->n_blocks, net->cfg.grid);
         return SAC_ERR_INVALID;
     }
     MnRun r;
     memset(&r, 0, sizeof(r));
     r.net = net;
-    const float *in = images;
-    size_t in_img = (size_t)3 * net->S * net->S;
-    for (int i = 0; i < net->n_blocks; i++) {
-        const MnBlock *L = &net->blk[i];
-        r.L = L;
-        r.in = in, r.in_img = in_img;
-        r.out = net->act[i % 2], r.out_img = (size_t)L->Ho * L->Wo * L->cout;
-        r.bands = mn_bands(B, net->slots, L->Ho);
-        run_tasks(&r, block_task, B * r.bands);
-        in = r.out, in_img = r.out_img;
-    }
-    r.in = in, r.in_img = in_img;
+    run_blocks(&r, images, B, first - 1, out);
+    return SAC_OK;
+}
+
+int mobilenet_infer_forward(MobileNetInfer *net, float *feats, const float *images, int B)
+{
+    if (check_batch(net, B)) return SAC_ERR_INVALID;
+    MnRun r;
+    memset(&r, 0, sizeof(r));
+    r.net = net;
+    run_blocks(&r, images, B, net->n_blocks, NULL);
     r.feats = feats;
     const int cb = (net->E + MN_HEAD_COLS - 1) / MN_HEAD_COLS, rb = (net->P + MN_HEAD_ROWS - 1) / MN_HEAD_ROWS;
     run_tasks(&r, head_task, B * rb * cb);

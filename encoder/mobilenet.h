@@ -55,6 +55,18 @@ int mobilenet_config_check(const MobileNetConfig *cfg);
 int mobilenet_grid_side(const MobileNetConfig *cfg);
 int mobilenet_grid_channels(const MobileNetConfig *cfg);
 
+/* Shape of block features.n (1..17; 1..13 with grid 14) at a config's input side. */
+typedef struct MobileNetBlockShape {
+    int cin, hid, cout; /* input, expanded (cin in block 1, which has no expansion), output channels */
+    int stride, residual;
+    int side, side_out; /* input and output side */
+    int pad;            /* zero rows above / columns left of its depthwise conv */
+    int first_spec;     /* index of its first tensor in mobilenet_specs order */
+} MobileNetBlockShape;
+
+/* Fills *sh; SAC_OK or SAC_ERR_INVALID (logged) for an invalid config or n. */
+int mobilenet_block_shape(const MobileNetConfig *cfg, int n, MobileNetBlockShape *sh);
+
 /* ---- the tensors a config needs -------------------------------------------------------- */
 
 #define MOBILENET_NAME_MAX 40
@@ -104,8 +116,39 @@ int mobilenet_infer_set_kernel(MobileNetInfer *net, int kernel);
  * allocation. */
 int mobilenet_infer_forward(MobileNetInfer *net, float *feats, const float *images, int B);
 
+/* The frozen trunk below block features.first (2..17, 2..13 with grid 14): out (B, side, side,
+ * cin) channels last (mobilenet_block_shape(first)), the input mobilenet_forward trains on.
+ * Same returns. */
+int mobilenet_infer_trunk(MobileNetInfer *net, float *out, const float *images, int B, int first);
+
 /* logits (B, N) from images (B, 3, S, S); needs a MOBILENET_CLASSIFY config. feats (B, P, 1280)
  * receives the 7-grid on the way, or may be NULL (an internal buffer is used). Same returns. */
 int mobilenet_infer_classify(MobileNetInfer *net, float *logits, float *feats, const float *images, int B);
+
+/* ---- training the top blocks (mobilenet_train.c) ---------------------------------------- */
+
+/* Fine-tuning: the blocks features.first .. the grid (features.17 and features.18 for grid 7;
+ * features.13 and features.14's expansion for grid 14) are trained on the output of the frozen
+ * trunk below them (mobilenet_infer_trunk, computed once per image), channels last. The trained
+ * tensors are mobilenet_specs entries first_spec(first) .. (the grid's last conv), in that
+ * order, torch layout; their gradients share the layout. Plain float code (sgemm, loops), for
+ * correctness first; dX accumulates (+=) as everywhere in saccade. Opaque arena holding every
+ * activation the backward needs, for up to max_batch images. */
+typedef struct MobileNetActs MobileNetActs;
+
+/* grid 14 or 7 (not classify), first in 2..17 (2..13 with grid 14). NULL (logged) on an
+ * invalid argument or out of memory. Free with mobilenet_acts_free (NULL is a no-op). */
+MobileNetActs *mobilenet_acts_create(const MobileNetConfig *cfg, int first, int max_batch);
+void mobilenet_acts_free(MobileNetActs *acts);
+/* How many tensors are trained (params / grads entries). */
+int mobilenet_acts_n_params(const MobileNetActs *acts);
+
+/* feats (B, P, E) from inp (B, side, side, cin) of block `first`; params[i] = spec
+ * first_spec + i. Keeps (copies) what the backward needs. SAC_OK or SAC_ERR_INVALID (B). */
+int mobilenet_forward(float *feats, MobileNetActs *acts, const float *inp, const float *const *params, int B);
+/* Backward of the last mobilenet_forward (same B): grads[i] += dL/dparams[i]; dinp (B, side,
+ * side, cin) += dL/dinp unless NULL; dfeats (B, P, E). SAC_OK or SAC_ERR_INVALID. */
+int mobilenet_backward(float *const *grads, float *dinp, MobileNetActs *acts, const float *dfeats,
+                       const float *const *params, int B);
 
 #endif

@@ -428,6 +428,170 @@ START_TEST(test_invalid_batch)
 }
 END_TEST
 
+/* ---- training the top blocks: forward against double, backward by finite differences ---- */
+
+static double relu6d(double v) { return v < 0.0 ? 0.0 : v > 6.0 ? 6.0 : v; }
+
+/* y (M, N) = x (M, K) @ W^T + b in double, W (N, K) float. */
+static void ref_conv1x1(double *y, const double *x, const float *W, const float *b, int M, int K, int N, int relu6)
+{
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double acc = b[n];
+            for (int k = 0; k < K; k++) acc += x[(size_t)m * K + k] * W[(size_t)n * K + k];
+            y[(size_t)m * N + n] = relu6 ? relu6d(acc) : acc;
+        }
+}
+
+/* feats (B, P, E) of blocks features.first.. and the head, from inp (B, side, side, cin), in
+ * double, straight from torch's definition (InvertedResidual, torch layout weights). */
+static void ref_top_forward(double *feats, const float *inp, float *const *params, const MobileNetConfig *cfg,
+                            int first, int B)
+{
+    const int last = cfg->grid == MOBILENET_GRID14 ? 13 : 17;
+    MobileNetBlockShape sh;
+    mobilenet_block_shape(cfg, first, &sh);
+    size_t n = (size_t)B * sh.side * sh.side * sh.cin;
+    double *x = malloc(sizeof(double) * n);
+    for (size_t i = 0; i < n; i++) x[i] = inp[i];
+    for (int j = 0; first + j <= last; j++) {
+        mobilenet_block_shape(cfg, first + j, &sh);
+        float *const *w = params + 6 * j;
+        const int H = sh.side, Ho = sh.side_out, C = sh.hid, M_in = B * H * H, M_out = B * Ho * Ho;
+        double *e = malloc(sizeof(double) * M_in * C), *d = malloc(sizeof(double) * M_out * C);
+        double *y = malloc(sizeof(double) * M_out * sh.cout);
+        ref_conv1x1(e, x, w[0], w[1], M_in, sh.cin, C, 1);
+        for (int b = 0; b < B; b++)
+            for (int oy = 0; oy < Ho; oy++)
+                for (int ox = 0; ox < Ho; ox++)
+                    for (int c = 0; c < C; c++) {
+                        double acc = w[3][c];
+                        for (int ky = 0; ky < 3; ky++)
+                            for (int kx = 0; kx < 3; kx++) {
+                                const int iy = oy * sh.stride - sh.pad + ky, ix = ox * sh.stride - sh.pad + kx;
+                                if (iy >= 0 && iy < H && ix >= 0 && ix < H)
+                                    acc += w[2][c * 9 + ky * 3 + kx] * e[(((size_t)b * H + iy) * H + ix) * C + c];
+                            }
+                        d[(((size_t)b * Ho + oy) * Ho + ox) * C + c] = relu6d(acc);
+                    }
+        ref_conv1x1(y, d, w[4], w[5], M_out, C, sh.cout, 0);
+        if (sh.residual)
+            for (size_t i = 0; i < (size_t)M_out * sh.cout; i++) y[i] += x[i];
+        free(x), free(e), free(d);
+        x = y;
+    }
+    const int nb = last - first + 1;
+    ref_conv1x1(feats, x, params[6 * nb], params[6 * nb + 1], B * sh.side_out * sh.side_out, sh.cout,
+                mobilenet_grid_channels(cfg), 1);
+    free(x);
+}
+
+typedef struct {
+    const MobileNetConfig *cfg;
+    int first, B;
+    float *const *params;
+    float *inp, *dfeats;
+    double *feats;
+    size_t n_feats;
+} TopCtx;
+
+static double top_loss(void *p)
+{
+    TopCtx *c = p;
+    ref_top_forward(c->feats, c->inp, c->params, c->cfg, c->first, c->B);
+    double L = 0.0;
+    for (size_t i = 0; i < c->n_feats; i++) L += c->feats[i] * c->dfeats[i];
+    return L;
+}
+
+/* Fine-tuning from block `first` at side S: the trunk + training forward equal the inference
+ * forward, the float forward the double one, and every gradient central differences of the
+ * double loss L = sum(feats * dfeats) at `samples` random indices per tensor. */
+static void run_top_gradcheck(int grid, int same, int first, int samples, uint64_t seed)
+{
+    SacRng rng;
+    sac_rng_seed(&rng, seed, 1);
+    MobileNetConfig cfg;
+    mobilenet_config_default(&cfg);
+    cfg.grid = grid, cfg.pad_same = same, cfg.image_size = 64;
+    const int B = 2, S = 64;
+    Weights w;
+    weights_make(&w, &cfg);
+    MobileNetSpec specs[MOBILENET_MAX_SPECS];
+    mobilenet_specs(&cfg, specs, MOBILENET_MAX_SPECS);
+    MobileNetBlockShape sh;
+    ck_assert_int_eq(mobilenet_block_shape(&cfg, first, &sh), SAC_OK);
+    MobileNetActs *acts = mobilenet_acts_create(&cfg, first, B);
+    ck_assert_ptr_nonnull(acts);
+    const int np = mobilenet_acts_n_params(acts);
+    ck_assert_int_eq(sh.first_spec + np, w.n);
+    float *const *params = w.t + sh.first_spec;
+    float *grads[MOBILENET_MAX_SPECS];
+    size_t numel[MOBILENET_MAX_SPECS];
+    for (int i = 0; i < np; i++) {
+        const MobileNetSpec *s = &specs[sh.first_spec + i];
+        numel[i] = 1;
+        for (int d = 0; d < s->ndim; d++) numel[i] *= (size_t)s->shape[d];
+        grads[i] = falloc(numel[i]);
+    }
+    /* the input: the trunk's output on random images */
+    MobileNetInfer *net = mobilenet_infer_create(&cfg, (const float *const *)w.t, B);
+    ck_assert_ptr_nonnull(net);
+    float *images = falloc((size_t)B * 3 * S * S);
+    fill_uniform(images, (size_t)B * 3 * S * S, -1.0f, 1.0f, &rng);
+    const size_t n_in = (size_t)B * sh.side * sh.side * sh.cin;
+    float *inp = falloc(n_in), *dinp = falloc(n_in);
+    ck_assert_int_eq(mobilenet_infer_trunk(net, inp, images, B, first), SAC_OK);
+    const int side = mobilenet_grid_side(&cfg);
+    const size_t n_feats = (size_t)B * side * side * mobilenet_grid_channels(&cfg);
+    float *feats = falloc(n_feats), *want = falloc(n_feats), *dfeats = falloc(n_feats);
+    ck_assert_int_eq(mobilenet_infer_forward(net, want, images, B), SAC_OK);
+    ck_assert_int_eq(mobilenet_forward(feats, acts, inp, (const float *const *)params, B), SAC_OK);
+    char name[96];
+    snprintf(name, sizeof(name), "top g%d from %d vs inference", grid, first);
+    ck_assert_int_eq(check_vs_torch(name, feats, want, n_feats), 0);
+    TopCtx c = {&cfg, first, B, params, inp, dfeats, malloc(sizeof(double) * n_feats), n_feats};
+    ref_top_forward(c.feats, inp, params, &cfg, first, B);
+    for (size_t i = 0; i < n_feats; i++) want[i] = (float)c.feats[i];
+    snprintf(name, sizeof(name), "top g%d from %d vs double", grid, first);
+    ck_assert_int_eq(check_tensor(name, feats, want, n_feats, 1e-5, 1e-4), 0);
+
+    fill_uniform(dfeats, n_feats, -1.0f, 1.0f, &rng);
+    ck_assert_int_eq(mobilenet_backward(grads, dinp, acts, dfeats, (const float *const *)params, B), SAC_OK);
+    int bad = 0;
+    for (int i = 0; i < np; i++) {
+        snprintf(name, sizeof(name), "g%d %s", grid, specs[sh.first_spec + i].name);
+        /* float gradients summed over up to ~1000 terms: ~1e-5 relative. A tensor reaches
+         * thousands of ReLU6 units downstream, so a step of 1e-4 crossed a kink in 1 sample of
+         * 3 (errors of 1-4%); the double loss allows eps 1e-6 (as test_encoder.c) */
+        bad += gradcheck(name, params[i], grads[i], numel[i], top_loss, &c, samples, 1e-6, 1e-3, 1e-4, &rng);
+    }
+    snprintf(name, sizeof(name), "g%d input of features.%d", grid, first);
+    bad += gradcheck(name, inp, dinp, n_in, top_loss, &c, samples, 1e-6, 1e-3, 1e-4, &rng);
+    ck_assert_int_eq(bad, 0);
+    /* a second backward accumulates: the gradients double */
+    float *g0 = falloc(numel[0]);
+    memcpy(g0, grads[0], sizeof(float) * numel[0]);
+    ck_assert_int_eq(mobilenet_backward(grads, NULL, acts, dfeats, (const float *const *)params, B), SAC_OK);
+    for (size_t i = 0; i < numel[0]; i++) ck_assert_float_eq_tol(grads[0][i], 2.0f * g0[i], 1e-6f + 1e-6f * fabsf(g0[i]));
+    free(g0);
+    for (int i = 0; i < np; i++) free(grads[i]);
+    free(images), free(inp), free(dinp), free(feats), free(want), free(dfeats), free(c.feats);
+    mobilenet_infer_free(net);
+    mobilenet_acts_free(acts);
+    weights_free(&w);
+}
+
+/* grid 7 from features.14: a stride-2 block with SAME padding, two residual blocks, one without,
+ * the head (1x1 to 1280) */
+START_TEST(test_top_gradcheck_grid7) { run_top_gradcheck(MOBILENET_GRID7, 1, 14, 12, 31); }
+END_TEST
+
+/* grid 14 from features.12 (symmetric padding): two residual blocks at 4 x 4 and features.14's
+ * expansion as the head */
+START_TEST(test_top_gradcheck_grid14) { run_top_gradcheck(MOBILENET_GRID14, 0, 12, 25, 32); }
+END_TEST
+
 static Suite *mobilenet_suite(void)
 {
     Suite *s = suite_create("mobilenet");
@@ -439,6 +603,8 @@ static Suite *mobilenet_suite(void)
     tcase_add_test(tc, test_invalid_batch);
     tcase_add_test(tc, test_reference_64);
     tcase_add_test(tc, test_reference_224);
+    tcase_add_test(tc, test_top_gradcheck_grid14);
+    tcase_add_test(tc, test_top_gradcheck_grid7);
     suite_add_tcase(s, tc);
     return s;
 }
