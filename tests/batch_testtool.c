@@ -7,7 +7,8 @@
  *       each a different pattern of colours
  *   batch_testtool read jsonl|tsv|coco|html FILE
  *       checks every record and prints one line per record: "ok<TAB>KEY<TAB>CAPTION" or
- *       "err<TAB>KEY" (KEY: the image path; coco: the image_id); exit 1 when the file is malformed.
+ *       "err<TAB>KEY" (KEY: the image path; coco: the image_id); exit 1 when the file is malformed
+ *       (jsonl, coco, html: also when it is not valid UTF-8, as JSON must be).
  *       html: every inlined data:image/png;base64 picture must decode; prints "pictures<TAB>N" last.
  *
  * Size letters: none.
@@ -64,6 +65,23 @@ static int make_images(const char *dir, int count, int size, const char *exts, c
     return 0;
 }
 
+/* 1 when the n bytes at s are valid UTF-8 (no overlong forms, surrogates or values > U+10FFFF). */
+static int utf8_ok(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
+        if (!len || i + len > n) return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((s[i + k] & 0xc0) != 0x80) return 0;
+        if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0) || (c == 0xf0 && s[i + 1] < 0x90) ||
+            (c == 0xf4 && s[i + 1] >= 0x90))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
 /* Decode base64 and check it is a PNG stb_image reads. */
 static int png_ok(const char *b64, size_t n)
 {
@@ -118,9 +136,11 @@ static int read_results(const char *fmt, const char *file)
         long n = ftell(f);
         fseek(f, 0, SEEK_SET);
         char *text = malloc((size_t)n + 1);
-        text[fread(text, 1, (size_t)n, f)] = 0;
+        size_t got = fread(text, 1, (size_t)n, f);
+        text[got] = 0;
         cJSON *j = cJSON_Parse(text);
-        if (!cJSON_IsArray(j)) rc = fail(file, 0, "not a JSON array");
+        if (!utf8_ok((const unsigned char *)text, got)) rc = fail(file, 0, "not valid UTF-8");
+        else if (!cJSON_IsArray(j)) rc = fail(file, 0, "not a JSON array");
         const cJSON *el;
         cJSON_ArrayForEach(el, j)
         {
@@ -145,6 +165,10 @@ static int read_results(const char *fmt, const char *file)
             break;
         }
         line[--len] = 0;
+        if (strcmp(fmt, "tsv") && !utf8_ok((const unsigned char *)line, (size_t)len)) {
+            rc = fail(file, ln, "not valid UTF-8");
+            break;
+        }
         if (!strcmp(fmt, "jsonl")) {
             rc = print_json_record(file, ln, line);
         } else if (!strcmp(fmt, "tsv")) {

@@ -237,6 +237,105 @@ check "missing directory: exit 1" status 1 "$S" batch "$W/nonexistent" --model "
 check "coco to stdout: printed at the end, as the file" sh -c '"$0" batch "$1" --model "$2" --format coco 2>/dev/null | cmp -s - "$3"' "$S" "$P" "$M" "$W/all.coco"
 check "an empty directory: exit 0, empty COCO array" sh -c 'mkdir "$0/empty" && "$1" batch "$0/empty" --format coco --quiet | grep -qx "\[\]"' "$W" "$S"
 
+# ---- never lose a user's file ----
+# Device nodes of our own in $W (as root), so that a regression that renames over a device
+# replaces the test's node, never the machine's /dev/null; else /dev/full and no device checks.
+FULL=/dev/full NULLDEV=
+if [ "$(id -u)" = 0 ] && mknod "$W/full" c 1 7 2>/dev/null && mknod "$W/null" c 1 3 2>/dev/null; then
+    FULL=$W/full NULLDEV=$W/null
+fi
+G=$W/good # a tree where every image is fine
+mkdir "$G"
+"$T" images "$G" 3 24 png,jpg g
+
+# a second run on the same output says who holds it and exits 2; the first completes
+"$S" batch "$W/many" --model "$M" --beam 64 --threads 1 --quiet -o "$W/lock.jsonl" 2>"$W/lock1.err" &
+first=$!
+n=0
+while [ ! -e "$W/lock.jsonl.lock" ] && [ $n -lt 500 ]; do sleep 0.01; n=$((n + 1)); done
+check "a second batch on the same output: exit 2" status 2 "$S" batch "$W/many" --model "$M" -o "$W/lock.jsonl"
+check "... it names the run that holds it" grep -q "lock.jsonl is in use by another run (pid $first: .*batch" "$W/status.err"
+ln -s lock.jsonl "$W/lock-alias.jsonl"
+check "... also through another name of the file, and with --resume" status 2 "$S" batch "$W/many" --model "$M" -o "$W/lock-alias.jsonl" --resume
+set +e
+wait $first
+first_status=$?
+set -e
+check "the first run completes: exit 0" test "$first_status" = 0
+check "... every record once, as one clean run" sh -c 'sort "$0" | cmp -s - "$1"' "$W/lock.jsonl" "$W/many.ref"
+check "... and removes its lock file" test ! -e "$W/lock.jsonl.lock"
+
+# --shard ranges and --resume with another shard
+check "--shard 0/99999999999: exit 2" status 2 "$S" batch "$G" --model "$M" --shard 0/99999999999
+check "... names the range" grep -q 'expected I/N with 0 <= I < N <= 1000000' "$W/status.err"
+check "--shard 0/1000001: exit 2" status 2 "$S" batch "$G" --model "$M" --shard 0/1000001
+check "--shard -1/3: exit 2" status 2 "$S" batch "$G" --model "$M" --shard -1/3
+check "--shard 1/3x: exit 2" status 2 "$S" batch "$G" --model "$M" --shard 1/3x
+check "--shard 999999/1000000: accepted" status 0 "$S" batch "$G" --model "$M" --shard 999999/1000000 --quiet
+"$S" batch "$P" --model "$M" --quiet --shard 0/3 -o "$W/sh.jsonl" 2>/dev/null || true
+cp "$W/sh.jsonl" "$W/sh.orig"
+check "--resume of a shard 0/3 output with --shard 1/3: exit 2" status 2 "$S" batch "$P" --model "$M" --shard 1/3 -o "$W/sh.jsonl" --resume
+check "... says which shard its records belong to" grep -q "not in shard 1/3" "$W/status.err"
+check "... and leaves the output alone" same "$W/sh.jsonl" "$W/sh.orig"
+check "--resume of it with --shard 0/3: accepted" status 1 "$S" batch "$P" --model "$M" --shard 0/3 -o "$W/sh.jsonl" --resume
+check "... adds nothing" same "$W/sh.jsonl" "$W/sh.orig"
+
+# skipped files and directories make the exit status 1
+mkdir "$W/skip"
+cp "$G/g000.png" "$W/skip/"
+ln -s nowhere "$W/skip/dangling.png"
+check "a dangling link: exit 1" status 1 "$S" batch "$W/skip" --model "$M" --quiet
+check "... the good image is still captioned" sh -c '[ "$(grep -c g000.png "$0")" = 1 ]' "$W/status.out"
+check "... the link is named" grep -q "dangling.png" "$W/status.err"
+if [ "$(id -u)" != 0 ]; then
+    mkdir "$W/skip2" "$W/skip2/locked"
+    cp "$G/g000.png" "$W/skip2/"
+    chmod 000 "$W/skip2/locked"
+    check "an unreadable directory: exit 1" status 1 "$S" batch "$W/skip2" --model "$M" --quiet
+    chmod 755 "$W/skip2/locked"
+fi
+
+# outputs: write errors, devices, links, an output that is an input
+check "--format coco -o FULL: exit 1" status 1 "$S" batch "$G" --model "$M" --quiet --format coco -o "$FULL"
+check "... the file and the reason named" grep -q "$FULL: write error (No space left on device)" "$W/status.err"
+check "... FULL is still a device, no .partial beside it" test -c "$FULL" -a ! -e "$FULL.partial"
+check "-o FULL (jsonl): exit 1" status 1 "$S" batch "$G" --model "$M" --quiet -o "$FULL"
+check "--format coco to stdout > /dev/full: exit 1" sh -c '"$0" batch "$1" --model "$2" --quiet --format coco >/dev/full 2>"$3"; [ $? = 1 ] && grep -q "stdout: write error" "$3"' "$S" "$G" "$M" "$W/cocofull.err"
+if [ -n "$NULLDEV" ]; then
+    check "--format coco -o NULL: exit 0" status 0 "$S" batch "$G" --model "$M" --quiet --format coco -o "$NULLDEV"
+    check "--format html -o NULL: exit 0" status 0 "$S" batch "$G" --model "$M" --quiet --format html -o "$NULLDEV"
+    check "... NULL is still a device" test -c "$NULLDEV"
+fi
+mkdir "$W/outdir"
+ln -s outdir/results.json "$W/res-link.json"
+check "--format coco -o LINK: exit 0" status 0 "$S" batch "$G" --model "$M" --quiet --format coco -o "$W/res-link.json"
+check "... the link stays a link, its target has the results" sh -c 'test -L "$0" && "$1" read coco "$2" | grep -c "^ok" | grep -qx 3' \
+    "$W/res-link.json" "$T" "$W/outdir/results.json"
+ln -s outdir/gallery.html "$W/gal-link.html"
+check "-o LINK.html: exit 0, the link stays, the target is the gallery" sh -c '"$0" batch "$1" --model "$2" --quiet -o "$3" && test -L "$3" && "$4" read html "$5" >/dev/null' \
+    "$S" "$G" "$M" "$W/gal-link.html" "$T" "$W/outdir/gallery.html"
+cp "$G/g000.png" "$W/g000.orig"
+check "-o naming one of the images: exit 2" status 2 "$S" batch "$G" --model "$M" -o "$G/g000.png"
+check "... the image intact" same "$G/g000.png" "$W/g000.orig"
+check "-o naming the model: exit 2" status 2 "$S" batch "$G" --model "$M" -o "$M"
+
+# file names: valid JSON whatever the bytes, no control characters on the terminal
+U=$W/names
+mkdir "$U"
+cp "$G/g000.png" "$U/$(printf 'caf\351.png')"
+cp "$G/g001.jpg" "$U/tab	name.jpg"
+printf 'not an image' >"$U/$(printf '\033[31mevil.jpg')"
+check "names: exit 1 (one broken file)" status 1 "$S" batch "$U" --model "$M" -o "$W/names.jsonl"
+check "... no escape sequence reaches the terminal" sh -c '! grep -q "$(printf "\033")" "$0" && grep -q "evil.jpg" "$0"' "$W/status.err"
+check "... jsonl is valid UTF-8 JSON" sh -c '"$0" read jsonl "$1" >"$2"' "$T" "$W/names.jsonl" "$W/names.rec"
+check "... the non-UTF-8 byte is written as \\xe9" grep -qF "	$U/caf\\xe9.png	" "$W/names.rec"
+check "--resume of it adds nothing" status 1 "$S" batch "$U" --model "$M" -o "$W/names.jsonl" --resume
+check "... still one record per image" test "$(wc -l <"$W/names.jsonl")" = 3
+for fmt in html coco; do
+    "$S" batch "$U" --model "$M" --quiet --format $fmt -o "$W/names.$fmt" 2>/dev/null || true
+    check "names: $fmt is valid UTF-8" sh -c '"$0" read "$1" "$2" >/dev/null' "$T" $fmt "$W/names.$fmt"
+done
+
 if [ $fails -ne 0 ]; then
     echo "$fails check(s) failed"
     exit 1

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "image.h"
 
@@ -17,18 +18,22 @@
 typedef struct BatchFile {
     char *path;      /* as reported: the DIR argument joined with the path below it (owned) */
     const char *rel; /* points into path: the part below the DIR argument (the shard key) */
+    dev_t dev;       /* the file (links followed), to tell an output that is one of the inputs */
+    ino_t ino;
 } BatchFile;
 
 typedef struct BatchFileList {
     BatchFile *files; /* (n) sorted by path (bytewise), no duplicates */
     size_t n, cap;
+    size_t skipped;   /* directories and files that could not be read (warned about) */
 } BatchFileList;
 
 /* Walk each root recursively and collect the image files (see batch_is_image_name and
  * batch_sniff), following symbolic links but entering each directory (device, inode) once, so
  * a link loop or a link back into the tree is walked only once. Entries whose name starts with
- * '.' are skipped below a root; a root that is a file is taken as given. Unreadable directories
- * and dangling links are warned about and skipped. The list is sorted and deduplicated.
+ * '.' are skipped below a root; a root that is a file is taken as given. Unreadable directories,
+ * dangling links and unreadable files not named like images are warned about, skipped and
+ * counted in out->skipped (the batch then exits 1). The list is sorted and deduplicated.
  * Returns SAC_OK, or SAC_ERR_NOTFOUND / SAC_ERR_IO (logged, naming the root) when a root cannot
  * be opened, SAC_ERR_NOMEM. Free the list with batch_files_free. */
 int batch_walk(const char *const *roots, int n_roots, BatchFileList *out);
@@ -67,20 +72,26 @@ typedef struct BatchRecord {
 
 typedef struct BatchOutput BatchOutput;
 
-/* Open the results. path NULL means stdout. With resume, an existing file (for coco: PATH.partial)
- * is read: its records' images count as done, a torn last line (no newline) is cut off, an HTML
- * footer is removed, and new records are appended; a complete line that is not a record of this
- * format is an error (nothing is changed). Without resume an existing file is replaced.
- * NULL (logged) on failure. */
+/* Prepare the results; nothing is written until batch_output_start. path NULL means stdout.
+ * With resume, an existing file (for coco: PATH.partial) is read: its records' images count as
+ * done; a complete line that is not a record of this format is an error. A path that is not a
+ * regular file (a device, a FIFO) is written directly and cannot be resumed; coco then keeps
+ * the records in memory, as for stdout. NULL (logged) on failure. */
 BatchOutput *batch_output_open(const char *path, BatchFormat fmt, int resume);
+/* Start writing (through common/output.c): without resume an existing file is truncated and
+ * rewritten in place (records are flushed one by one, so a killed run leaves them for
+ * --resume); with resume a torn last line (no newline) is cut off, an HTML footer removed and
+ * new records appended. SAC_OK or SAC_ERR_IO (logged). */
+int batch_output_start(BatchOutput *o);
 /* 1 when image already has a record (read by --resume). */
 int batch_output_has(const BatchOutput *o, const char *image);
 /* Records read by --resume: all of them, and how many were errors. */
 size_t batch_output_resumed(const BatchOutput *o, size_t *errors);
 /* Format and append one record, flushed before returning. Thread-safe. SAC_OK or SAC_ERR_IO. */
 int batch_output_write(BatchOutput *o, const BatchRecord *r);
-/* Finish and free: complete = 1 writes the COCO JSON (atomically, then removes PATH.partial) and
- * the HTML footer; 0 (interrupted) leaves the files ready for --resume. SAC_OK or SAC_ERR_IO. */
+/* Finish and free: complete = 1 writes the COCO JSON (a regular file atomically, then
+ * PATH.partial is removed) and the HTML footer; 0 (interrupted) leaves the files ready for
+ * --resume. Every write is checked: SAC_ERR_IO (logged, naming the file) when one failed. */
 int batch_output_close(BatchOutput *o, int complete);
 
 /* An RGB image as a base64 PNG (caller frees); NULL (logged) on failure. */

@@ -1,17 +1,21 @@
 /*
  * batch_output.c - the result files of `saccade batch`: JSON Lines, TSV, COCO results JSON and
  * an HTML gallery; one record per line, each flushed as it is written, and --resume reading
- * them back. See batch.h.
+ * them back. Every byte goes through common/output.c (checked writes, devices written directly,
+ * links followed, the final COCO file replaced atomically). See batch.h.
  *
  * Line formats (one record per line, so a kill tears at most the last line, which resume cuts):
- *   jsonl  {"image": PATH, "caption": TEXT, "logprob": X}  or  {"image": PATH, "error": TEXT}
+ *   jsonl  {"image":PATH,"caption":TEXT,"logprob":X}  or  {"image":PATH,"error":TEXT}, written by
+ *          cJSON; bytes of PATH (and TEXT) that are not valid UTF-8 are written as the text \xHH
+ *          (sac_utf8_escape), so every line is valid JSON
  *   tsv    PATH<TAB>CAPTION  or  PATH<TAB><TAB>error=TEXT; in PATH '\', TAB, LF, CR are written
- *          as \\ \t \n \r; in TEXT tabs and line breaks become spaces
+ *          as \\ \t \n \r (other bytes as they are); in TEXT tabs and line breaks become spaces
  *   coco   PATH.partial holds jsonl lines while running; at the end PATH gets
  *          [{"image_id": ID, "caption": TEXT}, ...] sorted by path (COCO results, what
  *          coco-caption reads) and PATH.partial is removed. ID is the number of a COCO-named file
  *          (COCO_val2014_000000391895.jpg, 000000391895.jpg -> 391895), else the file name, else
- *          (two files of one name) the path. Failed images are left out of PATH.
+ *          (two files of one name) the path. Failed images are left out of PATH. When PATH is
+ *          not a regular file (a device, a FIFO) or stdout, the records are kept in memory.
  *   html   a header, then per record one line `<!--{jsonl record}--><figure>...</figure>` (the
  *          comment is what resume reads; '>' inside it is written \u003e), then a footer line.
  *
@@ -19,6 +23,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,9 +34,10 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <stb_image_write.h>
 
 #include "batch.h"
+#include "cli.h"
+#include "output.h"
 #include "sac.h"
 
 /* ---- a growable string ---- */
@@ -75,38 +81,6 @@ static void buf_printf(Buf *b, const char *fmt, ...)
     if (n > 0) buf_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
-/* A JSON string literal. in_comment: also escape '>' so "-->" cannot end an HTML comment. */
-static void buf_json(Buf *b, const char *s, int in_comment)
-{
-    buf_put(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': buf_puts(b, "\\\""); break;
-        case '\\': buf_puts(b, "\\\\"); break;
-        case '\n': buf_puts(b, "\\n"); break;
-        case '\r': buf_puts(b, "\\r"); break;
-        case '\t': buf_puts(b, "\\t"); break;
-        default:
-            if (*p < 0x20 || *p == 0x7f || (in_comment && *p == '>')) buf_printf(b, "\\u%04x", *p);
-            else buf_put(b, (const char *)p, 1);
-        }
-    }
-    buf_put(b, "\"", 1);
-}
-
-static void buf_html(Buf *b, const char *s)
-{
-    for (const char *p = s; *p; p++) {
-        switch (*p) {
-        case '&': buf_puts(b, "&amp;"); break;
-        case '<': buf_puts(b, "&lt;"); break;
-        case '>': buf_puts(b, "&gt;"); break;
-        case '"': buf_puts(b, "&quot;"); break;
-        default: buf_put(b, p, 1);
-        }
-    }
-}
-
 /* TSV text: tabs and line breaks would split the record, so they become spaces. */
 static void buf_tsv_text(Buf *b, const char *s)
 {
@@ -141,19 +115,38 @@ static void tsv_unescape(char *s)
     *o = 0;
 }
 
+/* The record as one line of JSON (cJSON; names made valid UTF-8). in_comment: '>' written as
+ * \u003e, so that the text cannot end the HTML comment that holds it. */
 static void buf_json_record(Buf *b, const BatchRecord *r, int in_comment)
 {
-    buf_puts(b, "{\"image\": ");
-    buf_json(b, r->image, in_comment);
-    if (r->error) {
-        buf_puts(b, ", \"error\": ");
-        buf_json(b, r->error, in_comment);
-    } else {
-        buf_puts(b, ", \"caption\": ");
-        buf_json(b, r->caption, in_comment);
-        buf_printf(b, ", \"logprob\": %.4f", r->logprob);
+    cJSON *o = cJSON_CreateObject();
+    char *image = sac_utf8_escape(r->image);
+    char *text = sac_utf8_escape(r->error ? r->error : r->caption);
+    char *line = NULL;
+    if (o && image && text && cJSON_AddStringToObject(o, "image", image) &&
+        cJSON_AddStringToObject(o, r->error ? "error" : "caption", text) &&
+        (r->error || cJSON_AddNumberToObject(o, "logprob", round(r->logprob * 1e4) / 1e4)))
+        line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    free(image), free(text);
+    if (!line) {
+        b->oom = 1;
+        return;
     }
-    buf_puts(b, "}");
+    for (const char *p = line; *p; p++) {
+        if (in_comment && *p == '>') buf_puts(b, "\\u003e"); /* only inside strings: JSON has no '>' */
+        else buf_put(b, p, 1);
+    }
+    free(line);
+}
+
+/* s for HTML text, its bytes made valid UTF-8 first. */
+static void buf_html(Buf *b, const char *s)
+{
+    char *u = sac_utf8_escape(s), *h = u ? cli_html_escape(u) : NULL;
+    if (h) buf_puts(b, h);
+    else b->oom = 1;
+    free(u), free(h);
 }
 
 static void format_record(Buf *b, BatchFormat fmt, const BatchRecord *r)
@@ -240,14 +233,21 @@ typedef struct {
 struct BatchOutput {
     BatchFormat fmt;
     char *path;      /* the final file; NULL for stdout */
-    char *file_path; /* the file written while running (path, or path.partial for coco) */
-    FILE *f;
+    char *file_path; /* the file the records stream to while running: path, path.partial (coco),
+                      * NULL (stdout, or coco kept in memory) */
+    int regular;     /* path is a regular file, or will be one */
+    int resume, resumed_file; /* --resume; file_path existed and was read */
+    long keep;       /* resume: bytes of file_path to keep */
+    SacOutput *out;  /* the record stream (NULL: none) */
     pthread_mutex_t lock;
-    char **done;     /* (n_done) images read by --resume, sorted */
+    char **done;     /* (n_done) images read by --resume (JSON formats: as written), sorted */
     size_t n_done, done_errors;
-    CocoItem *coco;  /* (n_coco) successes, for the final COCO file */
+    CocoItem *coco;  /* (n_coco) successes (image as written), for the final COCO file */
     size_t n_coco, cap_coco;
 };
+
+/* 1 for the formats whose records are JSON (their image names are sac_utf8_escape'd). */
+static int json_format(BatchFormat fmt) { return fmt != BATCH_TSV; }
 
 static int coco_add(BatchOutput *o, const char *image, const char *caption)
 {
@@ -386,6 +386,7 @@ static int resume_read(BatchOutput *o, FILE *f, const char *path, long *keep)
 static void output_free(BatchOutput *o)
 {
     if (!o) return;
+    sac_output_discard(o->out);
     for (size_t i = 0; i < o->n_done; i++) free(o->done[i]);
     for (size_t i = 0; i < o->n_coco; i++) free(o->coco[i].image), free(o->coco[i].caption);
     free(o->done), free(o->coco);
@@ -400,59 +401,82 @@ BatchOutput *batch_output_open(const char *path, BatchFormat fmt, int resume)
     if (!o) return NULL;
     pthread_mutex_init(&o->lock, NULL);
     o->fmt = fmt;
-    if (!path) {
-        o->f = fmt == BATCH_COCO ? NULL : stdout; /* coco: kept in memory, printed at the end */
-        if (fmt == BATCH_HTML) fputs(html_header, o->f), fflush(o->f);
-        return o;
+    o->resume = resume;
+    if (!path) return o; /* stdout */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        sac_error("%s: is a directory, expected a file for the results", path);
+        goto fail;
     }
-    o->path = strdup(path);
-    size_t len = strlen(path) + sizeof(".partial");
-    o->file_path = malloc(len);
-    if (!o->path || !o->file_path) goto fail;
-    snprintf(o->file_path, len, "%s%s", path, fmt == BATCH_COCO ? ".partial" : "");
-    const char *fp = o->file_path;
-    long keep = 0;
+    o->regular = stat(path, &sb) != 0 || S_ISREG(sb.st_mode);
+    if (!(o->path = strdup(path))) goto nomem;
+    if (!o->regular && resume) {
+        sac_error("%s: not a regular file, so there is nothing to resume", path);
+        goto fail;
+    }
+    if (o->regular || fmt != BATCH_COCO) { /* coco onto a device: kept in memory, written at the end */
+        size_t len = strlen(path) + sizeof(".partial");
+        if (!(o->file_path = malloc(len))) goto nomem;
+        snprintf(o->file_path, len, "%s%s", path, fmt == BATCH_COCO ? ".partial" : "");
+    }
     if (resume) {
+        const char *fp = o->file_path;
         FILE *f = fopen(fp, "r");
         if (!f && errno != ENOENT) {
             sac_error("%s: cannot read it to resume (%s)", fp, strerror(errno));
             goto fail;
         }
         if (f) {
-            int st = resume_read(o, f, fp, &keep);
+            int st = resume_read(o, f, fp, &o->keep);
             fclose(f);
             if (st) goto fail;
-            if (truncate(fp, keep)) {
-                sac_error("%s: cannot cut it to %ld bytes to resume (%s)", fp, keep, strerror(errno));
-                goto fail;
-            }
+            o->resumed_file = 1;
         } else if (fmt == BATCH_COCO && access(path, F_OK) == 0) {
             sac_warn("%s: no %s to resume from: captioning everything again", path, fp);
         }
     }
-    struct stat sb;
-    if (!resume && stat(fp, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0)
-        sac_info("%s exists: replacing it (--resume would continue it instead)", fp);
-    o->f = fopen(fp, resume ? "a" : "w");
-    if (!o->f) {
-        sac_error("%s: cannot open for writing (%s)", fp, strerror(errno));
-        goto fail;
-    }
-    if (fmt == BATCH_HTML && keep == 0) fputs(html_header, o->f);
-    if (fflush(o->f)) {
-        sac_error("%s: write error (%s)", fp, strerror(errno));
-        fclose(o->f);
-        goto fail;
-    }
     return o;
+nomem:
+    sac_error("%s: out of memory", path);
 fail:
     output_free(o);
     return NULL;
 }
 
+int batch_output_start(BatchOutput *o)
+{
+    const char *fp = o->file_path;
+    if (!o->path) {
+        if (o->fmt != BATCH_COCO && !(o->out = sac_output_open("-", 0))) return SAC_ERR_IO;
+    } else if (fp && o->regular) {
+        struct stat sb;
+        if (o->resumed_file && truncate(fp, o->keep)) {
+            sac_error("%s: cannot cut it to %ld bytes to resume (%s)", fp, o->keep, strerror(errno));
+            return SAC_ERR_IO;
+        }
+        if (!o->resume && stat(fp, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0)
+            sac_info("%s exists: replacing it (--resume would continue it instead)", fp);
+        /* in place, not via a temporary file: each record is flushed as it is written, and a
+         * killed run leaves them there for --resume */
+        if (!(o->out = sac_output_open(fp, o->resume ? SAC_OUTPUT_APPEND : SAC_OUTPUT_INPLACE))) return SAC_ERR_IO;
+    } else if (fp) {
+        if (!(o->out = sac_output_open(fp, 0))) return SAC_ERR_IO; /* a device or FIFO: written directly */
+    }
+    if (o->out && o->fmt == BATCH_HTML && o->keep == 0) {
+        fputs(html_header, sac_output_stream(o->out));
+        return sac_output_flush(o->out);
+    }
+    return SAC_OK;
+}
+
 int batch_output_has(const BatchOutput *o, const char *image)
 {
-    return o->n_done && bsearch(&image, o->done, o->n_done, sizeof(*o->done), cmp_strp) != NULL;
+    if (!o->n_done) return 0;
+    char *key = json_format(o->fmt) ? sac_utf8_escape(image) : NULL;
+    const char *k = key ? key : image;
+    int found = bsearch(&k, o->done, o->n_done, sizeof(*o->done), cmp_strp) != NULL;
+    free(key);
+    return found;
 }
 
 size_t batch_output_resumed(const BatchOutput *o, size_t *errors)
@@ -465,22 +489,24 @@ int batch_output_write(BatchOutput *o, const BatchRecord *r)
 {
     Buf b = {0};
     format_record(&b, o->fmt, r);
-    if (b.oom) {
-        free(b.s);
+    char *image = o->fmt == BATCH_COCO && !r->error ? sac_utf8_escape(r->image) : NULL;
+    if (b.oom || (o->fmt == BATCH_COCO && !r->error && !image)) {
+        free(b.s), free(image);
         sac_error("out of memory formatting the record of %s", r->image);
         return SAC_ERR_NOMEM;
     }
     int st = SAC_OK;
     pthread_mutex_lock(&o->lock);
-    if (o->f && (fwrite(b.s, 1, b.n, o->f) != b.n || fflush(o->f))) {
-        sac_error("%s: write error (%s)", o->file_path ? o->file_path : "stdout", strerror(errno));
-        st = SAC_ERR_IO;
-    } else if (o->fmt == BATCH_COCO && !r->error && coco_add(o, r->image, r->caption)) {
+    if (o->out) {
+        fwrite(b.s, 1, b.n, sac_output_stream(o->out));
+        st = sac_output_flush(o->out); /* a failure is logged, naming the file */
+    }
+    if (!st && image && coco_add(o, image, r->caption)) {
         sac_error("out of memory keeping the caption of %s", r->image);
         st = SAC_ERR_NOMEM;
     }
     pthread_mutex_unlock(&o->lock);
-    free(b.s);
+    free(b.s), free(image);
     return st;
 }
 
@@ -503,7 +529,7 @@ static long long coco_number(const char *name)
     }
     const char *dot = strrchr(p, '.');
     size_t n = dot ? (size_t)(dot - p) : strlen(p);
-    if (n == 0 || n > 18) return -1;
+    if (n == 0 || n > 15) return -1; /* exact as a JSON number (below 2^53) */
     long long v = 0;
     for (size_t i = 0; i < n; i++) {
         if (!isdigit((unsigned char)p[i])) return -1;
@@ -546,106 +572,66 @@ static int coco_write(BatchOutput *o, FILE *f)
         }
     }
     if (n_dup) sac_warn("%zu images share a file name with another; their image_id is their path", n_dup);
-    Buf b = {0};
-    buf_puts(&b, "[");
     int st = SAC_OK;
+    fputs(n ? "[" : "[]\n", f);
     for (size_t i = 0; i < n && st == SAC_OK; i++) {
         const char *name = base_name(o->coco[i].image);
         long long num = dup[i] ? -1 : coco_number(name);
-        buf_puts(&b, i ? ",\n " : "\n ");
-        buf_puts(&b, "{\"image_id\": ");
-        if (num >= 0) buf_printf(&b, "%lld", num);
-        else buf_json(&b, dup[i] ? o->coco[i].image : name, 0);
-        buf_puts(&b, ", \"caption\": ");
-        buf_json(&b, o->coco[i].caption, 0);
-        buf_puts(&b, "}");
-        if (b.oom) st = SAC_ERR_NOMEM;
-        else if (b.n > (1 << 16)) {
-            if (fwrite(b.s, 1, b.n, f) != b.n) st = SAC_ERR_IO;
-            b.n = 0;
-        }
+        cJSON *it = cJSON_CreateObject();
+        char *line = NULL;
+        if (it && (num >= 0 ? cJSON_AddNumberToObject(it, "image_id", (double)num)
+                            : cJSON_AddStringToObject(it, "image_id", dup[i] ? o->coco[i].image : name)) &&
+            cJSON_AddStringToObject(it, "caption", o->coco[i].caption))
+            line = cJSON_PrintUnformatted(it);
+        cJSON_Delete(it);
+        if (!line) st = SAC_ERR_NOMEM;
+        else fprintf(f, "%s%s%s", i ? ",\n " : "\n ", line, i + 1 == n ? "\n]\n" : "");
+        free(line);
     }
-    buf_puts(&b, n ? "\n]\n" : "]\n");
-    if (st == SAC_OK && b.oom) st = SAC_ERR_NOMEM;
-    if (st == SAC_OK && fwrite(b.s, 1, b.n, f) != b.n) st = SAC_ERR_IO;
-    free(b.s), free(dup), free(idx);
+    free(dup), free(idx);
+    return st;
+}
+
+/* The final COCO file (or stdout); SAC_OK or a logged status. */
+static int coco_finish(BatchOutput *o)
+{
+    SacOutput *fin = sac_output_open(o->path ? o->path : "-", 0); /* a regular file: atomically */
+    if (!fin) return SAC_ERR_IO;
+    int st = coco_write(o, sac_output_stream(fin));
+    if (st) {
+        sac_error("%s: out of memory writing the COCO results", o->path ? o->path : "stdout");
+        sac_output_discard(fin);
+    } else {
+        st = sac_output_close(fin); /* a write error is logged, naming the file */
+    }
+    if (st && o->file_path && o->regular) sac_error("%s: the records are kept in %s", o->path, o->file_path);
+    else if (!st && o->file_path && o->regular) unlink(o->file_path);
     return st;
 }
 
 int batch_output_close(BatchOutput *o, int complete)
 {
     if (!o) return SAC_OK;
-    const char *fp = o->file_path ? o->file_path : "stdout";
     int st = SAC_OK;
-    if (o->f) {
-        if (complete && o->fmt == BATCH_HTML && fputs(html_footer, o->f) < 0) st = SAC_ERR_IO;
-        if (fflush(o->f)) st = SAC_ERR_IO;
-        if (o->f != stdout && fclose(o->f)) st = SAC_ERR_IO;
+    if (o->out) {
+        if (complete && o->fmt == BATCH_HTML) fputs(html_footer, sac_output_stream(o->out));
+        st = sac_output_close(o->out); /* flushed and fsynced; a write error is logged, naming the file */
+        o->out = NULL;
     }
-    if (st) sac_error("%s: write error (%s)", fp, strerror(errno));
-    if (st == SAC_OK && complete && o->fmt == BATCH_COCO) {
-        if (!o->path) {
-            st = coco_write(o, stdout);
-            if (st == SAC_OK && fflush(stdout)) st = SAC_ERR_IO;
-            if (st) sac_error("stdout: write error (%s)", st == SAC_ERR_NOMEM ? "out of memory" : strerror(errno));
-        } else {
-            size_t len = strlen(o->path) + 5;
-            char *tmp = malloc(len);
-            FILE *f = tmp ? (snprintf(tmp, len, "%s.tmp", o->path), fopen(tmp, "w")) : NULL;
-            if (!f) {
-                sac_error("%s: cannot write (%s)", tmp ? tmp : o->path, strerror(errno));
-                st = SAC_ERR_IO;
-            } else {
-                st = coco_write(o, f);
-                if (fclose(f) && st == SAC_OK) st = SAC_ERR_IO;
-                if (st == SAC_OK && rename(tmp, o->path)) st = SAC_ERR_IO;
-                if (st) {
-                    sac_error("%s: cannot write the COCO results (%s); the records are kept in %s",
-                              o->path, st == SAC_ERR_NOMEM ? "out of memory" : strerror(errno), fp);
-                    unlink(tmp);
-                } else {
-                    unlink(o->file_path);
-                }
-            }
-            free(tmp);
-        }
-    }
+    if (st == SAC_OK && complete && o->fmt == BATCH_COCO) st = coco_finish(o);
     output_free(o);
     return st;
 }
 
 /* ---- PNG as base64 ---- */
 
-static void png_sink(void *context, void *data, int size) { buf_put(context, data, (size_t)size); }
-
 char *batch_png_base64(const SacImage *img)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    Buf png = {0};
-    if (!stbi_write_png_to_func(png_sink, &png, img->w, img->h, 3, img->rgb, img->w * 3) || png.oom) {
-        free(png.s);
-        sac_error("cannot encode a %dx%d PNG", img->w, img->h);
-        return NULL;
-    }
-    const unsigned char *s = (const unsigned char *)png.s;
-    size_t n = png.n;
-    char *out = sac_malloc((n + 2) / 3 * 4 + 1), *o = out;
-    if (!out) {
-        free(png.s);
-        return NULL;
-    }
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-        *o++ = tab[v >> 18], *o++ = tab[v >> 12 & 63], *o++ = tab[v >> 6 & 63], *o++ = tab[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
-        *o++ = tab[v >> 18], *o++ = tab[v >> 12 & 63];
-        *o++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
-        *o++ = '=';
-    }
-    *o = 0;
-    free(png.s);
+    uint8_t *png;
+    size_t len;
+    if (cli_png_encode(img->rgb, img->w, img->h, img->w * 3, &png, &len)) return NULL;
+    char *out = cli_base64(png, len);
+    free(png);
+    if (!out) sac_error("out of memory encoding a %dx%d PNG", img->w, img->h);
     return out;
 }

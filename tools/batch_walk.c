@@ -105,7 +105,7 @@ typedef struct {
     DirSet seen;
 } Walk;
 
-static int list_add(BatchFileList *l, const char *path, size_t rel_off)
+static int list_add(BatchFileList *l, const char *path, size_t rel_off, const struct stat *sb)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 256;
@@ -120,18 +120,26 @@ static int list_add(BatchFileList *l, const char *path, size_t rel_off)
     if (!p) return SAC_ERR_NOMEM;
     l->files[l->n].path = p;
     l->files[l->n].rel = p + rel_off;
+    l->files[l->n].dev = sb->st_dev;
+    l->files[l->n].ino = sb->st_ino;
     l->n++;
     return SAC_OK;
 }
 
+/* 1 when the file is an image by name or content, 0 when not, -1 (warned) when it cannot be
+ * read to tell. */
 static int is_image_file(const char *path, const char *name)
 {
     if (batch_is_image_name(name)) return 1;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return 0; /* unreadable and not named like an image: not ours */
     uint8_t head[16];
-    ssize_t n = read(fd, head, sizeof(head));
-    close(fd);
+    ssize_t n = fd < 0 ? -1 : read(fd, head, sizeof(head));
+    int err = errno;
+    if (fd >= 0) close(fd);
+    if (n < 0) {
+        sac_warn("%s: cannot read it to tell whether it is an image (%s); skipped", path, strerror(err));
+        return -1;
+    }
     return n > 0 && batch_sniff(head, (size_t)n);
 }
 
@@ -142,12 +150,13 @@ static int walk_dir(Walk *w, const char *dir, size_t rel_off)
     DIR *d = opendir(dir);
     if (!d) {
         sac_warn("%s: cannot read directory (%s); skipped", dir, strerror(errno));
+        w->list->skipped++;
         return SAC_OK;
     }
     char **names = NULL;
     size_t n = 0, cap = 0;
     int st = SAC_OK;
-    for (struct dirent *e; (e = readdir(d));) {
+    for (struct dirent *e; (errno = 0, e = readdir(d));) {
         if (e->d_name[0] == '.') continue; /* ".", "..", hidden files and folders */
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
@@ -164,6 +173,10 @@ static int walk_dir(Walk *w, const char *dir, size_t rel_off)
         }
         n++;
     }
+    if (errno && st == SAC_OK) {
+        sac_warn("%s: cannot read the whole directory (%s); the rest of it skipped", dir, strerror(errno));
+        w->list->skipped++;
+    }
     closedir(d);
     if (n) qsort(names, n, sizeof(*names), cmp_str);
     size_t dlen = strlen(dir);
@@ -177,14 +190,17 @@ static int walk_dir(Walk *w, const char *dir, size_t rel_off)
         }
         snprintf(path, len, "%s%s%s", dir, slash ? "" : "/", names[i]);
         struct stat sb;
+        int image;
         if (stat(path, &sb)) {
-            sac_warn("%s: %s; skipped", path, strerror(errno));
+            sac_warn("%s: %s%s; skipped", path, strerror(errno), errno == ENOENT ? " (a dangling link)" : "");
+            w->list->skipped++;
         } else if (S_ISDIR(sb.st_mode)) {
             int added = dirset_add(&w->seen, sb.st_dev, sb.st_ino);
             if (added < 0) st = added;
             else if (added) st = walk_dir(w, path, rel_off);
-        } else if (S_ISREG(sb.st_mode) && is_image_file(path, names[i])) {
-            st = list_add(w->list, path, rel_off);
+        } else if (S_ISREG(sb.st_mode) && (image = is_image_file(path, names[i])) != 0) {
+            if (image > 0) st = list_add(w->list, path, rel_off, &sb);
+            else w->list->skipped++;
         }
         free(path);
     }
@@ -222,7 +238,7 @@ int batch_walk(const char *const *roots, int n_roots, BatchFileList *out)
             else if (added) st = walk_dir(&w, root, rel_off);
         } else if (S_ISREG(sb.st_mode)) {
             const char *base = strrchr(root, '/');
-            st = list_add(out, root, base ? (size_t)(base + 1 - root) : 0);
+            st = list_add(out, root, base ? (size_t)(base + 1 - root) : 0, &sb);
         } else {
             sac_error("%s: not a directory or a regular file", root);
             st = SAC_ERR_IO;

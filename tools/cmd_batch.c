@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "batch.h"
@@ -21,6 +22,7 @@
 #include "cli.h"
 #include "draw.h"
 #include "matmul.h"
+#include "output.h"
 #include "sac.h"
 
 #define THUMB_SIDE 160  /* gallery thumbnails: longest side, pixels */
@@ -71,10 +73,13 @@ static void log_sink(int level, const char *msg, void *user)
     if (level == SAC_LOG_ERROR && tl_err && !tl_err[0]) snprintf(tl_err, ERR_LEN, "%s", msg);
     if (level > (b->quiet ? SAC_LOG_WARN : SAC_LOG_INFO)) return;
     static const char *prefix[] = {"error: ", "warning: ", "", ""};
+    char text[2048];
+    snprintf(text, sizeof(text), "%s", msg);
+    sac_term_clean(text); /* a file name's control characters (ANSI escapes) do not reach the terminal */
     pthread_mutex_lock(&b->err_lock);
     if (b->bar_shown) fputs("\r\033[K", stderr);
     b->bar_shown = 0;
-    fprintf(stderr, "saccade: %s%s\n", prefix[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+    fprintf(stderr, "saccade: %s%s\n", prefix[level < 0 ? 0 : level > 3 ? 3 : level], text);
     pthread_mutex_unlock(&b->err_lock);
 }
 
@@ -88,13 +93,17 @@ static void help(FILE *f)
             "whatever their name, by content (JPEG, PNG, GIF, BMP, PSD, HDR, PNM); names starting with\n"
             "'.' are skipped, symbolic links are followed and each directory is entered once.\n"
             "A file that cannot be read or decoded is reported and gets an error record; the batch\n"
-            "goes on. Exit status: 0 all captioned, 1 some failed (or a runtime error), 2 usage.\n\n"
+            "goes on. Exit status: 0 all captioned, 1 some failed, or a directory, a dangling link or\n"
+            "a file could not be read (each is reported), or a runtime error; 2 usage, also when FILE\n"
+            "is in use by another run (a lock, FILE.lock, names it) or is one of the inputs.\n\n"
             "options:\n"
             "  -o, --output FILE   results (default: stdout); each record is written and flushed as\n"
-            "                      its image completes (in completion order)\n"
+            "                      its image completes (in completion order). A symbolic link is\n"
+            "                      followed; a device or FIFO is written directly\n"
             "  --format F          jsonl (default; or from FILE's extension .jsonl .tsv .json .html):\n"
             "      jsonl  {\"image\": PATH, \"caption\": TEXT, \"logprob\": X} per line, or\n"
-            "             {\"image\": PATH, \"error\": MESSAGE}\n"
+            "             {\"image\": PATH, \"error\": MESSAGE}; bytes of PATH that are not valid\n"
+            "             UTF-8 are written as the text \\xHH (also in coco and html)\n"
             "      tsv    PATH<TAB>CAPTION, or PATH<TAB><TAB>error=MESSAGE (\\ TAB LF CR in PATH\n"
             "             written as \\\\ \\t \\n \\r)\n"
             "      coco   COCO results [{\"image_id\": ID, \"caption\": TEXT}] sorted by path, as\n"
@@ -112,8 +121,9 @@ static void help(FILE *f)
             "                      fixed slices of the sorted list, so the captions do not depend\n"
             "                      on --threads\n"
             "  --resume            continue FILE: images already in it (captioned or failed) are\n"
-            "                      skipped, a line torn by a kill is cut off and redone\n"
-            "  --shard I/N         caption only shard I of N (0 <= I < N), chosen by a stable hash\n"
+            "                      skipped, a line torn by a kill is cut off and redone; refused\n"
+            "                      when FILE holds records of images outside this run's --shard\n"
+            "  --shard I/N         caption only shard I of N (0 <= I < N <= 1000000), by a stable hash\n"
             "                      of each file's path below its DIR: N machines running shards\n"
             "                      0..N-1 of one directory cover it exactly once\n"
             "  --attention         html: draw where the model looked for each word\n"
@@ -348,6 +358,30 @@ static int batch_run(Batch *b, Worker *w, int n_threads)
     return st;
 }
 
+/* 1 (logged) when the results (or coco's FILE.partial) would overwrite one of the images or the
+ * model. */
+static int output_is_input(const char *out_path, BatchFormat fmt, const BatchFileList *files, const char *model)
+{
+    char partial[4096];
+    snprintf(partial, sizeof(partial), "%s.partial", out_path);
+    const char *outs[2] = {out_path, fmt == BATCH_COCO ? partial : NULL};
+    if (!model) model = getenv("SACCADE_MODEL");
+    for (int k = 0; k < 2 && outs[k]; k++) {
+        struct stat sb;
+        if (stat(outs[k], &sb) || !S_ISREG(sb.st_mode)) continue;
+        for (size_t i = 0; i < files->n; i++) {
+            if (files->files[i].dev == sb.st_dev && files->files[i].ino == sb.st_ino) {
+                sac_error("%s: is also the input %s; refusing to overwrite it (choose another -o)", outs[k],
+                          files->files[i].path);
+                return 1;
+            }
+        }
+        const char *inputs[] = {model};
+        if (sac_output_check_inputs(outs[k], "-o", inputs, 1)) return 1;
+    }
+    return 0;
+}
+
 enum { O_FORMAT = 256, O_MODEL, O_BEAM, O_BATCH, O_THREADS, O_RESUME, O_SHARD, O_ATTENTION, O_QUIET };
 
 int cmd_batch(int argc, char **argv)
@@ -404,20 +438,43 @@ int cmd_batch(int argc, char **argv)
 
     int rc = CLI_FAILED;
     BatchFileList files = {0};
+    SacLock *lock = NULL;
     size_t *todo = NULL;
     Model *m = NULL;
     Worker *w = NULL;
     int n_threads = 0, complete = 0;
-    size_t n_shard = 0, n_todo = 0, resumed = 0, resumed_errors = 0;
+    size_t n_shard = 0, n_todo = 0, resumed = 0, resumed_errors = 0, foreign = 0, first_foreign = 0;
     if (batch_walk((const char *const *)argv + optind, argc - optind, &files)) goto done;
+    if (out_path) {
+        int busy;
+        if (output_is_input(out_path, b.fmt, &files, model_path)) {
+            rc = CLI_USAGE;
+            goto done;
+        }
+        if (!(lock = sac_lock_acquire(out_path, NULL, &busy))) { /* a second run on FILE: says who has it */
+            rc = busy ? CLI_USAGE : CLI_FAILED;
+            goto done;
+        }
+    }
     b.out = batch_output_open(out_path, b.fmt, resume);
     if (!b.out) goto done;
     todo = sac_malloc((files.n ? files.n : 1) * sizeof(*todo));
     if (!todo) goto done;
     for (size_t i = 0; i < files.n; i++) {
-        if (batch_shard_of(files.files[i].rel, shard_n) != shard_i) continue;
+        int has = batch_output_has(b.out, files.files[i].path);
+        if (batch_shard_of(files.files[i].rel, shard_n) != shard_i) {
+            if (has && !foreign++) first_foreign = i;
+            continue;
+        }
         n_shard++;
-        if (!batch_output_has(b.out, files.files[i].path)) todo[n_todo++] = i;
+        if (!has) todo[n_todo++] = i;
+    }
+    if (foreign) {
+        sac_error("%s holds records of %zu image(s) that are not in shard %d/%d (the first: %s): it was made with "
+                  "another --shard; resume it with that --shard, or write this shard to another file",
+                  out_path, foreign, shard_i, shard_n, files.files[first_foreign].path);
+        rc = CLI_USAGE;
+        goto done;
     }
     resumed = batch_output_resumed(b.out, &resumed_errors);
     b.files = &files, b.todo = todo, b.n_todo = n_todo;
@@ -427,8 +484,9 @@ int cmd_batch(int argc, char **argv)
         sac_info("%zu images%s%s", n_shard, shard, n_shard ? "" : ": nothing to do");
         if (resume && resumed) sac_info("%zu already in %s, %zu to go", n_shard - n_todo, out_path, n_todo);
     }
+    if (n_todo && !(m = cli_load_model(model_path, argv[0]))) goto done; /* before FILE is touched */
+    if (batch_output_start(b.out)) goto done;
     if (n_todo) {
-        if (!(m = cli_load_model(model_path, argv[0]))) goto done;
         DecoderSizes sz = model_decoder_sizes(m);
         b.m = m;
         b.opt = search_default_options(&sz);
@@ -463,14 +521,20 @@ int cmd_batch(int argc, char **argv)
                   n_todo);
         goto done;
     }
+    rc = CLI_OK;
     if (b.failed + resumed_errors) {
         sac_warn("%zu image(s) could not be captioned%s (see the error records)", b.failed + resumed_errors,
                  resumed_errors ? ", counting the earlier run's" : "");
-        goto done;
+        rc = CLI_FAILED;
     }
-    rc = CLI_OK;
+    if (files.skipped) {
+        sac_warn("%zu unreadable director%s, file(s) or dangling link(s) skipped (see above)", files.skipped,
+                 files.skipped == 1 ? "y" : "ies");
+        rc = CLI_FAILED;
+    }
 done:
     if (b.out) batch_output_close(b.out, 0);
+    sac_lock_release(lock);
     for (int i = 0; w && i < n_threads; i++) worker_free(&w[i]);
     free(w);
     model_free(m);
