@@ -1002,6 +1002,56 @@ START_TEST(test_real_edits_rejected)
 }
 END_TEST
 
+/* Random changes to the real file's structure (bytes outside every tensor's data): each mutant
+ * is rejected by the reader, or parsed and then converted or refused by the importer, never
+ * crashing (the suite runs under ASan + UBSan in CI). */
+START_TEST(test_real_mutants)
+{
+    size_t n;
+    uint8_t *bytes = read_bytes(real_path, &n);
+    TfliteModel *m = real_model();
+    uint8_t *is_data = calloc(n, 1);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].data) memset(is_data + (m->tensors[i].data - m->file), 1, m->tensors[i].nbytes);
+    tflite_free(m);
+    size_t n_struct = 0;
+    size_t *where = malloc(sizeof(size_t) * n);
+    for (size_t i = 0; i < n; i++)
+        if (!is_data[i]) where[n_struct++] = i;
+    ck_assert_uint_gt(n_struct, 1000);
+    SacRng rng;
+    sac_rng_seed(&rng, 99, 1);
+    int rejected = 0, refused = 0, converted = 0;
+    for (int iter = 0; iter < 100; iter++) {
+        uint8_t *copy = malloc(n);
+        memcpy(copy, bytes, n);
+        for (int f = 0; f < 2; f++) {
+            size_t at = where[sac_rng_below(&rng, (uint32_t)n_struct)];
+            copy[at] ^= (uint8_t)(1u + sac_rng_below(&rng, 255));
+        }
+        log_reset();
+        TfliteModel *mm = tflite_parse("mutant.tflite", copy, n);
+        free(copy);
+        if (!mm) {
+            rejected++;
+            continue;
+        }
+        walk_model(mm);
+        SafeTensorsWriter *w = safetensors_writer_create();
+        if (backbone_from_tflite(mm, w, NULL)) refused++;
+        else converted++;
+        safetensors_writer_free(w);
+        tflite_free(mm);
+    }
+    printf("real-file mutants: %d rejected by the reader, %d refused by the importer, %d converted\n", rejected,
+           refused, converted);
+    ck_assert_int_gt(rejected + refused, 20);
+    free(where);
+    free(is_data);
+    free(bytes);
+}
+END_TEST
+
 START_TEST(test_real_add_either_order)
 {
     TfliteModel *m = real_model();
@@ -1099,6 +1149,7 @@ int main(int argc, char **argv)
         tcase_add_test(tc, test_real_parse);
         tcase_add_test(tc, test_real_convert);
         tcase_add_test(tc, test_real_edits_rejected);
+        tcase_add_test(tc, test_real_mutants);
         tcase_add_test(tc, test_real_add_either_order);
         tcase_add_test(tc, test_real_bias_scale_warning);
         tcase_add_test(tc, test_real_import);
