@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "output.h"
 #include "sac.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -673,24 +674,11 @@ done:
     return json;
 }
 
-/* Best effort: make a completed rename durable. */
-static void dir_sync(const char *path)
-{
-    char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
-    if (!dir) return;
-    if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
-    int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) fsync(fd), close(fd);
-    free(dir);
-}
-
 int safetensors_writer_write(SafeTensorsWriter *w, const char *path)
 {
-    int rc = SAC_ERR_NOMEM, fd = -1;
-    FILE *f = NULL;
-    char *json = NULL, *tmp = malloc(strlen(path) + 16);
+    char *json = NULL;
     WriterTensor **order = malloc(sizeof(*order) * (size_t)(w->n ? w->n : 1));
-    if (!tmp || !order) goto nomem;
+    if (!order) goto nomem;
     for (int i = 0; i < w->n; i++) order[i] = &w->t[i];
     qsort(order, (size_t)w->n, sizeof(*order), cmp_write_order);
     if (!(json = header_build(w, order))) goto nomem;
@@ -698,36 +686,25 @@ int safetensors_writer_write(SafeTensorsWriter *w, const char *path)
     uint8_t n8[8];
     for (int i = 0; i < 8; i++) n8[i] = (uint8_t)((uint64_t)(len + pad) >> (8 * i));
 
-    rc = SAC_ERR_IO;
-    sprintf(tmp, "%s.tmp.XXXXXX", path);
-    if ((fd = mkstemp(tmp)) < 0) {
-        sac_error("%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
-        goto done;
+    /* the output layer: a regular file is replaced atomically (temporary file in the same
+     * directory, fsync, rename, directory fsync), a link's target is written, a device is written
+     * directly and never replaced; every write is checked and a failure names the file */
+    int rc = SAC_ERR_IO;
+    SacOutput *out = sac_output_open(path, 0);
+    if (out) {
+        FILE *f = sac_output_stream(out);
+        fwrite(n8, 1, 8, f);
+        fwrite(json, 1, len, f);
+        fwrite("        ", 1, pad, f);
+        for (int i = 0; i < w->n; i++) fwrite(order[i]->data, 1, order[i]->nbytes, f);
+        rc = sac_output_close(out);
     }
-    mode_t mask = umask(0); /* mkstemp makes 0600; give the file the usual 0666 & ~umask */
-    umask(mask);
-    int ok = !fchmod(fd, 0666 & ~mask) && (f = fdopen(fd, "wb")) != NULL;
-    if (ok) fd = -1;
-    ok = ok && fwrite(n8, 1, 8, f) == 8 && fwrite(json, 1, len, f) == len;
-    ok = ok && fwrite("        ", 1, pad, f) == pad;
-    for (int i = 0; ok && i < w->n; i++)
-        ok = fwrite(order[i]->data, 1, order[i]->nbytes, f) == order[i]->nbytes;
-    ok = ok && !fflush(f) && !fsync(fileno(f));
-    if (f && fclose(f)) ok = 0;
-    if (!ok || rename(tmp, path)) {
-        sac_error("%s: cannot write: %s", path, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    dir_sync(path);
-    rc = 0;
-    goto done;
-nomem:
-    sac_error("%s: out of memory preparing the safetensors file", path);
-done:
-    if (fd >= 0) close(fd);
-    free(tmp);
     free(order);
     free(json);
     return rc;
+nomem:
+    sac_error("%s: out of memory preparing the safetensors file", path);
+    free(order);
+    free(json);
+    return SAC_ERR_NOMEM;
 }

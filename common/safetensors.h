@@ -123,8 +123,10 @@ int safetensors_writer_add_raw(SafeTensorsWriter *w, const char *name, int dtype
                                const int64_t *shape, const void *data);
 /* Set a "__metadata__" entry (both strings copied; setting a key again replaces its value). */
 int safetensors_writer_meta(SafeTensorsWriter *w, const char *key, const char *value);
-/* Write the file atomically: a temporary file in the same directory is written, flushed,
- * fsynced and renamed over `path`, so `path` is either untouched or complete. Tensors are
+/* Write the file through common/output.h: a regular file is replaced atomically (a temporary
+ * file in the same directory is written, fsynced and renamed over `path`, so `path` is either
+ * untouched or complete), a symbolic link's target is written, a device or FIFO is written
+ * directly and never replaced. Tensors are
  * laid out as the reference implementation does (by dtype, widest first, then by name), so
  * each starts at a multiple of its element size; the header is space-padded to a multiple of
  * 8 so the buffer starts 8-byte aligned. The writer stays usable. Returns 0, or logs and

@@ -23,6 +23,7 @@
 
 #include "output.h"
 #include "sac.h"
+#include "safetensors.h"
 
 static char dir[256];
 static char logbuf[8192];
@@ -452,6 +453,37 @@ START_TEST(test_term_clean)
 }
 END_TEST
 
+/* The safetensors writer (model files, checkpoints) goes through the layer. */
+START_TEST(test_safetensors_writer_uses_it)
+{
+    SafeTensorsWriter *w = safetensors_writer_create();
+    ck_assert_ptr_nonnull(w);
+    const float x[4] = {1, 2, 3, 4};
+    const int64_t shape[1] = {4};
+    ck_assert_int_eq(safetensors_writer_add_f32(w, "x", 1, shape, x, SAC_DTYPE_F32), 0);
+    const char *full = make_device("full", 7) ? in_dir("full") : "/dev/full";
+    ck_assert_int_eq(safetensors_writer_write(w, full), SAC_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(logbuf, "write error (No space left on device)"));
+    struct stat sb;
+    ck_assert_int_eq(stat(full, &sb), 0);
+    ck_assert(S_ISCHR(sb.st_mode));
+    /* through a link: the target is written, the link stays */
+    ck_assert_int_eq(mkdir(in_dir("models"), 0755), 0);
+    ck_assert_int_eq(symlink("models/m.safetensors", in_dir("current.safetensors")), 0);
+    ck_assert_int_eq(safetensors_writer_write(w, in_dir("current.safetensors")), 0);
+    ck_assert_int_eq(lstat(in_dir("current.safetensors"), &sb), 0);
+    ck_assert(S_ISLNK(sb.st_mode));
+    SafeTensors *st = safetensors_read(in_dir("models/m.safetensors"));
+    ck_assert_ptr_nonnull(st);
+    float y[4];
+    ck_assert_int_eq(safetensors_load_f32(st, "x", y, 1, shape), 0);
+    ck_assert_float_eq(y[3], 4.0f);
+    safetensors_free(st);
+    ck_assert_int_eq(hidden_files(), 0);
+    safetensors_writer_free(w);
+}
+END_TEST
+
 static Suite *output_suite(void)
 {
     Suite *s = suite_create("output");
@@ -470,6 +502,7 @@ static Suite *output_suite(void)
     tcase_add_test(tc, test_stdout_checked);
     tcase_add_test(tc, test_utf8_escape);
     tcase_add_test(tc, test_term_clean);
+    tcase_add_test(tc, test_safetensors_writer_uses_it);
     suite_add_tcase(s, tc);
     return s;
 }
