@@ -1,7 +1,9 @@
 /*
  * test_draw.c - the attention upsampler's alignment (one-hot cells land on their cell's centre,
- * mass centroids, uniform and linear maps) and the drawn figure (size, first panel, labels,
- * heat brightest over the attended cell, argument errors).
+ * mass centroids, uniform and linear maps), the blur and smoothed maps, the colour map, text
+ * (TrueType when DejaVu Sans is installed, the bitmap fallback always) and the drawn figure
+ * (size at the photo's aspect ratio, first panel, labels, probabilities, colour bar, heat
+ * brightest over the attended cell, argument errors).
  *
  * Set SACCADE_DRAW_EXAMPLE=/path/file.png to also keep an example figure for inspection.
  * Size letters: T caption steps (words), P grid positions = Hg * Wg.
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "draw.h"
 #include "image.h"
@@ -137,6 +140,153 @@ START_TEST(test_upsample_uniform_and_linear)
 }
 END_TEST
 
+/* ---- blur, smoothed maps, colours --------------------------------------------------------- */
+
+START_TEST(test_blur_and_smooth)
+{
+    const int H = 40, W = 56;
+    float *x = malloc(sizeof(float) * H * W), *tmp = malloc(sizeof(float) * H * W);
+    for (int k = 0; k < H * W; k++) x[k] = 0.25f;
+    attention_blur(x, H, W, 3.0f, tmp);
+    double worst = 0;
+    for (int k = 0; k < H * W; k++) worst = fmax(worst, fabs(x[k] - 0.25));
+    ck_assert_double_le(worst, 1e-6); /* a constant stays constant */
+    /* an interior impulse keeps its mass, spreads symmetrically, peaks where it was */
+    memset(x, 0, sizeof(float) * H * W);
+    x[20 * W + 28] = 1.0f;
+    attention_blur(x, H, W, 2.0f, tmp);
+    double sum = 0;
+    for (int k = 0; k < H * W; k++) sum += x[k];
+    ck_assert_double_le(fabs(sum - 1.0), 1e-5);
+    ck_assert_float_eq_tol(x[20 * W + 25], x[20 * W + 31], 1e-7f);
+    ck_assert_float_eq_tol(x[17 * W + 28], x[23 * W + 28], 1e-7f);
+    ck_assert_float_gt(x[20 * W + 28], x[20 * W + 29]);
+    /* with sigma 2, a pixel 2 away holds exp(-1/2) of the centre along one axis */
+    ck_assert_float_eq_tol(x[20 * W + 30] / x[20 * W + 28], expf(-0.5f), 2e-3f);
+    /* sigma 0: unchanged */
+    float before = x[20 * W + 28];
+    attention_blur(x, H, W, 0.0f, tmp);
+    ck_assert_float_eq(x[20 * W + 28], before);
+
+    /* smoothed map: in [0, 1], peak 1 inside the attended cell, smooth (no cell edges) */
+    const int Hg = 4, Wg = 5;
+    float map[20];
+    for (int p = 0; p < 20; p++) map[p] = p == 7 ? 0.8f : 0.2f / 19; /* cell (1, 2) */
+    ck_assert_int_eq(attention_smooth_map(map, Hg, Wg, x, H, W), SAC_OK);
+    float mx = 0;
+    int bx = 0, by = 0, out_of_range = 0;
+    double jump = 0;
+    for (int y = 0; y < H; y++)
+        for (int xx = 0; xx < W; xx++) {
+            float v = x[y * W + xx];
+            out_of_range += !(v >= 0 && v <= 1);
+            if (v > mx) mx = v, bx = xx, by = y;
+            if (xx) jump = fmax(jump, fabs(v - x[y * W + xx - 1]));
+        }
+    ck_assert_int_eq(out_of_range, 0);
+    ck_assert_float_eq_tol(mx, 1.0f, 1e-6f);
+    ck_assert_int_eq(by * Hg / H, 1);
+    ck_assert_int_eq(bx * Wg / W, 2);
+    ck_assert_double_lt(jump, 0.2); /* neighbouring pixels never jump like a blocky map's edges */
+    /* an all-zero or non-finite map stays 0 */
+    float zero[20] = {0};
+    zero[3] = NAN, zero[4] = -INFINITY;
+    ck_assert_int_eq(attention_smooth_map(zero, Hg, Wg, x, H, W), SAC_OK);
+    for (int k = 0; k < H * W; k++) ck_assert_float_eq(x[k], 0.0f);
+    sac_log_set_sink(quiet_sink, NULL);
+    ck_assert_int_eq(attention_smooth_map(map, 0, Wg, x, H, W), SAC_ERR_INVALID);
+    sac_log_set_sink(NULL, NULL);
+    free(x), free(tmp);
+}
+END_TEST
+
+START_TEST(test_colour_map)
+{
+    /* luminance rises monotonically from black to pale yellow: the bar reads low -> high */
+    uint8_t prev[3], c[3];
+    attention_colour(0.0f, prev);
+    ck_assert_int_le(prev[0] + prev[1] + prev[2], 10);
+    double lprev = 0.299 * prev[0] + 0.587 * prev[1] + 0.114 * prev[2];
+    for (int i = 1; i <= 100; i++) {
+        attention_colour(i / 100.0f, c);
+        double l = 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2];
+        ck_assert_msg(l >= lprev - 0.5, "luminance falls at %d%%: %.1f after %.1f", i, l, lprev);
+        lprev = l;
+    }
+    attention_colour(1.0f, c);
+    ck_assert_int_ge(c[0], 250);
+    ck_assert_int_ge(c[1], 250);
+    attention_colour(2.0f, prev); /* clamped */
+    ck_assert_mem_eq(prev, c, 3);
+    attention_colour(NAN, c);
+    ck_assert_int_le(c[0] + c[1] + c[2], 10);
+}
+END_TEST
+
+/* ---- text ------------------------------------------------------------------------------- */
+
+static int count_ink(const SacImage *img)
+{
+    int n = 0;
+    for (size_t k = 0; k < (size_t)img->w * img->h; k++) n += img->rgb[k * 3] < 128;
+    return n;
+}
+
+START_TEST(test_text)
+{
+    static const uint8_t black[3] = {0, 0, 0};
+    /* the bitmap font is always there; widths scale with the pixel height */
+    ck_assert_int_gt(attention_text_width(NULL, "dog", 12), 0);
+    ck_assert_int_ge(attention_text_width(NULL, "dog", 28), 2 * attention_text_width(NULL, "dog", 12));
+    SacImage img;
+    ck_assert_int_eq(sac_image_alloc(&img, 120, 40, 255), SAC_OK);
+    ck_assert_int_eq(attention_text_draw(&img, NULL, "dog", 4, 4, 16, 120, black), SAC_OK);
+    int bitmap_ink = count_ink(&img);
+    ck_assert_int_gt(bitmap_ink, 30);
+    /* clipped at x_max: nothing right of it */
+    memset(img.rgb, 255, (size_t)img.w * img.h * 3);
+    ck_assert_int_eq(attention_text_draw(&img, NULL, "wwwwwwwwwwwwww", 0, 4, 16, 30, black), SAC_OK);
+    for (int y = 0; y < img.h; y++)
+        for (int x = 30; x < img.w; x++) ck_assert_int_eq(img.rgb[(y * img.w + x) * 3], 255);
+    /* invalid UTF-8 and text off the image are drawn safely */
+    ck_assert_int_eq(attention_text_draw(&img, NULL, "\xff\xc3(", -50, -30, 16, 120, black), SAC_OK);
+
+    /* a missing font file is NULL with a message, not a crash */
+    sac_log_set_sink(quiet_sink, NULL);
+    ck_assert_ptr_null(attention_font_load("/nonexistent/DejaVuSans.ttf"));
+    char path[] = "/tmp/saccade-test-font.XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "not a font at all, just some text", 34), 34);
+    close(fd);
+    ck_assert_ptr_null(attention_font_load(path));
+    unlink(path);
+    sac_log_set_sink(NULL, NULL);
+
+    const AttentionFont *f = attention_font_default();
+    if (!f) {
+        printf("note: %s; TrueType checks skipped\n", attention_font_default_note());
+    } else {
+        /* TrueType: antialiased ink, proportional widths, UTF-8 letters drawn */
+        ck_assert_int_gt(attention_text_width(f, "www", 16), attention_text_width(f, "iii", 16));
+        ck_assert_int_eq(attention_text_width(f, "", 16), 0);
+        memset(img.rgb, 255, (size_t)img.w * img.h * 3);
+        ck_assert_int_eq(attention_text_draw(&img, f, "dog", 4, 4, 16, 120, black), SAC_OK);
+        int ink = count_ink(&img), grey = 0, below = 0;
+        for (size_t k = 0; k < (size_t)img.w * img.h; k++) grey += img.rgb[k * 3] > 20 && img.rgb[k * 3] < 235;
+        for (int y = 4 + 16 + 1; y < img.h; y++)
+            for (int x = 0; x < img.w; x++) below += img.rgb[(y * img.w + x) * 3] < 250;
+        ck_assert_int_gt(ink, 30);
+        ck_assert_int_gt(grey, 10); /* antialiased edges */
+        ck_assert_int_eq(below, 0); /* px is the whole height, descenders included */
+        memset(img.rgb, 255, (size_t)img.w * img.h * 3);
+        ck_assert_int_eq(attention_text_draw(&img, f, "caf\xc3\xa9", 4, 4, 16, 120, black), SAC_OK);
+        ck_assert_int_gt(count_ink(&img), 30);
+    }
+    sac_image_free(&img);
+}
+END_TEST
+
 /* ---- the figure ------------------------------------------------------------------------- */
 
 static SacImage make_photo(int w, int h)
@@ -154,7 +304,7 @@ static SacImage make_photo(int w, int h)
 static int is_dark(const SacImage *img, int x, int y)
 {
     const uint8_t *p = img->rgb + ((size_t)y * img->w + x) * 3;
-    return p[0] < 64 && p[1] < 64 && p[2] < 64;
+    return p[0] < 100 && p[1] < 100 && p[2] < 100;
 }
 
 static int count_dark(const SacImage *img, int x0, int y0, int w, int h)
@@ -165,66 +315,118 @@ static int count_dark(const SacImage *img, int x0, int y0, int w, int h)
     return n;
 }
 
-START_TEST(test_draw_layout)
+/* Pixels that are not white (grey antialiased text on the white label area). */
+static int count_marked(const SacImage *img, int x0, int y0, int w, int h)
 {
-    SacImage photo = make_photo(50, 30);
+    int n = 0;
+    for (int y = y0; y < y0 + h; y++)
+        for (int x = x0; x < x0 + w; x++) n += img->rgb[((size_t)y * img->w + x) * 3] < 200;
+    return n;
+}
+
+/* The layout for both fonts: font NULL = bitmap, else the default TrueType font. */
+static void check_layout(const AttentionFont *font)
+{
+    SacImage wide = make_photo(50, 30), tall = make_photo(30, 60);
     const char *words[] = {"a", "dog", "runs", "on", "grass"};
     const float *no_alpha = NULL;
-    float alphas[5 * 12];
+    float alphas[5 * 12], lp[5] = {-0.1f, -0.5f, -1.0f, -2.0f, -8.0f};
     for (int k = 0; k < 60; k++) alphas[k] = (float)(k % 7 + 1);
     struct {
-        int T, panel, cols, want_w, want_h;
+        const SacImage *photo;
+        int T, panel, cols, legend, probs, pw, ph, want_w, want_h;
     } cases[] = {
-        /* n = T + 1 panels, c = min(cols, n), r = ceil(n / c), L = 14 * max(1, panel / 64) */
-        {5, 96, 3, 3 * 96 + 4 * 8, 2 * (96 + 14) + 3 * 8},
-        {5, 128, 4, 4 * 128 + 5 * 8, 2 * (128 + 28) + 3 * 8},
-        {2, 64, 4, 3 * 64 + 4 * 8, 1 * (64 + 14) + 2 * 8},
-        {0, 40, 5, 40 + 2 * 8, 40 + 14 + 2 * 8},
+        /* panels pw x ph (aspect kept), s = clamp(panel / 16, 12, 40), L = 3s/2 (+ 5s/4),
+         * G = 2s + 8 with the legend: w = c pw + (c+1) 8, h = r (ph + L) + (r+1) 8 + G */
+        {&wide, 5, 96, 3, 0, 0, 96, 58, 3 * 96 + 4 * 8, 2 * (58 + 18) + 3 * 8},
+        {&wide, 5, 256, 4, 1, 0, 256, 154, 4 * 256 + 5 * 8, 2 * (154 + 24) + 3 * 8 + 40},
+        {&tall, 2, 64, 4, 1, 1, 32, 64, 3 * 32 + 4 * 8, 1 * (64 + 18 + 15) + 2 * 8 + 32},
+        {&wide, 0, 40, 5, 0, 0, 40, 24, 40 + 2 * 8, 24 + 18 + 2 * 8},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        int T = cases[c].T, P = cases[c].panel, C = cases[c].cols;
+        const SacImage *photo = cases[c].photo;
+        int T = cases[c].T, P = cases[c].panel, C = cases[c].cols, pw = cases[c].pw, ph = cases[c].ph;
+        AttentionDrawOptions o = {P, C, cases[c].legend, cases[c].probs ? lp : NULL, font};
+        int gw, gh;
+        attention_panel_size(photo->w, photo->h, P, &gw, &gh);
+        ck_assert_int_eq(gw, pw);
+        ck_assert_int_eq(gh, ph);
         SacImage out;
-        ck_assert_int_eq(attention_draw(&photo, T ? alphas : no_alpha, T, 3, 4, words, P, C, &out),
-                         SAC_OK);
+        ck_assert_int_eq(attention_draw_figure(photo, T ? alphas : no_alpha, T, 3, 4, words, &o, &out), SAC_OK);
         ck_assert_int_eq(out.w, cases[c].want_w);
         ck_assert_int_eq(out.h, cases[c].want_h);
         int w, h;
-        ck_assert_int_eq(attention_draw_size(T, P, C, &w, &h), SAC_OK);
+        ck_assert_int_eq(attention_draw_size(photo->w, photo->h, T, &o, &w, &h), SAC_OK);
         ck_assert_int_eq(w, out.w);
         ck_assert_int_eq(h, out.h);
-        /* panel 0 is exactly the squashed photo; the corner margin is white */
+        /* panel 0 is exactly the photo resized at its own aspect ratio; the corner is white */
         SacImage sq;
-        ck_assert_int_eq(sac_image_resize(&photo, P, P, &sq), SAC_OK);
-        for (int y = 0; y < P; y++)
-            ck_assert_mem_eq(out.rgb + ((size_t)(8 + y) * out.w + 8) * 3, sq.rgb + y * P * 3,
-                             (size_t)P * 3);
+        ck_assert_int_eq(sac_image_resize(photo, pw, ph, &sq), SAC_OK);
+        for (int y = 0; y < ph; y++)
+            ck_assert_mem_eq(out.rgb + ((size_t)(8 + y) * out.w + 8) * 3, sq.rgb + y * pw * 3, (size_t)pw * 3);
         sac_image_free(&sq);
         ck_assert_uint_eq(out.rgb[0], 255);
         /* labels: none under the photo, dark text under every word panel */
-        int L = 14 * attention_draw_text_scale(P), cols = T + 1 < C ? T + 1 : C;
+        int s = attention_draw_text_px(P), L = 3 * s / 2 + (cases[c].probs ? 5 * s / 4 : 0);
+        int cols = T + 1 < C ? T + 1 : C;
         for (int k = 0; k <= T; k++) {
-            int ox = 8 + (k % cols) * (P + 8), oy = 8 + (k / cols) * (P + L + 8);
-            int dark = count_dark(&out, ox, oy + P, P, L);
+            int ox = 8 + (k % cols) * (pw + 8), oy = 8 + (k / cols) * (ph + L + 8);
+            int dark = count_dark(&out, ox, oy + ph, pw, 3 * s / 2);
             if (k == 0) ck_assert_int_eq(dark, 0);
             else ck_assert_msg(dark >= 8, "panel %d ('%s'): %d dark pixels", k, words[k - 1], dark);
+            if (cases[c].probs && k > 0) /* "p = 0.90" under the word */
+                ck_assert_int_gt(count_marked(&out, ox, oy + ph + 3 * s / 2, pw, 5 * s / 4), 8);
             /* margins left of and below each cell stay white */
-            ck_assert_int_eq(count_dark(&out, ox - 8, oy, 8, P + L), 0);
-            ck_assert_int_eq(count_dark(&out, ox, oy + P + L, P, 8), 0);
+            ck_assert_int_eq(count_marked(&out, ox - 8, oy, 8, ph + L), 0);
+            ck_assert_int_eq(count_marked(&out, ox, oy + ph + L, pw, 8), 0);
+        }
+        /* the colour bar: a row of the legend holds the colour map's dark and bright ends */
+        if (cases[c].legend) {
+            int r = (T + 1 + cols - 1) / cols, ly = r * (ph + L + 8) + 8 + s / 2;
+            int darkest = 255 * 3, brightest = 0;
+            for (int x = 0; x < out.w; x++) {
+                const uint8_t *p = out.rgb + ((size_t)ly * out.w + x) * 3;
+                uint8_t lo[3], hi[3];
+                attention_colour(0.0f, lo), attention_colour(1.0f, hi);
+                if (abs(p[0] - lo[0]) + abs(p[1] - lo[1]) + abs(p[2] - lo[2]) < 30) darkest = 0;
+                if (abs(p[0] - hi[0]) + abs(p[1] - hi[1]) + abs(p[2] - hi[2]) < 30 && p[2] < 200) brightest = 1;
+            }
+            ck_assert_msg(darkest == 0 && brightest == 1, "case %zu: no colour bar in legend row %d", c, ly);
+            /* and text under it */
+            ck_assert_int_gt(count_marked(&out, 0, ly + s / 2 + 2, out.w, s), 10);
         }
         sac_image_free(&out);
     }
     /* words == NULL: no text at all */
+    AttentionDrawOptions o = {64, 3, 0, NULL, font};
     SacImage out;
-    ck_assert_int_eq(attention_draw(&photo, alphas, 2, 3, 4, NULL, 64, 3, &out), SAC_OK);
-    ck_assert_int_eq(count_dark(&out, 0, 8 + 64, out.w, 14), 0);
+    ck_assert_int_eq(attention_draw_figure(&wide, alphas, 2, 3, 4, NULL, &o, &out), SAC_OK);
+    ck_assert_int_eq(count_dark(&out, 0, 8 + 38, out.w, 18), 0);
     sac_image_free(&out);
     /* a word too long for its panel is drawn smaller and cut, never into the next panel */
     const char *longw[] = {"supercalifragilisticexpialidocious-and-more", "x"};
-    ck_assert_int_eq(attention_draw(&photo, alphas, 2, 3, 4, longw, 64, 3, &out), SAC_OK);
-    ck_assert_int_gt(count_dark(&out, 8 + 72, 8 + 64, 64, 14), 8);
-    ck_assert_int_eq(count_dark(&out, 8 + 72 + 64, 8 + 64, 8, 14), 0);
+    ck_assert_int_eq(attention_draw_figure(&wide, alphas, 2, 3, 4, longw, &o, &out), SAC_OK);
+    ck_assert_int_gt(count_dark(&out, 8 + 72, 8 + 38, 64, 18), 8);
+    ck_assert_int_eq(count_dark(&out, 8 + 72 + 64, 8 + 38, 8, 18), 0);
     sac_image_free(&out);
-    sac_image_free(&photo);
+    sac_image_free(&wide);
+    sac_image_free(&tall);
+}
+
+START_TEST(test_draw_layout_bitmap)
+{
+    check_layout(NULL);
+}
+END_TEST
+
+START_TEST(test_draw_layout_truetype)
+{
+    const AttentionFont *f = attention_font_default();
+    if (!f) {
+        printf("note: %s; TrueType layout skipped\n", attention_font_default_note());
+        return;
+    }
+    check_layout(f);
 }
 END_TEST
 
@@ -238,9 +440,11 @@ START_TEST(test_draw_heat_on_attended_cell)
 {
     const int grids[2][2] = {{4, 4}, {3, 5}};
     SacImage photo;
-    ck_assert_int_eq(sac_image_alloc(&photo, 70, 45, 128), SAC_OK); /* flat gray */
+    ck_assert_int_eq(sac_image_alloc(&photo, 70, 45, 128), SAC_OK); /* flat grey, wide */
     for (int g = 0; g < 2; g++) {
         int Hg = grids[g][0], Wg = grids[g][1], P = Hg * Wg, T = P, S = 96;
+        int pw, ph;
+        attention_panel_size(photo.w, photo.h, S, &pw, &ph); /* 96 x 62: the grid is stretched */
         /* word t attends cell t: softmax-like, 0.7 there, the rest shared */
         float *alphas = malloc(sizeof(float) * T * P);
         const char **words = malloc(sizeof(char *) * T);
@@ -249,27 +453,28 @@ START_TEST(test_draw_heat_on_attended_cell)
             for (int p = 0; p < P; p++) alphas[t * P + p] = p == t ? 0.7f : 0.3f / (P - 1);
         }
         SacImage out;
-        ck_assert_int_eq(attention_draw(&photo, alphas, T, Hg, Wg, words, S, 6, &out), SAC_OK);
-        int L = 14 * attention_draw_text_scale(S);
+        AttentionDrawOptions o = {S, 6, 1, NULL, NULL};
+        ck_assert_int_eq(attention_draw_figure(&photo, alphas, T, Hg, Wg, words, &o, &out), SAC_OK);
+        int L = 3 * attention_draw_text_px(S) / 2;
         for (int t = 0; t < T; t++) {
-            int k = t + 1, ox = 8 + (k % 6) * (S + 8), oy = 8 + (k / 6) * (S + L + 8);
+            int k = t + 1, ox = 8 + (k % 6) * (pw + 8), oy = 8 + (k / 6) * (ph + L + 8);
             int ci = t / Wg, cj = t % Wg;
             double in = 0, outside = 0, best = -1;
             int n_in = 0, n_out = 0, bx = -1, by = -1;
-            for (int y = 0; y < S; y++)
-                for (int x = 0; x < S; x++) {
+            for (int y = 0; y < ph; y++)
+                for (int x = 0; x < pw; x++) {
                     double v = luma(&out, ox + x, oy + y);
-                    int inside = y * Hg / S == ci && x * Wg / S == cj;
+                    int inside = y * Hg / ph == ci && x * Wg / pw == cj;
                     if (inside) in += v, n_in++;
                     else outside += v, n_out++;
                     if (v > best) best = v, bx = x, by = y;
                 }
             in /= n_in, outside /= n_out;
-            ck_assert_msg(in > outside + 40, "grid %dx%d word %d: cell luma %.1f vs rest %.1f", Hg,
-                          Wg, t, in, outside);
-            ck_assert_msg(by * Hg / S == ci && bx * Wg / S == cj,
-                          "grid %dx%d word %d: brightest pixel (%d,%d) outside cell (%d,%d)", Hg,
-                          Wg, t, by, bx, ci, cj);
+            ck_assert_msg(in > outside + 40, "grid %dx%d word %d: cell luma %.1f vs rest %.1f", Hg, Wg, t, in,
+                          outside);
+            ck_assert_msg(by * Hg / ph == ci && bx * Wg / pw == cj,
+                          "grid %dx%d word %d: brightest pixel (%d,%d) outside cell (%d,%d)", Hg, Wg, t, by, bx,
+                          ci, cj);
         }
         sac_image_free(&out);
         free(alphas), free(words);
@@ -295,6 +500,11 @@ START_TEST(test_draw_errors)
     float bad[4] = {NAN, INFINITY, -1, 0};
     ck_assert_int_eq(attention_draw(&photo, bad, 1, 2, 2, w, 64, 3, &out), SAC_OK);
     sac_image_free(&out);
+    /* a 1 x 1000 photo still has a 1-pixel-wide panel */
+    SacImage thin = make_photo(1, 1000);
+    ck_assert_int_eq(attention_draw(&thin, a, 1, 2, 2, w, 64, 3, &out), SAC_OK);
+    sac_image_free(&out);
+    sac_image_free(&thin);
     sac_image_free(&photo);
     sac_log_set_sink(NULL, NULL);
 }
@@ -304,25 +514,27 @@ END_TEST
  * $SACCADE_DRAW_EXAMPLE when set (for a human to look at); otherwise only drawn. */
 START_TEST(test_draw_example)
 {
-    const int w = 120, h = 80, Hg = 4, Wg = 4, T = 6;
+    const int w = 180, h = 120, Hg = 7, Wg = 7, T = 6, P = 49;
     SacImage photo;
     ck_assert_int_eq(sac_image_alloc(&photo, w, h, 0), SAC_OK);
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             uint8_t *p = photo.rgb + ((size_t)y * w + x) * 3;
-            int sun = (x - 95) * (x - 95) + (y - 15) * (y - 15) < 100;
+            int sun = (x - 140) * (x - 140) + (y - 22) * (y - 22) < 220;
             if (sun) p[0] = 250, p[1] = 220, p[2] = 40;
-            else if (y < 50) p[0] = 90, p[1] = (uint8_t)(140 + y), p[2] = 230;
+            else if (y < 75) p[0] = 90, p[1] = (uint8_t)(140 + y), p[2] = 230;
             else p[0] = 40, p[1] = (uint8_t)(150 + (x * 7 + y * 3) % 40), p[2] = 40;
         }
     const char *words[] = {"a", "sun", "over", "green", "grass", "."};
-    float alphas[6 * 16];
-    const int focus[6] = {5, 3, 6, 13, 14, -1}; /* cells; -1 = spread out */
+    float alphas[6 * 49], lp[6] = {-0.05f, -0.4f, -1.2f, -0.7f, -0.2f, -3.0f};
+    const int focus[6] = {24, 12, 17, 37, 45, -1}; /* cells; -1 = spread out */
     for (int t = 0; t < T; t++)
-        for (int p = 0; p < 16; p++)
-            alphas[t * 16 + p] = focus[t] < 0 ? 1.0f / 16 : p == focus[t] ? 0.6f : 0.4f / 15;
+        for (int p = 0; p < P; p++)
+            alphas[t * P + p] = focus[t] < 0 ? 1.0f / P : p == focus[t] ? 0.5f : 0.5f / (P - 1);
     SacImage out;
-    ck_assert_int_eq(attention_draw(&photo, alphas, T, Hg, Wg, words, 128, 4, &out), SAC_OK);
+    AttentionDrawOptions o = attention_draw_defaults();
+    o.columns = 4, o.word_logprob = lp;
+    ck_assert_int_eq(attention_draw_figure(&photo, alphas, T, Hg, Wg, words, &o, &out), SAC_OK);
     const char *path = getenv("SACCADE_DRAW_EXAMPLE");
     if (path) ck_assert_int_eq(sac_image_write_png(path, &out), SAC_OK);
     sac_image_free(&out);
@@ -336,7 +548,11 @@ int main(void)
     TCase *tc = tcase_create("draw");
     tcase_add_test(tc, test_upsample_one_hot);
     tcase_add_test(tc, test_upsample_uniform_and_linear);
-    tcase_add_test(tc, test_draw_layout);
+    tcase_add_test(tc, test_blur_and_smooth);
+    tcase_add_test(tc, test_colour_map);
+    tcase_add_test(tc, test_text);
+    tcase_add_test(tc, test_draw_layout_bitmap);
+    tcase_add_test(tc, test_draw_layout_truetype);
     tcase_add_test(tc, test_draw_heat_on_attended_cell);
     tcase_add_test(tc, test_draw_errors);
     tcase_add_test(tc, test_draw_example);
