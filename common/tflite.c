@@ -30,6 +30,7 @@ typedef struct {
     const char *path;
     const uint8_t *p;
     uint64_t n;
+    uint64_t *spent; /* bytes allocated for what the file describes (see spend) */
 } Fb;
 
 typedef struct {
@@ -69,6 +70,28 @@ static uint64_t ld64(const uint8_t *p) { return (uint64_t)ld32(p) | (uint64_t)ld
 static int in_file(const Fb *fb, uint64_t pos, uint64_t len) { return pos <= fb->n && len <= fb->n - pos; }
 
 /* ---- tables, fields, vectors, strings ---- */
+
+static int count_ok(const Fb *fb, uint32_t n, const char *what)
+{
+    if (n > TFLITE_MAX_ITEMS)
+        return bad(fb, "%u %s, more than the %d this reader accepts", n, what, TFLITE_MAX_ITEMS);
+    return 0;
+}
+
+/* Account for `bytes` about to be allocated. FlatBuffers may point many elements at one shared
+ * table, string or vector, so a small corrupt file could describe far more than it holds; an
+ * honest file never needs more than a few times its size (each copied name, index and scale is
+ * stored in it), so the total is capped at 8 x the file size + 1 MiB. */
+static int spend(const Fb *fb, uint64_t bytes, const char *what)
+{
+    const uint64_t limit = 8 * fb->n + ((uint64_t)1 << 20);
+    if (bytes > limit || *fb->spent > limit - bytes)
+        return bad(fb, "%s: the file describes more than %llu bytes of tables (8 x its size + 1 MiB); shared "
+                   "tables repeated past any real model's size", what, (unsigned long long)limit);
+    *fb->spent += bytes;
+    return 0;
+}
+
 
 static int table_at(const Fb *fb, uint64_t pos, const char *what, Table *t)
 {
@@ -224,6 +247,7 @@ static int field_string(const Fb *fb, const Table *t, int id, const char *what, 
         return bad(fb, "%s: string '%s' of %u bytes is not NUL-terminated", what, field, len);
     if (at && memchr(fb->p + at, 0, len))
         return bad(fb, "%s: string '%s' contains a NUL byte", what, field);
+    if ((rc = spend(fb, (uint64_t)len + 1, what))) return rc;
     *out = malloc((size_t)len + 1);
     if (!*out) {
         sac_error("%s: out of memory", fb->path);
@@ -240,13 +264,6 @@ static int vector_table(const Fb *fb, uint64_t elems, uint32_t i, const char *wh
     uint64_t pos = 0;
     int rc = follow(fb, elems + 4ull * i, what, "element", &pos);
     return rc ? rc : table_at(fb, pos, what, t);
-}
-
-static int count_ok(const Fb *fb, uint32_t n, const char *what)
-{
-    if (n > TFLITE_MAX_ITEMS)
-        return bad(fb, "%u %s, more than the %d this reader accepts", n, what, TFLITE_MAX_ITEMS);
-    return 0;
 }
 
 /* ---- names ---- */
@@ -295,7 +312,8 @@ static int parse_buffers(const Fb *fb, const Table *model, BufView **out, int *c
     uint32_t n;
     uint64_t elems;
     int rc = field_vector(fb, model, 4, 4, "model", "buffers", &n, &elems);
-    if (rc || (rc = count_ok(fb, n, "buffers"))) return rc;
+    if (rc || (rc = count_ok(fb, n, "buffers")) || (rc = spend(fb, (uint64_t)n * sizeof(BufView), "buffers")))
+        return rc;
     BufView *b = *out = sac_calloc(n ? n : 1, sizeof(*b));
     if (!b) return SAC_ERR_NOMEM;
     *count = (int)n;
@@ -342,6 +360,7 @@ static int parse_quantization(const Fb *fb, const Table *q, const char *what, Tf
         return bad(fb, "%s: %u per-channel scales along dimension %d do not match its shape", what, n_scale,
                    t->quantized_dimension);
     if (!n_scale) return 0;
+    if ((rc = spend(fb, (uint64_t)n_scale * (sizeof(float) + sizeof(int64_t)), what))) return rc;
     t->scale = malloc(sizeof(float) * n_scale);
     t->zero_point = calloc(n_scale, sizeof(int64_t));
     if (!t->scale || !t->zero_point) {
@@ -418,7 +437,9 @@ static int parse_operator_codes(const Fb *fb, const Table *model, TfliteModel *m
     uint32_t n;
     uint64_t elems;
     int rc = field_vector(fb, model, 1, 4, "model", "operator_codes", &n, &elems);
-    if (rc || (rc = count_ok(fb, n, "operator codes"))) return rc;
+    if (rc || (rc = count_ok(fb, n, "operator codes")) ||
+        (rc = spend(fb, (uint64_t)n * sizeof(TfliteOperatorCode), "operator codes")))
+        return rc;
     if (!(m->operator_codes = sac_calloc(n ? n : 1, sizeof(*m->operator_codes)))) return SAC_ERR_NOMEM;
     m->n_operator_codes = (int)n;
     for (uint32_t i = 0; i < n; i++) {
@@ -548,7 +569,7 @@ static int parse_indices(const Fb *fb, const Table *t, int id, const char *what,
     uint32_t n;
     uint64_t at;
     int rc = field_vector(fb, t, id, 4, what, field, &n, &at);
-    if (rc || (rc = count_ok(fb, n, field))) return rc;
+    if (rc || (rc = count_ok(fb, n, field)) || (rc = spend(fb, 4ull * n, what))) return rc;
     if (!(*out = sac_malloc(sizeof(int32_t) * (n ? n : 1)))) return SAC_ERR_NOMEM;
     *count = (int)n;
     for (uint32_t i = 0; i < n; i++) {
@@ -605,7 +626,8 @@ static int parse_subgraph(const Fb *fb, const Table *model, const BufView *bufs,
     m->n_subgraphs = n > INT32_MAX ? INT32_MAX : (int)n;
     if ((rc = vector_table(fb, elems, 0, "subgraph 0", &sg))) return rc;
 
-    if ((rc = field_vector(fb, &sg, 0, 4, "subgraph 0", "tensors", &n, &elems)) || (rc = count_ok(fb, n, "tensors")))
+    if ((rc = field_vector(fb, &sg, 0, 4, "subgraph 0", "tensors", &n, &elems)) || (rc = count_ok(fb, n, "tensors")) ||
+        (rc = spend(fb, (uint64_t)n * sizeof(TfliteTensor), "tensors")))
         return rc;
     if (!(m->tensors = sac_calloc(n ? n : 1, sizeof(*m->tensors)))) return SAC_ERR_NOMEM;
     m->n_tensors = (int)n;
@@ -620,7 +642,8 @@ static int parse_subgraph(const Fb *fb, const Table *model, const BufView *bufs,
     if ((rc = parse_indices(fb, &sg, 1, "subgraph 0", "inputs", m->n_tensors, 0, &m->inputs, &m->n_inputs)) ||
         (rc = parse_indices(fb, &sg, 2, "subgraph 0", "outputs", m->n_tensors, 0, &m->outputs, &m->n_outputs)))
         return rc;
-    if ((rc = field_vector(fb, &sg, 3, 4, "subgraph 0", "operators", &n, &elems)) || (rc = count_ok(fb, n, "operators")))
+    if ((rc = field_vector(fb, &sg, 3, 4, "subgraph 0", "operators", &n, &elems)) ||
+        (rc = count_ok(fb, n, "operators")) || (rc = spend(fb, (uint64_t)n * sizeof(TfliteOperator), "operators")))
         return rc;
     if (!(m->operators = sac_calloc(n ? n : 1, sizeof(*m->operators)))) return SAC_ERR_NOMEM;
     m->n_operators = (int)n;
@@ -636,7 +659,8 @@ static int parse_subgraph(const Fb *fb, const Table *model, const BufView *bufs,
 
 static int parse_model(TfliteModel *m)
 {
-    const Fb fb = {m->path, m->file, m->size};
+    uint64_t spent = 0;
+    const Fb fb = {m->path, m->file, m->size, &spent};
     Table model;
     BufView *bufs = NULL;
     int rc;

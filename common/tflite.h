@@ -32,8 +32,8 @@
  *   AddOptions      0 fused_activation_function;  SoftmaxOptions 0 beta:float;
  *   ReshapeOptions  0 new_shape:[int]
  *
- * Validation before trust: every uoffset, soffset, vtable (size, alignment of its fields inside
- * the table's declared size), vector length, string (NUL-terminated, inside the file), buffer
+ * Validation before trust: every uoffset, soffset, vtable (its size, and every field it names
+ * inside the table's declared size), vector length, string (NUL-terminated, inside the file), buffer
  * index, tensor index, shape (rank <= TFLITE_MAX_DIMS, no negative dim), type and the size of
  * each tensor's data (product(shape) x element size, overflow-checked) is checked against the
  * file before use. Any failure rejects the whole file with a message naming the file and what

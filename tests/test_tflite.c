@@ -442,6 +442,48 @@ START_TEST(test_hand_made_bad_files)
 }
 END_TEST
 
+/* FlatBuffers lets every element of a vector point at one shared table: 100,000 tensors sharing
+ * one 1000-byte name would make a 400 KB file ask for 100 MB. The reader caps what a file may
+ * make it allocate (8 x its size + 1 MiB). */
+START_TEST(test_shared_table_amplification)
+{
+    cJSON *j = facts();
+    size_t n;
+    uint8_t *bytes = fixture(&n);
+    const uint32_t count = 100000, name_len = 1000;
+    size_t vec = (n + 3) & ~(size_t)3, vt = vec + 4 + 4 * (size_t)count, table = vt + 12, str = table + 8;
+    size_t total = str + 4 + name_len + 1;
+    uint8_t *big = calloc(total, 1);
+    memcpy(big, bytes, n);
+    put32(big + vec, count);
+    for (uint32_t i = 0; i < count; i++) put32(big + vec + 4 + 4 * i, (uint32_t)(table - (vec + 4 + 4 * i)));
+    const uint16_t vtable[6] = {12, 8, 0, 0, 0, 4}; /* vtable size, table size, fields 0..3: only the name */
+    for (int i = 0; i < 6; i++) big[vt + 2 * i] = (uint8_t)vtable[i], big[vt + 2 * i + 1] = (uint8_t)(vtable[i] >> 8);
+    put32(big + table, (uint32_t)(table - vt));
+    put32(big + table + 4, (uint32_t)(str - (table + 4)));
+    put32(big + str, name_len);
+    memset(big + str + 4, 'a', name_len);
+    /* the subgraph's tensors field now points at the new vector */
+    const size_t field = (size_t)jint(jget(j, "positions"), "subgraph.tensors");
+    put32(big + field, (uint32_t)(vec - field));
+    log_reset();
+    ck_assert_ptr_null(tflite_parse("shared.tflite", big, total));
+    ck_assert_log_has("shared.tflite: ");
+    ck_assert_log_has("the file describes more than");
+    /* the same file with 100 tensors is fine: the construction itself is valid */
+    put32(big + vec, 100);
+    log_reset();
+    TfliteModel *m = tflite_parse("shared.tflite", big, total);
+    ck_assert_msg(m != NULL, "%s", logbuf);
+    ck_assert_int_eq(m->n_tensors, 100);
+    ck_assert_uint_eq(strlen(m->tensors[99].name), name_len);
+    tflite_free(m);
+    free(big);
+    free(bytes);
+    cJSON_Delete(j);
+}
+END_TEST
+
 START_TEST(test_read_limits)
 {
     size_t n;
@@ -1159,6 +1201,7 @@ int main(int argc, char **argv)
         tcase_add_test(tc, test_every_truncation);
         tcase_add_test(tc, test_random_changes);
         tcase_add_test(tc, test_hand_made_bad_files);
+        tcase_add_test(tc, test_shared_table_amplification);
         tcase_add_test(tc, test_read_limits);
         tcase_add_test(tc, test_fixture_is_not_mobilenet);
         tcase_add_test(tc, test_sha256);

@@ -321,6 +321,7 @@ def main():
             "model": w.pos["model"],
             "model.version": w.field_pos[("model", 0)],
             "tensors": w.pos["tensors"],
+            "subgraph.tensors": w.field_pos[("subgraph", 0)],
             "operators": w.pos["operators"],
             "buffers": w.pos["buffers"],
             "tensor1": w.pos["tensor1"],
