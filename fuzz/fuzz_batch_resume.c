@@ -2,8 +2,8 @@
  * fuzz_batch_resume.c - `saccade batch --resume` reading an existing results file
  * (tools/batch_output.c through its interface batch.h): the first input byte picks the
  * format (jsonl, tsv, coco, html), the rest is the file found on disk (PATH.partial for coco).
- * batch_output_open parses it, cuts a torn last line and opens it for appending; the output is
- * then closed as an interrupted run would close it.
+ * batch_output_open parses it, batch_output_start cuts a torn last line and opens it for
+ * appending; the output is then closed as an interrupted run would close it.
  * Size letters: none.
  */
 #include <stdio.h>
@@ -30,6 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (o) {
         size_t errors = 0, n = batch_output_resumed(o, &errors);
         if (errors > n) fuzz_fail("more error records than records");
+        batch_output_start(o); /* cuts a torn line, opens for appending */
         batch_output_close(o, 0);
     }
     unlink(out);
