@@ -23,7 +23,11 @@ fi
 if [ ! -d "$build" ]; then
     CC=clang meson setup "$build" -Dfuzzing=true -Dtests=false --buildtype=debugoptimized >/dev/null || exit 2
 fi
-nice -n 10 ninja -C "$build" $(for t in $targets; do echo "fuzz/fuzz_$t"; done) >/dev/null || exit 2
+if ! nice -n 10 ninja -C "$build" $(for t in $targets; do echo "fuzz/fuzz_$t"; done) >"$build/fuzz-build.log" 2>&1; then
+    tail -20 "$build/fuzz-build.log" >&2
+    echo "fuzz.sh: build failed (log: $build/fuzz-build.log)" >&2
+    exit 2
+fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 summary=""
