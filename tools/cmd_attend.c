@@ -1,22 +1,26 @@
 /*
  * cmd_attend.c - `saccade attend`: caption one image and show where the model looked for each
- * word: a PNG figure (attention_draw: the photo, then one heat panel per word with the word under
- * it) and/or a self-contained HTML page where hovering or clicking a word shows its map over the
- * photo.
+ * word: a PNG figure (attention_draw_figure: the photo at its own aspect ratio, then one smoothed
+ * heat panel per word with the word, optionally its probability, under it, and a colour bar),
+ * a self-contained HTML page (the photo large, a word list to click, arrow keys to step, a
+ * "play" button that walks through the words), and/or the numbers as JSON (per word: the word,
+ * its log-probability, the grid and the attention map).
  *
  * The HTML inlines every picture as a base64 PNG data URI: the photo at its own aspect ratio and,
- * per word, the heat panel attention_draw makes (square, the squashed view the model saw),
- * displayed stretched back to the photo's aspect ratio, which is exact because the attention
- * grid covers the whole squashed photo.
+ * per word, an RGBA overlay of the smoothed map that reproduces attention_overlay's blend
+ * exactly when the browser lays it over the photo, stretched to the photo's aspect ratio, which
+ * is exact because the attention grid covers the whole squashed photo the model saw.
  *
  * Size letters: T caption words, P grid positions.
  */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "attend_view.h"
 #include "captioner.h"
 #include "cli.h"
 #include "draw.h"
@@ -24,31 +28,57 @@
 #include "output.h"
 #include "sac.h"
 
-#define HTML_SIDE 320 /* the longest side of the photo on the HTML page, in CSS pixels */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
+#include <stb_image_write.h>
+#pragma GCC diagnostic pop
+
+#define HTML_SIDE 512 /* the longest side of the photo on the HTML page, in CSS pixels */
+#define MAP_SIDE 256  /* the longest side of each word's overlay PNG (the browser stretches it) */
 
 static void help(FILE *f)
 {
     fprintf(f,
-            "usage: saccade attend IMAGE -o OUT.png [--html OUT.html] [options]\n\n"
-            "Caption IMAGE and draw where the model looked for each word. Prints IMAGE<TAB>caption.\n"
-            "  -o, --output FILE   PNG figure: the photo as the model saw it (squashed to a square), then\n"
-            "                      one panel per word with its attention map and the word under it\n"
-            "  --html FILE         one self-contained HTML page (images inlined): hover or click a word\n"
-            "                      to see its map over the photo; FILE#wN opens with word N (0-based) shown\n"
-            "At least one of -o and --html is required.\n\n"
+            "usage: saccade attend IMAGE [-o OUT.png] [--html OUT.html] [--json OUT.json] [options]\n\n"
+            "Caption IMAGE and show where the model looked for each word. Prints IMAGE<TAB>caption\n"
+            "(unless --json writes to stdout).\n"
+            "  -o, --output FILE   PNG figure: the photo at its own aspect ratio, then one panel per word\n"
+            "                      with its attention map (smoothed; colour bar: low to high, each map\n"
+            "                      scaled to its own peak) and the word under it\n"
+            "  --html FILE         one self-contained HTML page (images inlined): click a word, or use the\n"
+            "                      arrow keys, or press play to step through the words; FILE#word=N (or #wN)\n"
+            "                      opens with word N (0-based) shown\n"
+            "  --json FILE         the numbers ('-' = stdout): caption, log-probability, grid [rows, cols],\n"
+            "                      and per word: word, logprob (log p(word | earlier words, photo)),\n"
+            "                      attention (rows of weights, summing to 1)\n"
+            "At least one of -o, --html and --json is required.\n\n"
             "options:\n"
             "  --model FILE        model file (default: $SACCADE_MODEL, then the installed model)\n"
             "  --beam K            beam width (default 3; 1 = greedy)\n"
             "  --max-len N         most words + <end> (default: the model's T)\n"
             "  --len-norm A        beam score = logprob / steps^A (default 0.7)\n"
-            "  --panel PX          panel side in the PNG, 16..1024 (default 128)\n"
+            "  --panel PX          long side of a panel in the PNG, 16..1024 (default 256)\n"
             "  --columns N         panels per row in the PNG (default 6)\n"
+            "  --probs             write each word's probability under its panel\n"
+            "  --font FILE         TrueType font for the PNG's labels (default: DejaVu Sans from\n"
+            "                      /usr/share/fonts/truetype/dejavu; 'builtin': the bitmap font)\n"
             "  --threads N         BLAS threads (default 0 = all cores)\n"
             "  --quiet             only errors on stderr\n"
             "  -h, --help          this text\n");
 }
 
 /* ---- pieces of the page ---- */
+
+/* Write "data:image/png;base64,..." of PNG bytes to f. */
+static int put_png_bytes_uri(FILE *f, const uint8_t *png, size_t len)
+{
+    char *b64 = cli_base64(png, len);
+    if (!b64) return SAC_ERR_NOMEM;
+    fputs("data:image/png;base64,", f);
+    fputs(b64, f);
+    free(b64);
+    return SAC_OK;
+}
 
 /* Write "data:image/png;base64,..." of the w x h RGB region at rgb (row stride in bytes) to f. */
 static int put_png_uri(FILE *f, const uint8_t *rgb, int w, int h, int stride)
@@ -57,19 +87,65 @@ static int put_png_uri(FILE *f, const uint8_t *rgb, int w, int h, int stride)
     size_t len;
     int st = cli_png_encode(rgb, w, h, stride, &png, &len);
     if (st) return st;
-    char *b64 = cli_base64(png, len);
+    st = put_png_bytes_uri(f, png, len);
     free(png);
-    if (!b64) return SAC_ERR_NOMEM;
-    fputs("data:image/png;base64,", f);
-    fputs(b64, f);
-    free(b64);
-    return SAC_OK;
+    return st;
+}
+
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+    int failed;
+} PngBytes;
+
+static void png_append(void *ctx, void *data, int size)
+{
+    PngBytes *b = ctx;
+    if (b->failed || size <= 0) return;
+    if (b->len + (size_t)size > b->cap) {
+        size_t cap = (b->len + (size_t)size) * 2;
+        uint8_t *nd = realloc(b->data, cap);
+        if (!nd) {
+            b->failed = 1;
+            return;
+        }
+        b->data = nd, b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, (size_t)size);
+    b->len += (size_t)size;
+}
+
+/* Word t's overlay as an RGBA PNG data URI, w x h: straight alpha A = 1 - (1 - m/2)(0.3 + 0.7 m)
+ * and colour C = (m/2) colour(m) / A, so that the browser's "C over photo" gives
+ * attention_overlay's (1 - m/2) v (0.3 + 0.7 m) + (m/2) colour(m). */
+static int put_overlay_uri(FILE *f, const float *alpha /* (Hg, Wg) */, int grid_h, int grid_w, int w, int h)
+{
+    float *m = sac_malloc(sizeof(float) * (size_t)w * h);
+    uint8_t *rgba = sac_malloc((size_t)w * h * 4);
+    int st = m && rgba ? SAC_OK : SAC_ERR_NOMEM;
+    if (!st) st = attention_smooth_map(alpha, grid_h, grid_w, m, h, w);
+    for (size_t k = 0; !st && k < (size_t)w * h; k++) {
+        float a = m[k], A = 1.0f - (1.0f - 0.5f * a) * (0.3f + 0.7f * a);
+        uint8_t c[3];
+        attention_colour(a, c);
+        for (int ch = 0; ch < 3; ch++) {
+            float v = 0.5f * a * c[ch] / A;
+            rgba[k * 4 + ch] = (uint8_t)(v > 255 ? 255 : v + 0.5f);
+        }
+        rgba[k * 4 + 3] = (uint8_t)(255.0f * A + 0.5f);
+    }
+    PngBytes b = {0};
+    if (!st && (!stbi_write_png_to_func(png_append, &b, w, h, 4, rgba, w * 4) || b.failed)) st = SAC_ERR_NOMEM;
+    if (!st) st = put_png_bytes_uri(f, b.data, b.len);
+    free(b.data), free(m), free(rgba);
+    return st;
 }
 
 /* Write s HTML-escaped; SAC_ERR_NOMEM when out of memory. */
 static int put_html(FILE *f, const char *s)
 {
-    char *e = cli_html_escape(s);
+    char *u = sac_utf8_escape(s), *e = u ? cli_html_escape(u) : NULL;
+    free(u);
     if (!e) return SAC_ERR_NOMEM;
     fputs(e, f);
     free(e);
@@ -77,46 +153,94 @@ static int put_html(FILE *f, const char *s)
 }
 
 static const char html_style[] =
-    "body{font-family:system-ui,sans-serif;margin:24px;background:#fafafa;color:#111}\n"
-    "h1{font-size:22px;font-weight:600;margin:0 0 4px}\n"
-    "p.meta{color:#666;font-size:13px;margin:0 0 14px}\n"
-    ".view{position:relative;display:inline-block;line-height:0;box-shadow:0 1px 4px #0004}\n"
+    "body{font-family:'DejaVu Sans',system-ui,sans-serif;margin:24px;background:#fafafa;color:#111}\n"
+    "h1{font-size:26px;font-weight:600;margin:0 0 4px}\n"
+    "p.meta{color:#555;font-size:14px;margin:0 0 14px}\n"
+    ".view{position:relative;display:inline-block;line-height:0;box-shadow:0 1px 4px #0004;background:#000}\n"
     ".view img{display:block}\n"
     ".view img.map{position:absolute;left:0;top:0;visibility:hidden}\n"
     ".view img.map.on{visibility:visible}\n"
-    ".words{margin:14px 0;font-size:20px;line-height:2}\n"
-    ".word{padding:3px 8px;margin:0 2px;border-radius:5px;background:#e6e6e6;cursor:pointer;user-select:none}\n"
-    ".word.on{background:#ffc83d}\n";
+    ".legend{font-size:13px;color:#444;margin:8px 0 0;display:flex;align-items:center;gap:8px}\n"
+    ".legend .bar{display:inline-block;width:180px;height:12px;border:1px solid #8884}\n"
+    ".controls{margin:14px 0 4px;display:flex;align-items:center;gap:8px;font-size:16px}\n"
+    ".controls button{font-size:16px;padding:4px 12px;border-radius:6px;border:1px solid #bbb;background:#fff;"
+    "cursor:pointer}\n"
+    "#current{margin-left:8px;color:#333}\n"
+    ".words{margin:10px 0;font-size:22px;line-height:2.2;max-width:900px}\n"
+    ".word{padding:3px 9px;margin:0 2px;border-radius:6px;background:#e6e6e6;cursor:pointer;user-select:none;"
+    "white-space:nowrap}\n"
+    ".word small{font-size:12px;color:#666;margin-left:5px}\n"
+    ".word.on{background:#ffc83d}\n"
+    ".word:focus{outline:2px solid #333}\n"
+    ".help{color:#666;font-size:13px}\n";
+
+/* window.onerror records any script error in the DOM (the browser test reads it). */
+static const char html_guard[] =
+    "window.onerror=function(m){document.documentElement.setAttribute('data-js-error',String(m));};\n";
 
 static const char html_script[] =
     "(function(){\n"
-    "  var words=document.querySelectorAll('.word'), maps=document.querySelectorAll('.map'), pinned=-1;\n"
+    "  var words=document.querySelectorAll('.word'), maps=document.querySelectorAll('.map');\n"
+    "  var cur=document.getElementById('current'), play=document.getElementById('play'), shown=-1, timer=null;\n"
     "  function show(i){\n"
+    "    if(i<-1||i>=maps.length) i=-1;\n"
+    "    shown=i;\n"
     "    for(var k=0;k<maps.length;k++){maps[k].classList.toggle('on',k===i);words[k].classList.toggle('on',k===i);}\n"
+    "    document.body.setAttribute('data-word',String(i));\n"
+    "    cur.textContent=i<0?'the photo':'word '+(i+1)+' of '+maps.length+': '+words[i].getAttribute('data-word')+"
+    "' (p = '+words[i].getAttribute('data-p')+')';\n"
+    "  }\n"
+    "  function stop(){if(timer){clearInterval(timer);timer=null;play.textContent='\\u25b6 play';}}\n"
+    "  function step(d){stop();var n=shown+d;if(n<0)n=maps.length-1;if(n>=maps.length)n=-1;show(n);}\n"
+    "  function start(){\n"
+    "    if(timer){stop();return;}\n"
+    "    play.textContent='\\u275a\\u275a pause';show(0);\n"
+    "    timer=setInterval(function(){if(shown+1>=maps.length){stop();show(-1);}else show(shown+1);},900);\n"
     "  }\n"
     "  words.forEach(function(w,i){\n"
-    "    w.addEventListener('mouseenter',function(){show(i);});\n"
-    "    w.addEventListener('mouseleave',function(){show(pinned);});\n"
-    "    w.addEventListener('click',function(){pinned=pinned===i?-1:i;show(pinned);});\n"
-    "    w.addEventListener('keydown',function(e){if(e.key==='Enter'||e.key===' '){e.preventDefault();"
-    "pinned=pinned===i?-1:i;show(pinned);}});\n"
+    "    w.addEventListener('click',function(){stop();show(shown===i?-1:i);});\n"
+    "    w.addEventListener('keydown',function(e){if(e.key==='Enter'){e.preventDefault();stop();show(shown===i?-1:i);}});\n"
     "  });\n"
-    "  var m=/^#w(\\d+)$/.exec(location.hash);\n"
-    "  if(m&&+m[1]<maps.length){pinned=+m[1];show(pinned);}\n"
+    "  play.addEventListener('click',start);\n"
+    "  document.getElementById('prev').addEventListener('click',function(){step(-1);});\n"
+    "  document.getElementById('next').addEventListener('click',function(){step(1);});\n"
+    "  document.addEventListener('keydown',function(e){\n"
+    "    if(e.key==='ArrowRight'){e.preventDefault();step(1);}\n"
+    "    else if(e.key==='ArrowLeft'){e.preventDefault();step(-1);}\n"
+    "    else if(e.key==='Home'){e.preventDefault();stop();show(0);}\n"
+    "    else if(e.key==='End'){e.preventDefault();stop();show(maps.length-1);}\n"
+    "    else if(e.key==='Escape'){stop();show(-1);}\n"
+    "    else if(e.key===' '&&e.target===document.body){e.preventDefault();start();}\n"
+    "  });\n"
+    "  function fromHash(){var m=/^#(?:w|word=)(\\d+)$/.exec(location.hash);stop();show(m?+m[1]:-1);}\n"
+    "  window.addEventListener('hashchange',fromHash);\n"
+    "  fromHash();\n"
+    "  document.body.setAttribute('data-ready','1');\n"
     "})();\n";
 
-/* The HTML page: photo (aspect kept) with the T heat panels of attention_draw stacked on it. */
-static int write_html(const char *path, const char *image_name, const SacImage *photo, const Model *m,
-                      const Caption *cap, const char *text, const char *const *words, int beam)
+/* The colour bar as a CSS gradient of attention_colour. */
+static void put_gradient(FILE *f)
 {
+    fputs("linear-gradient(to right", f);
+    for (int i = 0; i <= 8; i++) {
+        uint8_t c[3];
+        attention_colour(i / 8.0f, c);
+        fprintf(f, ",rgb(%d,%d,%d)", c[0], c[1], c[2]);
+    }
+    fputs(")", f);
+}
+
+/* The HTML page: the photo (aspect kept) with one overlay per word stacked on it. */
+static int write_html(const char *path, const char *image_name, const SacImage *photo, const Model *m,
+                      const AttendView *v, int beam)
+{
+    const Caption *cap = &v->cap;
     const int T = cap->n;
-    int W = photo->w >= photo->h ? HTML_SIDE : (int)((double)HTML_SIDE * photo->w / photo->h + 0.5);
-    int H = photo->h >= photo->w ? HTML_SIDE : (int)((double)HTML_SIDE * photo->h / photo->w + 0.5);
-    W = W < 1 ? 1 : W, H = H < 1 ? 1 : H;
-    SacImage view = {0}, fig = {0};
+    int W, H, mw, mh;
+    attention_panel_size(photo->w, photo->h, HTML_SIDE, &W, &H);
+    attention_panel_size(photo->w, photo->h, MAP_SIDE, &mw, &mh);
+    SacImage view = {0};
     int st = sac_image_resize(photo, W, H, &view);
-    /* all panels in one row; panel k sits at (m + k * (side + m), m) */
-    if (!st) st = attention_draw(photo, cap->alphas, T, m->grid_h, m->grid_w, NULL, HTML_SIDE, T + 1, &fig);
     if (st) cli_message("attend", "cannot draw the page %s: %s", path, sac_strerror(st));
     SacOutput *out = NULL;
     if (!st && !(out = sac_output_open(path, 0))) st = SAC_ERR_IO; /* logged, naming the file */
@@ -124,34 +248,48 @@ static int write_html(const char *path, const char *image_name, const SacImage *
         FILE *f = sac_output_stream(out);
         const char *base = strrchr(image_name, '/');
         base = base ? base + 1 : image_name;
-        fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>saccade attend: ", f);
+        fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<script>\n%s</script>\n"
+                   "<title>saccade attend: ", html_guard);
         if (!st) st = put_html(f, base);
-        fprintf(f, "</title>\n<style>\n%s</style>\n</head>\n<body>\n<h1>", html_style);
-        if (!st) st = put_html(f, text);
+        fprintf(f, "</title>\n<style>\n%s</style>\n</head>\n<body data-word=\"-1\">\n<h1>", html_style);
+        if (!st) st = put_html(f, v->text);
         fputs("</h1>\n<p class=\"meta\">", f);
         if (!st) st = put_html(f, base);
-        fprintf(f, " &middot; %dx%d &middot; beam %d &middot; log-probability %.3f%s &middot; hover or click a word "
-                   "to see where the model looked</p>\n<div class=\"view\">\n<img id=\"photo\" alt=\"photo\" "
+        fprintf(f, " &middot; %dx%d &middot; %dx%d attention grid &middot; beam %d &middot; log-probability %.3f%s</p>\n"
+                   "<div class=\"view\" style=\"width:%dpx;height:%dpx\">\n<img id=\"photo\" alt=\"photo\" "
                    "width=\"%d\" height=\"%d\" src=\"",
-                photo->w, photo->h, beam, cap->logprob, cap->ended ? "" : " (no &lt;end&gt;)", W, H);
+                photo->w, photo->h, m->grid_h, m->grid_w, beam, cap->logprob, cap->ended ? "" : " (no &lt;end&gt;)",
+                W, H, W, H);
         if (!st) st = put_png_uri(f, view.rgb, W, H, W * 3);
         fputs("\">\n", f);
-        const int mg = ATTENTION_DRAW_MARGIN;
         for (int t = 0; t < T && !st; t++) {
-            fprintf(f, "<img class=\"map\" id=\"map-%d\" width=\"%d\" height=\"%d\" alt=\"attention for ", t, W, H);
-            st = put_html(f, words[t]);
+            fprintf(f, "<img class=\"map\" id=\"map-%d\" data-index=\"%d\" width=\"%d\" height=\"%d\" alt=\"attention for ",
+                    t, t, W, H);
+            st = put_html(f, v->words[t]);
             fputs("\" src=\"", f);
-            const uint8_t *panel = fig.rgb + ((size_t)mg * fig.w + mg + (size_t)(t + 1) * (HTML_SIDE + mg)) * 3;
-            if (!st) st = put_png_uri(f, panel, HTML_SIDE, HTML_SIDE, fig.w * 3);
+            if (!st) st = put_overlay_uri(f, cap->alphas + (size_t)t * m->P, m->grid_h, m->grid_w, mw, mh);
             fputs("\">\n", f);
         }
-        fputs("</div>\n<div class=\"words\">", f);
+        fputs("</div>\n<div class=\"legend\">attention: low <span class=\"bar\" style=\"background:", f);
+        put_gradient(f);
+        fputs("\"></span> high <span class=\"help\">(each word's map scaled to its own peak)</span></div>\n"
+              "<div class=\"controls\"><button id=\"prev\" title=\"previous word (&larr;)\">&larr;</button>"
+              "<button id=\"play\" title=\"step through the words (space)\">&#9654; play</button>"
+              "<button id=\"next\" title=\"next word (&rarr;)\">&rarr;</button>"
+              "<span id=\"current\">the photo</span></div>\n<div class=\"words\">",
+              f);
         for (int t = 0; t < T && !st; t++) {
-            fprintf(f, "<span class=\"word\" id=\"w%d\" tabindex=\"0\">", t);
-            st = put_html(f, words[t]);
-            fputs("</span> ", f);
+            double p = exp((double)v->word_logprob[t]);
+            fprintf(f, "<span class=\"word\" id=\"w%d\" data-index=\"%d\" data-p=\"%.2f\" data-word=\"", t, t, p);
+            st = put_html(f, v->words[t]);
+            fprintf(f, "\" tabindex=\"0\" title=\"log-probability %.3f\">", (double)v->word_logprob[t]);
+            if (!st) st = put_html(f, v->words[t]);
+            fprintf(f, "<small>%.2f</small></span> ", p);
         }
-        fprintf(f, "</div>\n<script>\n%s</script>\n</body>\n</html>\n", html_script);
+        fprintf(f, "</div>\n<p class=\"help\">Click a word, or use &larr; &rarr; (Home, End, Escape) to step; space "
+                   "plays. Small numbers: each word's probability given the words before it.</p>\n"
+                   "<script>\n%s</script>\n</body>\n</html>\n",
+                html_script);
         if (st) {
             cli_message("attend", "cannot write %s: %s", path, sac_strerror(st));
             sac_output_discard(out);
@@ -160,7 +298,23 @@ static int write_html(const char *path, const char *image_name, const SacImage *
         }
     }
     sac_image_free(&view);
-    sac_image_free(&fig);
+    return st;
+}
+
+/* The numbers as JSON (one object, pretty-printed) to path ("-" = stdout). */
+static int write_json(const char *path, const char *image, const Model *m, const AttendView *v)
+{
+    cJSON *o = attend_view_json(image, m, v);
+    char *text = o ? cJSON_PrintBuffered(o, 1 << 16, 0) : NULL;
+    cJSON_Delete(o);
+    if (!text) {
+        cli_message("attend", "cannot write %s: %s", path, sac_strerror(SAC_ERR_NOMEM));
+        return SAC_ERR_NOMEM;
+    }
+    size_t n = strlen(text);
+    text[n] = '\n'; /* replaces the terminator: the buffer is written by length */
+    int st = sac_output_write_file(path, text, n + 1, 0); /* a write error is logged, naming the file */
+    free(text);
     return st;
 }
 
@@ -169,23 +323,28 @@ static int write_html(const char *path, const char *image_name, const SacImage *
 static int same_output(const char *a, const char *b)
 {
     struct stat sb;
+    if (!a || !b || !strcmp(a, "-") || !strcmp(b, "-")) return 0;
     if (stat(a, &sb) == 0) return S_ISREG(sb.st_mode) && sac_same_file(a, b);
     return !strcmp(a, b);
 }
 
-enum { O_MODEL = 256, O_BEAM, O_MAX_LEN, O_LEN_NORM, O_PANEL, O_COLUMNS, O_HTML, O_THREADS, O_QUIET, O_HELP };
+enum {
+    O_MODEL = 256, O_BEAM, O_MAX_LEN, O_LEN_NORM, O_PANEL, O_COLUMNS, O_HTML, O_JSON, O_PROBS, O_FONT, O_THREADS,
+    O_QUIET, O_HELP
+};
 
 int cmd_attend(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"model", 1, 0, O_MODEL}, {"beam", 1, 0, O_BEAM}, {"max-len", 1, 0, O_MAX_LEN},
         {"len-norm", 1, 0, O_LEN_NORM}, {"panel", 1, 0, O_PANEL}, {"columns", 1, 0, O_COLUMNS},
-        {"output", 1, 0, 'o'}, {"html", 1, 0, O_HTML}, {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET},
-        {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
-    const char *model_path = NULL, *out_png = NULL, *out_html = NULL;
-    long beam = 3, max_len = 0, panel = 128, columns = 6, threads = 0;
+        {"output", 1, 0, 'o'}, {"html", 1, 0, O_HTML}, {"json", 1, 0, O_JSON}, {"probs", 0, 0, O_PROBS},
+        {"font", 1, 0, O_FONT}, {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
+        {0, 0, 0, 0}};
+    const char *model_path = NULL, *out_png = NULL, *out_html = NULL, *out_json = NULL, *font_path = NULL;
+    long beam = 3, max_len = 0, panel = 256, columns = 6, threads = 0;
     double len_norm = 0.7;
-    int quiet = 0, c;
+    int quiet = 0, probs = 0, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
@@ -208,6 +367,9 @@ int cmd_attend(int argc, char **argv)
             break;
         case 'o': out_png = optarg; break;
         case O_HTML: out_html = optarg; break;
+        case O_JSON: out_json = optarg; break;
+        case O_PROBS: probs = 1; break;
+        case O_FONT: font_path = optarg; break;
         case O_THREADS:
             if (cli_parse_int("--threads", optarg, 0, 1024, &threads)) return CLI_USAGE;
             break;
@@ -219,61 +381,77 @@ int cmd_attend(int argc, char **argv)
     }
     if (optind >= argc) return cli_usage_error("attend", "no image given");
     if (argc - optind > 1) return cli_usage_error("attend", "one image at a time, found %d", argc - optind);
-    if (!out_png && !out_html) return cli_usage_error("attend", "nothing to write: give -o OUT.png and/or --html OUT.html");
+    if (!out_png && !out_html && !out_json)
+        return cli_usage_error("attend", "nothing to write: give -o OUT.png, --html OUT.html and/or --json OUT.json");
     const char *image = argv[optind];
-    if (out_png && out_html && same_output(out_png, out_html))
-        return cli_usage_error("attend", "-o and --html name the same file %s", out_png);
+    if (same_output(out_png, out_html) || same_output(out_png, out_json) || same_output(out_html, out_json))
+        return cli_usage_error("attend", "-o, --html and --json must name different files");
+    if ((out_png && !strcmp(out_png, "-")) || (out_html && !strcmp(out_html, "-")))
+        return cli_usage_error("attend", "only --json may write to stdout ('-')");
     if (!(model_path = cli_find_model(model_path, argv[0]))) return CLI_FAILED;
-    const char *inputs[] = {image, model_path};
-    if (sac_output_check_inputs(out_png, "-o", inputs, 2) || sac_output_check_inputs(out_html, "--html", inputs, 2))
+    const char *inputs[] = {image, model_path, font_path};
+    if (sac_output_check_inputs(out_png, "-o", inputs, 3) || sac_output_check_inputs(out_html, "--html", inputs, 3) ||
+        sac_output_check_inputs(out_json, "--json", inputs, 3))
         return CLI_USAGE;
+
+    AttentionFont *own_font = NULL;
+    AttentionDrawOptions dopt = attention_draw_defaults();
+    dopt.panel_size = (int)panel, dopt.columns = (int)columns;
+    if (font_path && !strcmp(font_path, "builtin")) {
+        dopt.font = NULL;
+    } else if (font_path) {
+        if (!(own_font = attention_font_load(font_path))) return CLI_FAILED; /* logged, naming the file */
+        dopt.font = own_font;
+    } else if (out_png && !dopt.font && !quiet) {
+        cli_message("attend", "note: %s", attention_font_default_note());
+    }
 
     int status;
     Model *m = cli_open_model("attend", model_path, argv[0], quiet, threads, max_len, &status);
-    if (!m) return status;
+    if (!m) {
+        attention_font_free(own_font);
+        return status;
+    }
     DecoderSizes sz = model_decoder_sizes(m);
     SearchOptions opt = search_default_options(&sz);
-    opt.beam = (int)beam, opt.len_norm = (float)len_norm, opt.want_alphas = 1;
+    opt.beam = (int)beam, opt.len_norm = (float)len_norm;
     if (max_len) opt.max_len = (int)max_len;
 
     int rc = CLI_FAILED;
     SacImage photo = {0}, fig = {0};
-    Caption cap = {0};
-    char *text = NULL;
-    const char **words = NULL;
+    AttendView v = {0};
     Captioner *cp = NULL;
     if (sac_image_load(image, &photo, 0)) goto done; /* the message names the file */
     if (!(cp = captioner_create(m, 1, (int)beam))) goto done;
-    int st = captioner_run(cp, &photo, 1, &opt, &cap, NULL);
+    int st = attend_view_run(cp, m, &photo, &opt, &v);
     if (st) {
         cli_message("attend", "%s: decoding failed: %s", image, sac_strerror(st));
         goto done;
     }
-    text = captioner_text(m, &cap);
-    words = sac_calloc(cap.n ? cap.n : 1, sizeof(char *));
-    if (!text || !words) goto done;
-    for (int t = 0; t < cap.n; t++) words[t] = vocab_word(m->vocab, cap.tokens[t]);
     if (out_png) {
         uint8_t *png = NULL;
         size_t len = 0;
-        st = attention_draw(&photo, cap.alphas, cap.n, m->grid_h, m->grid_w, words, (int)panel, (int)columns, &fig);
+        if (probs) dopt.word_logprob = v.word_logprob;
+        st = attention_draw_figure(&photo, v.cap.alphas, v.cap.n, m->grid_h, m->grid_w, v.words, &dopt, &fig);
         if (!st) st = cli_png_encode(fig.rgb, fig.w, fig.h, fig.w * 3, &png, &len);
         if (st) cli_message("attend", "cannot draw %s: %s", out_png, sac_strerror(st));
         else st = sac_output_write_file(out_png, png, len, 0); /* a write error is logged, naming the file */
         free(png);
         if (st) goto done;
     }
-    if (out_html && write_html(out_html, image, &photo, m, &cap, text, words, (int)beam)) goto done;
-    cli_put_tsv_path(stdout, image);
-    printf("\t%s\n", text);
+    if (out_html && write_html(out_html, image, &photo, m, &v, (int)beam)) goto done;
+    if (out_json && write_json(out_json, image, m, &v)) goto done;
+    if (!out_json || strcmp(out_json, "-")) {
+        cli_put_tsv_path(stdout, image);
+        printf("\t%s\n", v.text);
+    }
     rc = CLI_OK;
 done:
-    free(words);
-    free(text);
-    caption_clear(&cap);
+    attend_view_clear(&v);
     sac_image_free(&fig);
     sac_image_free(&photo);
     captioner_free(cp);
     model_free(m);
+    attention_font_free(own_font);
     return rc;
 }
