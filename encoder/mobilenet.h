@@ -133,7 +133,8 @@ int mobilenet_infer_classify(MobileNetInfer *net, float *logits, float *feats, c
  * tensors are mobilenet_specs entries first_spec(first) .. (the grid's last conv), in that
  * order, torch layout; their gradients share the layout. Plain float code (sgemm, loops), for
  * correctness first; dX accumulates (+=) as everywhere in saccade. Opaque arena holding every
- * activation the backward needs, for up to max_batch images. */
+ * activation the backward needs, for up to max_batch images: one forward/backward at a time per
+ * MobileNetActs. */
 typedef struct MobileNetActs MobileNetActs;
 
 /* grid 14 or 7 (not classify), first in 2..17 (2..13 with grid 14). NULL (logged) on an

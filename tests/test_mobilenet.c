@@ -1,9 +1,11 @@
 /*
- * test_mobilenet.c - the MobileNetV2 forward (encoder/mobilenet.c, encoder/depthwise.c): every
- * depthwise kernel this CPU runs against a direct loop in double; the tensor list; the whole
- * network against torchvision (tests/pyref/make_mnv2_ref.py -> tests/data/mnv2_ref*.safetensors)
- * for both paddings, grid 14, grid 7 and the classifier; a batch against one image at a time;
- * one thread against two.
+ * test_mobilenet.c - MobileNetV2 (encoder/mobilenet.c, mobilenet_train.c, depthwise.c,
+ * pointwise.c): every depthwise and 1x1 kernel this CPU runs against a direct loop in double;
+ * the tensor list; the whole network against torchvision (tests/pyref/make_mnv2_ref.py ->
+ * tests/data/mnv2_ref*.safetensors) for both paddings, grid 14, grid 7 and the classifier, by
+ * every kernel; a batch against one image at a time and one thread against two (the same bits);
+ * the fine-tuning forward against the inference one and a double forward, and its gradients by
+ * central differences (STYLE.md section 5).
  *
  * The weights are not in the fixtures: both sides fill tensor t, element i from the formula
  * documented in make_mnv2_ref.py (an integer hash -> uniform in [-a_t, a_t]).
