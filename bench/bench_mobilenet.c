@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "depthwise.h"
+#include "kernel_select.h"
 #include "mobilenet.h"
 #include "rng.h"
 #include "sac.h"
@@ -57,18 +57,29 @@ static void time_forward(MobileNetInfer *net, float *feats, const float *images,
 
 int main(int argc, char **argv)
 {
-    int threads = 0, batch = 64, iters1 = 30, itersb = 5, S = 224;
+    int threads = 0, batch = 64, iters1 = 30, itersb = 5, S = 224, kernel = SAC_KERNEL_AUTO;
     static const struct option opts[] = {{"threads", required_argument, 0, 't'}, {"batch", required_argument, 0, 'b'},
                                          {"iters", required_argument, 0, 'i'}, {"size", required_argument, 0, 's'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    for (int c; (c = getopt_long(argc, argv, "t:b:i:s:h", opts, NULL)) != -1;) {
+                                         {"kernel", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    for (int c; (c = getopt_long(argc, argv, "t:b:i:s:k:h", opts, NULL)) != -1;) {
         switch (c) {
         case 't': threads = atoi(optarg); break;
         case 'b': batch = atoi(optarg); break;
         case 'i': iters1 = atoi(optarg); break;
         case 's': S = atoi(optarg); break;
+        case 'k':
+            kernel = !strcmp(optarg, "c") ? SAC_KERNEL_C : !strcmp(optarg, "avx2") ? SAC_KERNEL_AVX2
+                     : !strcmp(optarg, "avx512")                    ? SAC_KERNEL_AVX512
+                                                                    : -1;
+            if (kernel < 0 || !sac_kernel_supported(kernel)) {
+                fprintf(stderr, "bench_mobilenet: --kernel %s: expected c, avx2 or avx512 (supported here)\n", optarg);
+                return 2;
+            }
+            break;
         default:
-            printf("usage: bench_mobilenet [--threads N (0 = all cores)] [--batch B] [--iters N] [--size S]\n");
+            printf("usage: bench_mobilenet [--threads N (0 = all cores)] [--batch B] [--iters N] [--size S]\n"
+                   "                       [--kernel c|avx2|avx512 (default: the best here)]\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -77,8 +88,8 @@ int main(int argc, char **argv)
         return 2;
     }
     sac_threads_set(threads);
-    printf("bench_mobilenet: S %d, %d threads, depthwise kernel %s\n", S, sac_threads(),
-           sac_kernel_name(sac_kernel_best()));
+    printf("bench_mobilenet: S %d, %d threads, kernels %s\n", S, sac_threads(),
+           sac_kernel_name(kernel == SAC_KERNEL_AUTO ? sac_kernel_best() : kernel));
     SacRng rng;
     sac_rng_seed(&rng, 1, 1);
     float *images = sac_alloc_floats((size_t)batch * 3 * S * S);
@@ -101,7 +112,7 @@ int main(int argc, char **argv)
             for (size_t k = 0; k < numel; k++) t[i][k] = a * (2.0f * sac_rng_uniform(&rng) - 1.0f);
         }
         MobileNetInfer *net = mobilenet_infer_create(&cfg, (const float *const *)t, batch);
-        if (!net) return 1;
+        if (!net || mobilenet_infer_set_kernel(net, kernel)) return 1;
         const int side = mobilenet_grid_side(&cfg);
         float *feats = sac_alloc_floats((size_t)batch * side * side * mobilenet_grid_channels(&cfg));
         double med, mn, cpu;
