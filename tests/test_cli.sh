@@ -210,18 +210,19 @@ run nomodel caption --model "$TMP/none.safetensors" red.png
 if [ $rc -eq 1 ] && grep -q "none.safetensors" "$TMP/nomodel.err"; then pass "caption with a missing model: exit 1, named"; else fail "caption with a missing model: exit 1, named" "exit $rc" "$(cat "$TMP/nomodel.err")"; fi
 
 # ------------------------------------------------------------------------- attend
-# attention_draw_size: n = T + 1 panels, c = min(columns, n), r = ceil(n / c),
-# L = 14 * clamp(panel / 64, 1, 4), w = c * panel + (c + 1) * 8, h = r * (panel + L) + (r + 1) * 8
+# attention_draw_size (square test images: panels PANEL x PANEL): n = T + 1 panels,
+# c = min(columns, n), r = ceil(n / c), s = clamp(panel / 16, 12, 40), L = 3s/2, G = 2s + 8 (legend),
+# w = c * panel + (c + 1) * 8, h = r * (panel + L) + (r + 1) * 8 + G
 figure_size() { # T PANEL COLUMNS
     local n=$(($1 + 1)) p=$2 c=$3 s
     [ $c -gt $n ] && c=$n
     local r=$(((n + c - 1) / c))
-    s=$((p / 64)); [ $s -lt 1 ] && s=1; [ $s -gt 4 ] && s=4
-    echo "$((c * p + (c + 1) * 8)) $((r * (p + 14 * s) + (r + 1) * 8))"
+    s=$((p / 16)); [ $s -lt 12 ] && s=12; [ $s -gt 40 ] && s=40
+    echo "$((c * p + (c + 1) * 8)) $((r * (p + 3 * s / 2) + (r + 1) * 8 + 2 * s + 8))"
 }
 run att attend "${M[@]}" red.png -o "$TMP/att.png"
 expect_eq "attend: exit status and caption on stdout" "$rc:$(out att)" $'0:red.png\ta red square on black'
-expect_eq "attend: PNG size for 5 words, default panel 128, 6 columns" "$("$HELPER" size "$TMP/att.png")" "$(figure_size 5 128 6)"
+expect_eq "attend: PNG size for 5 words, default panel 256, 6 columns" "$("$HELPER" size "$TMP/att.png")" "$(figure_size 5 256 6)"
 run att2 attend "${M[@]}" checker.png -o "$TMP/att2.png" --panel 64 --columns 3 --beam 1
 expect_eq "attend --panel 64 --columns 3 --beam 1: PNG size for 4 words" "$("$HELPER" size "$TMP/att2.png")" "$(figure_size 4 64 3)"
 run att3 attend "${M[@]}" yellow.png --html "$TMP/yellow.html" -o "$TMP/att3.png" --panel 40 --columns 2
@@ -229,7 +230,7 @@ expect_eq "attend --html: exit status" "$rc" 0
 expect_eq "attend --panel 40 --columns 2: PNG size" "$("$HELPER" size "$TMP/att3.png")" "$(figure_size 4 40 2)"
 H="$TMP/yellow.html"
 expect_eq "attend --html: one word entry per word, in order" \
-    "$(grep -oE '<span class="word" id="w[0-9]+" tabindex="0">[^<]*</span>' "$H" | sed -E 's/.*>([^<]*)<.*/\1/' | tr '\n' ' ')" \
+    "$(grep -oE '<span class="word" id="w[0-9]+" [^>]*data-word="[^"]*"' "$H" | sed -E 's/.*data-word="([^"]*)"/\1/' | tr '\n' ' ')" \
     "yellow on the left "
 expect_eq "attend --html: one attention map per word" "$(grep -c '<img class="map" id="map-' "$H")" 4
 expect_eq "attend --html: photo + maps inlined as PNG data URIs" "$(grep -o 'src="data:image/png;base64,' "$H" | wc -l)" 5
@@ -237,6 +238,41 @@ expect_eq "attend --html: nothing loaded from elsewhere" "$(grep -cE '(src|href)
 expect_grep "attend --html: a complete page" "$H" '^</html>$'
 run attbad attend "${M[@]}" notes.png -o "$TMP/attbad.png"
 if [ $rc -eq 1 ] && grep -q notes.png "$TMP/attbad.err" && [ ! -e "$TMP/attbad.png" ]; then pass "attend with a text file: exit 1, named"; else fail "attend with a text file: exit 1, named" "exit $rc" "$(cat "$TMP/attbad.err")"; fi
+
+# ------------------------------------------------------------------------- attend --json, --probs, --font
+run attj attend "${M[@]}" red.png --json "$TMP/red.json"
+expect_eq "attend --json: exit status, caption on stdout" "$rc:$(out attj)" $'0:red.png\ta red square on black'
+"$HELPER" json "$TMP/red.json" >"$TMP/red.json.images" 2>"$TMP/red.json.check"
+expect_eq "attend --json: one valid JSON object naming the image" "$?:$(cat "$TMP/red.json.images")" "0:red.png"
+expect_grep "attend --json: caption, grid 6 x 6" "$TMP/red.json" '"caption":"a red square on black",.*"grid":\[6,6\]'
+expect_eq "attend --json: the words in order" "$(grep -oE '"word":"[^"]*"' "$TMP/red.json" | cut -d'"' -f4 | tr '\n' ' ')" \
+    "a red square on black "
+# each word's map: 6 rows of 6 weights summing to 1; the words' log-probabilities and <end>'s sum
+# to the caption's
+maps=$(grep -oE '"attention":\[(\[[^]]*\],?){6}\]' "$TMP/red.json" | awk -F'[][,]+' '{ n = 0; s = 0;
+    for (i = 2; i <= NF; i++) if ($i != "" && $i !~ /attention/) { n++; s += $i } printf "%d:%.4f ", n, s }')
+expect_eq "attend --json: 5 maps of 36 weights summing to 1" "$maps" "36:1.0000 36:1.0000 36:1.0000 36:1.0000 36:1.0000 "
+lps=$(grep -oE '"(end_)?logprob":-?[0-9.e-]+' "$TMP/red.json" | cut -d: -f2 | tr '\n' ' ')
+expect_eq "attend --json: word log-probabilities (+ <end>) sum to the caption's" \
+    "$(awk -v l="$lps" 'BEGIN { n = split(l, x, " "); s = 0; for (i = 2; i <= n; i++) s += x[i];
+        d = s - x[1]; print (n == 7 && d < 1e-4 && d > -1e-4) ? "yes" : "no: " l }')" yes
+run attjs attend "${M[@]}" green.png --json - -o "$TMP/green.png"
+expect_eq "attend --json -: the JSON alone on stdout" "$rc:$(out attjs | head -c 19)" '0:{"image":"green.png'
+expect_eq "attend --json -: one line" "$(out attjs | wc -l)" 1
+run attp attend "${M[@]}" red.png -o "$TMP/attp.png" --probs --panel 64
+read -r pw ph <<<"$(figure_size 5 64 6)"
+expect_eq "attend --probs: labels 5s/4 taller" "$("$HELPER" size "$TMP/attp.png")" "$pw $((ph + 15))"
+run attf attend "${M[@]}" red.png -o "$TMP/attf.png" --font builtin
+expect_eq "attend --font builtin: the bitmap font, same layout" "$rc:$("$HELPER" size "$TMP/attf.png")" "0:$(figure_size 5 256 6)"
+run attnf attend "${M[@]}" red.png -o "$TMP/attnf.png" --font "$TMP/no-such-font.ttf"
+if [ $rc -eq 1 ] && grep -q "no-such-font.ttf" "$TMP/attnf.err" && [ ! -e "$TMP/attnf.png" ]; then pass "attend --font MISSING: exit 1, named"; else fail "attend --font MISSING: exit 1, named" "exit $rc" "$(cat "$TMP/attnf.err")"; fi
+usage "attend -o and --json naming one file" "different files" attend "${M[@]}" red.png -o "$TMP/same.x" --json "$TMP/same.x"
+usage "attend --html -" "stdout" attend "${M[@]}" red.png --html -
+write_fails_early() { # attend --json /dev/full: exit 1, named
+    run jfull attend "${M[@]}" red.png --json /dev/full
+    if [ $rc -eq 1 ] && grep -q "/dev/full" "$TMP/jfull.err"; then pass "attend --json /dev/full: exit 1, named"; else fail "attend --json /dev/full: exit 1, named" "exit $rc" "$(cat "$TMP/jfull.err")"; fi
+}
+write_fails_early
 
 # ------------------------------------------------------------------------- eval
 BLOCK=$'images        6
@@ -393,7 +429,7 @@ ln -s real/page.html "$TMP/page-link.html"
 ln -s real/made.png "$TMP/png-link.png"
 run link attend "${M[@]}" red.png --html "$TMP/page-link.html" -o "$TMP/png-link.png"
 if [ $rc -eq 0 ] && [ -L "$TMP/page-link.html" ] && [ -L "$TMP/png-link.png" ] && grep -q '^</html>$' "$TMP/real/page.html" &&
-    [ "$("$HELPER" size "$TMP/real/made.png")" = "$(figure_size 5 128 6)" ]; then
+    [ "$("$HELPER" size "$TMP/real/made.png")" = "$(figure_size 5 256 6)" ]; then
     pass "attend through symbolic links: the targets are written, the links stay"
 else
     fail "attend through symbolic links: the targets are written, the links stay" "exit $rc" "$(ls -la "$TMP" "$TMP/real")"

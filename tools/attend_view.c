@@ -94,10 +94,10 @@ static double round6(double x)
 cJSON *attend_view_json(const char *image, const Model *m, const AttendView *v)
 {
     const int Hg = m->grid_h, Wg = m->grid_w, P = m->P, n = v->cap.n;
-    cJSON *o = cJSON_CreateObject(), *grid = cJSON_AddArrayToObject(o, "grid"), *words = NULL;
-    int ok = o && grid && add_text(o, "image", image) && add_text(o, "caption", v->text) &&
+    cJSON *o = cJSON_CreateObject(), *grid = NULL, *words = NULL;
+    int ok = o && add_text(o, "image", image) && add_text(o, "caption", v->text) &&
              cJSON_AddNumberToObject(o, "logprob", round6(v->cap.logprob)) &&
-             cJSON_AddBoolToObject(o, "ended", v->cap.ended);
+             cJSON_AddBoolToObject(o, "ended", v->cap.ended) && (grid = cJSON_AddArrayToObject(o, "grid"));
     ok = ok && cJSON_AddItemToArray(grid, cJSON_CreateNumber(Hg)) && cJSON_AddItemToArray(grid, cJSON_CreateNumber(Wg));
     ok = ok && (words = cJSON_AddArrayToObject(o, "words"));
     for (int t = 0; t < n && ok; t++) {
