@@ -57,6 +57,7 @@ static int op_bad(const Walk *wk, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    sac_term_clean(msg); /* names come from the file: no escape sequences on a terminal */
     const char *op = wk->k < wk->m->n_operators ? tflite_builtin_name(wk->m->operators[wk->k].builtin) : "end";
     sac_error("%s: operator %d (%s, %s): %s", wk->m->path, wk->k, op, wk->layer, msg);
     return SAC_ERR_FORMAT;

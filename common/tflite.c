@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "fileio.h"
+#include "output.h"
 #include "sac.h"
 
 /* Most tensors, operators, buffers or operator codes a file may have (real models have at most
@@ -55,6 +56,7 @@ static int bad(const Fb *fb, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    sac_term_clean(msg); /* names come from the file: no escape sequences on a terminal */
     sac_error("%s: %s", fb->path, msg);
     return SAC_ERR_FORMAT;
 }

@@ -434,6 +434,17 @@ START_TEST(test_hand_made_bad_files)
                       p->what, path, p->message, logbuf);
         free(copy);
     }
+    /* a name with an escape character is printed without it */
+    uint8_t *copy = malloc(n);
+    memcpy(copy, bytes, n);
+    const long name_field = jint(pos, "tensor1.name");
+    copy[name_field + get32(bytes + name_field) + 4] = 0x1b;
+    copy[jint(pos, "tensor1.type")] = 99;
+    log_reset();
+    ck_assert_ptr_null(tflite_parse("esc.tflite", copy, n));
+    ck_assert_log_has("esc.tflite: tensor 1 '?onv/weights' has type 99");
+    ck_assert_msg(!strchr(logbuf, 0x1b), "an escape character reached the message");
+    free(copy);
     /* the patched field really is what the positions say: the unpatched values */
     ck_assert_uint_eq(get32(bytes + jint(pos, "tensor1.buffer")), 1);
     ck_assert_uint_eq(get32(bytes + jint(pos, "op1.opcode_index")), 1);
