@@ -94,6 +94,10 @@ static int resolve(const char *path, char **target, struct stat *sb, int *existi
             return -1;
         }
         if (!S_ISREG(sb->st_mode)) return KIND_DIRECT;
+        if (access(path, W_OK)) { /* a file the user may not write is not replaced behind their back */
+            sac_error("%s: cannot write (%s)", path, strerror(errno));
+            return -1;
+        }
         *existing = 1;
         *target = realpath(path, NULL);
         if (!*target) *target = strdup(path);

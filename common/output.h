@@ -5,7 +5,8 @@
  *   temporary file made with mkstemp in the same directory as the target, every write is
  *   checked, the file is fsynced, renamed over the target and the directory is fsynced. The
  *   target is either untouched or complete. The new file keeps the mode of the file it replaces
- *   (a new file gets 0666 & ~umask).
+ *   (a new file gets 0666 & ~umask); a file this process may not write is refused, not replaced.
+ *   Other hard links to the old file keep the old contents.
  * - A symbolic link is followed (the whole chain, also when it dangles) and its TARGET is
  *   written; the link itself stays.
  * - Anything that is not a regular file (a device such as /dev/null or /dev/full, a FIFO, a

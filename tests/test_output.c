@@ -261,6 +261,13 @@ START_TEST(test_bad_targets)
     logbuf[0] = 0;
     ck_assert_ptr_null(sac_output_open(in_dir("no/such/dir/x.txt"), 0));
     ck_assert_ptr_nonnull(strstr(logbuf, "no/such/dir/x.txt"));
+    /* a file the user may not write is refused, not replaced (root may write anything) */
+    if (geteuid() != 0) {
+        put(in_dir("readonly.txt"), "keep\n");
+        ck_assert_int_eq(chmod(in_dir("readonly.txt"), 0444), 0);
+        ck_assert_ptr_null(sac_output_open(in_dir("readonly.txt"), 0));
+        ck_assert_str_eq(get(in_dir("readonly.txt")), "keep\n");
+    }
     /* a name as long as a file name may be: the temporary name is cut to fit */
     char name[256];
     memset(name, 'n', 250);
