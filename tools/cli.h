@@ -85,5 +85,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

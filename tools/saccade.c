@@ -24,6 +24,7 @@ static const Command commands[] = {
     {"score", cmd_score, "score a COCO results file against reference captions"},
     {"import", cmd_import, "convert pretrained MobileNetV2 weights (TFLite, torchvision) to a backbone file"},
     {"classify", cmd_classify, "the ImageNet classes of images by a backbone file's MobileNetV2"},
+    {"report", cmd_report, "a training log (train --log) as an HTML page of charts"},
 };
 
 static void usage(FILE *f)
