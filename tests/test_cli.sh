@@ -86,7 +86,7 @@ if [ "$MODE" = html ]; then
         profile=$(mktemp -d "$TMP/chromium.XXXXXX")
         timeout 60 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
             --disable-component-update --disable-sync --no-first-run --hide-scrollbars \
-            --force-device-scale-factor=1 --window-size=800,600 --user-data-dir="$profile" \
+            --force-device-scale-factor=1 --window-size=900,1000 --user-data-dir="$profile" \
             --screenshot="$2" "$1" >"$TMP/chromium.log" 2>&1
     }
     shot "file://$TMP/red.html" "$TMP/shot-photo.png"
