@@ -1,7 +1,8 @@
 /*
  * image.h - image decoding and the model's input preprocessing.
  *
- * Decoding is stb_image (JPEG/PNG/BMP/GIF/TGA/PSD/HDR/PNM). Every input becomes 8-bit RGB:
+ * Decoding is stb_image (JPEG/PNG/BMP/GIF/TGA/PSD (3 channels)/HDR/PNM). Every input becomes
+ * 8-bit RGB:
  *   - gray -> R = G = B; palette images come out as their RGB(A) colours;
  *   - alpha is composited over WHITE: out = (v * a + 255 * (255 - a) + 127) / 255. A transparent
  *     logo thus reads as the logo on a white page, not on the black that dropping alpha from
@@ -15,7 +16,9 @@
  *
  * Hostile input (issue 11): files are opened as regular files only (fileio.h: a FIFO or device
  * is refused, never waited on). Before stb_image sees the bytes: Softimage PIC, which stb_image
- * also reads, is refused (not a promised format); a JPEG's marker segments are walked (every
+ * also reads, is refused (not a promised format), and so is a PSD with more than 3 channels
+ * (alpha or extra channels: stb_image 2.27's alpha un-matting is undefined behaviour on
+ * arbitrary data; flattened RGB PSDs are read); a JPEG's marker segments are walked (every
  * scan) and a DHT segment whose counts sum past 256 or do not form a prefix code is refused
  * (stb_image 2.27 writes past its Huffman arrays on those: ffd8ffc4ffc40015ff), as is a JPEG
  * with less than one bit of scan data per 8 x 8 block; PSD, TGA, BMP, PNM and HDR files must

@@ -189,6 +189,14 @@ int sac_image_precheck(ImageFormat fmt, const uint8_t *buf, size_t len, const ch
         return SAC_ERR_UNSUPPORTED;
     }
     if (fmt == FMT_JPEG) return jpeg_check(buf, len, name, header_only);
+    if (fmt == FMT_PSD && len >= 14 && be16(buf + 12) > 3) {
+        /* stb_image 2.27 "removes the white matte" of 4+ channel PSDs with float -> integer
+         * conversions that are undefined for arbitrary data (found by fuzz_image) */
+        if (name)
+            sac_error("%s: a PSD with %u channels, expected 3 (RGB without alpha or extra "
+                      "channels; save it flattened, or as PNG)", name, be16(buf + 12));
+        return SAC_ERR_UNSUPPORTED;
+    }
     uint64_t v[3];
     if (fmt == FMT_PNM && (pnm_header(buf, len, v), 1) &&
         (v[0] > SAC_IMAGE_MAX_SIDE || v[1] > SAC_IMAGE_MAX_SIDE || v[2] > 65535)) {

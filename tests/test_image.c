@@ -721,6 +721,33 @@ START_TEST(test_pnm_header_overflow)
 }
 END_TEST
 
+/* A PSD with alpha: stb_image 2.27 un-mattes it with float -> uint8 conversions out of range
+ * (undefined behaviour, found by fuzz_image), so 4+ channel PSDs are refused; 3 are read. */
+START_TEST(test_psd_channels)
+{
+    for (int ch = 3; ch <= 4; ch++) {
+        Bytes b = {0};
+        bytes_put(&b, "8BPS", 4), bytes_be16(&b, 1), bytes_put(&b, "\0\0\0\0\0\0", 6);
+        bytes_be16(&b, (unsigned)ch), bytes_be32(&b, 1), bytes_be32(&b, 2); /* h 1, w 2 */
+        bytes_be16(&b, 8), bytes_be16(&b, 3);
+        bytes_be32(&b, 0), bytes_be32(&b, 0), bytes_be32(&b, 0), bytes_be16(&b, 0); /* raw */
+        static const uint8_t planes[4][2] = {{0, 200}, {10, 210}, {20, 220}, {1, 128}};
+        for (int c = 0; c < ch; c++) bytes_put(&b, planes[c], 2); /* alpha 1 and 128 */
+        SacImage img = {0};
+        if (ch == 3) {
+            ck_assert_int_eq(sac_image_load_memory(b.p, b.n, "rgb.psd", &img, 0), SAC_OK);
+            ck_assert_int_eq(img.w, 2);
+            ck_assert_int_eq(img.rgb[3], 200);
+            sac_image_free(&img);
+        } else {
+            expect_error(sac_image_load_memory(b.p, b.n, "rgba.psd", &img, 0),
+                         SAC_ERR_UNSUPPORTED, "rgba.psd", "a PSD with 4 channels, expected 3");
+        }
+        free(b.p);
+    }
+}
+END_TEST
+
 /* Softimage PIC is decoded by stb_image but is not a promised format. */
 START_TEST(test_pic_refused)
 {
@@ -869,6 +896,7 @@ int main(void)
     tcase_add_test(tc, test_psd_claims_beyond_data);
     tcase_add_test(tc, test_pic_refused);
     tcase_add_test(tc, test_pnm_header_overflow);
+    tcase_add_test(tc, test_psd_channels);
     tcase_add_test(tc, test_preprocess_constant);
     tcase_add_test(tc, test_preprocess_gradient);
     tcase_add_test(tc, test_flip_resize_write);
