@@ -3,8 +3,9 @@
  *
  * Activations are NHWC: one image is (H, W, C), so a 1x1 convolution is one product
  * (H*W, Cin) @ (Cin, Cout) with bias, residual and ReLU6 fused (pointwise.c, weights packed at
- * creation) and the depthwise 3x3 works on contiguous vectors of channels (depthwise.c). Each inverted-residual block (expansion 1x1 + ReLU6, depthwise 3x3 + ReLU6,
- * projection 1x1, residual) runs fused, a few output rows at a time: the expanded rows it needs
+ * creation) and the depthwise 3x3 works on contiguous vectors of channels (depthwise.c).
+ * Each inverted-residual block (expansion 1x1 + ReLU6, depthwise 3x3 + ReLU6, projection 1x1,
+ * residual) runs fused, a few output rows at a time: the expanded rows it needs
  * are computed into a ring of rows (sized to stay in L2; consecutive steps share their overlap
  * rows instead of recomputing them), the depthwise output of those rows goes to a small buffer,
  * and the projection writes the block's output rows, its bias and the residual added first. So
@@ -247,38 +248,28 @@ static const float *pack_pointwise(Packer *pk, int N, int K)
 static void mn_layout(MobileNetInfer *net, Packer *pk)
 {
     const MobileNetConfig *cfg = &net->cfg;
-    const int same = cfg->pad_same;
     net->S = cfg->image_size;
-    net->stem_pad = mn_pad_before(net->S, 2, same);
+    net->stem_pad = mn_pad_before(net->S, 2, cfg->pad_same);
     net->w_stem = pack_pointwise(pk, MN_STEM_C, 27);
     int side = net->S / 2, cin = MN_STEM_C;
     net->n_blocks = cfg->grid == MOBILENET_GRID14 ? 13 : 17;
     for (int i = 0; i < net->n_blocks; i++) {
         MnBlock *L = &net->blk[i];
-        int t = 6, cout, s;
-        if (i == 0) {
-            t = 1, cout = 16, s = 1;
-        } else {
-            int g = 0, k = i - 1;
-            while (k >= mn_groups[g][2]) k -= mn_groups[g++][2];
-            cout = mn_groups[g][1];
-            s = k == 0 ? mn_groups[g][3] : 1;
-        }
-        L->cin = cin, L->hid = cin * t, L->cout = cout, L->stride = s;
-        L->residual = s == 1 && cin == cout;
-        L->H = L->W = side;
-        L->Ho = L->Wo = (side + s - 1) / s;
-        L->pad_top = L->pad_left = mn_pad_before(side, s, same);
-        if (i > 0) {
-            L->w_exp = pack_pointwise(pk, L->hid, cin);
-        }
+        MobileNetBlockShape sh;
+        SAC_ASSERT(mobilenet_block_shape(cfg, i + 1, &sh) == SAC_OK);
+        const int s = sh.stride;
+        L->cin = sh.cin, L->hid = sh.hid, L->cout = sh.cout, L->stride = s, L->residual = sh.residual;
+        L->H = L->W = sh.side;
+        L->Ho = L->Wo = sh.side_out;
+        L->pad_top = L->pad_left = sh.pad;
+        if (i > 0) L->w_exp = pack_pointwise(pk, L->hid, L->cin);
         L->w_dw = pack_next(pk, L->hid, 9, 1);
         L->b_dw = pack_next(pk, 1, L->hid, 0);
-        L->w_proj = pack_pointwise(pk, cout, L->hid);
+        L->w_proj = pack_pointwise(pk, L->cout, L->hid);
         const int fit = MN_RING_FLOATS / (L->W * L->hid);
         L->rows = SAC_MIN(L->Ho, SAC_MAX(1, (fit - 3) / s + 1));
         L->ring = (L->rows - 1) * s + 3;
-        side = L->Ho, cin = cout;
+        side = L->Ho, cin = L->cout;
     }
     net->G = side, net->P = side * side;
     net->head_cin = cin;
