@@ -30,6 +30,7 @@ struct SacOutput {
     char *tmp;    /* atomic: the temporary file, renamed over target at close */
     int kind, fd;
     int err;      /* errno of the first failed write, 0 while all went well */
+    int reported; /* the failure has been logged */
     FILE *f;
 };
 
@@ -171,11 +172,12 @@ static void output_free(SacOutput *o)
     free(o);
 }
 
-/* Report the write error of o (once) and return SAC_ERR_IO. */
+/* Report the write error of o (logged once) and return SAC_ERR_IO. */
 static int write_error(SacOutput *o, int err)
 {
     if (!o->err) o->err = err ? err : EIO;
-    sac_error("%s: write error (%s)", o->name, strerror(o->err));
+    if (!o->reported) sac_error("%s: write error (%s)", o->name, strerror(o->err));
+    o->reported = 1;
     return SAC_ERR_IO;
 }
 
@@ -272,15 +274,16 @@ int sac_output_flush(SacOutput *o)
     return SAC_OK;
 }
 
-/* fsync the directory that holds path, so that a rename into it survives a crash. */
+/* fsync the directory that holds path, so that a rename into it survives a crash. 0, or the
+ * errno of the failure (file systems that cannot sync a directory, EINVAL, are fine). */
 static int dir_sync(const char *path)
 {
     char *dir = dir_of(path);
     int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    int st = fd >= 0 && fsync(fd) && errno != EINVAL ? -1 : 0;
+    int err = !dir ? ENOMEM : fd < 0 ? errno : fsync(fd) && errno != EINVAL ? errno : 0;
     if (fd >= 0) close(fd);
     free(dir);
-    return st;
+    return err;
 }
 
 int sac_output_close(SacOutput *o)
@@ -294,7 +297,7 @@ int sac_output_close(SacOutput *o)
     int st = SAC_OK, err = 0;
     if (fflush(o->f) || ferror(o->f) || o->err) err = o->err ? o->err : errno;
     fclose(o->f); /* the cookie has no close: the descriptor stays ours */
-    if (!err && o->kind != KIND_DIRECT && fsync(o->fd)) err = errno;
+    if (!err && o->kind != KIND_DIRECT && fsync(o->fd) && errno != EINVAL) err = errno;
     if (close(o->fd) && !err && errno != EINTR) err = errno;
     if (err) st = write_error(o, err);
     if (o->kind == KIND_ATOMIC) {
@@ -302,8 +305,9 @@ int sac_output_close(SacOutput *o)
             sac_error("%s: cannot replace it with the new file %s (%s)", o->name, o->tmp, strerror(errno));
             st = SAC_ERR_IO;
         }
+        int derr = st ? 0 : dir_sync(o->target);
         if (st) unlink(o->tmp);
-        else if (dir_sync(o->target)) sac_warn("%s: written, but its directory could not be synced (%s)", o->name, strerror(errno));
+        else if (derr) sac_warn("%s: written, but its directory could not be synced (%s)", o->name, strerror(derr));
     }
     output_free(o);
     return st;
