@@ -473,7 +473,7 @@ static void draw_copy_panel(SacImage *dst, int ox, int oy, const SacImage *photo
 static int draw_legend(SacImage *img, const AttentionFont *font, int x, int y, int w, int s)
 {
     static const uint8_t ink[3] = {40, 40, 40}, grey[3] = {90, 90, 90};
-    int px = 3 * s / 4, x_max = x + w;
+    int px = SAC_MAX(11, 3 * s / 4), x_max = x + w;
     int lo_w = attention_text_width(font, "low", px), hi_w = attention_text_width(font, "high", px);
     int bar_w = SAC_MIN(10 * s, w - lo_w - hi_w - s), bar_h = s / 2;
     int st = attention_text_draw(img, font, "low", x, y + (s - px) / 2, px, x_max, ink);

@@ -193,12 +193,13 @@ static void format_record(Buf *b, BatchFormat fmt, const BatchRecord *r)
 
 static const char html_header[] =
     "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>saccade batch</title>\n"
-    "<style>body{font-family:sans-serif;margin:16px;background:#fafafa}"
+    "<style>body{font-family:'DejaVu Sans',system-ui,sans-serif;margin:16px;background:#fafafa;color:#111}"
     ".g{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}"
     "figure{margin:0;padding:8px;background:#fff;border:1px solid #ddd;max-width:100%}"
     "figure img.t{display:block;max-width:160px;max-height:160px}"
     "figure img.a{display:block;max-width:100%;margin-top:6px}"
-    "figcaption{max-width:320px;font-size:14px;margin-top:4px;overflow-wrap:anywhere}"
+    "figcaption{max-width:360px;font-size:17px;line-height:1.35;margin-top:6px;overflow-wrap:anywhere}"
+    "figcaption small{font-size:13px;color:#555}"
     "figure.err{background:#fee}</style></head>\n"
     "<body><h1>saccade batch</h1>\n<div class=\"g\">\n";
 static const char html_footer[] = "</div></body></html>\n";
