@@ -82,7 +82,9 @@ typedef struct SacLock SacLock;
  * process's command line). When another process holds it, logs "<path> is in use by another
  * run (pid N: saccade batch ...); wait for it to finish or choose another output", sets
  * *busy = 1 and returns NULL; other failures log, set *busy = 0 and return NULL. "-" and paths
- * that are not regular files need no lock: a lock that does nothing is returned. */
+ * that are not regular files need no lock: a lock that does nothing is returned. The lock goes
+ * with the process: a run killed with SIGKILL leaves the sidecar behind, and the next run simply
+ * takes it (nobody holds the flock). */
 SacLock *sac_lock_acquire(const char *path, const char *holder, int *busy);
 /* Release the lock and remove the sidecar. No-op on NULL. */
 void sac_lock_release(SacLock *l);
