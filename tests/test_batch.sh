@@ -252,7 +252,7 @@ mkdir "$G"
 "$S" batch "$W/many" --model "$M" --beam 64 --threads 1 --quiet -o "$W/lock.jsonl" 2>"$W/lock1.err" &
 first=$!
 n=0
-while [ ! -e "$W/lock.jsonl.lock" ] && [ $n -lt 3000 ]; do sleep 0.01; n=$((n + 1)); done
+while [ ! -s "$W/lock.jsonl.lock" ] && [ $n -lt 3000 ]; do sleep 0.01; n=$((n + 1)); done
 check "a second batch on the same output: exit 2" status 2 "$S" batch "$W/many" --model "$M" -o "$W/lock.jsonl"
 check "... it names the run that holds it" grep -q "lock.jsonl is in use by another run (pid $first: .*batch" "$W/status.err"
 ln -s lock.jsonl "$W/lock-alias.jsonl"
