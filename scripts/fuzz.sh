@@ -5,7 +5,7 @@
 # regression corpus (fuzz/regress/<target>). New inputs go to a scratch corpus per target
 # ($SACCADE_FUZZ_WORK, default build-fuzz/corpus/<target>), crash and timeout files to
 # build-fuzz/findings/<target>/. Ends with one line per target: executions, execs/s, corpus
-# size, and FOUND when a crash, leak, timeout or sanitizer report was written.
+# size, and FOUND when this run wrote a crash, leak, timeout or sanitizer report.
 # Exit status: 0 when no target found anything, 1 otherwise, 2 on a usage or build error.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +34,8 @@ summary=""
 found=0
 for t in $targets; do
     mkdir -p "$work/$t" "$build/findings/$t"
+    stamp="$build/findings/$t/.start"
+    touch "$stamp"
     seeds=()
     for d in fuzz/corpus/$t fuzz/regress/$t; do [ -d "$d" ] && seeds+=("$d"); done
     log="$build/findings/$t/fuzz.log"
@@ -46,7 +48,8 @@ for t in $targets; do
     rate=$(awk '/stat::average_exec_per_sec/ { print $2 }' "$log" | tail -1)
     units=$(ls "$work/$t" | wc -l)
     status=ok
-    if [ $rc -ne 0 ] || ls "$build/findings/$t" | grep -q -E '^(crash|leak|timeout|oom|slow-unit)-'; then
+    new=$(find "$build/findings/$t" -newer "$stamp" -name '*-*' ! -name fuzz.log | head -1)
+    if [ $rc -ne 0 ] || [ -n "$new" ]; then
         status="FOUND (see $log and $build/findings/$t/)"
         found=1
     fi
