@@ -351,10 +351,10 @@ static void chart_svg(FILE *f, const Chart *c)
     fputs("</svg>\n</figure>\n", f);
 }
 
-/* Debiased exponential moving average (TensorBoard's smoothing) of ys, span ~ n / 20. */
+/* Debiased exponential moving average (TensorBoard's smoothing) of ys, span n / 10 in 1..50. */
 static void smooth(const Pt *in, size_t n, Pt *out)
 {
-    double span = fmin(50.0, fmax(1.0, (double)n / 20.0)), w = 1.0 - 2.0 / (span + 1.0), acc = 0, norm = 0;
+    double span = fmin(50.0, fmax(1.0, (double)n / 10.0)), w = 1.0 - 2.0 / (span + 1.0), acc = 0, norm = 0;
     for (size_t i = 0; i < n; i++) {
         out[i].x = in[i].x;
         if (isfinite(in[i].y)) acc = w * acc + (1 - w) * in[i].y, norm = w * norm + (1 - w);
