@@ -94,12 +94,13 @@ if [ "$MODE" = html ]; then
     for s in photo word1; do
         if [ -s "$TMP/shot-$s.png" ]; then pass "chromium screenshot ($s)"; else fail "chromium screenshot ($s)" "$(tail -5 "$TMP/chromium.log")"; fi
     done
-    # the photo's red square (230, 20, 20) is 160 x 160 CSS pixels on the page; with word 1 shown
-    # the heat overlay replaces it, and the word's highlight colour (#ffc83d) appears
+    # the photo's red square (230, 20, 20) is about 250 x 250 CSS pixels on the page (a 512 px photo);
+    # with word 1 shown the heat overlay replaces it, and the word's highlight colour (#8fd0ff, which
+    # the map and its colour bar never take) appears
     red0=$("$HELPER" count "$TMP/shot-photo.png" 230 20 20 30)
     red1=$("$HELPER" count "$TMP/shot-word1.png" 230 20 20 30)
-    hl0=$("$HELPER" count "$TMP/shot-photo.png" 255 200 61 8)
-    hl1=$("$HELPER" count "$TMP/shot-word1.png" 255 200 61 8)
+    hl0=$("$HELPER" count "$TMP/shot-photo.png" 143 208 255 8)
+    hl1=$("$HELPER" count "$TMP/shot-word1.png" 143 208 255 8)
     echo "     red pixels: $red0 photo, $red1 word 1; highlight pixels: $hl0 photo, $hl1 word 1"
     if [ "${red0:-0}" -gt 15000 ]; then pass "the page shows the photo"; else fail "the page shows the photo" "red pixels $red0, expected > 15000"; fi
     if [ "${red1:-0}" -lt $((red0 / 4)) ]; then pass "#w1 shows word 1's map over the photo"; else fail "#w1 shows word 1's map over the photo" "red pixels $red1, expected < $((red0 / 4))"; fi

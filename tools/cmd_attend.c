@@ -170,7 +170,7 @@ static const char html_style[] =
     ".word{padding:3px 9px;margin:0 2px;border-radius:6px;background:#e6e6e6;cursor:pointer;user-select:none;"
     "white-space:nowrap}\n"
     ".word small{font-size:12px;color:#666;margin-left:5px}\n"
-    ".word.on{background:#ffc83d}\n"
+    ".word.on{background:#8fd0ff}\n" /* not a colour of the map or its bar */
     ".word:focus{outline:2px solid #333}\n"
     ".help{color:#666;font-size:13px}\n";
 
