@@ -12,6 +12,7 @@
  */
 #include "decoder.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,26 @@ static void mean_grad_images(void *p, int i0, int i1, int chunk)
     }
 }
 
+/* dlogits = w_row * (probs - onehot(target)) in place, row by row */
+typedef struct {
+    float *probs;
+    const int *targets;
+    const float *row_w;
+    int V;
+} WeightedCeTask;
+
+static void weighted_ce_backward_rows(void *p, int i0, int i1, int chunk)
+{
+    (void)chunk;
+    const WeightedCeTask *t = p;
+    for (int i = i0; i < i1; i++) {
+        float *d = t->probs + (size_t)i * t->V;
+        const float w = t->row_w[i];
+        for (int v = 0; v < t->V; v++) d[v] *= w;
+        d[t->targets[i]] -= w;
+    }
+}
+
 struct DecoderActs {
     int max_caps, max_images, max_rows;
     DecoderSizes sz;
@@ -72,6 +93,8 @@ struct DecoderActs {
     int *off;      /* (T + 1) first row of step t */
     int *tok_in;   /* (R) input token per row */
     int *targets;  /* (R) target token per row */
+    float *row_w;  /* (R) loss weight per row: w_k / Bc of its caption (weighted batches) */
+    int weighted;  /* the last forward had per-caption weights */
     float *meanf;  /* (Bc, E) mean feature of each sorted caption's image */
     float *h0, *c0; /* (Bc, D) */
     float *att1;   /* (Bi, P, A) */
@@ -106,7 +129,7 @@ struct DecoderActs {
 void decoder_acts_free(DecoderActs *a)
 {
     if (!a) return;
-    free(a->order), free(a->img), free(a->bt), free(a->off), free(a->tok_in), free(a->targets);
+    free(a->order), free(a->img), free(a->bt), free(a->off), free(a->tok_in), free(a->targets), free(a->row_w);
     free(a->arena);
     free(a);
 }
@@ -124,7 +147,8 @@ DecoderActs *decoder_acts_create(const DecoderSizes *sz, int max_caps, int max_i
     a->off = sac_malloc(sizeof(int) * (sz->T + 1));
     a->tok_in = sac_malloc(sizeof(int) * R);
     a->targets = sac_malloc(sizeof(int) * R);
-    if (!a->order || !a->img || !a->bt || !a->off || !a->tok_in || !a->targets) goto fail;
+    a->row_w = sac_malloc(sizeof(float) * R);
+    if (!a->order || !a->img || !a->bt || !a->off || !a->tok_in || !a->targets || !a->row_w) goto fail;
     struct {
         float **ptr;
         size_t n;
@@ -197,7 +221,13 @@ int decoder_forward(DecoderLoss *loss, DecoderActs *a, const float *feats, const
             }
         }
     }
-    a->Bc = Bc, a->Bi = Bi, a->lambda = lambda;
+    if (batch->weight)
+        for (int b = 0; b < Bc; b++)
+            if (!isfinite(batch->weight[b])) {
+                sac_error("decoder: caption %d has weight %g, expected a finite number", b, batch->weight[b]);
+                return SAC_ERR_INVALID;
+            }
+    a->Bc = Bc, a->Bi = Bi, a->lambda = lambda, a->weighted = batch->weight != NULL;
     /* sort captions by length, longest first */
     for (int b = 0; b < Bc; b++) a->order[b] = b;
     sort_lens = batch->lens;
@@ -213,6 +243,7 @@ int decoder_forward(DecoderLoss *loss, DecoderActs *a, const float *feats, const
             const int *tok = batch->tokens + (size_t)a->order[k] * (T + 1);
             a->tok_in[r + k] = tok[t];
             a->targets[r + k] = tok[t + 1];
+            if (a->weighted) a->row_w[r + k] = batch->weight[a->order[k]] / Bc;
         }
         r += n;
     }
@@ -267,7 +298,17 @@ int decoder_forward(DecoderLoss *loss, DecoderActs *a, const float *feats, const
     }
     linear_forward(a->probs, a->hd, p->fc_w, p->fc_b, r, D, V);
     softmax_forward(a->probs, a->probs, r, V);
-    double ce = crossentropy_forward(NULL, a->probs, a->targets, r, V);
+    double ce;
+    if (a->weighted) {
+        /* sum_k w_k CE_k / Bc = sum over rows of row_w * CE(row) */
+        ce = 0.0;
+        for (int i = 0; i < r; i++) {
+            const float pt = a->probs[(size_t)i * V + a->targets[i]];
+            ce += (double)a->row_w[i] * -logf(pt > 1e-30f ? pt : 1e-30f);
+        }
+    } else {
+        ce = crossentropy_forward(NULL, a->probs, a->targets, r, V);
+    }
 
     /* doubly stochastic penalty over each caption's own steps */
     memset(a->alpha_sum, 0, sizeof(float) * Bc * P);
@@ -278,7 +319,7 @@ int decoder_forward(DecoderLoss *loss, DecoderActs *a, const float *feats, const
     double pen = attention_penalty(a->dalpha, a->alpha_sum, Bc, P, lambda / Bc);
 
     loss->n_tokens = r;
-    loss->ce = ce / r;
+    loss->ce = a->weighted ? ce : ce / r;
     loss->penalty = pen / Bc;
     loss->loss = loss->ce + lambda * loss->penalty;
     return SAC_OK;
@@ -291,8 +332,14 @@ void decoder_backward(DecoderParams *g, float *dfeats, DecoderActs *a, const flo
     const int P = sz->P, E = sz->E, A = sz->A, D = sz->D, M = sz->M, V = sz->V, G = 4 * D;
     const AttentionSizes asz = att_sizes(sz);
 
-    /* loss = sum CE / R: dlogits = (probs - onehot) / R, in place */
-    crossentropy_softmax_backward(a->probs, a->probs, a->targets, 1.0f / R, R, V);
+    if (a->weighted) {
+        /* loss = sum over rows of row_w * CE: dlogits = row_w * (probs - onehot), in place */
+        WeightedCeTask wt = {a->probs, a->targets, a->row_w, V};
+        sac_parallel_for(R, 8, weighted_ce_backward_rows, &wt);
+    } else {
+        /* loss = sum CE / R: dlogits = (probs - onehot) / R, in place */
+        crossentropy_softmax_backward(a->probs, a->probs, a->targets, 1.0f / R, R, V);
+    }
     /* logits = hd @ fc_w^T + fc_b */
     memset(a->dhd, 0, sizeof(float) * R * D);
     linear_backward(a->dhd, g->fc_w, g->fc_b, a->probs, a->hd, p->fc_w, R, D, V);

@@ -8,6 +8,12 @@
  *   logits_t = fc(dropout(h_t))
  *   loss = mean over caption tokens of CE(logits_t, w_{t+1})
  *        + lambda * mean over captions of sum_p (1 - sum_t alpha_tp)^2
+ * With per-caption weights w_k (DecoderBatch.weight, for self-critical training) the
+ * cross-entropy term becomes
+ *   sum_k w_k * (sum over caption k's steps of CE) / Bc
+ * (normalised by the number of captions, not tokens: with w_k = r_k - b its gradient is the
+ * REINFORCE estimate -1/Bc sum_k (r_k - b) grad log p(caption_k)); weights may be negative.
+ * The penalty term is unchanged (self-critical training passes lambda 0).
  *
  * A caption of n words runs len = n + 1 steps (inputs <start> w_1..w_n, targets w_1..w_n <end>);
  * no step runs past a caption's end, so padding never reaches the loss or the penalty.
@@ -48,10 +54,11 @@ typedef struct DecoderBatch {
     const int *img;    /* (Bc) which image each caption describes, 0..Bi-1 */
     const int *tokens; /* (Bc, T + 1): <start> w_1 .. w_n <end>, anything after */
     const int *lens;   /* (Bc) n + 1, in 1..T */
+    const float *weight; /* (Bc) per-caption loss weights, or NULL: the mean over tokens (see above) */
 } DecoderBatch;
 
 typedef struct DecoderLoss {
-    double ce;      /* mean cross-entropy per target token */
+    double ce;      /* mean cross-entropy per target token; with weights sum_k w_k CE_k / Bc */
     double penalty; /* mean over captions of sum_p (1 - sum_t alpha_tp)^2 */
     double loss;    /* ce + lambda * penalty: what backward differentiates */
     int n_tokens;

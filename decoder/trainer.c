@@ -823,7 +823,7 @@ int train_run(const TrainOptions *o)
                     nc++;
                 }
             }
-            DecoderBatch batch = {nc, nb, img, tokens, lens};
+            DecoderBatch batch = {nc, nb, img, tokens, lens, NULL};
             DecoderLoss loss;
             if (backbone) {
                 FeatTask ft = {bfeats, &tfc, items, views};

@@ -1,7 +1,8 @@
 /*
  * test_decoder.c - finite-difference checks of the decoder's layers (embedding, LSTM cell,
  * softmax cross-entropy) and of the whole teacher-forced decoder loss (cross-entropy +
- * doubly stochastic penalty, with dropout) w.r.t. every decoder tensor and the features.
+ * doubly stochastic penalty, with dropout) w.r.t. every decoder tensor and the features;
+ * and of the per-caption weighted loss self-critical training uses.
  */
 #include <check.h>
 #include <math.h>
@@ -171,7 +172,7 @@ START_TEST(test_decoder_gradcheck)
         for (int t = 1; t <= T; t++) c.tokens[b * (T + 1) + t] = t < lens[b] ? 4 + (int)sac_rng_below(&rng, V - 4) : 2;
         if (lens[b] < T) c.tokens[b * (T + 1) + T] = 0; /* padding after <end> is ignored */
     }
-    c.batch = (DecoderBatch){BC, BI, c.img, c.tokens, c.lens};
+    c.batch = (DecoderBatch){BC, BI, c.img, c.tokens, c.lens, NULL};
     c.acts = decoder_acts_create(&dsz, BC, BI);
     c.dropout = 0.3f, c.lambda = 0.7f;
     double loss = dec_loss(&c);
@@ -213,6 +214,99 @@ START_TEST(test_decoder_gradcheck)
 }
 END_TEST
 
+/* The objective self-critical training differentiates, computed apart from the decoder's own
+ * loss: J = -(1/Bc) sum_k w_k log p(caption_k), log p summed over each caption's steps from
+ * the softmax of the forward (CE = -log p, so this is the weighted loss sum_k w_k CE_k / Bc). */
+static double weighted_logp_loss(void *p)
+{
+    DecCtx *c = p;
+    DecoderLoss l;
+    ck_assert_int_eq(decoder_forward(&l, c->acts, c->feats, &c->batch, &c->p, &dsz, 0.0f, 0.0f, NULL), SAC_OK);
+    static float probs[BC * T * V];
+    decoder_get_probs(c->acts, probs, &dsz);
+    double j = 0.0;
+    for (int k = 0; k < BC; k++) {
+        double logp = 0.0;
+        for (int t = 0; t < c->lens[k]; t++) logp += log((double)probs[((size_t)k * T + t) * V + c->tokens[k * (T + 1) + t + 1]]);
+        j += c->batch.weight[k] * logp;
+    }
+    return -j / BC;
+}
+
+/* Per-caption weights (of both signs): the weighted backward is the gradient of
+ * -(1/Bc) sum_k w_k log p(caption_k), w.r.t. every decoder tensor and the features. */
+START_TEST(test_decoder_weighted_gradcheck)
+{
+    SacRng rng;
+    sac_rng_seed(&rng, 15, 1);
+    static DecCtx c;
+    c.buf = calloc(n_params, sizeof(float));
+    c.grad = calloc(n_params, sizeof(float));
+    point(c.buf, &c.p);
+    point(c.grad, &c.g);
+    fill_uniform(c.buf, n_params, -0.6f, 0.6f, &rng);
+    fill_uniform(c.feats, BI * P * E, -1, 1, &rng);
+    memset(c.dfeats, 0, sizeof(c.dfeats));
+    const int lens[BC] = {3, 5, 1, 4}, img[BC] = {1, 0, 1, 0};
+    static const float w[BC] = {0.8f, -1.3f, 0.5f, -0.2f};
+    for (int b = 0; b < BC; b++) {
+        c.lens[b] = lens[b], c.img[b] = img[b];
+        c.tokens[b * (T + 1)] = 1;
+        /* a caption that ran out of steps ends on a word, not <end> (caption 1, length T) */
+        for (int t = 1; t <= T; t++) c.tokens[b * (T + 1) + t] = t < lens[b] || b == 1 ? 4 + (int)sac_rng_below(&rng, V - 4) : 2;
+    }
+    c.batch = (DecoderBatch){BC, BI, c.img, c.tokens, c.lens, w};
+    c.acts = decoder_acts_create(&dsz, BC, BI);
+    const double j = weighted_logp_loss(&c);
+    DecoderLoss l;
+    ck_assert_int_eq(decoder_forward(&l, c.acts, c.feats, &c.batch, &c.p, &dsz, 0.0f, 0.0f, NULL), SAC_OK);
+    ck_assert_double_eq_tol(l.loss, j, 1e-5 * fabs(j) + 1e-6);
+    ck_assert_double_eq_tol(l.ce, j, 1e-5 * fabs(j) + 1e-6);
+    decoder_backward(&c.g, c.dfeats, c.acts, c.feats, &c.p, &dsz);
+    struct {
+        const char *name;
+        float *x, *g;
+        size_t n;
+    } t[] = {
+        {"decoder.embed", c.p.embed, c.g.embed, V * M},
+        {"decoder.init_h.weight", c.p.init_h_w, c.g.init_h_w, D * E},
+        {"decoder.init_c.bias", c.p.init_c_b, c.g.init_c_b, D},
+        {"decoder.encoder_att.weight", c.p.att.enc_w, c.g.att.enc_w, A * E},
+        {"decoder.decoder_att.weight", c.p.att.dec_w, c.g.att.dec_w, A * D},
+        {"decoder.full_att.weight", c.p.att.full_w, c.g.att.full_w, A},
+        {"decoder.f_beta.weight", c.p.att.beta_w, c.g.att.beta_w, E * D},
+        {"decoder.lstm.weight_ih", c.p.w_ih, c.g.w_ih, 4 * D * (M + E)},
+        {"decoder.lstm.weight_hh", c.p.w_hh, c.g.w_hh, 4 * D * D},
+        {"decoder.lstm.bias_hh", c.p.b_hh, c.g.b_hh, 4 * D},
+        {"decoder.fc.weight", c.p.fc_w, c.g.fc_w, V * D},
+        {"decoder.fc.bias", c.p.fc_b, c.g.fc_b, V},
+        {"features", c.feats, c.dfeats, BI * P * E},
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        /* tol 2e-2, not 1e-2: the objective is summed from float log-probabilities, so a smaller
+         * eps drowns in rounding, and at eps 1e-2 the curvature term reaches 1.1% on one index */
+        bad += gradcheck(t[i].name, t[i].x, t[i].g, t[i].n, weighted_logp_loss, &c, 200, 1e-2, 2e-2, 1e-5, &rng);
+    ck_assert_int_eq(bad, 0);
+    /* all weights 1: the same direction as the unweighted loss, scaled by R / Bc */
+    static const float ones[BC] = {1, 1, 1, 1};
+    DecoderBatch b1 = c.batch, b0 = c.batch;
+    b1.weight = ones, b0.weight = NULL;
+    DecoderLoss l1, l0;
+    ck_assert_int_eq(decoder_forward(&l1, c.acts, c.feats, &b1, &c.p, &dsz, 0.0f, 0.0f, NULL), SAC_OK);
+    ck_assert_int_eq(decoder_forward(&l0, c.acts, c.feats, &b0, &c.p, &dsz, 0.0f, 0.0f, NULL), SAC_OK);
+    ck_assert_double_eq_tol(l1.ce, l0.ce * l0.n_tokens / BC, 1e-5 * l1.ce);
+    /* a weight that is not a number is refused */
+    static const float nanw[BC] = {1, NAN, 1, 1};
+    b1.weight = nanw;
+    sac_log_set_level(-1);
+    ck_assert_int_eq(decoder_forward(&l1, c.acts, c.feats, &b1, &c.p, &dsz, 0.0f, 0.0f, NULL), SAC_ERR_INVALID);
+    sac_log_set_level(SAC_LOG_INFO);
+    decoder_acts_free(c.acts);
+    free(c.buf), free(c.grad);
+}
+END_TEST
+
 START_TEST(test_decoder_rejects_bad_batch)
 {
     static DecCtx c;
@@ -220,7 +314,7 @@ START_TEST(test_decoder_rejects_bad_batch)
     point(c.buf, &c.p);
     c.acts = decoder_acts_create(&dsz, BC, BI);
     int lens[1] = {T + 1}, img[1] = {0}, tokens[T + 1] = {1, 4, 4, 4, 4, 2};
-    DecoderBatch b = {1, 1, img, tokens, lens};
+    DecoderBatch b = {1, 1, img, tokens, lens, NULL};
     DecoderLoss l;
     sac_log_set_level(-1);
     ck_assert_int_eq(decoder_forward(&l, c.acts, c.feats, &b, &c.p, &dsz, 0, 1, NULL), SAC_ERR_INVALID);
@@ -245,6 +339,7 @@ int main(void)
     tcase_add_test(tc, test_embedding_gradcheck);
     tcase_add_test(tc, test_crossentropy_gradcheck);
     tcase_add_test(tc, test_decoder_gradcheck);
+    tcase_add_test(tc, test_decoder_weighted_gradcheck);
     tcase_add_test(tc, test_decoder_rejects_bad_batch);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
