@@ -86,5 +86,8 @@ int cmd_score(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+/* saccade report's page (charts only) for a training log: what train --report refreshes each
+ * epoch. A CLI_* status; errors are logged naming the file. */
+int cmd_report_write(const char *log_path, const char *out_path, int quiet);
 
 #endif

@@ -598,6 +598,62 @@ static int write_page(FILE *f, const char *title, const TrainLog *L, int *chosen
     return SAC_OK;
 }
 
+/* The page for log_path into out_path, with the photos of image_args (n_args paths: photos or
+ * directories, at most max_photos) captioned by model_path when given. A CLI_* status. */
+static int report_run(const char *log_path, const char *out_path, const char *title, const char *model_path,
+                      const char *const *image_args, int n_image_args, int max_photos, const char *argv0, int quiet,
+                      long threads)
+{
+    int rc = CLI_FAILED;
+    TrainLog L;
+    char **photos = NULL;
+    int n_photos = 0, failed = 0, chosen = -1;
+    SacOutput *out = NULL;
+    if (log_read(log_path, &L)) goto done; /* logged, naming the file */
+    if (L.skipped && !quiet)
+        cli_message("report", "%s: %zu lines are neither step nor epoch lines, skipped (the first: line %ld)", log_path,
+                    L.skipped, L.first_bad_line);
+    if (L.partial_last && !quiet)
+        cli_message("report", "%s: the last line is incomplete (still being written?): left out", log_path);
+    if (L.n_steps == 0 && L.n_epochs == 0) {
+        cli_message("report", "%s: no step or epoch lines (expected the JSON lines of saccade train --log)", log_path);
+        goto done;
+    }
+    photos = sac_calloc((size_t)max_photos + 1, sizeof(char *));
+    if (!photos) goto done;
+    for (int i = 0; i < n_image_args; i++)
+        if (collect_photos(image_args[i], &photos, &n_photos, max_photos)) goto done;
+    if (!(out = sac_output_open(out_path, 0))) goto done; /* logged, naming the file */
+    FILE *f = sac_output_stream(out);
+    const char *base = strrchr(log_path, '/');
+    int st = write_page(f, title ? title : base ? base + 1 : log_path, &L, &chosen);
+    if (!st && n_photos) st = write_photos(f, model_path, photos, n_photos, argv0, quiet, threads, &failed);
+    else if (!st && model_path) cli_message("report", "no photos found in --images");
+    if (!st)
+        fprintf(f, "<p class=\"note\">Made by saccade report from %zu log lines. Raw points faint, the line a "
+                   "debiased exponential moving average.</p>\n</body>\n</html>\n", L.lines);
+    if (st) {
+        cli_message("report", "cannot write %s: %s", out_path, sac_strerror(st));
+        sac_output_discard(out);
+        goto done;
+    }
+    if (sac_output_close(out)) goto done; /* logged, naming the file */
+    if (!quiet)
+        cli_message("report", "%s: %zu steps, %zu epochs%s%s", out_path, L.n_steps, L.n_epochs,
+                    chosen >= 0 ? ", chosen epoch marked" : "", failed ? ", some photos not shown" : "");
+    rc = failed || (model_path && n_photos == 0) ? CLI_FAILED : CLI_OK;
+done:
+    log_free(&L);
+    for (int i = 0; photos && i < n_photos; i++) free(photos[i]);
+    free(photos);
+    return rc;
+}
+
+int cmd_report_write(const char *log_path, const char *out_path, int quiet)
+{
+    return report_run(log_path, out_path, NULL, NULL, NULL, 0, 1, NULL, quiet, 0);
+}
+
 enum { O_MODEL = 256, O_IMAGES, O_MAX_PHOTOS, O_TITLE, O_THREADS, O_QUIET, O_HELP };
 
 int cmd_report(int argc, char **argv)
@@ -657,48 +713,8 @@ int cmd_report(int argc, char **argv)
     for (int i = 0; i < n_image_args; i++)
         if (sac_output_check_inputs(out_path, "-o", &image_args[i], 1)) goto out;
 
-    rc = CLI_FAILED;
-    TrainLog L;
-    char **photos = NULL;
-    int n_photos = 0, failed = 0, chosen = -1;
-    SacOutput *out = NULL;
-    if (log_read(log_path, &L)) goto done; /* logged, naming the file */
-    if (L.skipped && !quiet)
-        cli_message("report", "%s: %zu lines are neither step nor epoch lines, skipped (the first: line %ld)", log_path,
-                    L.skipped, L.first_bad_line);
-    if (L.partial_last && !quiet)
-        cli_message("report", "%s: the last line is incomplete (still being written?): left out", log_path);
-    if (L.n_steps == 0 && L.n_epochs == 0) {
-        cli_message("report", "%s: no step or epoch lines (expected the JSON lines of saccade train --log)", log_path);
-        goto done;
-    }
-    photos = sac_calloc((size_t)max_photos + 1, sizeof(char *));
-    if (!photos) goto done;
-    for (int i = 0; i < n_image_args; i++)
-        if (collect_photos(image_args[i], &photos, &n_photos, (int)max_photos)) goto done;
-    if (!(out = sac_output_open(out_path, 0))) goto done; /* logged, naming the file */
-    FILE *f = sac_output_stream(out);
-    const char *base = strrchr(log_path, '/');
-    int st = write_page(f, title ? title : base ? base + 1 : log_path, &L, &chosen);
-    if (!st && n_photos) st = write_photos(f, model_path, photos, n_photos, argv[0], quiet, threads, &failed);
-    else if (!st && model_path) cli_message("report", "no photos found in --images");
-    if (!st)
-        fprintf(f, "<p class=\"note\">Made by saccade report from %zu log lines. Raw points faint, the line a "
-                   "debiased exponential moving average.</p>\n</body>\n</html>\n", L.lines);
-    if (st) {
-        cli_message("report", "cannot write %s: %s", out_path, sac_strerror(st));
-        sac_output_discard(out);
-        goto done;
-    }
-    if (sac_output_close(out)) goto done; /* logged, naming the file */
-    if (!quiet)
-        cli_message("report", "%s: %zu steps, %zu epochs%s%s", out_path, L.n_steps, L.n_epochs,
-                    chosen >= 0 ? ", chosen epoch marked" : "", failed ? ", some photos not shown" : "");
-    rc = failed || (model_path && n_photos == 0) ? CLI_FAILED : CLI_OK;
-done:
-    log_free(&L);
-    for (int i = 0; photos && i < n_photos; i++) free(photos[i]);
-    free(photos);
+    rc = report_run(log_path, out_path, title, model_path, image_args, n_image_args, (int)max_photos, argv[0],
+                    quiet, threads);
 out:
     free(image_args);
     return rc;
