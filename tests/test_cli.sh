@@ -288,7 +288,9 @@ vocabulary    17 words used
 mean length   4.50 words'
 run eval eval "${M[@]}" --data . --split all --results "$TMP/results.json"
 expect_eq "eval: exit status" "$rc" 0
-expect_eq "eval: the metric block (exact captions score 1 / CIDEr-D 10)" "$(out eval)" "$BLOCK"
+expect_eq "eval: the metric block (exact captions score 1 / CIDEr-D 10)" "$(out eval | head -10)" "$BLOCK"
+expect_grep "eval: the attention sharpness line" "$TMP/eval.out" \
+    '^attention     largest weight [0-9.]+ \([0-9.]+x uniform over [0-9]+\), entropy [0-9.]+ of uniform$'
 expect_eq "eval --results: COCO results, the file name as image_id" "$(cat "$TMP/results.json")" \
 '[{"image_id":"red.png","caption":"a red square on black"},
  {"image_id":"green.png","caption":"a green circle on white"},
@@ -298,7 +300,7 @@ expect_eq "eval --results: COCO results, the file name as image_id" "$(cat "$TMP
  {"image_id":"checker.png","caption":"a purple checker board"}]'
 run evalj eval "${M[@]}" --data captions.tsv --split all --beam 1 --max-images 2 --json
 expect_grep "eval --json --max-images 2" "$TMP/evalj.out" \
-    '^\{"images":2,"Bleu_1":[01][0-9.e-]*,"Bleu_2":[0-9.e-]+,"Bleu_3":[0-9.e-]+,"Bleu_4":[0-9.e-]+,"ROUGE_L":1,"CIDEr":[0-9.e-]+,"bleu_counts":\{"testlen":10,"reflen":10,"guess":\[10,8,6,4\],"correct":\[10,8,6,4\]\},"distinct":2,"distinct_ratio":1,"vocab_used":8,"mean_len":5\}$'
+    '^\{"images":2,"Bleu_1":[01][0-9.e-]*,"Bleu_2":[0-9.e-]+,"Bleu_3":[0-9.e-]+,"Bleu_4":[0-9.e-]+,"ROUGE_L":1,"CIDEr":[0-9.e-]+,"bleu_counts":\{"testlen":10,"reflen":10,"guess":\[10,8,6,4\],"correct":\[10,8,6,4\]\},"distinct":2,"distinct_ratio":1,"vocab_used":8,"mean_len":5,"attention_max":[0-9.e-]+,"attention_entropy":[0-9.e-]+\}$'
 run evalsplit eval "${M[@]}" --data .
 if [ $rc -eq 1 ] && grep -q "split" "$TMP/evalsplit.err"; then pass "eval: a split the data lacks is an error"; else fail "eval: a split the data lacks is an error" "exit $rc"; fi
 mkdir -p "$TMP/data2"
