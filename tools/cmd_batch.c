@@ -97,7 +97,7 @@ static void help(FILE *f)
             "a file could not be read (each is reported), or a runtime error; 2 usage, also when FILE\n"
             "is in use by another run (a lock, FILE.lock, names it) or is one of the inputs.\n\n"
             "options:\n"
-            "  -o, --output FILE   results (default: stdout); each record is written and flushed as\n"
+            "  -o, --output FILE   results (default or '-': stdout); each record is written and flushed as\n"
             "                      its image completes (in completion order). A symbolic link is\n"
             "                      followed; a device or FIFO is written directly\n"
             "  --format F          jsonl (default; or from FILE's extension .jsonl .tsv .json .html):\n"
@@ -426,6 +426,7 @@ int cmd_batch(int argc, char **argv)
     }
     if (optind >= argc) return cli_usage_error("batch", "give at least one directory of images");
     if (fmt < 0) fmt = out_path && batch_format_from_path(out_path) >= 0 ? batch_format_from_path(out_path) : BATCH_JSONL;
+    if (out_path && !strcmp(out_path, "-")) out_path = NULL; /* stdout */
     if (resume && !out_path) return cli_usage_error("batch", "--resume needs -o FILE to continue");
     if (attention && fmt != BATCH_HTML) return cli_usage_error("batch", "--attention needs --format html");
 
