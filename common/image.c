@@ -1,7 +1,8 @@
 /*
  * image.c - decode any image stb_image reads into 8-bit RGB (alpha over white, 16-bit rounded,
  * JPEG EXIF orientation applied, pixel limit and image_check.c's checks before decoding, a
- * read past the end refused), squash-resize with stb_image_resize, normalise into the
+ * read past the end refused; a large JPEG bound for the model decoded at 1/2, 1/4 or 1/8 size
+ * by libjpeg-turbo, jpeg_turbo.c), squash-resize with stb_image_resize, normalise into the
  * model's (3, S, S) input, write PNG.
  *
  * Size letters: S model input side, C = 3 colour channels. See image.h for the conventions.
@@ -25,6 +26,7 @@
 
 #include "fileio.h"
 #include "image_check.h"
+#include "jpeg_turbo.h"
 #include "sac.h"
 
 #define IMAGE_MAX_SIDE SAC_IMAGE_MAX_SIDE
@@ -276,8 +278,64 @@ static int image_is_pnm(const uint8_t *buf, size_t len)
     return len >= 2 && buf[0] == 'P' && (buf[1] == '5' || buf[1] == '6');
 }
 
-int sac_image_load_memory(const uint8_t *buf, size_t len, const char *name, SacImage *out,
-                          size_t max_pixels)
+/* stb_image's full decode of a w x h image whose header passed every check, into out. tj_why:
+ * why libjpeg-turbo refused the same JPEG ("" when it was not asked), added to stb_image's
+ * reason when it refuses the file too. */
+static int image_decode_stb(const uint8_t *buf, size_t len, const char *name, int w, int h, int is16,
+                            size_t max_pixels, const char *tj_why, SacImage *out)
+{
+    const char *tj_sep = tj_why[0] ? "; libjpeg-turbo: " : "";
+    MemReader rd = {buf, len, 0, 0};
+    const stbi_io_callbacks io = {mem_read, mem_skip, mem_eof};
+    int dw, dh, dch;
+    void *px = is16 ? (void *)stbi_load_16_from_callbacks(&io, &rd, &dw, &dh, &dch, 0)
+                    : (void *)stbi_load_from_callbacks(&io, &rd, &dw, &dh, &dch, 0);
+    if (!px) {
+        const char *why = stbi_failure_reason();
+        if (why && strcmp(why, "outofmem") == 0) {
+            sac_error("%s: out of memory decoding a %d x %d image", name, w, h);
+            return SAC_ERR_NOMEM;
+        }
+        sac_error("%s: truncated or corrupt %d x %d image (stb_image: %s%s%s)", name, w, h,
+                  why ? why : "unknown", tj_sep, tj_why);
+        return SAC_ERR_FORMAT;
+    }
+    if (rd.overread) {
+        sac_error("%s: truncated %d x %d image: the decoder needed more than the %zu bytes of "
+                  "the file (a file cut short, or a JPEG without its end marker)%s%s", name, w, h,
+                  len, tj_sep, tj_why);
+        stbi_image_free(px);
+        return SAC_ERR_FORMAT;
+    }
+    /* The decoder may disagree with the header scan (e.g. GIF frames); trust what it produced,
+     * but never more pixels than allowed. */
+    if (dw < 1 || dh < 1 || dch < 1 || dch > 4 ||
+        (uint64_t)dw * (uint64_t)dh > (uint64_t)max_pixels) {
+        sac_error("%s: decoder returned %d x %d x %d, expected %d x %d within %zu pixels", name,
+                  dw, dh, dch, w, h, max_pixels);
+        stbi_image_free(px);
+        return SAC_ERR_FORMAT;
+    }
+    if (is16 && image_is_pnm(buf, len)) {
+        pthread_once(&pnm16_once, pnm16_probe);
+        if (pnm16_swap) {
+            stbi_us *s = px;
+            for (size_t i = 0; i < (size_t)dw * dh * dch; i++)
+                s[i] = (stbi_us)(s[i] >> 8 | s[i] << 8);
+        }
+    }
+    int rc = sac_image_alloc(out, dw, dh, 0);
+    if (rc) {
+        stbi_image_free(px);
+        return rc;
+    }
+    image_to_rgb(out->rgb, px, is16, dch, (size_t)dw * dh);
+    stbi_image_free(px);
+    return SAC_OK;
+}
+
+int sac_image_load_memory_scaled(const uint8_t *buf, size_t len, const char *name, int min_side,
+                                 SacImage *out, size_t max_pixels)
 {
     out->w = out->h = 0;
     out->rgb = NULL;
@@ -324,58 +382,41 @@ int sac_image_load_memory(const uint8_t *buf, size_t len, const char *name, SacI
                   "file has %zu: truncated", name, w, h, (unsigned long long)need, len);
         return SAC_ERR_FORMAT;
     }
-    MemReader rd = {buf, len, 0, 0};
-    const stbi_io_callbacks io = {mem_read, mem_skip, mem_eof};
-    int dw, dh, dch;
-    void *px = is16 ? (void *)stbi_load_16_from_callbacks(&io, &rd, &dw, &dh, &dch, 0)
-                    : (void *)stbi_load_from_callbacks(&io, &rd, &dw, &dh, &dch, 0);
-    if (!px) {
-        const char *why = stbi_failure_reason();
-        if (why && strcmp(why, "outofmem") == 0) {
-            sac_error("%s: out of memory decoding a %d x %d image", name, w, h);
-            return SAC_ERR_NOMEM;
+    /* A JPEG bound for a smaller size: libjpeg-turbo decodes it scaled. What it declines
+     * (UNSUPPORTED) or stops on (FORMAT: an error or a warning) stb_image decodes in full, as
+     * sac_image_load would: a file is accepted or refused exactly as before. */
+    char tj_why[256] = "";
+    rc = SAC_ERR_UNSUPPORTED;
+    if (fmt == FMT_JPEG && min_side > 0) {
+        rc = sac_jpeg_turbo_decode(buf, len, w, h, min_side, out, tj_why, sizeof(tj_why));
+        if (rc == SAC_ERR_NOMEM) {
+            sac_error("%s: out of memory decoding a %d x %d JPEG scaled (libjpeg-turbo: %s)", name, w,
+                      h, tj_why[0] ? tj_why : "allocation failed");
+            return rc;
         }
-        sac_error("%s: truncated or corrupt %d x %d image (stb_image: %s)", name, w, h,
-                  why ? why : "unknown");
-        return SAC_ERR_FORMAT;
+        if (rc == SAC_ERR_UNSUPPORTED) tj_why[0] = 0; /* not a fault of the file */
     }
-    if (rd.overread) {
-        sac_error("%s: truncated %d x %d image: the decoder needed more than the %zu bytes of "
-                  "the file (a file cut short, or a JPEG without its end marker)", name, w, h,
-                  len);
-        stbi_image_free(px);
-        return SAC_ERR_FORMAT;
+    if (rc != SAC_OK) {
+        rc = image_decode_stb(buf, len, name, w, h, is16, max_pixels, tj_why, out);
+        if (rc) return rc;
     }
-    /* The decoder may disagree with the header scan (e.g. GIF frames); trust what it produced,
-     * but never more pixels than allowed. */
-    if (dw < 1 || dh < 1 || dch < 1 || dch > 4 ||
-        (uint64_t)dw * (uint64_t)dh > (uint64_t)max_pixels) {
-        sac_error("%s: decoder returned %d x %d x %d, expected %d x %d within %zu pixels", name,
-                  dw, dh, dch, w, h, max_pixels);
-        stbi_image_free(px);
-        return SAC_ERR_FORMAT;
-    }
-    if (is16 && image_is_pnm(buf, len)) {
-        pthread_once(&pnm16_once, pnm16_probe);
-        if (pnm16_swap) {
-            stbi_us *s = px;
-            for (size_t i = 0; i < (size_t)dw * dh * dch; i++)
-                s[i] = (stbi_us)(s[i] >> 8 | s[i] << 8);
-        }
-    }
-    rc = sac_image_alloc(out, dw, dh, 0);
-    if (rc) {
-        stbi_image_free(px);
-        return rc;
-    }
-    image_to_rgb(out->rgb, px, is16, dch, (size_t)dw * dh);
-    stbi_image_free(px);
     rc = sac_image_orient(out, sac_image_jpeg_orientation(buf, len));
     if (rc) sac_image_free(out);
     return rc;
 }
 
+int sac_image_load_memory(const uint8_t *buf, size_t len, const char *name, SacImage *out,
+                          size_t max_pixels)
+{
+    return sac_image_load_memory_scaled(buf, len, name, 0, out, max_pixels);
+}
+
 int sac_image_load(const char *path, SacImage *out, size_t max_pixels)
+{
+    return sac_image_load_scaled(path, 0, out, max_pixels);
+}
+
+int sac_image_load_scaled(const char *path, int min_side, SacImage *out, size_t max_pixels)
 {
     out->w = out->h = 0;
     out->rgb = NULL;
@@ -387,7 +428,7 @@ int sac_image_load(const char *path, SacImage *out, size_t max_pixels)
     size_t len;
     int rc = sac_read_file(path, (size_t)INT_MAX, &data, &len);
     if (rc) return rc;
-    rc = sac_image_load_memory(data, len, path, out, max_pixels);
+    rc = sac_image_load_memory_scaled(data, len, path, min_side, out, max_pixels);
     free(data);
     return rc;
 }

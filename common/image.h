@@ -13,6 +13,8 @@
  *     so a phone photo stored sideways comes out upright. Other formats are not rotated.
  * A pixel limit is checked from the header (stbi_info) before anything is decoded, so a small
  * file that claims 100000 x 100000 pixels is refused without allocating for it.
+ * Large JPEGs bound for the model are decoded smaller with libjpeg-turbo (sac_image_load_scaled);
+ * stb_image decodes everything else, and all of a JPEG when that is asked for.
  *
  * Hostile input (issue 11): files are opened as regular files only (fileio.h: a FIFO or device
  * is refused, never waited on). Before stb_image sees the bytes: Softimage PIC, which stb_image
@@ -73,6 +75,24 @@ int sac_image_load(const char *path, SacImage *out, size_t max_pixels);
  * messages. The buffer is not kept. */
 int sac_image_load_memory(const uint8_t *buf, size_t len, const char *name_for_errors,
                           SacImage *out, size_t max_pixels);
+
+/* As sac_image_load, for a caller that will shrink the image to at least min_side x min_side
+ * (the model's input side S): a JPEG (YCbCr or grayscale) large enough is decoded by
+ * libjpeg-turbo straight at 1/2, 1/4 or 1/8 of its size (DCT-domain scaling, jpeg_turbo.h):
+ * the smallest of those whose sides are both still >= min_side. A 4000 x 3000 photo and
+ * S = 224 give 500 x 375 pixels. Every other image (other formats, a JPEG too small for any
+ * scale, CMYK, a file libjpeg-turbo warns about) is decoded by stb_image in full, exactly as
+ * sac_image_load does; min_side < 1 is sac_image_load. Everything else is as sac_image_load:
+ * the same checks before decoding (the pixel limit applies to the full size the header
+ * declares), EXIF orientation applied after the scaled decode, the same return codes. When
+ * both libjpeg-turbo and stb_image refuse a JPEG, the message names the file and gives both
+ * reasons. The scaled image's pixels differ from the full decode resized to the same size by
+ * a mean of about one 8-bit level (test_image measures it). */
+int sac_image_load_scaled(const char *path, int min_side, SacImage *out, size_t max_pixels);
+
+/* sac_image_load_scaled from len bytes at buf (see sac_image_load_memory). */
+int sac_image_load_memory_scaled(const uint8_t *buf, size_t len, const char *name_for_errors,
+                                 int min_side, SacImage *out, size_t max_pixels);
 
 /* Check an image file from its header without decoding it (the first MiB is read): the size is
  * stored in *w, *h. Returns NULL when the header is readable, else a short reason for a report
