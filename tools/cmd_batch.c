@@ -1,8 +1,18 @@
 /*
  * cmd_batch.c - `saccade batch`: caption every image under some directories with one model
  * loaded once and a fixed set of worker threads, each with its own Captioner (the Model is
- * shared read-only). Workers decode the files themselves; each result is written and flushed
- * as it completes, so a killed run loses nothing and --resume carries on from the file.
+ * shared read-only). Each result is written and flushed as it completes, so a killed run loses
+ * nothing and --resume carries on from the file.
+ *
+ * The list is cut into groups of --batch images (fixed slices of the sorted list). The workers
+ * are the process's one pool of compute threads (the library's pool is set to one thread
+ * meanwhile) and share two kinds of work: decoding one image of the next groups into a ring
+ * of group slots (a large JPEG decoded scaled: sac_image_load_scaled), and running the model
+ * on the next fully decoded group. A worker takes the model step when the next group is ready,
+ * else decodes ahead, so while one worker encodes and decodes group k the others decode group
+ * k + 1 (and, with few groups, every core decodes the one group instead of one worker alone).
+ * A group's failed files are recorded when its model step runs, before its captions, as when
+ * one worker did everything, so with one thread the records come in the same order as before.
  *
  * Each image is captioned alone (a batch of 1), so its caption does not depend on the thread
  * count, the shard or what was resumed: the same file always gets the same caption.
@@ -30,6 +40,18 @@
 #define PANEL_COLUMNS 6
 #define BATCH_GROUP 16 /* images a worker captions together (default of --batch) */
 
+#define ERR_LEN 1024 /* an error record's message */
+
+/* One group's decoded images, filled ahead of its model step (a ring of Batch.n_slots). */
+typedef struct {
+    size_t group;          /* the group this slot holds or waits for (slot = group % n_slots) */
+    int claimed, decoded;  /* its images handed out to decode, and decoded (or failed) */
+    float *input;          /* (G, 3, S, S) preprocessed images, at their positions in the group */
+    SacImage *thumbs;      /* (G) gallery thumbnails (html only) */
+    int *st;               /* (G) each image's decoding status */
+    char (*errs)[ERR_LEN]; /* (G) the message logged when one failed */
+} Slot;
+
 typedef struct Batch {
     const Model *m;
     SearchOptions opt;
@@ -40,28 +62,28 @@ typedef struct Batch {
     const size_t *todo; /* (n_todo) indices into files */
     size_t n_todo;
     BatchOutput *out;
+    size_t n_groups;
+    Slot *slots; /* (n_slots) */
+    int n_slots;
     /* shared by the workers and the progress loop, under lock */
     pthread_mutex_t lock;
-    pthread_cond_t cond;
-    size_t next, done, failed;
+    pthread_cond_t cond; /* the progress loop waits here */
+    pthread_cond_t work; /* workers wait here for a decoded group or a free slot */
+    size_t next_model;   /* the next group to run through the model */
+    size_t next_decode;  /* the first group with images not yet handed out to decode */
+    size_t done, failed;
     int running, stop, write_failed;
     /* stderr: log messages and the progress bar take turns */
     pthread_mutex_t err_lock;
     int tty, quiet, bar_shown;
 } Batch;
 
-#define ERR_LEN 1024 /* an error record's message */
-
 typedef struct {
     Batch *b;
     Captioner *c;
     pthread_t tid;
-    /* one group of up to G images */
-    float *input;          /* (G, 3, S, S) preprocessed images */
-    SacImage *thumbs;      /* (G) gallery thumbnails (html only) */
-    Caption *caps;         /* (G) */
-    size_t *idx;           /* (G) their positions in todo */
-    char (*errs)[ERR_LEN]; /* (G) */
+    Caption *caps; /* (G) one group's captions */
+    int *idx;      /* (G) the positions in the group of the images decoded */
 } Worker;
 
 /* The worker's capture of the first error logged while it handles one image: the error record. */
@@ -187,37 +209,61 @@ static int finish_one(Worker *w, size_t i, const SacImage *thumb, const Caption 
     pthread_mutex_lock(&b->lock);
     b->done++;
     b->failed += st != SAC_OK;
-    if (wst) b->stop = b->write_failed = 1;
+    if (wst) {
+        b->stop = b->write_failed = 1;
+        pthread_cond_broadcast(&b->work);
+    }
     pthread_cond_signal(&b->cond);
     pthread_mutex_unlock(&b->lock);
     return wst;
 }
 
-/* Caption todo[i0 .. i0 + n) together: decode each file (a failure is written at once), turn it
- * into the model's input (and a thumbnail for the gallery) and let the full-size photo go, then
- * one captioner_run for the group. */
-static void run_group(Worker *w, size_t i0, size_t n)
+/* Images in group g. */
+static int group_size(const Batch *b, size_t g)
+{
+    return (int)SAC_MIN((size_t)b->group, b->n_todo - g * (size_t)b->group);
+}
+
+/* Decode image k of group g into its slot: the model's input (and a thumbnail for the gallery),
+ * the full-size photo let go at once; a failure is kept with its message for run_group. */
+static void decode_one(Batch *b, Slot *s, size_t g, int k)
+{
+    const ModelConfig *cfg = &b->m->cfg;
+    const int S = cfg->enc.image_size;
+    char *err = s->errs[k];
+    err[0] = 0;
+    tl_err = err;
+    SacImage img = {0};
+    int st = sac_image_load_scaled(b->files->files[b->todo[g * b->group + k]].path, S, &img, 0);
+    if (!st) st = sac_image_preprocess(&img, S, cfg->mean, cfg->std, s->input + (size_t)k * 3 * S * S);
+    if (!st && b->fmt == BATCH_HTML) st = make_thumbnail(&img, &s->thumbs[k]);
+    tl_err = NULL;
+    sac_image_free(&img);
+    if (st) sac_image_free(&s->thumbs[k]);
+    s->st[k] = st;
+}
+
+/* Caption group g, whose images slot s holds decoded: the failures' records first, then one
+ * captioner_run for the images that decoded (moved together at the front of the slot). */
+static void run_group(Worker *w, Slot *s, size_t g)
 {
     Batch *b = w->b;
     const ModelConfig *cfg = &b->m->cfg;
     const size_t in_size = (size_t)3 * cfg->enc.image_size * cfg->enc.image_size;
+    const size_t i0 = g * (size_t)b->group;
+    const int n = group_size(b, g);
     int nv = 0, st = SAC_OK, stopped = 0;
-    for (size_t i = i0; i < i0 + n && !stopped; i++) {
-        char *err = w->errs[nv];
-        err[0] = 0;
-        tl_err = err;
-        SacImage img = {0};
-        st = sac_image_load(b->files->files[b->todo[i]].path, &img, 0);
-        if (!st) st = sac_image_preprocess(&img, cfg->enc.image_size, cfg->mean, cfg->std, w->input + nv * in_size);
-        if (!st && b->fmt == BATCH_HTML) st = make_thumbnail(&img, &w->thumbs[nv]);
-        tl_err = NULL;
-        sac_image_free(&img);
-        if (st) {
-            sac_image_free(&w->thumbs[nv]);
-            stopped = finish_one(w, i, NULL, NULL, st, err) != SAC_OK;
-        } else {
-            w->idx[nv++] = i;
+    for (int k = 0; k < n && !stopped; k++) {
+        if (s->st[k]) {
+            stopped = finish_one(w, i0 + k, NULL, NULL, s->st[k], s->errs[k]) != SAC_OK;
+            continue;
         }
+        if (nv != k) {
+            memcpy(s->input + nv * in_size, s->input + k * in_size, in_size * sizeof(float));
+            s->thumbs[nv] = s->thumbs[k];
+            s->thumbs[k] = (SacImage){0};
+        }
+        w->idx[nv++] = k;
     }
     if (nv && !stopped) {
         char err[ERR_LEN] = "";
@@ -227,65 +273,113 @@ static void run_group(Worker *w, size_t i0, size_t n)
          * and the captions should not depend on how the list fell into groups (which changes
          * with --resume and --shard). */
         int pad = nv == 1 && b->group > 1;
-        if (pad) memcpy(w->input + in_size, w->input, in_size * sizeof(float));
-        st = captioner_run_preprocessed(w->c, w->input, nv + pad, &b->opt, w->caps, NULL);
+        if (pad) memcpy(s->input + in_size, s->input, in_size * sizeof(float));
+        st = captioner_run_preprocessed(w->c, s->input, nv + pad, &b->opt, w->caps, NULL);
         if (pad) caption_clear(&w->caps[1]);
         tl_err = NULL;
         for (int k = 0; k < nv && !stopped; k++) {
             int stk = st;
+            char *errk = s->errs[w->idx[k]];
             if (st && nv > 1) { /* one at a time, so that one image cannot fail the others */
-                w->errs[k][0] = 0;
-                tl_err = w->errs[k];
-                stk = captioner_run_preprocessed(w->c, w->input + k * in_size, 1, &b->opt, &w->caps[k], NULL);
+                errk[0] = 0;
+                tl_err = errk;
+                stk = captioner_run_preprocessed(w->c, s->input + k * in_size, 1, &b->opt, &w->caps[k], NULL);
                 tl_err = NULL;
             }
-            stopped = finish_one(w, w->idx[k], &w->thumbs[k], &w->caps[k], stk, st && nv > 1 ? w->errs[k] : err);
+            stopped = finish_one(w, i0 + (size_t)w->idx[k], &s->thumbs[k], &w->caps[k], stk,
+                                 st && nv > 1 ? errk : err);
         }
     }
-    for (int k = 0; k < nv; k++) {
-        caption_clear(&w->caps[k]);
-        sac_image_free(&w->thumbs[k]);
+    for (int k = 0; k < n; k++) {
+        if (k < nv) caption_clear(&w->caps[k]);
+        sac_image_free(&s->thumbs[k]);
     }
 }
 
+/* Take work until none is left: the model step of the next group when it is decoded (groups in
+ * order, fixed slices of the list, whoever takes them: the captions do not depend on the
+ * number of threads), else the next image to decode whose group has a slot, else wait. */
 static void *worker_main(void *arg)
 {
     Worker *w = arg;
     Batch *b = w->b;
-    for (;;) {
-        /* groups are fixed slices of the list, whoever takes them: the captions do not depend
-         * on the number of threads */
-        pthread_mutex_lock(&b->lock);
-        if (b->stop || b->next >= b->n_todo) {
-            b->running--;
-            pthread_cond_signal(&b->cond);
+    pthread_mutex_lock(&b->lock);
+    while (!b->stop && b->next_model < b->n_groups) {
+        size_t g = b->next_model;
+        Slot *s = &b->slots[g % (size_t)b->n_slots];
+        if (s->group == g && s->decoded == group_size(b, g)) {
+            b->next_model++;
             pthread_mutex_unlock(&b->lock);
-            return NULL;
+            run_group(w, s, g);
+            pthread_mutex_lock(&b->lock);
+            s->group += (size_t)b->n_slots; /* free for the group n_slots further on */
+            s->claimed = s->decoded = 0;
+            pthread_cond_broadcast(&b->work);
+            continue;
         }
-        size_t i0 = b->next, n = SAC_MIN((size_t)b->group, b->n_todo - i0);
-        b->next += n;
-        pthread_mutex_unlock(&b->lock);
-        run_group(w, i0, n);
+        g = b->next_decode;
+        s = g < b->n_groups ? &b->slots[g % (size_t)b->n_slots] : NULL;
+        if (s && s->group == g) {
+            int k = s->claimed++;
+            if (s->claimed == group_size(b, g)) b->next_decode++;
+            pthread_mutex_unlock(&b->lock);
+            decode_one(b, s, g, k);
+            pthread_mutex_lock(&b->lock);
+            if (++s->decoded == group_size(b, g)) pthread_cond_broadcast(&b->work);
+            continue;
+        }
+        pthread_cond_wait(&b->work, &b->lock);
     }
+    b->running--;
+    pthread_cond_broadcast(&b->work); /* a stop: the others leave too */
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
 }
 
 static void worker_free(Worker *w)
 {
     captioner_free(w->c);
-    free(w->input), free(w->thumbs), free(w->caps), free(w->idx), free(w->errs);
+    free(w->caps), free(w->idx);
 }
 
 static int worker_init(Worker *w, Batch *b)
 {
-    const int S = b->m->cfg.enc.image_size, G = b->group;
+    const int G = b->group;
     w->b = b;
     w->c = captioner_create(b->m, G, b->opt.beam);
-    w->input = sac_alloc_floats((size_t)G * 3 * S * S);
-    w->thumbs = sac_calloc((size_t)G, sizeof(*w->thumbs));
     w->caps = sac_calloc((size_t)G, sizeof(*w->caps));
     w->idx = sac_calloc((size_t)G, sizeof(*w->idx));
-    w->errs = sac_calloc((size_t)G, sizeof(*w->errs));
-    return w->c && w->input && w->thumbs && w->caps && w->idx && w->errs ? SAC_OK : SAC_ERR_NOMEM;
+    return w->c && w->caps && w->idx ? SAC_OK : SAC_ERR_NOMEM;
+}
+
+static void slots_free(Batch *b)
+{
+    for (int i = 0; b->slots && i < b->n_slots; i++) {
+        Slot *s = &b->slots[i];
+        for (int k = 0; s->thumbs && k < b->group; k++) sac_image_free(&s->thumbs[k]);
+        free(s->input), free(s->thumbs), free(s->st), free(s->errs);
+    }
+    free(b->slots);
+    b->slots = NULL;
+}
+
+/* n slots of G images each (slot i waits for group i). */
+static int slots_init(Batch *b, int n)
+{
+    const int S = b->m->cfg.enc.image_size, G = b->group;
+    if (!(b->slots = sac_calloc((size_t)n, sizeof(*b->slots)))) return SAC_ERR_NOMEM;
+    b->n_slots = n;
+    for (int i = 0; i < n; i++) {
+        Slot *s = &b->slots[i];
+        s->group = (size_t)i;
+        s->input = sac_alloc_floats((size_t)G * 3 * S * S);
+        s->thumbs = sac_calloc((size_t)G, sizeof(*s->thumbs));
+        s->st = sac_calloc((size_t)G, sizeof(*s->st));
+        s->errs = sac_calloc((size_t)G, sizeof(*s->errs));
+        if (!s->input || !s->thumbs || !s->st || !s->errs) return SAC_ERR_NOMEM;
+    }
+    return SAC_OK;
 }
 
 /* One progress line: bar, done/total, rate, ETA, failures. */
@@ -322,6 +416,7 @@ static int batch_run(Batch *b, Worker *w, int n_threads)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&b->cond, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_cond_init(&b->work, NULL);
     double t0 = sac_time(), period = b->tty ? 0.25 : 10.0, next_draw = t0 + period;
     int started = 0, st = SAC_OK;
     pthread_mutex_lock(&b->lock);
@@ -341,7 +436,10 @@ static int batch_run(Batch *b, Worker *w, int n_threads)
         ts.tv_nsec += 100 * 1000 * 1000;
         if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&b->cond, &b->lock, &ts);
-        if (cli_interrupted && !b->stop) b->stop = 1;
+        if (cli_interrupted && !b->stop) {
+            b->stop = 1;
+            pthread_cond_broadcast(&b->work);
+        }
         double now = sac_time();
         if (!b->quiet && now >= next_draw && b->running > 0) {
             size_t done = b->done, failed = b->failed;
@@ -355,6 +453,7 @@ static int batch_run(Batch *b, Worker *w, int n_threads)
     for (int i = 0; i < started; i++) pthread_join(w[i].tid, NULL);
     if (!b->quiet) progress_draw(b, b->done, b->failed, sac_time() - t0, 1);
     pthread_cond_destroy(&b->cond);
+    pthread_cond_destroy(&b->work);
     return st;
 }
 
@@ -498,8 +597,11 @@ int cmd_batch(int argc, char **argv)
         w = sac_calloc((size_t)n_threads, sizeof(*w));
         if (!w) goto done;
         b.group = group > 0 ? (int)group : BATCH_GROUP;
+        b.n_groups = (n_todo + (size_t)b.group - 1) / (size_t)b.group;
         for (int i = 0; i < n_threads; i++)
             if (worker_init(&w[i], &b)) goto done;
+        /* a group per worker in its model step and one more decoding ahead */
+        if (slots_init(&b, (int)SAC_MIN((size_t)n_threads + 1, b.n_groups))) goto done;
         int blas_threads = sac_blas_threads();
         sac_blas_set_threads(1); /* the workers are the one pool */
         cli_catch_signals();
@@ -538,6 +640,7 @@ done:
     sac_lock_release(lock);
     for (int i = 0; w && i < n_threads; i++) worker_free(&w[i]);
     free(w);
+    slots_free(&b);
     model_free(m);
     free(todo);
     batch_files_free(&files);

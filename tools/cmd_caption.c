@@ -2,7 +2,8 @@
  * cmd_caption.c - `saccade caption`: caption image files, one result line per image (or per
  * hypothesis with --nbest), as TSV or JSON lines.
  *
- * Images are read (sac_image_load: every stb_image format, EXIF orientation, pixel limit) and
+ * Images are read (sac_image_load_scaled: every stb_image format, EXIF orientation, pixel limit;
+ * a large JPEG decoded at 1/2, 1/4 or 1/8 size, still at least the model's input side) and
  * preprocessed one at a time into a batch of up to CAPTION_BATCH model inputs, so memory stays
  * bounded whatever the photos' sizes. A file that cannot be read is reported on stderr with its
  * name and skipped; the others are still captioned and the exit status is 1.
@@ -214,7 +215,7 @@ static void run_add(Run *r, const char *path)
     if (r->stdout_failed) return; /* the results could not be written: stop */
     SacImage img = {0};
     const ModelConfig *cfg = &r->m->cfg;
-    int st = sac_image_load(path, &img, 0);
+    int st = sac_image_load_scaled(path, r->S, &img, 0);
     if (!st) st = sac_image_preprocess(&img, r->S, cfg->mean, cfg->std, r->images + (size_t)r->n * 3 * r->S * r->S);
     sac_image_free(&img);
     if (!st && !(r->paths[r->n] = strdup(path))) st = SAC_ERR_NOMEM;
