@@ -28,6 +28,28 @@ SearchOptions search_default_options(const DecoderSizes *sz)
 
 static int banned(int v) { return v == SAC_VOCAB_PAD || v == SAC_VOCAB_START || v == SAC_VOCAB_UNK; }
 
+/* The repetition guard: the words a caption tokens[0..n) may not take next, into out (room
+ * for n + 1); returns how many. */
+static int guard_words(int *out, const int *tokens, int n, const SearchOptions *o)
+{
+    int k = 0;
+    if (n == 0) return 0;
+    const int last = tokens[n - 1];
+    if (o->no_repeat) out[k++] = last;
+    if (o->no_repeat_bigram)
+        for (int i = 0; i + 1 < n; i++)
+            if (tokens[i] == last) out[k++] = tokens[i + 1];
+    return k;
+}
+
+static int allowed(int v, const int *guard, int n_guard)
+{
+    if (banned(v)) return 0;
+    for (int i = 0; i < n_guard; i++)
+        if (guard[i] == v) return 0;
+    return 1;
+}
+
 /* log-softmax normaliser of one row: log sum exp, in 8 independent lanes (so the loops
  * vectorise; sac_expf is within 3e-7 of exp) added up in double */
 static float log_sum_exp(const float *l, int V)
@@ -79,8 +101,9 @@ int greedy_decode(Caption *out, DecoderInfer *inf, const float *feats, int B, co
      * from the decoder (a row's logits do not depend on the others), so a step costs what its
      * live captions need */
     int *tok = sac_malloc(sizeof(int) * B), *row_b = sac_malloc(sizeof(int) * B), *parent = sac_malloc(sizeof(int) * B);
-    if (!tok || !row_b || !parent) {
-        free(tok), free(row_b), free(parent);
+    int *guard = sac_malloc(sizeof(int) * (T + 1));
+    if (!tok || !row_b || !parent || !guard) {
+        free(tok), free(row_b), free(parent), free(guard);
         return SAC_ERR_NOMEM;
     }
     for (int b = 0; b < B; b++) {
@@ -97,10 +120,11 @@ int greedy_decode(Caption *out, DecoderInfer *inf, const float *feats, int B, co
         int alive = 0;
         for (int r = 0; r < R; r++) {
             const float *l = logits + (size_t)r * V;
+            Caption *c = &out[row_b[r]];
+            const int ng = guard_words(guard, c->tokens, c->n, opt);
             int best = -1;
             for (int v = 0; v < V; v++)
-                if (!banned(v) && (best < 0 || l[v] > l[best])) best = v;
-            Caption *c = &out[row_b[r]];
+                if (allowed(v, guard, ng) && (best < 0 || l[v] > l[best])) best = v;
             c->logprob += l[best] - log_sum_exp(l, V);
             if (best == SAC_VOCAB_END) {
                 c->ended = 1;
@@ -115,9 +139,82 @@ int greedy_decode(Caption *out, DecoderInfer *inf, const float *feats, int B, co
         R = alive;
     }
     for (int b = 0; b < B; b++) out[b].score = norm_score(out[b].logprob, out[b].n + out[b].ended, opt->len_norm);
-    free(tok), free(row_b), free(parent);
+    free(tok), free(row_b), free(parent), free(guard);
     if (st)
         for (int b = 0; b < B; b++) caption_clear(&out[b]);
+    return st;
+}
+
+int sample_decode(Caption *out, DecoderInfer *inf, const float *feats, int n_images, const int *img, int R,
+                  const DecoderParams *p, const SearchOptions *opt, SacRng *rng)
+{
+    const DecoderSizes *sz = decoder_infer_sizes(inf);
+    const int V = sz->V, P = sz->P, T = opt->max_len;
+    int st = check_options(opt, sz);
+    if (st) return st;
+    if (R < 1 || !rng) {
+        sac_error("sample_decode: %d rows, rng %s: expected at least 1 row and a generator", R, rng ? "set" : "NULL");
+        return SAC_ERR_INVALID;
+    }
+    st = decoder_infer_start(inf, feats, n_images, img, R, p);
+    if (st) return st;
+    int *tok = sac_malloc(sizeof(int) * R), *row_c = sac_malloc(sizeof(int) * R), *parent = sac_malloc(sizeof(int) * R);
+    int *guard = sac_malloc(sizeof(int) * (T + 1));
+    double *prob = sac_malloc(sizeof(double) * V);
+    if (!tok || !row_c || !parent || !guard || !prob) st = SAC_ERR_NOMEM;
+    for (int r = 0; r < R; r++) {
+        memset(&out[r], 0, sizeof(Caption));
+        if (st) continue;
+        out[r].tokens = sac_malloc(sizeof(int) * T);
+        out[r].alphas = opt->want_alphas ? sac_malloc(sizeof(float) * T * P) : NULL;
+        if (!out[r].tokens || (opt->want_alphas && !out[r].alphas)) st = SAC_ERR_NOMEM;
+        tok[r] = SAC_VOCAB_START, row_c[r] = r;
+    }
+    int live = R; /* rows still going: row_c[i] is row i's caption, as in greedy_decode */
+    for (int t = 0; t < T && live > 0 && !st; t++) {
+        const float *alphas;
+        const float *logits = decoder_infer_step(inf, tok, live, p, &alphas);
+        int alive = 0;
+        for (int r = 0; r < live; r++) {
+            const float *l = logits + (size_t)r * V;
+            Caption *c = &out[row_c[r]];
+            const int ng = guard_words(guard, c->tokens, c->n, opt);
+            float mx = -INFINITY;
+            for (int v = 0; v < V; v++)
+                if (allowed(v, guard, ng) && l[v] > mx) mx = l[v];
+            double sum = 0.0;
+            for (int v = 0; v < V; v++) {
+                prob[v] = allowed(v, guard, ng) ? exp((double)l[v] - mx) : 0.0;
+                sum += prob[v];
+            }
+            /* the first word whose cumulative probability exceeds u * sum */
+            const double u = sac_rng_uniform(rng) * sum;
+            int w = -1;
+            double acc = 0.0;
+            for (int v = 0; v < V; v++) {
+                if (prob[v] == 0.0) continue;
+                w = v; /* the last allowed word takes what rounding leaves over */
+                acc += prob[v];
+                if (acc > u) break;
+            }
+            c->logprob += l[w] - log_sum_exp(l, V);
+            if (w == SAC_VOCAB_END) {
+                c->ended = 1;
+                continue;
+            }
+            if (c->alphas) memcpy(c->alphas + (size_t)c->n * P, alphas + (size_t)r * P, sizeof(float) * P);
+            c->tokens[c->n++] = w;
+            parent[alive] = r, row_c[alive] = row_c[r], tok[alive] = w;
+            alive++;
+        }
+        if (alive < live && alive > 0) decoder_infer_reorder(inf, parent, alive);
+        live = alive;
+    }
+    for (int r = 0; r < R && !st; r++)
+        out[r].score = norm_score(out[r].logprob, out[r].n + out[r].ended, opt->len_norm);
+    free(tok), free(row_c), free(parent), free(guard), free(prob);
+    if (st)
+        for (int r = 0; r < R; r++) caption_clear(&out[r]);
     return st;
 }
 
@@ -166,11 +263,12 @@ static int caption_from_beam(Caption *c, const Beam *b, int ended, int P, float 
 }
 
 /* The best `keep` extensions of beam r (in cmp_candidate order) into out; returns how many. */
-static int row_best(Candidate *out, const float *l, int V, int r, float base, float lse, int keep)
+static int row_best(Candidate *out, const float *l, int V, int r, float base, float lse, int keep,
+                    const int *guard, int n_guard)
 {
     int n = 0;
     for (int v = 0; v < V && keep > 0; v++) {
-        if (banned(v)) continue;
+        if (!allowed(v, guard, n_guard)) continue;
         const Candidate c = {base + (l[v] - lse), r, v};
         if (n == keep && cmp_candidate(&c, &out[n - 1]) >= 0) continue;
         int i = n < keep ? n++ : n - 1; /* insert, dropping the worst when full */
@@ -207,7 +305,8 @@ int beam_search_batch(Caption *out, int *counts, DecoderInfer *inf, const float 
     Caption *done = sac_calloc((size_t)2 * K * B, sizeof(Caption));
     Candidate *cand = sac_malloc(sizeof(Candidate) * (size_t)K * K);
     int *tok = sac_malloc(sizeof(int) * K * B), *parent = sac_malloc(sizeof(int) * K * B);
-    if (!sr || !beams || !done || !cand || !tok || !parent) st = SAC_ERR_NOMEM;
+    int *guard = sac_malloc(sizeof(int) * (T + 1));
+    if (!sr || !beams || !done || !cand || !tok || !parent || !guard) st = SAC_ERR_NOMEM;
     for (int i = 0; i < 2 * K * B && !st; i++) {
         beams[i].tokens = sac_malloc(sizeof(int) * T);
         beams[i].alphas = sac_malloc(sizeof(float) * T * P);
@@ -232,7 +331,8 @@ int beam_search_batch(Caption *out, int *counts, DecoderInfer *inf, const float 
             int keep = K - s->n_done, nc = 0;
             for (int r = 0; r < s->n_alive; r++) {
                 const float *l = logits + (size_t)(row0 + r) * V;
-                nc += row_best(cand + nc, l, V, r, s->cur[r].logprob, log_sum_exp(l, V), keep);
+                const int ng = guard_words(guard, s->cur[r].tokens, s->cur[r].n, opt);
+                nc += row_best(cand + nc, l, V, r, s->cur[r].logprob, log_sum_exp(l, V), keep, guard, ng);
             }
             for (int i = 0; i < keep && i < nc; i++) {
                 int best = i;
@@ -276,21 +376,25 @@ int beam_search_batch(Caption *out, int *counts, DecoderInfer *inf, const float 
             st = caption_from_beam(&s->done[s->n_done++], &s->cur[r], 0, P, opt->len_norm, opt->want_alphas);
         if (st) break;
         qsort(s->done, s->n_done, sizeof(Caption), cmp_caption_score);
-        const int n_out = s->n_done < opt->nbest ? s->n_done : opt->nbest;
-        for (int i = 0; i < opt->nbest; i++) {
-            if (i < n_out) {
-                out[(size_t)b * opt->nbest + i] = s->done[i];
-                memset(&s->done[i], 0, sizeof(Caption)); /* moved */
-            } else {
-                memset(&out[(size_t)b * opt->nbest + i], 0, sizeof(Caption));
+        /* the best nbest distinct word sequences (a hypothesis equal to a better one adds nothing) */
+        int n_out = 0;
+        for (int i = 0; i < s->n_done && n_out < opt->nbest; i++) {
+            int dup = 0;
+            for (int j = 0; j < n_out && !dup; j++) {
+                const Caption *x = &out[(size_t)b * opt->nbest + j];
+                dup = x->n == s->done[i].n && !memcmp(x->tokens, s->done[i].tokens, sizeof(int) * x->n);
             }
+            if (dup) continue;
+            out[(size_t)b * opt->nbest + n_out++] = s->done[i];
+            memset(&s->done[i], 0, sizeof(Caption)); /* moved */
         }
+        for (int i = n_out; i < opt->nbest; i++) memset(&out[(size_t)b * opt->nbest + i], 0, sizeof(Caption));
         if (counts) counts[b] = n_out;
     }
     for (int i = 0; st && i < B * opt->nbest; i++) caption_clear(&out[i]);
     for (int i = 0; done && i < 2 * K * B; i++) caption_clear(&done[i]);
     for (int i = 0; beams && i < 2 * K * B; i++) free(beams[i].tokens), free(beams[i].alphas);
-    free(sr), free(beams), free(done), free(cand), free(tok), free(parent);
+    free(sr), free(beams), free(done), free(cand), free(tok), free(parent), free(guard);
     return st;
 }
 

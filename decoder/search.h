@@ -2,7 +2,12 @@
  * search.h - turning the decoder into captions: greedy decoding over a batch of images, and
  * beam search with length normalisation over one image.
  *
- * Both never emit <pad>, <start> or <unk>; beam width 1 gives exactly the greedy caption.
+ * All never emit <pad>, <start> or <unk>; beam width 1 gives exactly the greedy caption.
+ * The repetition guard (SearchOptions.no_repeat, no_repeat_bigram) removes words from the
+ * choice at a step: the previous word (no word twice in a row), and every word w such that
+ * (previous word, w) already occurs in the caption (no bigram twice); <end> is never removed,
+ * so a caption always has a way to finish. A caption's logprob stays the model's own
+ * log-probability of its words (the guard does not renormalise).
  * A hypothesis that never emits <end> within max_len steps still yields a caption (the
  * most common crash of other captioners).
  *
@@ -33,6 +38,8 @@ typedef struct SearchOptions {
     float len_norm;   /* score = logprob / steps^len_norm; 0 ranks by raw logprob */
     int want_alphas;  /* fill Caption.alphas */
     int f32;          /* captioner: decode with fp32 step weights (default fp16) */
+    int no_repeat;        /* never the same word twice in a row */
+    int no_repeat_bigram; /* never the same two-word sequence twice in a caption */
 } SearchOptions;
 
 /* Defaults: beam 3, nbest 1, max_len = T, len_norm 0.7, no alphas. */
@@ -43,8 +50,21 @@ SearchOptions search_default_options(const DecoderSizes *sz);
 int greedy_decode(Caption *out, DecoderInfer *inf, const float *feats /* (B, P, E) */, int B,
                   const DecoderParams *p, const SearchOptions *opt);
 
+/* Multinomial sampling at temperature 1 of R captions: row r describes image img[r] of feats
+ * (n_images, P, E) (img NULL: row r is image r); out[r] (caller provides R Captions; free with
+ * caption_clear). At each step every live row, in row order, draws one sac_rng_uniform from
+ * rng and takes the word from the softmax over the allowed words (banned ones and, with
+ * the guard, repeated ones left out, the rest renormalised): the captions depend on the seed
+ * alone, not on the thread count (the logits do not). A caption that draws no <end> within
+ * max_len steps ends there (ended 0). logprob is the sum over its drawn tokens (<end>
+ * included) of the model's log-softmax; score as greedy. inf must have room for R rows and
+ * n_images images. SAC_OK or a negative status (then every out is cleared). */
+int sample_decode(Caption *out, DecoderInfer *inf, const float *feats, int n_images, const int *img, int R,
+                  const DecoderParams *p, const SearchOptions *opt, SacRng *rng);
+
 /* Beam search for one image: writes min(nbest, found) captions to out, best first, and
- * returns how many (>= 1), or a negative status. inf must have room for K rows. */
+ * returns how many (>= 1), or a negative status. The captions are distinct word sequences
+ * (a hypothesis equal to a better one is skipped). inf must have room for K rows. */
 int beam_search_run(Caption *out, DecoderInfer *inf, const float *feats /* (1, P, E) */,
                     const DecoderParams *p, const SearchOptions *opt);
 
