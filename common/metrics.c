@@ -539,3 +539,235 @@ int metrics_score(const char *const *cands, const char *const *const *refs, cons
 {
     return metrics_score_per_image(cands, refs, n_refs, n_images, out, NULL, NULL);
 }
+
+/* ---------------------------------------------------------------- CIDEr-D as a reward */
+
+struct SacCider {
+    Cooked ck;         /* every reference of every image, in order */
+    char *text;        /* the references' bytes, which the word table points into */
+    int n_images;
+    size_t *ref_off;   /* (n_images + 1) first sentence of image i */
+    double *idf;       /* (grams) L - log(max(1, df)) */
+    double *norm;      /* (sentences, SAC_BLEU_N) tf-idf norms */
+    double log_n;      /* L */
+};
+
+void metrics_cider_free(SacCider *c)
+{
+    if (!c) return;
+    cooked_free(&c->ck);
+    free(c->text), free(c->ref_off), free(c->idf), free(c->norm);
+    free(c);
+}
+
+SacCider *metrics_cider_create(const char *const *const *refs, const int *n_refs, int n_images)
+{
+    SacCider *c = NULL;
+    uint32_t *df = NULL, *seen = NULL;
+    size_t n_sents = 0, bytes = 0;
+    if (!refs || !n_refs || n_images < 1) {
+        sac_error("metrics_cider_create: expected references of at least 1 image, found %s",
+                  !refs || !n_refs ? "NULL" : "none");
+        return NULL;
+    }
+    for (int i = 0; i < n_images; i++) {
+        if (n_refs[i] < 1 || !refs[i]) {
+            sac_error("metrics_cider_create: image %d has %d references, expected at least 1", i, n_refs[i]);
+            return NULL;
+        }
+        for (int j = 0; j < n_refs[i]; j++) {
+            if (!refs[i][j]) {
+                sac_error("metrics_cider_create: image %d: reference %d is NULL, expected a string", i, j);
+                return NULL;
+            }
+            bytes += strlen(refs[i][j]) + 1;
+        }
+        n_sents += (size_t)n_refs[i];
+    }
+    if (!(c = sac_calloc(1, sizeof(*c)))) goto fail;
+    c->n_images = n_images;
+    c->text = sac_malloc(bytes);
+    c->ref_off = sac_malloc(sizeof(size_t) * ((size_t)n_images + 1));
+    c->ck.sents = sac_calloc(n_sents, sizeof(*c->ck.sents));
+    c->norm = sac_calloc(n_sents * SAC_BLEU_N, sizeof(double));
+    if (!c->text || !c->ref_off || !c->ck.sents || !c->norm) goto fail;
+    if (idtable_init(&c->ck.words.tab, 4096) || idtable_init(&c->ck.grams.tab, 4 * n_sents)) goto fail;
+    char *dst = c->text;
+    size_t s = 0;
+    for (int i = 0; i < n_images; i++) {
+        c->ref_off[i] = s;
+        for (int j = 0; j < n_refs[i]; j++, s++) {
+            const size_t n = strlen(refs[i][j]) + 1;
+            memcpy(dst, refs[i][j], n);
+            if (sentence_cook(&c->ck, dst, &c->ck.sents[s])) goto fail;
+            dst += n;
+        }
+    }
+    c->ref_off[n_images] = s;
+    const uint32_t n_grams = c->ck.grams.tab.n;
+    df = sac_calloc(n_grams + 1, sizeof(*df));
+    seen = sac_calloc(n_grams + 1, sizeof(*seen));
+    c->idf = sac_malloc((n_grams + 1) * sizeof(double));
+    if (!df || !seen || !c->idf) goto fail;
+    /* compute_doc_freq, as metrics_score_per_image */
+    for (int i = 0; i < n_images; i++)
+        for (size_t q = c->ref_off[i]; q < c->ref_off[i + 1]; q++)
+            for (uint32_t p = 0; p < c->ck.sents[q].n_grams; p++) {
+                uint32_t id = c->ck.gram_id.v[c->ck.sents[q].gram_off + p];
+                if (seen[id] != (uint32_t)i + 1) seen[id] = (uint32_t)i + 1, df[id]++;
+            }
+    c->log_n = log((double)n_images);
+    for (uint32_t id = 0; id < n_grams; id++) c->idf[id] = c->log_n - log(SAC_MAX(1.0, (double)df[id]));
+    for (size_t q = 0; q < n_sents; q++) cider_norms(&c->ck, &c->ck.sents[q], c->idf, c->norm + q * SAC_BLEU_N);
+    free(df), free(seen);
+    return c;
+fail:
+    sac_error("metrics_cider_create: out of memory for the references of %d images", n_images);
+    free(df), free(seen);
+    metrics_cider_free(c);
+    return NULL;
+}
+
+int metrics_cider_n_images(const SacCider *c) { return c ? c->n_images : 0; }
+
+/* Read-only lookups: the id of a word / gram, or -1 when the references never had it. */
+static int64_t word_find(const WordTable *w, const char *s, size_t n)
+{
+    uint64_t h = hash_bytes(s, n);
+    for (size_t i = h & w->tab.mask;; i = (i + 1) & w->tab.mask) {
+        uint64_t slot = w->tab.slots[i];
+        if (!slot) return -1;
+        uint32_t id = (uint32_t)slot - 1;
+        if ((slot ^ h) >> 32 == 0 && w->len[id] == n && memcmp(w->str[id], s, n) == 0) return id;
+    }
+}
+
+static int64_t gram_find(const GramTable *g, const uint32_t *key)
+{
+    uint64_t h = hash_gram(key);
+    for (size_t i = h & g->tab.mask;; i = (i + 1) & g->tab.mask) {
+        uint64_t slot = g->tab.slots[i];
+        if (!slot) return -1;
+        uint32_t id = (uint32_t)slot - 1;
+        if ((slot ^ h) >> 32 == 0 && memcmp(g->words + (size_t)id * SAC_BLEU_N, key, SAC_BLEU_N * sizeof(*key)) == 0)
+            return id;
+    }
+}
+
+typedef struct {
+    uint32_t id, count, order; /* id >= the table's grams: an n-gram no reference has */
+} CandGram;
+
+static int cmp_cand_gram(const void *a, const void *b)
+{
+    const CandGram *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+int metrics_cider_score(const SacCider *c, int image, const char *cand, double *score)
+{
+    if (!c || !cand || !score || image < 0 || image >= c->n_images) {
+        sac_error("metrics_cider_score: image %d, candidate %s: expected an image in 0..%d and a candidate", image,
+                  cand ? "given" : "NULL", c ? c->n_images - 1 : -1);
+        return SAC_ERR_INVALID;
+    }
+    const Cooked *ck = &c->ck;
+    const uint32_t n_words = ck->words.tab.n, n_grams = ck->grams.tab.n;
+    /* tokens as word ids; a word no reference has gets a fresh id n_words + j */
+    size_t cap = 16, n = 0;
+    for (const char *p = cand; *p; p++) cap += is_space((unsigned char)*p);
+    uint32_t *tok = sac_malloc(sizeof(uint32_t) * cap);
+    const char **new_s = sac_malloc(sizeof(char *) * cap);
+    size_t *new_n = sac_malloc(sizeof(size_t) * cap);
+    CandGram *g = sac_malloc(sizeof(CandGram) * cap * SAC_BLEU_N);
+    uint32_t *new_keys = sac_malloc(sizeof(uint32_t) * SAC_BLEU_N * cap * SAC_BLEU_N);
+    if (!tok || !new_s || !new_n || !g || !new_keys) {
+        free(tok), free(new_s), free(new_n), free(g), free(new_keys);
+        sac_error("metrics_cider_score: out of memory");
+        return SAC_ERR_NOMEM;
+    }
+    uint32_t n_new = 0;
+    for (const char *p = cand;;) {
+        while (*p && is_space((unsigned char)*p)) p++;
+        if (!*p) break;
+        const char *b = p;
+        while (*p && !is_space((unsigned char)*p)) p++;
+        const size_t len = (size_t)(p - b);
+        int64_t id = word_find(&ck->words, b, len);
+        if (id < 0) {
+            uint32_t j = 0;
+            while (j < n_new && !(new_n[j] == len && !memcmp(new_s[j], b, len))) j++;
+            if (j == n_new) new_s[n_new] = b, new_n[n_new++] = len;
+            id = (int64_t)n_words + j;
+        }
+        tok[n++] = (uint32_t)id;
+    }
+    /* its n-grams, counted; one unknown to the references gets a fresh id n_grams + j */
+    size_t ng = 0;
+    uint32_t n_new_g = 0;
+    for (int k = 1; k <= SAC_BLEU_N; k++) {
+        for (size_t i = 0; i + k <= n; i++) {
+            uint32_t key[SAC_BLEU_N];
+            int known = 1;
+            for (int j = 0; j < SAC_BLEU_N; j++) {
+                key[j] = j < k ? tok[i + j] : GRAM_PAD;
+                if (j < k && tok[i + j] >= n_words) known = 0;
+            }
+            int64_t id = known ? gram_find(&ck->grams, key) : -1;
+            if (id < 0) {
+                uint32_t j = 0;
+                while (j < n_new_g && memcmp(new_keys + (size_t)j * SAC_BLEU_N, key, sizeof(key))) j++;
+                if (j == n_new_g) memcpy(new_keys + (size_t)n_new_g++ * SAC_BLEU_N, key, sizeof(key));
+                id = (int64_t)n_grams + j;
+            }
+            g[ng++] = (CandGram){(uint32_t)id, 1, (uint32_t)k};
+        }
+    }
+    qsort(g, ng, sizeof(CandGram), cmp_cand_gram);
+    size_t nd = 0;
+    for (size_t i = 0; i < ng; i++) {
+        if (nd && g[nd - 1].id == g[i].id)
+            g[nd - 1].count++;
+        else
+            g[nd++] = g[i];
+    }
+    /* cider_image with the references' norms precomputed */
+    double norm_c[SAC_BLEU_N] = {0}, sc[SAC_BLEU_N] = {0};
+    for (size_t p = 0; p < nd; p++) {
+        const double v = g[p].count * (g[p].id < n_grams ? c->idf[g[p].id] : c->log_n);
+        norm_c[g[p].order - 1] += v * v;
+    }
+    for (int k = 0; k < SAC_BLEU_N; k++) norm_c[k] = sqrt(norm_c[k]);
+    const int64_t len_c = n > 1 ? (int64_t)n - 1 : 0;
+    const size_t r0 = c->ref_off[image], r1 = c->ref_off[image + 1];
+    for (size_t q = r0; q < r1; q++) {
+        const Sentence *r = &ck->sents[q];
+        const uint32_t *rid = ck->gram_id.v + r->gram_off, *rcnt = ck->gram_count.v + r->gram_off;
+        const double *norm_r = c->norm + q * SAC_BLEU_N;
+        double val[SAC_BLEU_N] = {0};
+        for (size_t p = 0, u = 0; p < nd && u < r->n_grams;) {
+            if (g[p].id < rid[u]) {
+                p++;
+            } else if (g[p].id > rid[u]) {
+                u++;
+            } else {
+                double vc = g[p].count * c->idf[g[p].id], vr = rcnt[u] * c->idf[rid[u]];
+                val[g[p].order - 1] += SAC_MIN(vc, vr) * vr;
+                p++, u++;
+            }
+        }
+        int64_t len_r = r->n_tokens > 1 ? r->n_tokens - 1 : 0;
+        double delta = (double)(len_c - len_r);
+        double penalty = exp(-(delta * delta) / (2 * CIDER_SIGMA * CIDER_SIGMA));
+        for (int k = 0; k < SAC_BLEU_N; k++) {
+            if (norm_c[k] != 0 && norm_r[k] != 0) val[k] /= norm_c[k] * norm_r[k];
+            sc[k] += val[k] * penalty;
+        }
+    }
+    double mean = 0.0;
+    for (int k = 0; k < SAC_BLEU_N; k++) mean += sc[k];
+    mean /= SAC_BLEU_N;
+    *score = mean / (double)(r1 - r0) * 10.0;
+    free(tok), free(new_s), free(new_n), free(g), free(new_keys);
+    return SAC_OK;
+}

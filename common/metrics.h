@@ -82,4 +82,24 @@ int metrics_score_per_image(const char *const *cands, const char *const *const *
 /* BLEU-1..4 from corpus totals, the last step of bleu_scorer.py's compute_score. */
 void metrics_bleu_from_counts(const SacBleuCounts *counts, double bleu[SAC_BLEU_N]);
 
+/*
+ * CIDEr-D as a reward (self-critical training): the document frequencies of a fixed set of
+ * references (the training split's), and each reference's tf-idf norms, computed once; then
+ * one candidate is scored against one image's references in time linear in its n-grams.
+ * score(c, i) is score_i of the formula above with df and L = log(I) taken over the
+ * references given here (a candidate's n-gram found in none of them has df 0, idf L); scoring
+ * the candidates of exactly those images gives metrics_score_per_image's cider_d[i].
+ * The object is read-only after creation: scoring from several threads at once is safe.
+ */
+typedef struct SacCider SacCider;
+
+/* refs[i][j], j < n_refs[i] (>= 1), as metrics_score; the strings are copied. NULL on a bad
+ * argument or out of memory (logged). Free with metrics_cider_free. */
+SacCider *metrics_cider_create(const char *const *const *refs, const int *n_refs, int n_images);
+void metrics_cider_free(SacCider *c);
+/* CIDEr-D of candidate cand (tokenized, as metrics_score) against image's references into
+ * *score. SAC_OK, SAC_ERR_INVALID (image out of range, cand NULL; logged) or SAC_ERR_NOMEM. */
+int metrics_cider_score(const SacCider *c, int image, const char *cand, double *score);
+int metrics_cider_n_images(const SacCider *c);
+
 #endif

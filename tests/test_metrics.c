@@ -325,6 +325,75 @@ START_TEST(test_large_corpus_speed)
 }
 END_TEST
 
+/* The reward object agrees with metrics_score_per_image's CIDEr-D when its document
+ * frequencies come from the same references: random captions over a small vocabulary
+ * (repeated words and grams), candidates with words no reference has, an empty candidate. */
+START_TEST(test_cider_reward_matches_score)
+{
+    enum { NI = 40, MAXR = 5, MAXW = 12 };
+    static const char *vocab[] = {"a", "dog", "man", "red", "runs", "on", "the", "grass", "ball", "blue", "sits", "in"};
+    static char text[NI * (MAXR + 1)][MAXW * 8];
+    const char *refs_flat[NI * MAXR];
+    const char *const *refs[NI];
+    const char *cands[NI];
+    int n_refs[NI];
+    uint64_t x = 12345;
+#define NEXT() (x = x * 6364136223846793005ull + 1442695040888963407ull, (unsigned)(x >> 33))
+    int t = 0;
+    for (int i = 0; i < NI; i++) {
+        n_refs[i] = 1 + (int)(NEXT() % MAXR);
+        for (int j = -1; j < n_refs[i]; j++, t++) {
+            char *s = text[t];
+            s[0] = 0;
+            const int nw = i == 7 && j < 0 ? 0 : 1 + (int)(NEXT() % MAXW); /* image 7: an empty candidate */
+            for (int w = 0; w < nw; w++) {
+                const unsigned r = NEXT() % 14;
+                strcat(s, w ? " " : "");
+                strcat(s, r < 12 ? vocab[r] : r == 12 ? "zebra" : "purple"); /* words no reference may have */
+            }
+            if (j < 0)
+                cands[i] = s;
+            else
+                refs_flat[i * MAXR + j] = s;
+        }
+        refs[i] = refs_flat + i * MAXR;
+    }
+#undef NEXT
+    SacScores sc;
+    double per[NI];
+    ck_assert_int_eq(metrics_score_per_image(cands, refs, n_refs, NI, &sc, NULL, per), SAC_OK);
+    SacCider *c = metrics_cider_create(refs, n_refs, NI);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(metrics_cider_n_images(c), NI);
+    double mean = 0.0;
+    int nonzero = 0;
+    for (int i = 0; i < NI; i++) {
+        double r;
+        ck_assert_int_eq(metrics_cider_score(c, i, cands[i], &r), SAC_OK);
+        ck_assert_double_eq_tol(r, per[i], 1e-12 + 1e-12 * fabs(per[i])); /* only the summation order differs */
+        mean += r / NI;
+        nonzero += r > 0;
+    }
+    ck_assert_double_eq_tol(mean, sc.cider_d, 1e-12);
+    ck_assert_int_gt(nonzero, NI / 2);
+    /* a reference scored against its own image scores high, against another image lower */
+    double self, other;
+    ck_assert_int_eq(metrics_cider_score(c, 3, refs[3][0], &self), SAC_OK);
+    ck_assert_int_eq(metrics_cider_score(c, 4, refs[3][0], &other), SAC_OK);
+    ck_assert_double_gt(self, other);
+    /* bad arguments */
+    double r;
+    sac_log_set_level(-1);
+    ck_assert_int_eq(metrics_cider_score(c, NI, cands[0], &r), SAC_ERR_INVALID);
+    ck_assert_int_eq(metrics_cider_score(c, 0, NULL, &r), SAC_ERR_INVALID);
+    n_refs[2] = 0;
+    ck_assert_ptr_null(metrics_cider_create(refs, n_refs, NI));
+    sac_log_set_level(SAC_LOG_INFO);
+    metrics_cider_free(c);
+    metrics_cider_free(NULL);
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -340,9 +409,11 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_whitespace_and_case);
     tcase_add_test(tc, test_invalid_input);
     tcase_add_test(tc, test_large_corpus_speed);
+    tcase_add_test(tc, test_cider_reward_matches_score);
     suite_add_tcase(s, tc);
     return s;
 }
+
 
 int main(void)
 {
