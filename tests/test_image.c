@@ -1,7 +1,9 @@
 /*
  * test_image.c - decoding (PNG/BMP/TGA/JPEG/PNM/HDR, gray, gray+alpha, RGBA, paletted, 16-bit),
  * JPEG EXIF orientation (hand-spliced APP1 segments, both byte orders), the error cases (each
- * code and a message naming the path), resizing, preprocessing, flips, PNG writing.
+ * code and a message naming the path), resizing, preprocessing, flips, PNG writing; large
+ * JPEGs decoded scaled by libjpeg-turbo (size, closeness to the full decode resized, EXIF
+ * orientation, damaged files refused with their name).
  *
  * Every image is made here: stb_image_write for the 8-bit formats, a small hand-rolled PNG
  * writer (stored deflate blocks) for 16-bit and paletted PNGs, which stb cannot write.
@@ -19,6 +21,7 @@
 #include <stb_image_write.h>
 
 #include "image.h"
+#include "jpeg_turbo.h"
 #include "rng.h"
 #include "sac.h"
 
@@ -877,6 +880,212 @@ START_TEST(test_flip_resize_write)
 }
 END_TEST
 
+/* ---- scaled JPEG decoding (libjpeg-turbo, sac_image_load_scaled) ------------------------- */
+
+/* A w x h photo-like RGB image: smooth colour gradients, a few hard-edged discs, grain of
+ * +-4 levels (seeded), so the comparison with the full decode sees edges and texture. */
+static uint8_t *photo_rgb(int w, int h)
+{
+    uint8_t *p = malloc((size_t)w * h * 3);
+    SacRng rng;
+    sac_rng_seed(&rng, 11, 1);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++) {
+            float u = (float)x / w, v = (float)y / h;
+            float rgb[3] = {40 + 180 * u, 60 + 150 * v, 200 - 120 * u * v};
+            for (int d = 0; d < 4; d++) { /* discs at (0.2 + 0.2 d, 0.3 + 0.1 d), radius 0.08 */
+                float dx = u - (0.2f + 0.2f * d), dy = v - (0.3f + 0.1f * d);
+                if (dx * dx + dy * dy < 0.0064f) rgb[0] = 230 - 50 * d, rgb[1] = 30 + 60 * d, rgb[2] = 20;
+            }
+            for (int c = 0; c < 3; c++) {
+                int q = (int)rgb[c] + (int)(sac_rng_u32(&rng) % 9) - 4;
+                p[((size_t)y * w + x) * 3 + c] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+            }
+        }
+    }
+    return p;
+}
+
+/* photo_rgb as a quality-90 JPEG (stb_image_write: baseline, 4:2:0), with an Exif APP1 of
+ * orientation o spliced in after SOI when o > 0. */
+static Bytes photo_jpeg(int w, int h, int orientation)
+{
+    uint8_t *px = photo_rgb(w, h);
+    Bytes j = {0}, out = {0};
+    ck_assert(stbi_write_jpg_to_func(bytes_write_fn, &j, w, h, 3, px, 90));
+    free(px);
+    bytes_put(&out, j.p, 2);
+    if (orientation) exif_segment(&out, orientation, 1);
+    bytes_put(&out, j.p + 2, j.n - 2);
+    free(j.p);
+    return out;
+}
+
+/* Mean |a - b| over two images of the same size. */
+static double mean_abs_diff(const SacImage *a, const SacImage *b)
+{
+    ck_assert_int_eq(a->w, b->w);
+    ck_assert_int_eq(a->h, b->h);
+    double sum = 0;
+    for (size_t i = 0; i < (size_t)a->w * a->h * 3; i++) sum += abs((int)a->rgb[i] - (int)b->rgb[i]);
+    return sum / ((double)a->w * a->h * 3);
+}
+
+START_TEST(test_scaled_jpeg)
+{
+    /* the scale: the largest of 8, 4, 2 keeping both sides >= min_side (ceil(side / d)) */
+    ck_assert_int_eq(sac_jpeg_scale_denom(4000, 3000, 224), 8);  /* 500 x 375 */
+    ck_assert_int_eq(sac_jpeg_scale_denom(1600, 1200, 128), 8);  /* 200 x 150 */
+    ck_assert_int_eq(sac_jpeg_scale_denom(1600, 1200, 224), 4);  /* 400 x 300; 1/8: 150 */
+    ck_assert_int_eq(sac_jpeg_scale_denom(1600, 1200, 300), 4);  /* exactly 300 */
+    ck_assert_int_eq(sac_jpeg_scale_denom(1600, 1200, 301), 2);
+    ck_assert_int_eq(sac_jpeg_scale_denom(1600, 1200, 601), 1);
+    ck_assert_int_eq(sac_jpeg_scale_denom(224, 224, 128), 1);    /* the Flickr8k photos at S = 128 */
+    ck_assert_int_eq(sac_jpeg_scale_denom(1601, 1201, 201), 4);  /* ceil: 201 x 151 at 1/8 */
+    ck_assert_int_eq(sac_jpeg_scale_denom(1600, 1200, 0), 1);
+
+    const int W = 1600, H = 1200;
+    Bytes j = photo_jpeg(W, H, 0);
+    SacImage full = {0}, part = {0}, a = {0}, b = {0};
+    ck_assert_int_eq(sac_image_load_memory(j.p, j.n, "big.jpg", &full, 0), SAC_OK);
+    ck_assert_int_eq(full.w, W);
+    ck_assert_int_eq(full.h, H);
+    const int sides[2] = {128, 224}, want_w[2] = {200, 400}, want_h[2] = {150, 300};
+    for (int k = 0; k < 2; k++) {
+        const int S = sides[k];
+        ck_assert_int_eq(sac_image_load_memory_scaled(j.p, j.n, "big.jpg", S, &part, 0), SAC_OK);
+        ck_assert_int_eq(part.w, want_w[k]);
+        ck_assert_int_eq(part.h, want_h[k]);
+        /* The model's input both ways: the full decode resized, the scaled decode resized. They
+         * differ by the decoders (libjpeg-turbo's scaled IDCT averages each block where
+         * stb_image's full IDCT and Mitchell filter weigh the pixels) and the grain: measured
+         * 0.26 (S = 128) and 0.19 (S = 224) levels of 255 on this image; the bound leaves room
+         * for other libjpeg-turbo versions. A wrong scale, a shifted or mirrored image, or
+         * swapped channels give tens. */
+        ck_assert_int_eq(sac_image_resize(&full, S, S, &a), SAC_OK);
+        ck_assert_int_eq(sac_image_resize(&part, S, S, &b), SAC_OK);
+        double mad = mean_abs_diff(&a, &b);
+        ck_assert_msg(mad < 1.0, "S = %d: mean |full - scaled| = %.3f levels, expected < 1", S, mad);
+        sac_image_free(&a), sac_image_free(&b), sac_image_free(&part);
+    }
+    /* min_side 0, or a side no scale fits: stb_image's full decode, bit for bit */
+    ck_assert_int_eq(sac_image_load_memory_scaled(j.p, j.n, "big.jpg", 0, &part, 0), SAC_OK);
+    ck_assert_int_eq(mean_abs_diff(&full, &part) == 0.0, 1);
+    sac_image_free(&part);
+    ck_assert_int_eq(sac_image_load_memory_scaled(j.p, j.n, "big.jpg", 700, &part, 0), SAC_OK);
+    ck_assert_int_eq(mean_abs_diff(&full, &part) == 0.0, 1);
+    sac_image_free(&part);
+    /* from a file, the same pixels as from memory */
+    write_bytes(tmp_path("big.jpg"), j.p, j.n);
+    SacImage mem = {0};
+    ck_assert_int_eq(sac_image_load_scaled(tmp_path("big.jpg"), 224, &part, 0), SAC_OK);
+    ck_assert_int_eq(sac_image_load_memory_scaled(j.p, j.n, "big.jpg", 224, &mem, 0), SAC_OK);
+    ck_assert_int_eq(mean_abs_diff(&mem, &part) == 0.0, 1);
+    sac_image_free(&mem), sac_image_free(&part);
+    /* the pixel limit is the full size's: 1600 x 1200 is refused at 1 Mpixel, scaled or not */
+    expect_error(sac_image_load_memory_scaled(j.p, j.n, "big.jpg", 128, &part, 1000000),
+                 SAC_ERR_UNSUPPORTED, "big.jpg", "1600 x 1200");
+    ck_assert_ptr_null(part.rgb);
+    /* other formats are decoded in full whatever min_side says */
+    uint8_t *px = photo_rgb(640, 480);
+    ck_assert(stbi_write_png(tmp_path("big.png"), 640, 480, 3, px, 640 * 3));
+    ck_assert_int_eq(sac_image_load_scaled(tmp_path("big.png"), 64, &part, 0), SAC_OK);
+    ck_assert_int_eq(part.w, 640);
+    ck_assert_int_eq(part.h, 480);
+    sac_image_free(&part);
+    free(px);
+    sac_image_free(&full);
+    free(j.p);
+}
+END_TEST
+
+/* EXIF orientation is applied to the scaled decode as to the full one. */
+START_TEST(test_scaled_jpeg_orientation)
+{
+    const int W = 1024, H = 512;
+    for (int o = 1; o <= 8; o++) {
+        /* a red 128 x 128 block in the stored top-left corner of a grey image */
+        uint8_t *px = malloc((size_t)W * H * 3);
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                uint8_t *p = px + ((size_t)y * W + x) * 3;
+                int red = x < 128 && y < 128;
+                p[0] = red ? 255 : 128, p[1] = red ? 0 : 128, p[2] = red ? 0 : 128;
+            }
+        Bytes j = {0}, out = {0};
+        ck_assert(stbi_write_jpg_to_func(bytes_write_fn, &j, W, H, 3, px, 90));
+        free(px);
+        bytes_put(&out, j.p, 2);
+        exif_segment(&out, o, o % 2);
+        bytes_put(&out, j.p + 2, j.n - 2);
+        free(j.p);
+        SacImage full = {0}, part = {0}, small = {0};
+        ck_assert_int_eq(sac_image_load_memory(out.p, out.n, "o.jpg", &full, 0), SAC_OK);
+        ck_assert_int_eq(sac_image_load_memory_scaled(out.p, out.n, "o.jpg", 64, &part, 0), SAC_OK);
+        /* 1/8: 128 x 64 stored, displayed as the full decode is, w and h swapped for 5..8 */
+        ck_assert_int_eq(part.w * 8, full.w);
+        ck_assert_int_eq(part.h * 8, full.h);
+        ck_assert_int_eq(full.w, o >= 5 ? H : W);
+        /* the red block lands in the same corner: the full decode shrunk to the scaled size
+         * agrees with it (measured 0.13 levels for every orientation; a block in the wrong
+         * corner costs > 10) */
+        ck_assert_int_eq(sac_image_resize(&full, part.w, part.h, &small), SAC_OK);
+        double mad = mean_abs_diff(&small, &part);
+        ck_assert_msg(mad < 1.0, "orientation %d: mean |full - scaled| = %.3f, expected < 1", o, mad);
+        int corners = is_red(&part, 4, 4) + is_red(&part, part.w - 5, 4) + is_red(&part, 4, part.h - 5) +
+                      is_red(&part, part.w - 5, part.h - 5);
+        ck_assert_msg(corners == 1, "orientation %d: %d red corners, expected 1", o, corners);
+        ck_assert_int_eq(is_red(&part, 4, 4), is_red(&small, 4, 4));
+        ck_assert_int_eq(is_red(&part, part.w - 5, part.h - 5), is_red(&small, small.w - 5, small.h - 5));
+        sac_image_free(&full), sac_image_free(&part), sac_image_free(&small);
+        free(out.p);
+    }
+}
+END_TEST
+
+/* Damaged large JPEGs are still refused, scaled or not, with the file named. */
+START_TEST(test_scaled_jpeg_rejects)
+{
+    SacImage img = {0};
+    Bytes j = photo_jpeg(1600, 1200, 0);
+    write_bytes(tmp_path("cut.jpg"), j.p, j.n * 6 / 10);
+    const char *cut = tmp_path("cut.jpg");
+    expect_error(sac_image_load_scaled(cut, 128, &img, 0), SAC_ERR_FORMAT, cut, "truncated");
+    ck_assert_ptr_null(img.rgb);
+    /* every scan byte there but the end marker: libjpeg-turbo warns, stb_image refuses, the
+     * message gives both */
+    write_bytes(tmp_path("noeoi.jpg"), j.p, j.n - 2);
+    const char *noeoi = tmp_path("noeoi.jpg");
+    expect_error(sac_image_load_scaled(noeoi, 128, &img, 0), SAC_ERR_FORMAT, noeoi, "libjpeg-turbo");
+    ck_assert_ptr_null(img.rgb);
+    /* scan data overwritten with 0xFF 0xD9 halfway: libjpeg-turbo warns ("premature end"), so
+     * stb_image decodes it in full and decides as it always has (it pads the missing half:
+     * the file holds more than a bit per block, image_check.c's bound): the same status and
+     * pixels as sac_image_load_memory */
+    Bytes bad = {0};
+    bytes_put(&bad, j.p, j.n);
+    size_t sos = find_marker(&bad, 0xDA);
+    size_t mid = sos + (bad.n - sos) / 2;
+    bad.p[mid] = 0xFF, bad.p[mid + 1] = 0xD9;
+    SacImage ref = {0};
+    int st_full = sac_image_load_memory(bad.p, bad.n, "half.jpg", &ref, 0);
+    ck_assert_int_eq(sac_image_load_memory_scaled(bad.p, bad.n, "half.jpg", 128, &img, 0), st_full);
+    ck_assert_int_eq(img.w, ref.w);
+    ck_assert_int_eq(img.h, ref.h);
+    if (img.rgb) ck_assert_int_eq(mean_abs_diff(&img, &ref) == 0.0, 1);
+    sac_image_free(&img), sac_image_free(&ref);
+    /* a Huffman table with three codes of length 1 (image_check.c's DHT guard) */
+    memcpy(bad.p, j.p, j.n);
+    size_t dht = find_marker(&bad, 0xC4);
+    bad.p[dht + 5] = 3; /* the first table's count of 1-bit codes */
+    expect_error(sac_image_load_memory_scaled(bad.p, bad.n, "dht.jpg", 128, &img, 0), SAC_ERR_FORMAT,
+                 "dht.jpg", "Huffman");
+    ck_assert_ptr_null(img.rgb);
+    free(bad.p);
+    free(j.p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("image");
@@ -900,6 +1109,9 @@ int main(void)
     tcase_add_test(tc, test_preprocess_constant);
     tcase_add_test(tc, test_preprocess_gradient);
     tcase_add_test(tc, test_flip_resize_write);
+    tcase_add_test(tc, test_scaled_jpeg);
+    tcase_add_test(tc, test_scaled_jpeg_orientation);
+    tcase_add_test(tc, test_scaled_jpeg_rejects);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
