@@ -419,12 +419,18 @@ int cmd_attend(int argc, char **argv)
     if (max_len) opt.max_len = (int)max_len;
 
     int rc = CLI_FAILED;
-    SacImage photo = {0}, fig = {0};
+    SacImage photo = {0}, input = {0}, fig = {0};
     AttendView v = {0};
     Captioner *cp = NULL;
-    if (sac_image_load(image, &photo, 0)) goto done; /* the message names the file */
+    /* The model's input decoded as `saccade caption` decodes it (a large JPEG at 1/2, 1/4 or 1/8
+     * size), so the caption is the same; the photo shown is at least the page's or a panel's
+     * side, from the same decode when it is large enough, else decoded again less scaled. */
+    const int view_side = SAC_MAX(HTML_SIDE, (int)panel);
+    if (sac_image_load_scaled(image, m->cfg.enc.image_size, &input, 0)) goto done; /* the message names the file */
+    if (input.w >= view_side && input.h >= view_side) photo = input, input = (SacImage){0};
+    else if (sac_image_load_scaled(image, view_side, &photo, 0)) goto done;
     if (!(cp = captioner_create(m, 1, (int)beam))) goto done;
-    int st = attend_view_run(cp, m, &photo, &opt, &v);
+    int st = attend_view_run(cp, m, input.rgb ? &input : &photo, &opt, &v);
     if (st) {
         cli_message("attend", "%s: decoding failed: %s", image, sac_strerror(st));
         goto done;
@@ -451,6 +457,7 @@ done:
     attend_view_clear(&v);
     sac_image_free(&fig);
     sac_image_free(&photo);
+    sac_image_free(&input);
     captioner_free(cp);
     model_free(m);
     attention_font_free(own_font);
