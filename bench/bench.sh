@@ -22,6 +22,11 @@
 #     skipped with a note when there are no photos. Each side runs BENCH_E2E_RUNS times (3);
 #     the rate is saccade's own "img/s" (the captioning, without loading the model) and the
 #     peer's files_images_per_s (likewise after building its model);
+#   - end to end on phone photos: the same, on 16 JPEGs of 4000 x 3000 (12 MP) the bench makes
+#     (bench/make_photos: the 4 sample photos in models/samples upscaled, in 4 variants, with
+#     +-12 levels of grain so they compress like camera files, ~3 MB each, quality 90, 4:2:0),
+#     for both models; saccade decodes them scaled (libjpeg-turbo at 1/8: 500 x 375), the peer
+#     in full (torchvision.io.decode_image, then an antialiased resize). BENCH_BIG=0 skips them;
 #   - the MobileNetV2 model (bench_saccade --mnv2 against --encoder mnv2 --grid 14, 224 input,
 #     14x14x576 grid, no projection): inference, frozen-backbone training (--frozen-encoder),
 #     end to end on the same photos, and `saccade caption` RSS.
@@ -38,6 +43,7 @@ python=${BENCH_PYTHON:-/usr/bin/python3}
 quick=${BENCH_QUICK:-0}
 photos=${BENCH_PHOTOS:-$here/../../shared/data/flickr8k/images}
 e2e_count=${BENCH_E2E_COUNT:-256}
+big_rows=${BENCH_BIG:-1}
 e2e_runs=${BENCH_E2E_RUNS:-3}
 bench="$build/bench/bench_saccade"
 saccade="$build/tools/saccade"
@@ -138,12 +144,13 @@ if [ $have_saccade = 1 ]; then
     [ -n "$images" ] || echo "bench.sh: no photos ($photos is absent; BENCH_IMAGES=DIR names a folder): no end-to-end rows" >&2
 fi
 
-# e2e_sac NAME MODEL: caption the folder with `saccade batch`, greedy; DIR/NAME.json gets
-# {"files": {"images": N, "images_per_s": X}} from its summary line, like the peer's
+# e2e_sac NAME MODEL [DIR]: caption the folder (default: the photos above) with `saccade batch`,
+# greedy; OUT/NAME.json gets {"files": {"images": N, "images_per_s": X}} from its summary line,
+# like the peer's
 e2e_sac() {
     name=$1
     echo "== saccade batch: $name" >&2
-    run "$name" "$saccade" batch --model "$2" --beam 1 --threads "$threads" -o "$out/$name.jsonl" "$images" \
+    run "$name" "$saccade" batch --model "$2" --beam 1 --threads "$threads" -o "$out/$name.jsonl" "${3:-$images}" \
         2>"$out/$name.log"
     st=$?
     # "saccade: 256 images in 1.3 s (195.2 img/s, 2 threads, beam 1): 256 captioned, 0 failed -> FILE"
@@ -168,6 +175,25 @@ if [ -n "$images" ]; then
     done
 fi
 
+# ---- end to end on 16 phone-sized JPEGs (4000 x 3000) made here
+big=""
+if [ $have_saccade = 1 ] && [ "$big_rows" = 1 ]; then
+    big="$out/photos_12mp"
+    echo "== making 16 JPEGs of 4000 x 3000 in $big" >&2
+    mkdir -p "$big" && "$build/bench/make_photos" "$big" 4000 3000 90 12 "$here"/../models/samples/*.jpg || {
+        echo "bench.sh: $build/bench/make_photos failed: no 12 MP rows" >&2
+        big=""
+    }
+fi
+if [ -n "$big" ]; then
+    i=1
+    while [ $i -le "$e2e_runs" ]; do
+        peer_run "peer_e2e_12mp_$i" --skip-train --skip-infer --images "$big"
+        e2e_sac "sac_e2e_12mp_$i" "$out/model.safetensors" "$big"
+        i=$((i + 1))
+    done
+fi
+
 # ---- MobileNetV2, grid 14 (the peer: --encoder mnv2 --grid 14)
 mnv2_peer="--encoder mnv2 --grid 14"
 peer_run peer_mnv2_train1 $mnv2_peer --frozen-encoder --skip-infer $peer_q
@@ -188,6 +214,14 @@ if [ -n "$images" ]; then
     while [ $i -le "$e2e_runs" ]; do
         peer_run "peer_e2e_mnv2_$i" $mnv2_peer --skip-train --skip-infer --images "$images"
         e2e_sac "sac_e2e_mnv2_$i" "$out/model_mnv2.safetensors"
+        i=$((i + 1))
+    done
+fi
+if [ -n "$big" ]; then
+    i=1
+    while [ $i -le "$e2e_runs" ]; do
+        peer_run "peer_e2e_mnv2_12mp_$i" $mnv2_peer --skip-train --skip-infer --images "$big"
+        e2e_sac "sac_e2e_mnv2_12mp_$i" "$out/model_mnv2.safetensors" "$big"
         i=$((i + 1))
     done
 fi
