@@ -163,6 +163,17 @@ START_TEST(test_blur_and_smooth)
     ck_assert_float_gt(x[20 * W + 28], x[20 * W + 29]);
     /* with sigma 2, a pixel 2 away holds exp(-1/2) of the centre along one axis */
     ck_assert_float_eq_tol(x[20 * W + 30] / x[20 * W + 28], expf(-0.5f), 2e-3f);
+    /* sigma is capped at ATTENTION_BLUR_MAX: a huge sigma blurs as the cap does */
+    float *capped = malloc(sizeof(float) * H * W);
+    memset(x, 0, sizeof(float) * H * W), memset(capped, 0, sizeof(float) * H * W);
+    x[20 * W + 28] = capped[20 * W + 28] = 1.0f;
+    attention_blur(x, H, W, 1000.0f, tmp);
+    attention_blur(capped, H, W, ATTENTION_BLUR_MAX, tmp);
+    ck_assert_mem_eq(x, capped, sizeof(float) * H * W);
+    free(capped);
+    memset(x, 0, sizeof(float) * H * W);
+    x[20 * W + 28] = 1.0f;
+    attention_blur(x, H, W, 2.0f, tmp);
     /* sigma 0: unchanged */
     float before = x[20 * W + 28];
     attention_blur(x, H, W, 0.0f, tmp);
@@ -438,11 +449,12 @@ static double luma(const SacImage *img, int x, int y)
 
 START_TEST(test_draw_heat_on_attended_cell)
 {
-    const int grids[2][2] = {{4, 4}, {3, 5}};
+    /* the from-scratch grids and MobileNetV2's 7 x 7 and 14 x 14 (panel sides 96, 96, 128, 224) */
+    const int grids[4][3] = {{4, 4, 96}, {3, 5, 96}, {7, 7, 128}, {14, 14, 224}};
     SacImage photo;
     ck_assert_int_eq(sac_image_alloc(&photo, 70, 45, 128), SAC_OK); /* flat grey, wide */
-    for (int g = 0; g < 2; g++) {
-        int Hg = grids[g][0], Wg = grids[g][1], P = Hg * Wg, T = P, S = 96;
+    for (int g = 0; g < 4; g++) {
+        int Hg = grids[g][0], Wg = grids[g][1], P = Hg * Wg, T = P, S = grids[g][2];
         int pw, ph;
         attention_panel_size(photo.w, photo.h, S, &pw, &ph); /* 96 x 62: the grid is stretched */
         /* word t attends cell t: softmax-like, 0.7 there, the rest shared */
