@@ -31,6 +31,9 @@ struct TrainStep {
     float *feats, *dfeats; /* (Bi, P, E) */
     size_t enc_end;  /* floats [0, enc_end) belong to the encoder */
     double *norm_part; /* (n_trainable / FLAT_BLOCK rounded up) per-block sums of squares */
+    /* the input of the last train_step_encode */
+    const float *enc_in; /* images (Bi, 3, S, S) or backbone features (Bi, P, Eb) */
+    int enc_bi;          /* its Bi; 0: nothing encoded */
 };
 
 void train_step_free(TrainStep *ts)
@@ -137,6 +140,55 @@ int train_step_grad_features(TrainStep *ts, const float *bfeats, const DecoderBa
     if (proj) memset(ts->dfeats, 0, sizeof(float) * (size_t)N * E);
     decoder_backward(&ts->g.dec, proj ? ts->dfeats : NULL, ts->da, feats, &m->p.dec, &sz);
     if (proj) linear_backward(NULL, ts->g.proj_w, ts->g.proj_b, ts->dfeats, bfeats, m->p.proj_w, N, Eb, E);
+    return SAC_OK;
+}
+
+int train_step_encode(TrainStep *ts, const float *input, int Bi, const float **feats)
+{
+    Model *m = ts->m;
+    ts->enc_bi = 0;
+    if (Bi < 1 || Bi > ts->max_images) {
+        sac_error("train: batch of %d images, expected 1..%d", Bi, ts->max_images);
+        return SAC_ERR_INVALID;
+    }
+    if (m->cfg.bb.kind == SAC_BACKBONE_NONE) {
+        /* training mode: batchnorm on the batch's statistics, as train_step_grad */
+        int st = encoder_forward(ts->feats, ts->ea, input, &m->p.enc, &m->cfg.enc, Bi, 1);
+        if (st) return st;
+        *feats = ts->feats;
+    } else if (m->cfg.bb.proj) {
+        linear_forward(ts->feats, input, m->p.proj_w, m->p.proj_b, Bi * m->P, m->cfg.bb.channels, m->cfg.E);
+        *feats = ts->feats;
+    } else {
+        *feats = input;
+    }
+    ts->enc_in = input, ts->enc_bi = Bi;
+    return SAC_OK;
+}
+
+int train_step_grad_encoded(TrainStep *ts, const DecoderBatch *batch, float lambda, SacRng *dropout_rng,
+                            DecoderLoss *loss)
+{
+    Model *m = ts->m;
+    const int Bi = batch->n_images;
+    DecoderSizes sz = model_decoder_sizes(m);
+    if (!ts->enc_bi || Bi != ts->enc_bi || batch->n_caps < 1 || batch->n_caps > ts->max_caps) {
+        sac_error("train: batch of %d images / %d captions, expected the %d images of the last train_step_encode / "
+                  "1..%d captions", Bi, batch->n_caps, ts->enc_bi, ts->max_caps);
+        return SAC_ERR_INVALID;
+    }
+    sac_parallel_blocks((int)m->n_trainable, FLAT_BLOCK, zero_block, ts->grad);
+    const int backbone = m->cfg.bb.kind != SAC_BACKBONE_NONE, proj = backbone && m->cfg.bb.proj;
+    const size_t N = (size_t)Bi * m->P, E = m->cfg.E;
+    const float *feats = backbone && !proj ? ts->enc_in : ts->feats;
+    int st = decoder_forward(loss, ts->da, feats, batch, &m->p.dec, &sz, m->cfg.dropout, lambda, dropout_rng);
+    if (st) return st;
+    if (!backbone || proj) memset(ts->dfeats, 0, sizeof(float) * N * E);
+    decoder_backward(&ts->g.dec, !backbone || proj ? ts->dfeats : NULL, ts->da, feats, &m->p.dec, &sz);
+    if (!backbone) return encoder_backward(&ts->g.enc, ts->ea, ts->dfeats, &m->p.enc, &m->cfg.enc, Bi);
+    if (proj)
+        linear_backward(NULL, ts->g.proj_w, ts->g.proj_b, ts->dfeats, ts->enc_in, m->p.proj_w, (int)N,
+                        m->cfg.bb.channels, (int)E);
     return SAC_OK;
 }
 

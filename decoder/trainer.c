@@ -403,6 +403,7 @@ void train_default_options(TrainOptions *o)
     o->seed = 1;
     o->store_f16 = 1;
     o->report_every_s = 10.0;
+    o->scst_samples = 5;
 }
 
 /* Everything a checkpoint restores besides the model and Adam moments. */
@@ -411,6 +412,8 @@ typedef struct {
     int epoch, pos, since_best, best_epoch, n_items;
     double best;
     SacRng data_rng, drop_rng;
+    int scst;          /* a self-critical run: also sample_rng */
+    SacRng sample_rng;
 } RunState;
 
 /* The options that decide what a run trains on, as JSON: saved in the checkpoint, so that
@@ -428,6 +431,11 @@ static char *data_flags_json(const TrainOptions *o)
     cJSON_AddBoolToObject(j, "--no-augment", !o->augment);
     cJSON_AddNumberToObject(j, "--seed", (double)o->seed);
     cJSON_AddNumberToObject(j, "--eval-max", o->eval_max_images);
+    if (o->scst) { /* only then: cross-entropy checkpoints keep their bytes */
+        cJSON_AddBoolToObject(j, "--scst", 1);
+        cJSON_AddStringToObject(j, "--init", o->init ? o->init : "");
+        cJSON_AddNumberToObject(j, "--scst-samples", o->scst_samples);
+    }
     char *t = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return t;
@@ -450,7 +458,7 @@ static int resume_check(const char *ckpt, const TrainOptions *o, const Model *m,
     const char *flag = NULL;
     char was[64] = "", now[64] = "";
 #define DIFF(cond, name, fmt, x, y) \
-    if (!flag && (cond)) flag = name, snprintf(was, sizeof(was), fmt, y), snprintf(now, sizeof(now), fmt, x)
+    if (!flag && !o->scst && (cond)) /* a self-critical run's model is --init's */ flag = name, snprintf(was, sizeof(was), fmt, y), snprintf(now, sizeof(now), fmt, x)
     DIFF(a->bb.kind != b->bb.kind, "--backbone", "%s", a->bb.kind ? "MobileNetV2" : "none",
          b->bb.kind ? "MobileNetV2" : "none");
     DIFF(a->bb.kind && a->bb.grid != b->bb.grid, "--grid", "%d", a->bb.grid, b->bb.grid);
@@ -528,6 +536,10 @@ static int checkpoint_write(const char *path, const Model *m, TrainStep *ts, con
     st = st ? st : safetensors_writer_add_raw(w, "train.rng", SAC_DTYPE_U64, 1, &four, rng);
     st = st ? st : safetensors_writer_add_raw(w, "train.best", SAC_DTYPE_F64, 1, &one, &rs->best);
     st = st ? st : safetensors_writer_add_raw(w, "train.order", SAC_DTYPE_I32, 1, &ni, order);
+    const int64_t two = 2;
+    const uint64_t srng[2] = {rs->sample_rng.state, rs->sample_rng.inc};
+    if (rs->scst) st = st ? st : safetensors_writer_add_raw(w, "train.sample_rng", SAC_DTYPE_U64, 1, &two, srng);
+    if (rs->scst) st = st ? st : safetensors_writer_meta(w, "mode", "scst");
     st = st ? st : safetensors_writer_meta(w, "checkpoint", "saccade-checkpoint-1");
     st = st ? st : safetensors_writer_meta(w, "train_flags", flags);
     st = st ? st : safetensors_writer_write(w, path);
@@ -552,6 +564,13 @@ static int checkpoint_read(const char *path, Model **mp, TrainStep **tsp, RunSta
     m = model_from_safetensors(f);
     if (!m) {
         st = SAC_ERR_FORMAT;
+        goto done;
+    }
+    const int scst = safetensors_meta(f, "mode") && !strcmp(safetensors_meta(f, "mode"), "scst");
+    if (scst != !!o->scst) {
+        sac_error("%s: a %s checkpoint, this command %s: resume with the same mode", path,
+                  scst ? "self-critical (--scst)" : "cross-entropy", o->scst ? "says --scst" : "has no --scst");
+        st = SAC_ERR_INVALID;
         goto done;
     }
     st = resume_check(path, o, m, safetensors_meta(f, "train_flags"));
@@ -579,6 +598,14 @@ static int checkpoint_read(const char *path, Model **mp, TrainStep **tsp, RunSta
     rs->since_best = (int)counters[3], rs->best_epoch = (int)counters[4], rs->n_items = (int)counters[5];
     rs->data_rng = (SacRng){rng[0], rng[1]};
     rs->drop_rng = (SacRng){rng[2], rng[3]};
+    rs->scst = scst;
+    if (scst) {
+        const int64_t two = 2;
+        uint64_t srng[2];
+        st = safetensors_load_raw(f, "train.sample_rng", SAC_DTYPE_U64, srng, 1, &two);
+        if (st) goto done;
+        rs->sample_rng = (SacRng){srng[0], srng[1]};
+    }
     const int64_t ni = rs->n_items;
     *order = sac_malloc(sizeof(int) * (ni ? ni : 1));
     if (!*order) {
@@ -629,6 +656,125 @@ static cJSON *scores_json(const EvalResult *r)
     return d;
 }
 
+/* ---------------------------------------------------------------- self-critical training */
+
+/* What a self-critical step needs besides the TrainStep: the reward, the sampling decoder and
+ * room for K samples + the greedy caption of each of Bi images. */
+typedef struct {
+    int K, T;
+    SacCider *cider;     /* training references, indexed by cached image */
+    DecoderInfer *inf;   /* (Bi K rows, Bi images), fp32 step weights */
+    Caption *samples;    /* (Bi K) */
+    Caption *greedy;     /* (Bi) */
+    double *r_greedy;    /* (Bi) */
+    int *row_img, *img, *lens, *tokens; /* (Bi K), tokens (Bi K, T + 1) */
+    float *weight;       /* (Bi K) r_k - r_greedy */
+    SearchOptions opt;
+} Scst;
+
+static void scst_free(Scst *s)
+{
+    metrics_cider_free(s->cider);
+    decoder_infer_free(s->inf);
+    free(s->samples), free(s->greedy), free(s->r_greedy), free(s->row_img), free(s->img), free(s->lens);
+    free(s->tokens), free(s->weight);
+    memset(s, 0, sizeof(*s));
+}
+
+/* The reward's references: every cached training image's captions, normalised as the dev
+ * evaluation normalises them. */
+static int scst_create(Scst *s, const Model *m, const DataCache *c, const Dataset *ds, int Bi, int K)
+{
+    memset(s, 0, sizeof(*s));
+    const int n = c->n, T = m->cfg.T;
+    const char ***refs = sac_calloc(n, sizeof(char **));
+    int *n_refs = sac_calloc(n, sizeof(int));
+    int st = refs && n_refs ? SAC_OK : SAC_ERR_NOMEM;
+    for (int i = 0; i < n && !st; i++) {
+        const DatasetItem *it = &ds->items[c->item[i]];
+        refs[i] = sac_calloc(it->n_captions ? it->n_captions : 1, sizeof(char *));
+        if (!refs[i]) st = SAC_ERR_NOMEM;
+        for (int j = 0; j < it->n_captions && !st; j++)
+            if (!(refs[i][j] = sac_caption_normalize(it->captions[j]))) st = SAC_ERR_NOMEM;
+        n_refs[i] = it->n_captions;
+    }
+    if (!st) {
+        s->cider = metrics_cider_create((const char *const *const *)refs, n_refs, n);
+        if (!s->cider) st = SAC_ERR_INVALID;
+    }
+    for (int i = 0; refs && i < n; i++) {
+        for (int j = 0; refs[i] && j < n_refs[i]; j++) free((char *)refs[i][j]);
+        free(refs[i]);
+    }
+    free(refs), free(n_refs);
+    if (st) return st;
+    DecoderSizes sz = model_decoder_sizes(m);
+    s->K = K, s->T = T;
+    s->inf = decoder_infer_create(&sz, Bi * K, Bi);
+    s->samples = sac_calloc((size_t)Bi * K, sizeof(Caption));
+    s->greedy = sac_calloc(Bi, sizeof(Caption));
+    s->r_greedy = sac_malloc(sizeof(double) * Bi);
+    s->row_img = sac_malloc(sizeof(int) * Bi * K);
+    s->img = sac_malloc(sizeof(int) * Bi * K);
+    s->lens = sac_malloc(sizeof(int) * Bi * K);
+    s->tokens = sac_malloc(sizeof(int) * (size_t)Bi * K * (T + 1));
+    s->weight = sac_malloc(sizeof(float) * Bi * K);
+    if (!s->inf || !s->samples || !s->greedy || !s->r_greedy || !s->row_img || !s->img || !s->lens || !s->tokens ||
+        !s->weight)
+        return SAC_ERR_NOMEM;
+    s->opt = (SearchOptions){.beam = 1, .nbest = 1, .max_len = T, .len_norm = 0.0f};
+    return SAC_OK;
+}
+
+static int scst_reward(const Scst *s, const Model *m, int image, const Caption *c, double *r)
+{
+    char *text = captioner_text(m, c);
+    if (!text) return SAC_ERR_NOMEM;
+    int st = metrics_cider_score(s->cider, image, text, r);
+    free(text);
+    return st;
+}
+
+/* One self-critical gradient: encode the batch (input: images or backbone features of the
+ * cached images items[0..nb)), sample K captions per image from rng and decode the greedy
+ * one, reward, then the weighted teacher-forced backward. sums[0..2] += the rewards r_k - b,
+ * the sample CIDEr-D, the greedy CIDEr-D (over the nb K samples; the greedy counted K times). */
+static int scst_grad(Scst *s, TrainStep *ts, const Model *m, const float *input, int nb, const int *items,
+                     SacRng *rng, DecoderLoss *loss, double sums[3])
+{
+    const int K = s->K, T = s->T, R = nb * K;
+    const float *feats;
+    int st = train_step_encode(ts, input, nb, &feats);
+    if (!st) st = decoder_infer_prepare(s->inf, &m->p.dec, 0);
+    for (int r = 0; r < R; r++) s->row_img[r] = r / K;
+    if (!st) st = sample_decode(s->samples, s->inf, feats, nb, s->row_img, R, &m->p.dec, &s->opt, rng);
+    if (st) return st;
+    st = greedy_decode(s->greedy, s->inf, feats, nb, &m->p.dec, &s->opt);
+    for (int b = 0; b < nb && !st; b++) st = scst_reward(s, m, items[b], &s->greedy[b], &s->r_greedy[b]);
+    for (int r = 0; r < R && !st; r++) {
+        const Caption *c = &s->samples[r];
+        const int b = r / K;
+        double rk;
+        st = scst_reward(s, m, items[b], c, &rk);
+        if (st) break;
+        s->weight[r] = (float)(rk - s->r_greedy[b]);
+        sums[0] += rk - s->r_greedy[b], sums[1] += rk, sums[2] += s->r_greedy[b];
+        /* the sample as a teacher-forced caption: <start> s_1 .. s_L, L = n (+ 1 for <end>) */
+        int *tok = s->tokens + (size_t)r * (T + 1);
+        tok[0] = SAC_VOCAB_START;
+        memcpy(tok + 1, c->tokens, sizeof(int) * c->n);
+        if (c->ended) tok[c->n + 1] = SAC_VOCAB_END;
+        s->lens[r] = c->n + c->ended;
+        for (int t = s->lens[r] + 1; t <= T; t++) tok[t] = SAC_VOCAB_PAD;
+        s->img[r] = b;
+    }
+    for (int b = 0; b < nb; b++) caption_clear(&s->greedy[b]);
+    for (int r = 0; r < R; r++) caption_clear(&s->samples[r]);
+    if (st) return st;
+    DecoderBatch batch = {R, nb, s->img, s->tokens, s->lens, s->weight};
+    return train_step_grad_encoded(ts, &batch, 0.0f, NULL, loss);
+}
+
 int train_run(const TrainOptions *o)
 {
     int st = SAC_OK;
@@ -648,6 +794,7 @@ int train_run(const TrainOptions *o)
     FILE *log = NULL;
     char ckpt[4096];
     RunState rs = {0};
+    Scst sc = {0};
     char *flags = data_flags_json(o);
     if (!flags) return SAC_ERR_NOMEM;
     snprintf(ckpt, sizeof(ckpt), "%s%s", o->checkpoint ? o->checkpoint : o->out,
@@ -674,12 +821,37 @@ int train_run(const TrainOptions *o)
     for (int i = 0; i < train->n_items; i++)
         if (train->items[i].n_captions > max_caps_per_image) max_caps_per_image = train->items[i].n_captions;
     const int k = o->caps_per_image > 0 && o->caps_per_image < max_caps_per_image ? o->caps_per_image : max_caps_per_image;
-    const int max_caps = Bi * k;
+    if (o->scst && (!o->init || o->scst_samples < 1)) {
+        sac_error("train: self-critical training needs the model to start from (--init) and at least 1 sample, "
+                  "found %s and %d", o->init ? o->init : "none", o->scst_samples);
+        st = SAC_ERR_INVALID;
+        goto done;
+    }
+    const int max_caps = o->scst ? Bi * o->scst_samples : Bi * k;
     if (o->resume) {
         st = checkpoint_read(ckpt, &m, &ts, &rs, &order, Bi, max_caps, o);
         if (st) goto done;
         vocab = NULL;
         sac_info("resuming from %s at epoch %d, step %ld", ckpt, rs.epoch + 1, rs.step);
+    } else if (o->scst) {
+        m = model_load(o->init);
+        if (!m) {
+            st = SAC_ERR_INVALID;
+            goto done;
+        }
+        ts = train_step_create(m, Bi, max_caps);
+        if (!ts) {
+            st = SAC_ERR_NOMEM;
+            goto done;
+        }
+        sac_rng_seed(&rs.data_rng, o->seed, 2);
+        sac_rng_seed(&rs.drop_rng, o->seed, 3);
+        sac_rng_seed(&rs.sample_rng, o->seed, 4);
+        rs.scst = 1;
+        rs.best = -1.0;
+        rs.pos = -1;
+        sac_info("self-critical training from %s: %d samples per photo, reward CIDEr-D against the greedy caption",
+                 o->init, o->scst_samples);
     } else {
         WordCounts *wc = word_counts_create();
         if (!wc || dataset_count_words(train, wc) != SAC_OK) {
@@ -748,6 +920,10 @@ int train_run(const TrainOptions *o)
         if (!st && backbone) st = feat_cache_build(&dfc, &dc, m, cap, 1, "dev");
         if (st) goto done;
     }
+    if (o->scst) {
+        st = scst_create(&sc, m, &tc, train, Bi, o->scst_samples);
+        if (st) goto done;
+    }
     if (o->resume && rs.n_items != tc.n) {
         sac_error("%s: the checkpoint was trained on %d images, the data now has %d: not the same data", ckpt,
                   rs.n_items, tc.n);
@@ -791,9 +967,31 @@ int train_run(const TrainOptions *o)
     const int batches = (tc.n + Bi - 1) / Bi;
     const SearchOptions eval_opt = {.beam = o->eval_beam, .nbest = 1, .max_len = m->cfg.T, .len_norm = 0.7f};
     double t_report = sac_time(), sum_loss = 0, sum_ce = 0;
+    double scst_sums[3] = {0}; /* rewards, sample and greedy CIDEr-D since the last report */
+    long scst_n = 0;
     int n_report = 0, imgs_report = 0;
     int cancelled = 0;
     double last_norm = 0;
+    if (o->scst && !o->resume && dev) {
+        /* the model self-critical training starts from, scored as every epoch will be: the
+         * one to beat (and `out` until then) */
+        EvalResult r;
+        st = captioner_refresh(cap);
+        if (!st) st = eval_cache(m, cap, &dc, backbone ? &dfc : NULL, dev, &eval_opt, 0, &r);
+        if (st) goto done;
+        rs.best = !strcmp(o->select_metric, "bleu4") ? r.scores.bleu[3] : r.scores.cider_d;
+        sac_info("start: dev (%d images, beam %d) BLEU-4 %.3f  CIDEr-D %.3f  distinct %.1f%%  words %d", r.n_images,
+                 o->eval_beam, r.scores.bleu[3], r.scores.cider_d, 100.0 * r.n_distinct / r.n_images, r.vocab_used);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "epoch", 0);
+        cJSON_AddNumberToObject(j, "step", 0);
+        cJSON_AddItemToObject(j, "dev", scores_json(&r));
+        cJSON_AddBoolToObject(j, "best", 1);
+        log_json(log, j);
+        eval_result_clear(&r);
+        st = model_save(m, o->out, o->store_f16);
+        if (st) goto done;
+    }
     while (rs.epoch < o->epochs && !cancelled) {
         if (rs.pos < 0) {
             sac_rng_shuffle(&rs.data_rng, order, tc.n);
@@ -806,7 +1004,14 @@ int train_run(const TrainOptions *o)
         while (rs.pos < tc.n && !cancelled) {
             const int nb = tc.n - rs.pos < Bi ? tc.n - rs.pos : Bi;
             int nc = 0;
-            for (int b = 0; b < nb; b++) {
+            for (int b = 0; b < nb && o->scst; b++) { /* the images only: the captions are sampled */
+                items[b] = order[rs.pos + b];
+                if (backbone)
+                    views[b] = o->augment && sac_rng_uniform(&rs.data_rng) < 0.5f;
+                else
+                    augs[b] = augment_draw(&rs.data_rng, o->augment, S);
+            }
+            for (int b = 0; b < nb && !o->scst; b++) {
                 const int item = order[rs.pos + b];
                 items[b] = item;
                 if (backbone) /* cached features: the mirror image is the only augmentation */
@@ -825,7 +1030,18 @@ int train_run(const TrainOptions *o)
             }
             DecoderBatch batch = {nc, nb, img, tokens, lens, NULL};
             DecoderLoss loss;
-            if (backbone) {
+            if (o->scst) {
+                const float *input = backbone ? bfeats : images;
+                if (backbone) {
+                    FeatTask ft = {bfeats, &tfc, items, views};
+                    sac_parallel_for(nb, 1, feat_gather, &ft);
+                } else {
+                    PrepTask pt = {images, tc.pix, items, augs, tmp, &m->cfg, S};
+                    sac_parallel_for(nb, 1, prep_images, &pt);
+                }
+                st = scst_grad(&sc, ts, m, input, nb, items, &rs.sample_rng, &loss, scst_sums);
+                scst_n += nb * o->scst_samples;
+            } else if (backbone) {
                 FeatTask ft = {bfeats, &tfc, items, views};
                 sac_parallel_for(nb, 1, feat_gather, &ft);
                 st = train_step_grad_features(ts, bfeats, &batch, &rs.drop_rng, &loss);
@@ -861,10 +1077,19 @@ int train_run(const TrainOptions *o)
                 cJSON_AddNumberToObject(j, "lr_enc", lr_enc);
                 cJSON_AddNumberToObject(j, "grad_norm", last_norm);
                 cJSON_AddNumberToObject(j, "images_per_s", p.images_per_s);
+                if (o->scst && scst_n) {
+                    p.scst = 1;
+                    p.reward = scst_sums[0] / scst_n, p.sample_cider = scst_sums[1] / scst_n;
+                    p.greedy_cider = scst_sums[2] / scst_n;
+                    cJSON_AddNumberToObject(j, "reward", p.reward);
+                    cJSON_AddNumberToObject(j, "sample_cider", p.sample_cider);
+                    cJSON_AddNumberToObject(j, "greedy_cider", p.greedy_cider);
+                }
                 cJSON_AddNumberToObject(j, "time", now);
                 log_json(log, j);
                 if (o->progress && o->progress(&p, o->user)) cancelled = 1;
                 t_report = now, sum_loss = sum_ce = 0, n_report = imgs_report = 0;
+                scst_sums[0] = scst_sums[1] = scst_sums[2] = 0, scst_n = 0;
             }
             if (o->max_steps > 0 && rs.step >= o->max_steps) cancelled = 2;
             if (o->cancel && *o->cancel) cancelled = 1;
@@ -938,6 +1163,7 @@ done:
     free(bfeats), free(views);
     cache_free(&tc), cache_free(&dc);
     feat_cache_free(&tfc), feat_cache_free(&dfc);
+    scst_free(&sc);
     free(flags);
     captioner_free(cap);
     train_step_free(ts);

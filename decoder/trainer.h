@@ -33,6 +33,17 @@ int train_step_grad(TrainStep *ts, const float *images, const DecoderBatch *batc
  * (captioner_backbone_features), through encoder.proj and the decoder. */
 int train_step_grad_features(TrainStep *ts, const float *bfeats, const DecoderBatch *batch, SacRng *dropout_rng,
                              DecoderLoss *loss);
+/* The gradient step in two halves, for self-critical training (which decodes from the features
+ * before it knows the captions to differentiate). train_step_encode: the decoder features
+ * (Bi, P, E) of images (Bi, 3, S, S) (encoder in training mode) or, for a model with a frozen
+ * backbone, of its features (Bi, P, Eb) (through encoder.proj); *feats is valid until the next
+ * call, and input must stay valid until train_step_grad_encoded. train_step_grad_encoded: zero
+ * the gradients, then decoder forward + backward of batch (its images those just encoded;
+ * usually with DecoderBatch.weight) with penalty weight lambda, back through the encoder
+ * (or encoder.proj). */
+int train_step_encode(TrainStep *ts, const float *input, int Bi, const float **feats);
+int train_step_grad_encoded(TrainStep *ts, const DecoderBatch *batch, float lambda, SacRng *dropout_rng,
+                            DecoderLoss *loss);
 /* The gradient buffer (n_trainable floats, the model's layout) and a ModelParams aimed at it. */
 float *train_step_grads(TrainStep *ts);
 const ModelParams *train_step_grad_params(TrainStep *ts);
@@ -56,6 +67,9 @@ typedef struct TrainProgress {
     int evaluated;      /* 1 when dev scores below are fresh */
     SacScores dev;
     double dev_distinct; /* distinct captions / images */
+    int scst;            /* self-critical training: the three below are set (report means) */
+    double reward;       /* CIDEr-D(sample) - CIDEr-D(greedy) */
+    double sample_cider, greedy_cider;
 } TrainProgress;
 
 typedef struct TrainOptions {
@@ -84,6 +98,17 @@ typedef struct TrainOptions {
     long max_steps;          /* stop after this many steps in total (0: no limit) */
     uint64_t seed;
     int store_f16;           /* the best model in fp16 */
+    /* Self-critical sequence training (Rennie et al., CVPR 2017): start from the trained model
+     * `init` (its config and vocabulary; the model flags above are ignored) and, for each
+     * photo of a batch, sample scst_samples captions (multinomial, temperature 1) and decode
+     * the greedy one; the reward of sample k is r_k = CIDEr-D(sample_k) - CIDEr-D(greedy),
+     * with document frequencies from the training references, and the step descends
+     * -(1/(Bi K)) sum_k r_k log p(sample_k) (the weighted teacher-forced loss, no dropout, no
+     * attention penalty). With a dev split the starting model is scored first (epoch 0) and
+     * kept as `out` until an epoch beats it. Checkpoints keep the sampling RNG. */
+    int scst;
+    const char *init;
+    int scst_samples;        /* K, default 5 */
     int (*progress)(const TrainProgress *p, void *user); /* nonzero cancels (after a checkpoint) */
     volatile int *cancel;    /* checked every step: nonzero stops after a checkpoint (a signal flag) */
     void *user;

@@ -21,6 +21,13 @@
 #include "safetensors.h"
 #include "trainer.h"
 
+#ifndef XE_EPOCHS
+#define XE_EPOCHS 150
+#endif
+#ifndef SCST_EPOCHS
+#define SCST_EPOCHS 10
+#endif
+
 static char dir[64];
 
 static const char *path(const char *name)
@@ -323,6 +330,127 @@ START_TEST(test_backbone_training)
 }
 END_TEST
 
+/* Greedy CIDEr-D of a model file on the tiny training images (the training CIDEr-D). */
+static double train_cider(const char *model)
+{
+    Model *m = model_load(model);
+    ck_assert_ptr_nonnull(m);
+    Dataset *ds = dataset_open(path("captions.tsv"), NULL, NULL);
+    ck_assert_ptr_nonnull(ds);
+    SearchOptions opt = {.beam = 1, .nbest = 1, .max_len = m->cfg.T, .len_norm = 0.7f};
+    EvalResult r;
+    ck_assert_int_eq(eval_dataset(m, ds, &opt, 0, 0, &r), SAC_OK);
+    const double c = r.scores.cider_d;
+    printf("%s: training CIDEr-D %.4f, BLEU-4 %.4f, distinct %d of %d, mean length %.2f\n", model, c,
+           r.scores.bleu[3], r.n_distinct, r.n_images, r.mean_len);
+    eval_result_clear(&r);
+    dataset_free(ds);
+    model_free(m);
+    return c;
+}
+
+static TrainOptions scst_options(const char *out, const char *init)
+{
+    TrainOptions o = tiny_options(out);
+    o.scst = 1;
+    o.init = init;
+    o.dev_split = "all"; /* the training images: selection on training CIDEr-D */
+    o.lr = o.lr_enc = 1e-3f;
+    o.epochs = 4;
+    return o;
+}
+
+/* Cross-entropy until it plateaus, then self-critical training raises the training CIDEr-D;
+ * the log carries the rewards. */
+START_TEST(test_scst_raises_cider)
+{
+    sac_blas_set_threads(1);
+    make_dataset();
+    TrainOptions x = tiny_options(path("xe.safetensors"));
+    x.epochs = XE_EPOCHS;
+    x.augment = 0;
+    x.cfg.dropout = 0.0f;
+    x.log = path("xe.jsonl");
+    x.dev_split = "all"; /* keeps the cross-entropy epoch with the best training CIDEr-D */
+    x.patience = 0;
+    ck_assert_int_eq(train_run(&x), SAC_OK);
+    const double before = train_cider(path("xe.safetensors"));
+    /* cross-entropy has plateaued: its last epochs do not beat the best */
+    size_t nx;
+    char *xlog = slurp(path("xe.jsonl"), &nx);
+    ck_assert_ptr_nonnull(xlog);
+    int last_best = 0;
+    for (const char *q = xlog; (q = strstr(q, "\"best\":true")); q++) {
+        const char *e = q;
+        while (e > xlog && strncmp(e, "{\"epoch\":", 9)) e--;
+        last_best = atoi(e + 9);
+    }
+    free(xlog);
+    printf("cross-entropy: best training CIDEr-D at epoch %d of %d\n", last_best, XE_EPOCHS);
+    ck_assert_int_le(last_best, XE_EPOCHS - 10);
+    TrainOptions o = scst_options(path("scst.safetensors"), path("xe.safetensors"));
+    o.augment = 0;
+    o.epochs = SCST_EPOCHS;
+    o.log = path("scst.jsonl");
+    ck_assert_int_eq(train_run(&o), SAC_OK);
+    const double after = train_cider(path("scst.safetensors"));
+    size_t n;
+    char *log = slurp(path("scst.jsonl"), &n);
+    ck_assert_ptr_nonnull(log);
+    ck_assert_ptr_nonnull(strstr(log, "\"reward\""));
+    ck_assert_ptr_nonnull(strstr(log, "\"greedy_cider\""));
+    fputs(log, stdout);
+    free(log);
+    ck_assert_double_gt(after, before);
+}
+END_TEST
+
+/* A self-critical run killed part-way and resumed ends with exactly the model and checkpoint
+ * of an uninterrupted one (the checkpoint keeps the sampling RNG), from a model trained on
+ * images (_i = 0) and on cached backbone features (_i = 1); the checkpoint refuses to resume
+ * as cross-entropy. */
+START_TEST(test_scst_resume_equals_uninterrupted)
+{
+    sac_blas_set_threads(1);
+    make_dataset();
+    const int bb = _i;
+    if (bb) make_backbone(path("backbone.safetensors"));
+    TrainOptions x = bb ? backbone_options(path("xe.safetensors"), 1) : tiny_options(path("xe.safetensors"));
+    x.dev_split = NULL;
+    ck_assert_int_eq(train_run(&x), SAC_OK);
+    TrainOptions a = scst_options(path("a.safetensors"), path("xe.safetensors"));
+    a.epochs = 3;
+    a.log = path("a.jsonl");
+    ck_assert_int_eq(train_run(&a), SAC_OK);
+    TrainOptions b = scst_options(path("b.safetensors"), path("xe.safetensors"));
+    b.epochs = 3;
+    b.max_steps = 4; /* mid-epoch 2 */
+    ck_assert_int_eq(train_run(&b), SAC_ERR_CANCELLED);
+    b.resume = 1, b.max_steps = 0;
+    ck_assert_int_eq(train_run(&b), SAC_OK);
+    ck_assert(same_file(path("a.safetensors"), path("b.safetensors")));
+    ck_assert(same_file(path("a.safetensors.ckpt"), path("b.safetensors.ckpt")));
+    /* another seed samples other captions: another model */
+    TrainOptions c = scst_options(path("c.safetensors"), path("xe.safetensors"));
+    c.epochs = 3, c.seed = 2, c.dev_split = NULL;
+    ck_assert_int_eq(train_run(&c), SAC_OK);
+    ck_assert(!same_file(path("a.safetensors"), path("c.safetensors")));
+    /* a self-critical checkpoint does not resume as cross-entropy, nor with another --init */
+    sac_log_set_sink(keep_errors, NULL);
+    TrainOptions r = bb ? backbone_options(path("a.safetensors"), 1) : tiny_options(path("a.safetensors"));
+    r.resume = 1, r.epochs = 4;
+    ck_assert_int_eq(train_run(&r), SAC_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(last_error, "self-critical"));
+    char other[256]; /* not path(): its rotating buffers hold a's paths */
+    snprintf(other, sizeof(other), "%s/c.safetensors", dir);
+    r = scst_options(path("a.safetensors"), path("xe.safetensors"));
+    r.resume = 1, r.epochs = 4, r.init = other;
+    ck_assert_int_eq(train_run(&r), SAC_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(last_error, "--init"));
+    sac_log_set_sink(NULL, NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("trainer");
@@ -331,6 +459,8 @@ int main(void)
     tcase_add_test(tc, test_resume_equals_uninterrupted);
     tcase_add_test(tc, test_dev_evaluation_and_resume_refusal);
     tcase_add_loop_test(tc, test_backbone_training, 0, 2); /* without and with encoder.proj */
+    tcase_add_test(tc, test_scst_raises_cider);
+    tcase_add_loop_test(tc, test_scst_resume_equals_uninterrupted, 0, 2); /* images, backbone features */
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -53,11 +53,18 @@ static void help(FILE *f, const TrainOptions *d)
             "  --log FILE            JSON lines: step, loss, lr, grad norm, time; dev scores per epoch\n"
             "  --resume              continue from the checkpoint\n"
             "  --eval-beam K (%d)  --eval-max N images (0 = all)  --select cider|bleu4 (%s)\n"
+            "self-critical training (Rennie et al. 2017), after cross-entropy training:\n"
+            "  --scst --init MODEL   fine-tune MODEL on CIDEr-D: per photo, sample K captions and decode the\n"
+            "                        greedy one; each sample's reward is its CIDEr-D (document frequencies\n"
+            "                        from the training references) minus the greedy caption's. The model\n"
+            "                        flags come from MODEL; the dev score of MODEL is the one to beat.\n"
+            "                        --lr and --lr-encoder default to 5e-05 here\n"
+            "  --scst-samples K      captions sampled per photo (default %d)\n"
             "  --quiet\n",
             d->train_split, d->dev_split, d->min_count, d->cfg.enc.image_size, d->cfg.A, d->cfg.D, d->cfg.M,
             d->cfg.T, d->cfg.dropout, d->cfg.lambda, d->epochs, d->batch_images, d->caps_per_image, d->lr,
             d->lr_enc, d->lr_decay, d->clip, d->weight_decay, d->patience, (unsigned long long)d->seed,
-            d->checkpoint_every, d->eval_beam, d->select_metric);
+            d->checkpoint_every, d->eval_beam, d->select_metric, d->scst_samples);
 }
 
 static int parse_conv(const char *s, EncoderConfig *enc)
@@ -92,9 +99,15 @@ static int on_progress(const TrainProgress *p, void *user)
     Printer *pr = user;
     if (!pr->quiet && !p->evaluated) {
         int eta = (int)p->eta_s;
-        fprintf(stderr, "%sepoch %d/%d  batch %d/%d  step %ld  loss %.4f (ce %.4f)  %.1f img/s  eta %d:%02d%s",
-                pr->tty ? "\r\033[K" : "", p->epoch, p->epochs, p->batch, p->batches, p->step, p->loss, p->ce,
-                p->images_per_s, eta / 60, eta % 60, pr->tty ? "" : "\n");
+        if (p->scst)
+            fprintf(stderr, "%sepoch %d/%d  batch %d/%d  step %ld  reward %+.4f (CIDEr-D sample %.3f, greedy %.3f)  "
+                    "%.1f img/s  eta %d:%02d%s", pr->tty ? "\r\033[K" : "", p->epoch, p->epochs, p->batch, p->batches,
+                    p->step, p->reward, p->sample_cider, p->greedy_cider, p->images_per_s, eta / 60, eta % 60,
+                    pr->tty ? "" : "\n");
+        else
+            fprintf(stderr, "%sepoch %d/%d  batch %d/%d  step %ld  loss %.4f (ce %.4f)  %.1f img/s  eta %d:%02d%s",
+                    pr->tty ? "\r\033[K" : "", p->epoch, p->epochs, p->batch, p->batches, p->step, p->loss, p->ce,
+                    p->images_per_s, eta / 60, eta % 60, pr->tty ? "" : "\n");
         if (pr->tty && p->batch == p->batches) fputc('\n', stderr);
         fflush(stderr);
     }
@@ -105,7 +118,8 @@ enum {
     O_DATA = 256, O_IMAGES, O_TRAIN_SPLIT, O_DEV_SPLIT, O_MIN_COUNT, O_NO_AUGMENT, O_IMAGE_SIZE, O_CONV, O_NO_BN,
     O_ATT, O_HIDDEN, O_EMBED, O_MAX_LEN, O_DROPOUT, O_LAMBDA, O_EPOCHS, O_BATCH, O_CAPS, O_LR, O_LR_ENC, O_LR_DECAY,
     O_CLIP, O_WD, O_PATIENCE, O_SEED, O_THREADS, O_MAX_STEPS, O_OUT, O_CKPT, O_CKPT_EVERY, O_LOG, O_RESUME,
-    O_EVAL_BEAM, O_EVAL_MAX, O_SELECT, O_QUIET, O_F32, O_BACKBONE, O_GRID, O_PROJ, O_HELP
+    O_EVAL_BEAM, O_EVAL_MAX, O_SELECT, O_QUIET, O_F32, O_BACKBONE, O_GRID, O_PROJ, O_SCST, O_INIT, O_SCST_SAMPLES,
+    O_HELP
 };
 
 int cmd_train(int argc, char **argv)
@@ -125,11 +139,12 @@ int cmd_train(int argc, char **argv)
         {"checkpoint", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"log", 1, 0, O_LOG},
         {"resume", 0, 0, O_RESUME}, {"eval-beam", 1, 0, O_EVAL_BEAM}, {"eval-max", 1, 0, O_EVAL_MAX},
         {"select", 1, 0, O_SELECT}, {"quiet", 0, 0, O_QUIET}, {"f32", 0, 0, O_F32}, {"backbone", 1, 0, O_BACKBONE},
-        {"grid", 1, 0, O_GRID}, {"proj", 1, 0, O_PROJ}, {"help", 0, 0, O_HELP},
+        {"grid", 1, 0, O_GRID}, {"proj", 1, 0, O_PROJ}, {"scst", 0, 0, O_SCST}, {"init", 1, 0, O_INIT},
+        {"scst-samples", 1, 0, O_SCST_SAMPLES}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0}};
     long v, threads = 0, grid = 7, proj = 256, image_size = 0;
     double x;
-    int quiet = 0, c;
+    int quiet = 0, c, lr_given = 0, lr_enc_given = 0;
     optind = 1;
     opterr = 0;
 #define INT(opt, lo, hi, dst) \
@@ -173,8 +188,11 @@ int cmd_train(int argc, char **argv)
         case O_EPOCHS: INT("--epochs", 1, 100000, o.epochs); break;
         case O_BATCH: INT("--batch", 1, 4096, o.batch_images); break;
         case O_CAPS: INT("--caps-per-image", 0, 1000, o.caps_per_image); break;
-        case O_LR: FLT("--lr", 0, 10, o.lr); break;
-        case O_LR_ENC: FLT("--lr-encoder", 0, 10, o.lr_enc); break;
+        case O_LR: FLT("--lr", 0, 10, o.lr); lr_given = 1; break;
+        case O_LR_ENC: FLT("--lr-encoder", 0, 10, o.lr_enc); lr_enc_given = 1; break;
+        case O_SCST: o.scst = 1; break;
+        case O_INIT: o.init = optarg; break;
+        case O_SCST_SAMPLES: INT("--scst-samples", 1, 64, o.scst_samples); break;
         case O_LR_DECAY: FLT("--lr-decay", 0.01, 1, o.lr_decay); break;
         case O_CLIP: FLT("--clip", 0, 1e9, o.clip); break;
         case O_WD: FLT("--weight-decay", 0, 1, o.weight_decay); break;
@@ -206,6 +224,14 @@ int cmd_train(int argc, char **argv)
     if (optind < argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
     if (!o.data) return cli_usage_error("train", "--data is required");
     if (!o.out) return cli_usage_error("train", "--out is required");
+    if (o.scst && !o.init && !o.resume) return cli_usage_error("train", "--scst needs the model to start from: --init MODEL");
+    if (!o.scst && o.init) return cli_usage_error("train", "--init MODEL is for self-critical training: add --scst");
+    if (o.scst && o.backbone)
+        return cli_usage_error("train", "--scst takes the model (and its backbone) from --init, not --backbone");
+    if (o.scst) {
+        if (!lr_given) o.lr = 5e-5f;
+        if (!lr_enc_given) o.lr_enc = 5e-5f;
+    }
     if (o.backbone) {
         /* the padding convention comes from the backbone file (train checks the rest); a
          * checkpoint holds the weights, so --resume does not read it */
