@@ -51,9 +51,12 @@ static void help(FILE *f)
             "  --model FILE     model file (default: $SACCADE_MODEL, then the installed model)\n"
             "  --beam K         beam width (default 3); --beam 1 equals --greedy\n"
             "  --greedy         greedy decoding, images batched together (fastest)\n"
-            "  --nbest N        print the N best captions of the beam (1..K, default 1)\n"
+            "  --nbest N        print the N best distinct captions of the beam (1..K, default 1;\n"
+            "                   fewer when the beam found fewer)\n"
             "  --max-len N      most words + <end> (default: the model's T)\n"
             "  --len-norm A     beam score = logprob / steps^A (default 0.7; 0 = raw logprob)\n"
+            "  --no-repeat      never the same word twice in a row\n"
+            "  --no-repeat-bigram  never the same two words twice in one caption\n"
             "  --json           JSON lines {\"image\", \"caption\", \"logprob\", \"tokens\" (the words),\n"
             "                   \"ended\" (false when the caption ran out of steps)}, plus \"rank\"\n"
             "                   with --nbest > 1\n"
@@ -228,18 +231,22 @@ static void run_add(Run *r, const char *path)
     if (++r->n == CAPTION_BATCH) run_flush(r);
 }
 
-enum { O_MODEL = 256, O_BEAM, O_GREEDY, O_NBEST, O_MAX_LEN, O_LEN_NORM, O_JSON, O_THREADS, O_QUIET, O_HELP };
+enum {
+    O_MODEL = 256, O_BEAM, O_GREEDY, O_NBEST, O_MAX_LEN, O_LEN_NORM, O_JSON, O_THREADS, O_QUIET, O_NO_REPEAT,
+    O_NO_REPEAT_BIGRAM, O_HELP
+};
 
 int cmd_caption(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"model", 1, 0, O_MODEL}, {"beam", 1, 0, O_BEAM}, {"greedy", 0, 0, O_GREEDY}, {"nbest", 1, 0, O_NBEST},
         {"max-len", 1, 0, O_MAX_LEN}, {"len-norm", 1, 0, O_LEN_NORM}, {"json", 0, 0, O_JSON},
-        {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+        {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"no-repeat", 0, 0, O_NO_REPEAT},
+        {"no-repeat-bigram", 0, 0, O_NO_REPEAT_BIGRAM}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
     const char *model_path = NULL;
     long beam = 3, nbest = 1, max_len = 0, threads = 0;
     double len_norm = 0.7;
-    int greedy = 0, json = 0, quiet = 0, beam_given = 0, c;
+    int greedy = 0, json = 0, quiet = 0, beam_given = 0, no_repeat = 0, no_repeat_bigram = 0, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -260,6 +267,8 @@ int cmd_caption(int argc, char **argv)
             if (cli_parse_float("--len-norm", optarg, 0, 10, &len_norm)) return CLI_USAGE;
             break;
         case O_JSON: json = 1; break;
+        case O_NO_REPEAT: no_repeat = 1; break;
+        case O_NO_REPEAT_BIGRAM: no_repeat_bigram = 1; break;
         case O_THREADS:
             if (cli_parse_int("--threads", optarg, 0, 1024, &threads)) return CLI_USAGE;
             break;
@@ -288,6 +297,7 @@ int cmd_caption(int argc, char **argv)
     r.S = m->cfg.enc.image_size;
     r.opt = search_default_options(&sz);
     r.opt.beam = (int)beam, r.opt.nbest = (int)nbest, r.opt.len_norm = (float)len_norm;
+    r.opt.no_repeat = no_repeat, r.opt.no_repeat_bigram = no_repeat_bigram;
     if (max_len) r.opt.max_len = (int)max_len;
     r.cap = captioner_create(m, CAPTION_BATCH, (int)beam);
     r.dec = greedy || !r.cap ? NULL : captioner_decoder(r.cap);
