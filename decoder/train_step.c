@@ -10,10 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "captioner.h"
 #include "matmul.h"
 #include "sac.h"
 #include "threadpool.h"
 #include "trainer.h"
+#include "vocab.h"
 
 /* The optimizer's flat loops run in fixed blocks (threadpool.h sac_parallel_blocks), so the
  * gradient norm is the same sum for every thread count. */
@@ -190,6 +192,110 @@ int train_step_grad_encoded(TrainStep *ts, const DecoderBatch *batch, float lamb
         linear_backward(NULL, ts->g.proj_w, ts->g.proj_b, ts->dfeats, ts->enc_in, m->p.proj_w, (int)N,
                         m->cfg.bb.channels, (int)E);
     return SAC_OK;
+}
+
+/* ---- self-critical step ---- */
+
+struct ScstStep {
+    const Model *m;
+    const SacCider *cider;
+    int K, T, max_images;
+    DecoderInfer *inf;   /* (max_images K rows, max_images images), fp32 step weights */
+    Caption *samples;    /* (Bi K) */
+    Caption *greedy;     /* (Bi) */
+    double *r_greedy;    /* (Bi) */
+    int *row_img, *img, *lens, *tokens; /* (Bi K), tokens (Bi K, T + 1) */
+    float *weight;       /* (Bi K) r_k - r_greedy */
+    SearchOptions opt;
+};
+
+void scst_step_free(ScstStep *s)
+{
+    if (!s) return;
+    decoder_infer_free(s->inf);
+    free(s->samples), free(s->greedy), free(s->r_greedy), free(s->row_img), free(s->img), free(s->lens);
+    free(s->tokens), free(s->weight);
+    free(s);
+}
+
+ScstStep *scst_step_create(const Model *m, const SacCider *cider, int max_images, int K)
+{
+    if (!m || !cider || max_images < 1 || K < 1) {
+        sac_error("scst: expected a model, a reward and at least 1 image and 1 sample, found %d images, %d samples",
+                  max_images, K);
+        return NULL;
+    }
+    ScstStep *s = sac_calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    const int T = m->cfg.T, R = max_images * K;
+    DecoderSizes sz = model_decoder_sizes(m);
+    s->m = m, s->cider = cider, s->K = K, s->T = T, s->max_images = max_images;
+    s->inf = decoder_infer_create(&sz, R, max_images);
+    s->samples = sac_calloc(R, sizeof(Caption));
+    s->greedy = sac_calloc(max_images, sizeof(Caption));
+    s->r_greedy = sac_malloc(sizeof(double) * max_images);
+    s->row_img = sac_malloc(sizeof(int) * R);
+    s->img = sac_malloc(sizeof(int) * R);
+    s->lens = sac_malloc(sizeof(int) * R);
+    s->tokens = sac_malloc(sizeof(int) * (size_t)R * (T + 1));
+    s->weight = sac_malloc(sizeof(float) * R);
+    if (!s->inf || !s->samples || !s->greedy || !s->r_greedy || !s->row_img || !s->img || !s->lens || !s->tokens ||
+        !s->weight) {
+        scst_step_free(s);
+        return NULL;
+    }
+    s->opt = (SearchOptions){.beam = 1, .nbest = 1, .max_len = T, .len_norm = 0.0f};
+    return s;
+}
+
+static int scst_reward(const ScstStep *s, int image, const Caption *c, double *r)
+{
+    char *text = captioner_text(s->m, c);
+    if (!text) return SAC_ERR_NOMEM;
+    int st = metrics_cider_score(s->cider, image, text, r);
+    free(text);
+    return st;
+}
+
+int scst_step_grad(ScstStep *s, TrainStep *ts, const float *input, int Bi, const int *images, SacRng *rng,
+                   DecoderLoss *loss, double sums[3])
+{
+    const Model *m = s->m;
+    const int K = s->K, T = s->T, R = Bi * K;
+    if (Bi < 1 || Bi > s->max_images || ts->m != m) {
+        sac_error("scst: batch of %d images, expected 1..%d, and the TrainStep of the same model", Bi, s->max_images);
+        return SAC_ERR_INVALID;
+    }
+    const float *feats;
+    int st = train_step_encode(ts, input, Bi, &feats);
+    if (!st) st = decoder_infer_prepare(s->inf, &m->p.dec, 0); /* the weights changed since the last step */
+    for (int r = 0; r < R; r++) s->row_img[r] = r / K;
+    if (!st) st = sample_decode(s->samples, s->inf, feats, Bi, s->row_img, R, &m->p.dec, &s->opt, rng);
+    if (st) return st;
+    st = greedy_decode(s->greedy, s->inf, feats, Bi, &m->p.dec, &s->opt);
+    for (int b = 0; b < Bi && !st; b++) st = scst_reward(s, images[b], &s->greedy[b], &s->r_greedy[b]);
+    for (int r = 0; r < R && !st; r++) {
+        const Caption *c = &s->samples[r];
+        const int b = r / K;
+        double rk;
+        st = scst_reward(s, images[b], c, &rk);
+        if (st) break;
+        s->weight[r] = (float)(rk - s->r_greedy[b]);
+        if (sums) sums[0] += rk - s->r_greedy[b], sums[1] += rk, sums[2] += s->r_greedy[b];
+        /* the sample as a teacher-forced caption: <start> s_1 .. s_L, L = n (+ 1 for <end>) */
+        int *tok = s->tokens + (size_t)r * (T + 1);
+        tok[0] = SAC_VOCAB_START;
+        memcpy(tok + 1, c->tokens, sizeof(int) * c->n);
+        if (c->ended) tok[c->n + 1] = SAC_VOCAB_END;
+        s->lens[r] = c->n + c->ended;
+        for (int t = s->lens[r] + 1; t <= T; t++) tok[t] = SAC_VOCAB_PAD;
+        s->img[r] = b;
+    }
+    for (int b = 0; b < Bi; b++) caption_clear(&s->greedy[b]);
+    for (int r = 0; r < R; r++) caption_clear(&s->samples[r]);
+    if (st) return st;
+    DecoderBatch batch = {R, Bi, s->img, s->tokens, s->lens, s->weight};
+    return train_step_grad_encoded(ts, &batch, 0.0f, NULL, loss);
 }
 
 typedef struct {

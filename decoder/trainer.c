@@ -457,8 +457,9 @@ static int resume_check(const char *ckpt, const TrainOptions *o, const Model *m,
     const ModelConfig *a = &o->cfg, *b = &m->cfg;
     const char *flag = NULL;
     char was[64] = "", now[64] = "";
+    /* (a self-critical run's model is --init's: nothing to compare) */
 #define DIFF(cond, name, fmt, x, y) \
-    if (!flag && !o->scst && (cond)) /* a self-critical run's model is --init's */ flag = name, snprintf(was, sizeof(was), fmt, y), snprintf(now, sizeof(now), fmt, x)
+    if (!flag && !o->scst && (cond)) flag = name, snprintf(was, sizeof(was), fmt, y), snprintf(now, sizeof(now), fmt, x)
     DIFF(a->bb.kind != b->bb.kind, "--backbone", "%s", a->bb.kind ? "MobileNetV2" : "none",
          b->bb.kind ? "MobileNetV2" : "none");
     DIFF(a->bb.kind && a->bb.grid != b->bb.grid, "--grid", "%d", a->bb.grid, b->bb.grid);
@@ -658,35 +659,11 @@ static cJSON *scores_json(const EvalResult *r)
 
 /* ---------------------------------------------------------------- self-critical training */
 
-/* What a self-critical step needs besides the TrainStep: the reward, the sampling decoder and
- * room for K samples + the greedy caption of each of Bi images. */
-typedef struct {
-    int K, T;
-    SacCider *cider;     /* training references, indexed by cached image */
-    DecoderInfer *inf;   /* (Bi K rows, Bi images), fp32 step weights */
-    Caption *samples;    /* (Bi K) */
-    Caption *greedy;     /* (Bi) */
-    double *r_greedy;    /* (Bi) */
-    int *row_img, *img, *lens, *tokens; /* (Bi K), tokens (Bi K, T + 1) */
-    float *weight;       /* (Bi K) r_k - r_greedy */
-    SearchOptions opt;
-} Scst;
-
-static void scst_free(Scst *s)
-{
-    metrics_cider_free(s->cider);
-    decoder_infer_free(s->inf);
-    free(s->samples), free(s->greedy), free(s->r_greedy), free(s->row_img), free(s->img), free(s->lens);
-    free(s->tokens), free(s->weight);
-    memset(s, 0, sizeof(*s));
-}
-
 /* The reward's references: every cached training image's captions, normalised as the dev
- * evaluation normalises them. */
-static int scst_create(Scst *s, const Model *m, const DataCache *c, const Dataset *ds, int Bi, int K)
+ * evaluation normalises them; NULL (logged) on failure. */
+static SacCider *scst_cider(const DataCache *c, const Dataset *ds)
 {
-    memset(s, 0, sizeof(*s));
-    const int n = c->n, T = m->cfg.T;
+    const int n = c->n;
     const char ***refs = sac_calloc(n, sizeof(char **));
     int *n_refs = sac_calloc(n, sizeof(int));
     int st = refs && n_refs ? SAC_OK : SAC_ERR_NOMEM;
@@ -698,81 +675,14 @@ static int scst_create(Scst *s, const Model *m, const DataCache *c, const Datase
             if (!(refs[i][j] = sac_caption_normalize(it->captions[j]))) st = SAC_ERR_NOMEM;
         n_refs[i] = it->n_captions;
     }
-    if (!st) {
-        s->cider = metrics_cider_create((const char *const *const *)refs, n_refs, n);
-        if (!s->cider) st = SAC_ERR_INVALID;
-    }
+    SacCider *cider = st ? NULL : metrics_cider_create((const char *const *const *)refs, n_refs, n);
+    if (st) sac_error("train: out of memory gathering the references of %d images", n);
     for (int i = 0; refs && i < n; i++) {
         for (int j = 0; refs[i] && j < n_refs[i]; j++) free((char *)refs[i][j]);
         free(refs[i]);
     }
     free(refs), free(n_refs);
-    if (st) return st;
-    DecoderSizes sz = model_decoder_sizes(m);
-    s->K = K, s->T = T;
-    s->inf = decoder_infer_create(&sz, Bi * K, Bi);
-    s->samples = sac_calloc((size_t)Bi * K, sizeof(Caption));
-    s->greedy = sac_calloc(Bi, sizeof(Caption));
-    s->r_greedy = sac_malloc(sizeof(double) * Bi);
-    s->row_img = sac_malloc(sizeof(int) * Bi * K);
-    s->img = sac_malloc(sizeof(int) * Bi * K);
-    s->lens = sac_malloc(sizeof(int) * Bi * K);
-    s->tokens = sac_malloc(sizeof(int) * (size_t)Bi * K * (T + 1));
-    s->weight = sac_malloc(sizeof(float) * Bi * K);
-    if (!s->inf || !s->samples || !s->greedy || !s->r_greedy || !s->row_img || !s->img || !s->lens || !s->tokens ||
-        !s->weight)
-        return SAC_ERR_NOMEM;
-    s->opt = (SearchOptions){.beam = 1, .nbest = 1, .max_len = T, .len_norm = 0.0f};
-    return SAC_OK;
-}
-
-static int scst_reward(const Scst *s, const Model *m, int image, const Caption *c, double *r)
-{
-    char *text = captioner_text(m, c);
-    if (!text) return SAC_ERR_NOMEM;
-    int st = metrics_cider_score(s->cider, image, text, r);
-    free(text);
-    return st;
-}
-
-/* One self-critical gradient: encode the batch (input: images or backbone features of the
- * cached images items[0..nb)), sample K captions per image from rng and decode the greedy
- * one, reward, then the weighted teacher-forced backward. sums[0..2] += the rewards r_k - b,
- * the sample CIDEr-D, the greedy CIDEr-D (over the nb K samples; the greedy counted K times). */
-static int scst_grad(Scst *s, TrainStep *ts, const Model *m, const float *input, int nb, const int *items,
-                     SacRng *rng, DecoderLoss *loss, double sums[3])
-{
-    const int K = s->K, T = s->T, R = nb * K;
-    const float *feats;
-    int st = train_step_encode(ts, input, nb, &feats);
-    if (!st) st = decoder_infer_prepare(s->inf, &m->p.dec, 0);
-    for (int r = 0; r < R; r++) s->row_img[r] = r / K;
-    if (!st) st = sample_decode(s->samples, s->inf, feats, nb, s->row_img, R, &m->p.dec, &s->opt, rng);
-    if (st) return st;
-    st = greedy_decode(s->greedy, s->inf, feats, nb, &m->p.dec, &s->opt);
-    for (int b = 0; b < nb && !st; b++) st = scst_reward(s, m, items[b], &s->greedy[b], &s->r_greedy[b]);
-    for (int r = 0; r < R && !st; r++) {
-        const Caption *c = &s->samples[r];
-        const int b = r / K;
-        double rk;
-        st = scst_reward(s, m, items[b], c, &rk);
-        if (st) break;
-        s->weight[r] = (float)(rk - s->r_greedy[b]);
-        sums[0] += rk - s->r_greedy[b], sums[1] += rk, sums[2] += s->r_greedy[b];
-        /* the sample as a teacher-forced caption: <start> s_1 .. s_L, L = n (+ 1 for <end>) */
-        int *tok = s->tokens + (size_t)r * (T + 1);
-        tok[0] = SAC_VOCAB_START;
-        memcpy(tok + 1, c->tokens, sizeof(int) * c->n);
-        if (c->ended) tok[c->n + 1] = SAC_VOCAB_END;
-        s->lens[r] = c->n + c->ended;
-        for (int t = s->lens[r] + 1; t <= T; t++) tok[t] = SAC_VOCAB_PAD;
-        s->img[r] = b;
-    }
-    for (int b = 0; b < nb; b++) caption_clear(&s->greedy[b]);
-    for (int r = 0; r < R; r++) caption_clear(&s->samples[r]);
-    if (st) return st;
-    DecoderBatch batch = {R, nb, s->img, s->tokens, s->lens, s->weight};
-    return train_step_grad_encoded(ts, &batch, 0.0f, NULL, loss);
+    return cider;
 }
 
 int train_run(const TrainOptions *o)
@@ -794,7 +704,8 @@ int train_run(const TrainOptions *o)
     FILE *log = NULL;
     char ckpt[4096];
     RunState rs = {0};
-    Scst sc = {0};
+    SacCider *cider = NULL;
+    ScstStep *sc = NULL;
     char *flags = data_flags_json(o);
     if (!flags) return SAC_ERR_NOMEM;
     snprintf(ckpt, sizeof(ckpt), "%s%s", o->checkpoint ? o->checkpoint : o->out,
@@ -921,8 +832,12 @@ int train_run(const TrainOptions *o)
         if (st) goto done;
     }
     if (o->scst) {
-        st = scst_create(&sc, m, &tc, train, Bi, o->scst_samples);
-        if (st) goto done;
+        cider = scst_cider(&tc, train);
+        sc = cider ? scst_step_create(m, cider, Bi, o->scst_samples) : NULL;
+        if (!sc) {
+            st = cider ? SAC_ERR_NOMEM : SAC_ERR_INVALID;
+            goto done;
+        }
     }
     if (o->resume && rs.n_items != tc.n) {
         sac_error("%s: the checkpoint was trained on %d images, the data now has %d: not the same data", ckpt,
@@ -1039,7 +954,7 @@ int train_run(const TrainOptions *o)
                     PrepTask pt = {images, tc.pix, items, augs, tmp, &m->cfg, S};
                     sac_parallel_for(nb, 1, prep_images, &pt);
                 }
-                st = scst_grad(&sc, ts, m, input, nb, items, &rs.sample_rng, &loss, scst_sums);
+                st = scst_step_grad(sc, ts, input, nb, items, &rs.sample_rng, &loss, scst_sums);
                 scst_n += nb * o->scst_samples;
             } else if (backbone) {
                 FeatTask ft = {bfeats, &tfc, items, views};
@@ -1163,7 +1078,8 @@ done:
     free(bfeats), free(views);
     cache_free(&tc), cache_free(&dc);
     feat_cache_free(&tfc), feat_cache_free(&dfc);
-    scst_free(&sc);
+    scst_step_free(sc);
+    metrics_cider_free(cider);
     free(flags);
     captioner_free(cap);
     train_step_free(ts);
