@@ -115,6 +115,7 @@ peer_run peer1 --skip-infer $peer_q
 sac sac_train1 --train 1
 peer_run peer5 --caps-per-image 5 --skip-infer $peer_q
 sac sac_train5 --train 5
+sac sac_scst5 --scst 5 # self-critical step: no peer
 peer_run peer_infer --skip-train $peer_q
 sac sac_infer --infer
 have_saccade=0
@@ -200,6 +201,7 @@ peer_run peer_mnv2_train1 $mnv2_peer --frozen-encoder --skip-infer $peer_q
 sac sac_mnv2_train1 --mnv2 --train 1
 peer_run peer_mnv2_train5 $mnv2_peer --frozen-encoder --caps-per-image 5 --skip-infer $peer_q
 sac sac_mnv2_train5 --mnv2 --train 5
+sac sac_mnv2_scst5 --mnv2 --scst 5
 peer_run peer_mnv2_infer $mnv2_peer --skip-train $peer_q
 sac sac_mnv2_infer --mnv2 --infer
 if [ $have_saccade = 1 ]; then

@@ -17,6 +17,11 @@
  *                  With --mnv2 the frozen-backbone step (the peer's --frozen-encoder): the
  *                  backbone features of the 32 images are computed once before the timing and
  *                  each step is train_step_grad_features (decoder forward + backward) + Adam
+ *   --scst K       self-critical training images/s (no PyTorch peer): per step, the batch of 32
+ *                  encoded, K captions sampled per image and the greedy one decoded (20 steps
+ *                  each: <end> never wins, see below), CIDEr-D rewards against 5 random
+ *                  references per image, the weighted teacher-forced backward + Adam
+ *                  (scst_step_grad). With --mnv2 on cached backbone features, as --train
  *   --infer        encoder time for 1 and 64 images, one image captioned end to end (encoder +
  *                  greedy), greedy / beam 3 / beam 5 for one image, greedy decoding of 64 feature
  *                  grids, captioning 64 images (encoder + greedy)
@@ -215,7 +220,7 @@ static int bench_train(cJSON *out, int caps, int mnv2, int warmup, int iters)
         tokens[(size_t)c * (T + 1)] = SAC_VOCAB_START;
         for (int t = 1; t <= T; t++) tokens[(size_t)c * (T + 1) + t] = 4 + (int)sac_rng_below(&rng, BENCH_V - 4);
     }
-    DecoderBatch batch = {Bc, Bi, img, tokens, lens};
+    DecoderBatch batch = {Bc, Bi, img, tokens, lens, NULL};
     Samples tot = {.n = 0}, grad = {.n = 0}, adam = {.n = 0};
     DecoderLoss loss = {0};
     SacRng drop;
@@ -253,6 +258,82 @@ static int bench_train(cJSON *out, int caps, int mnv2, int warmup, int iters)
                 1e3 * median_of(cJSON_GetObjectItem(tr, "adam")), Bi / med, loss.loss);
     }
     free(images), free(img), free(lens), free(tokens), free(bfeats);
+    train_step_free(ts);
+    model_free(m);
+    return st;
+}
+
+/* The self-critical step (scst_step_grad + Adam) on the batch of bench_train, K samples per
+ * image; the reward's references are 5 random 12-word captions per image. */
+static int bench_scst(cJSON *out, int K, int mnv2, int warmup, int iters)
+{
+    Model *m = bench_model(1, mnv2);
+    if (!m) return SAC_ERR_NOMEM;
+    enum { NREF = 5, NW = 12 };
+    const int Bi = BENCH_BATCH, S = m->cfg.enc.image_size;
+    SacRng rng;
+    sac_rng_seed(&rng, 7, 2);
+    char *text = sac_malloc((size_t)Bi * NREF * NW * 8);
+    const char **flat = sac_malloc(sizeof(char *) * Bi * NREF);
+    const char **refs[BENCH_BATCH];
+    int n_refs[BENCH_BATCH], items[BENCH_BATCH];
+    int st = text && flat ? SAC_OK : SAC_ERR_NOMEM;
+    for (int r = 0; r < Bi * NREF && !st; r++) {
+        char *p = text + (size_t)r * NW * 8;
+        flat[r] = p;
+        for (int w = 0; w < NW; w++) p += sprintf(p, "%sw%u", w ? " " : "", 4 + sac_rng_below(&rng, BENCH_V - 4));
+    }
+    for (int b = 0; b < Bi; b++) refs[b] = flat + b * NREF, n_refs[b] = NREF, items[b] = b;
+    SacCider *cider = st ? NULL : metrics_cider_create((const char *const *const *)refs, n_refs, Bi);
+    TrainStep *ts = train_step_create(m, Bi, Bi * K);
+    ScstStep *sc = cider ? scst_step_create(m, cider, Bi, K) : NULL;
+    float *images = random_images(Bi, S, &rng), *bfeats = NULL;
+    if (!st && (!cider || !ts || !sc || !images)) st = SAC_ERR_NOMEM;
+    cJSON *tr = cJSON_AddObjectToObject(out, "scst");
+    if (!st && mnv2) {
+        const size_t n = (size_t)Bi * m->P * m->cfg.bb.channels;
+        Captioner *cap = captioner_create(m, Bi, 1);
+        bfeats = sac_alloc_floats(n);
+        st = cap && bfeats ? captioner_backbone_features(cap, images, Bi, bfeats) : SAC_ERR_NOMEM;
+        captioner_free(cap);
+        if (!st) st = check_features("scst", bfeats, n, tr);
+    }
+    Samples tot = {.n = 0}, grad = {.n = 0};
+    DecoderLoss loss = {0};
+    double sums[3] = {0};
+    SacRng srng;
+    sac_rng_seed(&srng, 3, 4);
+    for (int i = 0; i < warmup + iters && !st; i++) {
+        double t0 = sac_time();
+        st = scst_step_grad(sc, ts, mnv2 ? bfeats : images, Bi, items, &srng, &loss, sums);
+        double t1 = sac_time();
+        train_step_adam(ts, 5e-5f, 5e-5f, 5.0f, 0.0f);
+        double t2 = sac_time();
+        if (i >= warmup) {
+            tot.t[tot.n++] = t2 - t0;
+            grad.t[grad.n++] = t1 - t0;
+        }
+    }
+    if (!st && !isfinite(loss.loss)) {
+        fprintf(stderr, "bench_saccade: self-critical loss %g, expected a finite value\n", loss.loss);
+        st = SAC_ERR_INVALID;
+    }
+    if (!st) {
+        cJSON_AddStringToObject(tr, "model", mnv2 ? "mnv2 grid 14, frozen backbone" : "from scratch");
+        cJSON_AddNumberToObject(tr, "samples_per_image", K);
+        cJSON_AddItemToObject(tr, "grad", stats_json(&grad));
+        cJSON *t = stats_json(&tot);
+        double med = median_of(t);
+        cJSON_AddItemToObject(tr, "total", t);
+        cJSON_AddNumberToObject(tr, "images_per_s", Bi / med);
+        cJSON_AddNumberToObject(tr, "peak_rss_kb", (double)peak_rss_kb());
+        fprintf(stderr, "scst%s B=%d samples/img=%d: %.1f ms/step (sample + greedy + reward + backward %.1f), "
+                "%.1f images/s\n", mnv2 ? " (mnv2, frozen)" : "", Bi, K, 1e3 * med,
+                1e3 * median_of(cJSON_GetObjectItem(tr, "grad")), Bi / med);
+    }
+    free(text), free(flat), free(images), free(bfeats);
+    scst_step_free(sc);
+    metrics_cider_free(cider);
     train_step_free(ts);
     model_free(m);
     return st;
@@ -576,6 +657,20 @@ static int report(const char *dir)
         row("MobileNetV2 14x14: peak RSS, `saccade caption`", "MB", read_rss(dir, "sac_caption_mnv2") / 1024, NAN,
             "< 64 MB");
     }
+    /* self-critical training has no PyTorch peer: its rate and its ratio to saccade's own
+     * cross-entropy steps */
+    static const char *scst_files[2] = {"sac_scst5.json", "sac_mnv2_scst5.json"};
+    static const char *xe_files[2][2] = {{"sac_train1.json", "sac_train5.json"}, {"sac_mnv2_train1.json", "sac_mnv2_train5.json"}};
+    for (int k = 0; k < 2; k++) {
+        cJSON *sc = read_json(dir, scst_files[k]), *x1 = read_json(dir, xe_files[k][0]), *x5 = read_json(dir, xe_files[k][1]);
+        const double r = get_path(sc, "scst", "images_per_s", NULL), r1 = get_path(x1, "train", "images_per_s", NULL),
+                     r5 = get_path(x5, "train", "images_per_s", NULL);
+        if (sc)
+            printf("%sself-critical step, batch 32, 5 samples + greedy + weighted backward: %.1f img/s (%.2fx saccade's "
+                   "cross-entropy step at 1 caption/image, %.2fx at 5; no PyTorch peer)\n",
+                   k ? "MobileNetV2 14x14: " : "", r, r / r1, r / r5);
+        cJSON_Delete(sc), cJSON_Delete(x1), cJSON_Delete(x5);
+    }
     if (!p1 && !pi && !mpi) printf("(no PyTorch numbers: the peer was skipped)\n");
     if (msi && mpi)
         printf("(MobileNetV2 caption one image: the peer's number is its encoder + greedy medians, timed apart)\n");
@@ -586,20 +681,21 @@ static int report(const char *dir)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bench_saccade [--mnv2] [--threads N] [--train K] [--infer] [--iters N] [--quick] [--json FILE]\n"
+    fprintf(f, "usage: bench_saccade [--mnv2] [--threads N] [--train K] [--scst K] [--infer] [--iters N] [--quick] [--json FILE]\n"
                "       bench_saccade [--mnv2] --write-model PATH [--write-image PATH]\n"
                "       bench_saccade --report DIR\n");
 }
 
 int main(int argc, char **argv)
 {
-    enum { O_THREADS = 256, O_TRAIN, O_INFER, O_JSON, O_ITERS, O_WMODEL, O_WIMAGE, O_REPORT, O_MNV2, O_QUICK };
+    enum { O_THREADS = 256, O_TRAIN, O_INFER, O_JSON, O_ITERS, O_WMODEL, O_WIMAGE, O_REPORT, O_MNV2, O_QUICK, O_SCST };
     static const struct option longopts[] = {
         {"threads", 1, 0, O_THREADS}, {"train", 1, 0, O_TRAIN}, {"infer", 0, 0, O_INFER}, {"json", 1, 0, O_JSON},
         {"iters", 1, 0, O_ITERS}, {"write-model", 1, 0, O_WMODEL}, {"write-image", 1, 0, O_WIMAGE},
-        {"report", 1, 0, O_REPORT}, {"mnv2", 0, 0, O_MNV2}, {"quick", 0, 0, O_QUICK}, {"help", 0, 0, 'h'},
+        {"report", 1, 0, O_REPORT}, {"mnv2", 0, 0, O_MNV2}, {"quick", 0, 0, O_QUICK}, {"scst", 1, 0, O_SCST},
+        {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
-    int threads = 2, train_caps = 0, infer = 0, iters = 0, mnv2 = 0, quick = 0, c;
+    int threads = 2, train_caps = 0, infer = 0, iters = 0, mnv2 = 0, quick = 0, scst = 0, c;
     const char *json = NULL, *wmodel = NULL, *wimage = NULL, *rdir = NULL;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -613,6 +709,7 @@ int main(int argc, char **argv)
         case O_REPORT: rdir = optarg; break;
         case O_MNV2: mnv2 = 1; break;
         case O_QUICK: quick = 1; break;
+        case O_SCST: scst = atoi(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -627,7 +724,7 @@ int main(int argc, char **argv)
         if (st) fprintf(stderr, "bench_saccade: writing %s: %s\n", wmodel ? wmodel : wimage, sac_strerror(st));
         return st ? 1 : 0;
     }
-    if (!train_caps && !infer) train_caps = 1, infer = 1;
+    if (!train_caps && !infer && !scst) train_caps = 1, infer = 1;
     if (iters < 1 || iters > BENCH_MAX_ITERS) iters = 0;
     sac_threads_set(threads);
     cJSON *out = cJSON_CreateObject();
@@ -635,6 +732,7 @@ int main(int argc, char **argv)
     cJSON_AddBoolToObject(out, "quick", quick);
     int st = SAC_OK;
     if (train_caps > 0) st = bench_train(out, train_caps, mnv2, quick ? 1 : 3, iters ? iters : quick ? 3 : 10);
+    if (!st && scst > 0) st = bench_scst(out, scst, mnv2, quick ? 1 : 2, iters ? iters : quick ? 2 : 6);
     if (!st && infer) st = bench_infer(out, mnv2, quick, iters ? iters : quick ? 5 : 30);
     cJSON_AddNumberToObject(out, "peak_rss_kb", (double)peak_rss_kb());
     if (json) {
