@@ -224,7 +224,8 @@ int cmd_train(int argc, char **argv)
     if (optind < argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
     if (!o.data) return cli_usage_error("train", "--data is required");
     if (!o.out) return cli_usage_error("train", "--out is required");
-    if (o.scst && !o.init && !o.resume) return cli_usage_error("train", "--scst needs the model to start from: --init MODEL");
+    if (o.scst && !o.init) /* also with --resume: the checkpoint records it */
+        return cli_usage_error("train", "--scst needs the model to start from: --init MODEL");
     if (!o.scst && o.init) return cli_usage_error("train", "--init MODEL is for self-critical training: add --scst");
     if (o.scst && o.backbone)
         return cli_usage_error("train", "--scst takes the model (and its backbone) from --init, not --backbone");
