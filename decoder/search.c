@@ -1,7 +1,8 @@
 /*
- * search.c - greedy decoding and beam search, see search.h.
+ * search.c - greedy decoding, multinomial sampling and beam search, with the repetition
+ * guard, see search.h.
  *
- * Size letters: B images, P grid positions, V vocabulary, T steps, K beam width.
+ * Size letters: B images, R rows, P grid positions, V vocabulary, T steps, K beam width.
  */
 #include "search.h"
 

@@ -1,10 +1,13 @@
 /*
- * train_step.c - one gradient step and one Adam step over the whole model, see trainer.h.
+ * train_step.c - one gradient step and one Adam step over the whole model, and the
+ * self-critical step (sample, reward with CIDEr-D, weighted teacher-forced backward; Rennie et
+ * al., CVPR 2017), see trainer.h.
  *
  * Gradients, Adam's moments and the parameters share the model's flat layout, so clipping and
  * the optimizer are flat loops over one buffer.
  *
- * Size letters: Bi images per batch, Bc captions per batch, P grid positions, E encoder channels.
+ * Size letters: Bi images per batch, Bc captions per batch, P grid positions, E encoder channels,
+ * K samples per image, T caption steps.
  */
 #include <math.h>
 #include <stdlib.h>

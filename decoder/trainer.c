@@ -1,6 +1,6 @@
 /*
- * trainer.c - the training run and split evaluation, see trainer.h (the gradient step itself
- * is train_step.c).
+ * trainer.c - the training run (cross-entropy, or self-critical from a trained model) and split
+ * evaluation, see trainer.h (the gradient steps themselves are train_step.c).
  *
  * Size letters: Bi images per batch, Bc captions per batch, S input side, T caption steps,
  * P grid positions, E encoder channels.
