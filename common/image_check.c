@@ -176,6 +176,19 @@ static uint64_t pnm_header_bytes(const uint8_t *b, size_t n)
     return pnm_header(b, n, v);
 }
 
+/* 1 when the first IDAT chunk of a PNG (chunks: length, type, data, CRC) is empty. */
+static int png_empty_first_idat(const uint8_t *b, size_t n)
+{
+    size_t p = 8;
+    while (n >= 12 && p <= n - 12) {
+        uint32_t len = be32(b + p);
+        if (!memcmp(b + p + 4, "IDAT", 4)) return len == 0;
+        if (!memcmp(b + p + 4, "IEND", 4) || len > n - p - 12) return 0;
+        p += 12 + (size_t)len;
+    }
+    return 0;
+}
+
 /* What must be refused before stb_image parses even the header: Softimage PIC (not a promised
  * format); a JPEG whose segments are corrupt (jpeg_check); a PNM header number beyond int
  * (stb_image 2.27 accumulates it in an int: signed overflow). Logs with name unless NULL. */
@@ -189,6 +202,12 @@ int sac_image_precheck(ImageFormat fmt, const uint8_t *buf, size_t len, const ch
         return SAC_ERR_UNSUPPORTED;
     }
     if (fmt == FMT_JPEG) return jpeg_check(buf, len, name, header_only);
+    if (fmt == FMT_PNG && png_empty_first_idat(buf, len)) {
+        /* stb_image 2.27 then adds 0 to its NULL data pointer (undefined; found by fuzz_image) */
+        if (name)
+            sac_error("%s: PNG whose first IDAT chunk is empty, expected image data in it", name);
+        return SAC_ERR_FORMAT;
+    }
     if (fmt == FMT_PSD && len >= 14 && be16(buf + 12) > 3) {
         /* stb_image 2.27 "removes the white matte" of 4+ channel PSDs with float -> integer
          * conversions that are undefined for arbitrary data (found by fuzz_image) */

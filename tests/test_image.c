@@ -751,6 +751,33 @@ START_TEST(test_psd_channels)
 }
 END_TEST
 
+/* An empty first IDAT chunk made stb_image 2.27 add 0 to a NULL pointer (found by fuzz_image);
+ * an empty IDAT after the data is harmless and read. */
+START_TEST(test_png_empty_first_idat)
+{
+    uint8_t row[3 * 2] = {1, 2, 3, 4, 5, 6};
+    Bytes png = png_build(2, 1, 8, 2, row, 6, NULL, 0, NULL, 0);
+    for (int first = 1; first >= 0; first--) {
+        size_t at = first ? 33 : png.n - 12; /* after IHDR, or before IEND */
+        Bytes b = {0};
+        bytes_put(&b, png.p, at);
+        png_chunk(&b, "IDAT", NULL, 0);
+        bytes_put(&b, png.p + at, png.n - at);
+        SacImage img = {0};
+        if (first) {
+            expect_error(sac_image_load_memory(b.p, b.n, "empty_idat.png", &img, 0),
+                         SAC_ERR_FORMAT, "empty_idat.png", "first IDAT chunk is empty");
+        } else {
+            ck_assert_int_eq(sac_image_load_memory(b.p, b.n, "late.png", &img, 0), SAC_OK);
+            ck_assert_int_eq(img.rgb[5], 6);
+            sac_image_free(&img);
+        }
+        free(b.p);
+    }
+    free(png.p);
+}
+END_TEST
+
 /* Softimage PIC is decoded by stb_image but is not a promised format. */
 START_TEST(test_pic_refused)
 {
@@ -1106,6 +1133,7 @@ int main(void)
     tcase_add_test(tc, test_pic_refused);
     tcase_add_test(tc, test_pnm_header_overflow);
     tcase_add_test(tc, test_psd_channels);
+    tcase_add_test(tc, test_png_empty_first_idat);
     tcase_add_test(tc, test_preprocess_constant);
     tcase_add_test(tc, test_preprocess_gradient);
     tcase_add_test(tc, test_flip_resize_write);
