@@ -98,8 +98,9 @@ static void *slurp(const char *p, size_t *n)
     fseek(f, 0, SEEK_END);
     *n = (size_t)ftell(f);
     fseek(f, 0, SEEK_SET);
-    void *b = malloc(*n);
+    char *b = malloc(*n + 1);
     ck_assert_uint_eq(fread(b, 1, *n, f), *n);
+    b[*n] = 0; /* the logs are searched as strings */
     fclose(f);
     return b;
 }
