@@ -624,7 +624,7 @@ static int report(const char *dir)
     row("batch captioning, 64 images", "img/s", get_path(si, "infer", "caption_64img_images_per_s", "median"),
         get_path(pi, "infer", "caption_64img_images_per_s", "median"), ">= 2x");
     e2e_row(dir, "end to end `batch` / --images", "sac_e2e", "peer_e2e");
-    e2e_row(dir, "end to end, 4000x3000 photos", "sac_e2e_12mp", "peer_e2e_12mp");
+    e2e_row(dir, "end to end, 12 MP (4000x3000)", "sac_e2e_12mp", "peer_e2e_12mp");
     row("peak RSS, training 1 caption/image", "MB", read_rss(dir, "sac_train1") / 1024, read_rss(dir, "peer1") / 1024, "reported");
     row("peak RSS, training 5 captions/image", "MB", read_rss(dir, "sac_train5") / 1024, read_rss(dir, "peer5") / 1024, "reported");
     row("peak RSS, inference benchmark", "MB", read_rss(dir, "sac_infer") / 1024, read_rss(dir, "peer_infer") / 1024, "");
@@ -650,7 +650,7 @@ static int report(const char *dir)
             get_path(mp5, "train", "images_per_s", "median"), ">= 2x");
     }
     e2e_row(dir, "MobileNetV2 14x14: end to end", "sac_e2e_mnv2", "peer_e2e_mnv2");
-    e2e_row(dir, "MobileNetV2 14x14: end to end, 4000x3000", "sac_e2e_mnv2_12mp", "peer_e2e_mnv2_12mp");
+    e2e_row(dir, "MobileNetV2 14x14: 12 MP photos", "sac_e2e_mnv2_12mp", "peer_e2e_mnv2_12mp");
     if (msi || mpi || ms1 || mp1) {
         row("MobileNetV2 14x14: peak RSS, inference benchmark", "MB", read_rss(dir, "sac_mnv2_infer") / 1024,
             read_rss(dir, "peer_mnv2_infer") / 1024, "");
