@@ -176,22 +176,27 @@ static uint64_t pnm_header_bytes(const uint8_t *b, size_t n)
     return pnm_header(b, n, v);
 }
 
-/* 1 when the first IDAT chunk of a PNG (chunks: length, type, data, CRC) is empty. */
-static int png_empty_first_idat(const uint8_t *b, size_t n)
+/* Why a PNG's chunk list (length, type, data, CRC each) cannot be handed to stb_image, or
+ * NULL: a chunk before IEND that runs past the end of the file (stb_image 2.27 allocates what
+ * an IDAT claims before reading it: 99 bytes made it ask for 1.6 GB), or an empty first IDAT
+ * (it then adds 0 to its NULL data pointer). Both found by fuzz_image. *at: the chunk's
+ * offset. */
+static const char *png_chunk_problem(const uint8_t *b, size_t n, size_t *at)
 {
     size_t p = 8;
-    while (n >= 12 && p <= n - 12) {
+    int idat = 0;
+    while (p < n) {
+        *at = p;
+        if (n - p < 12) return "a chunk header cut short (truncated file)";
         uint32_t len = be32(b + p);
-        if (!memcmp(b + p + 4, "IDAT", 4)) return len == 0;
-        if (!memcmp(b + p + 4, "IEND", 4) || len > n - p - 12) return 0;
+        if (len > n - p - 12) return "a chunk that runs past the end of the file (truncated)";
+        if (!memcmp(b + p + 4, "IEND", 4)) return NULL;
+        if (!memcmp(b + p + 4, "IDAT", 4) && !idat++ && len == 0) return "an empty first IDAT chunk";
         p += 12 + (size_t)len;
     }
-    return 0;
+    return NULL; /* no IEND: stb_image reports it */
 }
 
-/* What must be refused before stb_image parses even the header: Softimage PIC (not a promised
- * format); a JPEG whose segments are corrupt (jpeg_check); a PNM header number beyond int
- * (stb_image 2.27 accumulates it in an int: signed overflow). Logs with name unless NULL. */
 int sac_image_precheck(ImageFormat fmt, const uint8_t *buf, size_t len, const char *name,
                        int header_only)
 {
@@ -202,10 +207,10 @@ int sac_image_precheck(ImageFormat fmt, const uint8_t *buf, size_t len, const ch
         return SAC_ERR_UNSUPPORTED;
     }
     if (fmt == FMT_JPEG) return jpeg_check(buf, len, name, header_only);
-    if (fmt == FMT_PNG && png_empty_first_idat(buf, len)) {
-        /* stb_image 2.27 then adds 0 to its NULL data pointer (undefined; found by fuzz_image) */
-        if (name)
-            sac_error("%s: PNG whose first IDAT chunk is empty, expected image data in it", name);
+    size_t at;
+    const char *why = fmt == FMT_PNG ? png_chunk_problem(buf, len, &at) : NULL;
+    if (why) {
+        if (name) sac_error("%s: PNG chunk at byte %zu: %s", name, at, why);
         return SAC_ERR_FORMAT;
     }
     if (fmt == FMT_PSD && len >= 14 && be16(buf + 12) > 3) {

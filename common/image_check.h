@@ -28,7 +28,8 @@ ImageFormat sac_image_format(const uint8_t *b, size_t n);
  * undefined float conversions; a PNM header number beyond the side limit or maxval 65535,
  * which stb_image 2.27 would overflow an int reading) or SAC_ERR_FORMAT (a JPEG segment running
  * past the end, a corrupt DHT segment, less than one bit of scan data per 8 x 8 block; a PNG
- * whose first IDAT chunk is empty, where stb_image 2.27 offsets a NULL pointer). header_only:
+ * chunk running past the end of the file, for whose claimed length stb_image 2.27 allocates
+ * before reading, or an empty first IDAT chunk, where it offsets a NULL pointer). header_only:
  * stop a JPEG's walk at its first scan (what stbi_info reads), without the scan-data bound.
  * Logs with name unless name is NULL. */
 int sac_image_precheck(ImageFormat fmt, const uint8_t *buf, size_t len, const char *name,
