@@ -15,6 +15,7 @@
 
 #include "captioner.h"
 #include "image.h"
+#include "output.h"
 #include "sac.h"
 #include "safetensors.h"
 #include "threadpool.h"
@@ -62,7 +63,7 @@ static int cache_build(DataCache *c, const Dataset *ds, int max_items, const Voc
     for (int i = 0; i < n; i++) {
         const DatasetItem *it = &ds->items[i];
         SacImage img = {0}, small = {0};
-        int st = sac_image_load(it->image_path, &img, 0);
+        int st = sac_image_load_scaled(it->image_path, S, &img, 0); /* a large JPEG decoded at 1/2-1/8 size */
         if (!st) st = sac_image_resize(&img, S, S, &small);
         sac_image_free(&img);
         if (st) {
@@ -625,19 +626,17 @@ done:
     return SAC_OK;
 }
 
-static void log_json(FILE *log, cJSON *o)
+/* One JSON line to the training log (NULL: none), flushed so a killed run keeps it.
+ * SAC_OK, or SAC_ERR_IO (logged, naming the file) when the write failed. */
+static int log_json(SacOutput *log, cJSON *o)
 {
-    if (!log) {
-        cJSON_Delete(o);
-        return;
-    }
-    char *s = cJSON_PrintUnformatted(o);
-    if (s) {
-        fprintf(log, "%s\n", s);
-        fflush(log);
-    }
-    free(s);
+    char *s = log ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
+    if (!log) return SAC_OK;
+    if (!s) return SAC_ERR_NOMEM;
+    fprintf(sac_output_stream(log), "%s\n", s);
+    free(s);
+    return sac_output_flush(log);
 }
 
 static cJSON *scores_json(const EvalResult *r)
@@ -701,7 +700,7 @@ int train_run(const TrainOptions *o)
     Augment *augs = NULL;
     float *images = NULL;
     uint8_t *tmp = NULL;
-    FILE *log = NULL;
+    SacOutput *log = NULL;
     char ckpt[4096];
     RunState rs = {0};
     SacCider *cider = NULL;
@@ -726,6 +725,13 @@ int train_run(const TrainOptions *o)
             goto done;
         }
         dataset_check_images(dev);
+    }
+    { /* never write over what the run reads */
+        const char *inputs[] = {o->data, train->source, dev ? dev->source : NULL, o->backbone};
+        const char *outputs[][2] = {{o->out, "--out"}, {ckpt, "--checkpoint"}, {o->log, "--log"}};
+        for (int i = 0; i < 3 && !st; i++)
+            if (outputs[i][0]) st = sac_output_check_inputs(outputs[i][0], outputs[i][1], inputs, 4);
+        if (st) goto done;
     }
     /* the model: fresh, or from the checkpoint */
     int max_caps_per_image = 1;
@@ -855,7 +861,7 @@ int train_run(const TrainOptions *o)
         for (int i = 0; i < tc.n; i++) order[i] = i;
     }
     if (o->log) {
-        log = fopen(o->log, o->resume ? "a" : "w");
+        log = sac_output_open(o->log, SAC_OUTPUT_INPLACE | (o->resume ? SAC_OUTPUT_APPEND : 0));
         if (!log) {
             sac_error("%s: cannot open the training log for writing", o->log);
             st = SAC_ERR_IO;
@@ -902,8 +908,9 @@ int train_run(const TrainOptions *o)
         cJSON_AddNumberToObject(j, "step", 0);
         cJSON_AddItemToObject(j, "dev", scores_json(&r));
         cJSON_AddBoolToObject(j, "best", 1);
-        log_json(log, j);
+        st = log_json(log, j);
         eval_result_clear(&r);
+        if (st) goto done;
         st = model_save(m, o->out, o->store_f16);
         if (st) goto done;
     }
@@ -1001,7 +1008,7 @@ int train_run(const TrainOptions *o)
                     cJSON_AddNumberToObject(j, "greedy_cider", p.greedy_cider);
                 }
                 cJSON_AddNumberToObject(j, "time", now);
-                log_json(log, j);
+                if ((st = log_json(log, j))) goto done;
                 if (o->progress && o->progress(&p, o->user)) cancelled = 1;
                 t_report = now, sum_loss = sum_ce = 0, n_report = imgs_report = 0;
                 scst_sums[0] = scst_sums[1] = scst_sums[2] = 0, scst_n = 0;
@@ -1038,7 +1045,7 @@ int train_run(const TrainOptions *o)
             cJSON_AddItemToObject(j, "dev", scores_json(&r));
             cJSON_AddBoolToObject(j, "best", improved);
             cJSON_AddNumberToObject(j, "epoch_seconds", sac_time() - t_epoch);
-            log_json(log, j);
+            if ((st = log_json(log, j))) goto done;
             if (o->progress) {
                 TrainProgress p = {.epoch = rs.epoch + 1, .epochs = o->epochs, .step = rs.step, .batch = batches,
                                    .batches = batches, .evaluated = 1, .dev = r.scores,
@@ -1073,7 +1080,7 @@ int train_run(const TrainOptions *o)
     }
     if (cancelled) st = SAC_ERR_CANCELLED;
 done:
-    if (log) fclose(log);
+    if (sac_output_close(log) && !st) st = SAC_ERR_IO; /* the log's last lines could not be written */
     free(order), free(img), free(tokens), free(lens), free(pick), free(images), free(tmp), free(items), free(augs);
     free(bfeats), free(views);
     cache_free(&tc), cache_free(&dc);

@@ -85,6 +85,32 @@ rc=$?
 [ $rc -ne 0 ] && grep -q 'format' "$TMP/bad.err" && pass "a backbone file is not a captioning model (refused)" ||
     fail "backbone file as a model" "exit $rc" "$(cat "$TMP/bad.err")"
 
+# train's outputs: never one of its inputs; one run per checkpoint; a failed log write fails
+T=(--data . --dev-split none --train-split all --backbone ../bb.safetensors --grid 14 --proj 8 --image-size 64
+    --att 8 --hidden 8 --embed 8 --max-len 8 --batch 3 --min-count 1 --threads 1 --quiet)
+"$SACCADE" train "${T[@]}" --epochs 1 --out captions.tsv >/dev/null 2>"$TMP/same.err"
+rc=$?
+[ $rc -ne 0 ] && grep -q 'is also the input' "$TMP/same.err" && [ -s captions.tsv ] &&
+    pass "train --out naming the dataset is refused, the dataset intact" || fail "train --out = input" "exit $rc" "$(cat "$TMP/same.err")"
+"$SACCADE" train "${T[@]}" --epochs 1 --out "$TMP/l.safetensors" --log /dev/full >/dev/null 2>"$TMP/full.err"
+rc=$?
+[ $rc -eq 1 ] && grep -q '/dev/full' "$TMP/full.err" && pass "train --log onto a full device: exit 1 naming it" ||
+    fail "train --log /dev/full" "exit $rc" "$(cat "$TMP/full.err")"
+"$SACCADE" train "${T[@]}" --epochs 2 --dev-split all --out "$TMP/r.safetensors" --log "$TMP/r.jsonl" \
+    --report "$TMP/r.html" >/dev/null 2>"$TMP/report.err"
+rc=$?
+[ $rc -eq 0 ] && grep -q '<svg' "$TMP/r.html" && [ "$(grep -c '"dev"' "$TMP/r.jsonl")" = 2 ] &&
+    pass "train --report writes the report after each epoch" || fail "train --report" "exit $rc" "$(cat "$TMP/report.err")"
+"$SACCADE" train "${T[@]}" --epochs 400 --out "$TMP/k.safetensors" >/dev/null 2>&1 &
+first=$!
+for _ in $(seq 50); do [ -e "$TMP/k.safetensors.ckpt.lock" ] && break; sleep 0.1; done
+"$SACCADE" train "${T[@]}" --epochs 1 --out "$TMP/k.safetensors" >/dev/null 2>"$TMP/busy.err"
+rc=$?
+kill "$first" 2>/dev/null
+wait "$first" 2>/dev/null
+[ $rc -eq 2 ] && grep -q 'in use by another run' "$TMP/busy.err" &&
+    pass "a second train on the same checkpoint: exit 2 naming the holder" || fail "train lock" "exit $rc" "$(cat "$TMP/busy.err")"
+
 # the real ImageNet weights, where ../shared has them
 TFLITE=$SHARED/pretrained/mobilenet_v2_1.0_224_quant.tflite
 if [ -r "$TFLITE" ]; then

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "matmul.h"
+#include "output.h"
 #include "sac.h"
 #include "trainer.h"
 
@@ -51,6 +52,7 @@ static void help(FILE *f, const TrainOptions *d)
             "  --out FILE            best model (fp16 safetensors unless --f32)\n"
             "  --checkpoint FILE     (default: OUT.ckpt)   --checkpoint-every N steps (%d)\n"
             "  --log FILE            JSON lines: step, loss, lr, grad norm, time; dev scores per epoch\n"
+            "  --report FILE         rewrite the training report (saccade report) after each epoch\n"
             "  --resume              continue from the checkpoint\n"
             "  --eval-beam K (%d)  --eval-max N images (0 = all)  --select cider|bleu4 (%s)\n"
             "self-critical training (Rennie et al. 2017), after cross-entropy training:\n"
@@ -92,6 +94,7 @@ static int parse_conv(const char *s, EncoderConfig *enc)
 
 typedef struct {
     int quiet, tty;
+    const char *log, *report; /* --report: rewritten from the log after each evaluation */
 } Printer;
 
 static int on_progress(const TrainProgress *p, void *user)
@@ -111,6 +114,8 @@ static int on_progress(const TrainProgress *p, void *user)
         if (pr->tty && p->batch == p->batches) fputc('\n', stderr);
         fflush(stderr);
     }
+    if (p->evaluated && pr->report && cmd_report_write(pr->log, pr->report, 1))
+        fprintf(stderr, "saccade train: could not write the report %s (training goes on)\n", pr->report);
     return cli_interrupted;
 }
 
@@ -118,7 +123,7 @@ enum {
     O_DATA = 256, O_IMAGES, O_TRAIN_SPLIT, O_DEV_SPLIT, O_MIN_COUNT, O_NO_AUGMENT, O_IMAGE_SIZE, O_CONV, O_NO_BN,
     O_ATT, O_HIDDEN, O_EMBED, O_MAX_LEN, O_DROPOUT, O_LAMBDA, O_EPOCHS, O_BATCH, O_CAPS, O_LR, O_LR_ENC, O_LR_DECAY,
     O_CLIP, O_WD, O_PATIENCE, O_SEED, O_THREADS, O_MAX_STEPS, O_OUT, O_CKPT, O_CKPT_EVERY, O_LOG, O_RESUME,
-    O_EVAL_BEAM, O_EVAL_MAX, O_SELECT, O_QUIET, O_F32, O_BACKBONE, O_GRID, O_PROJ, O_SCST, O_INIT, O_SCST_SAMPLES,
+    O_EVAL_BEAM, O_EVAL_MAX, O_SELECT, O_QUIET, O_F32, O_BACKBONE, O_GRID, O_PROJ, O_REPORT, O_SCST, O_INIT, O_SCST_SAMPLES,
     O_HELP
 };
 
@@ -139,9 +144,10 @@ int cmd_train(int argc, char **argv)
         {"checkpoint", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"log", 1, 0, O_LOG},
         {"resume", 0, 0, O_RESUME}, {"eval-beam", 1, 0, O_EVAL_BEAM}, {"eval-max", 1, 0, O_EVAL_MAX},
         {"select", 1, 0, O_SELECT}, {"quiet", 0, 0, O_QUIET}, {"f32", 0, 0, O_F32}, {"backbone", 1, 0, O_BACKBONE},
-        {"grid", 1, 0, O_GRID}, {"proj", 1, 0, O_PROJ}, {"scst", 0, 0, O_SCST}, {"init", 1, 0, O_INIT},
+        {"grid", 1, 0, O_GRID}, {"proj", 1, 0, O_PROJ}, {"report", 1, 0, O_REPORT}, {"scst", 0, 0, O_SCST}, {"init", 1, 0, O_INIT},
         {"scst-samples", 1, 0, O_SCST_SAMPLES}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0}};
+    const char *report = NULL;
     long v, threads = 0, grid = 7, proj = 256, image_size = 0;
     double x;
     int quiet = 0, c, lr_given = 0, lr_enc_given = 0;
@@ -173,6 +179,7 @@ int cmd_train(int argc, char **argv)
                 return cli_usage_error("train", "invalid value \"%s\" for --grid: expected 7 or 14", optarg);
             break;
         case O_PROJ: INT("--proj", 0, 8192, proj); break;
+        case O_REPORT: report = optarg; break;
         case O_CONV:
             if (parse_conv(optarg, &o.cfg.enc))
                 return cli_usage_error("train", "invalid value \"%s\" for --conv: expected e.g. 32s2,64p,128p,256", optarg);
@@ -251,13 +258,21 @@ int cmd_train(int argc, char **argv)
     }
     sac_blas_set_threads(threads > 0 ? (int)threads : cli_cores());
     if (quiet) sac_log_set_level(SAC_LOG_WARN);
-    Printer pr = {quiet, cli_stderr_is_tty()};
+    if (report && !o.log) return cli_usage_error("train", "--report needs --log (the report is drawn from it)");
+    Printer pr = {quiet, cli_stderr_is_tty(), o.log, report};
     o.progress = on_progress;
     o.user = &pr;
     o.cancel = &cli_interrupted;
     o.report_every_s = pr.tty ? 1.0 : 30.0;
     cli_catch_signals();
+    /* one run per checkpoint: a second one on the same files would interleave their writes */
+    char ckpt[4096];
+    snprintf(ckpt, sizeof(ckpt), "%s%s", o.checkpoint ? o.checkpoint : o.out, o.checkpoint ? "" : ".ckpt");
+    int busy = 0;
+    SacLock *lock = sac_lock_acquire(ckpt, NULL, &busy);
+    if (!lock) return busy ? CLI_USAGE : CLI_FAILED;
     int st = train_run(&o);
+    sac_lock_release(lock);
     if (st == SAC_ERR_CANCELLED) {
         fprintf(stderr, "saccade: training stopped; resume with the same command and --resume\n");
         return CLI_FAILED;
