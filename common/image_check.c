@@ -10,6 +10,7 @@
  */
 #include "image_check.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "sac.h"
@@ -60,6 +61,41 @@ static const char *jpeg_dht_problem(const uint8_t *d, size_t n)
     return NULL;
 }
 
+/* Why a scan header d[0..n) refers to a table no segment before it defined, or NULL. stb_image
+ * 2.27 keeps its tables in malloc'd memory and does not track which were defined: a scan
+ * naming an undefined Huffman table decodes through garbage deltas (an index 16 million
+ * before the array: found by fuzz_image), an undefined quantization table multiplies by
+ * garbage. Which tables a scan uses (T.81 G.1.2): baseline both; progressive DC first scans
+ * the DC table, AC scans (first and refinement) the AC table, DC refinement none. */
+static const char *jpeg_scan_tables_problem(const uint8_t *d, size_t n, int progressive,
+                                            unsigned dc_def, unsigned ac_def, unsigned q_def,
+                                            const uint8_t *comp_id, const uint8_t *comp_tq,
+                                            int nc)
+{
+    static char why[96];
+    if (n < 1 || n < 1 + 2 * (size_t)d[0] + 3) return NULL; /* malformed: stb_image refuses it */
+    unsigned ns = d[0], ss = d[1 + 2 * ns], ah = d[3 + 2 * ns] >> 4;
+    for (unsigned i = 0; i < ns; i++) {
+        unsigned td = d[2 + 2 * i] >> 4, ta = d[2 + 2 * i] & 15;
+        if ((!progressive || (ss == 0 && ah == 0)) && td < 4 && !(dc_def >> td & 1)) {
+            snprintf(why, sizeof(why), "uses DC Huffman table %u, which no DHT segment defined", td);
+            return why;
+        }
+        if ((!progressive || ss > 0) && ta < 4 && !(ac_def >> ta & 1)) {
+            snprintf(why, sizeof(why), "uses AC Huffman table %u, which no DHT segment defined", ta);
+            return why;
+        }
+        for (int c = 0; c < nc; c++) {
+            if (comp_id[c] == d[1 + 2 * i] && comp_tq[c] < 4 && !(q_def >> comp_tq[c] & 1)) {
+                snprintf(why, sizeof(why), "uses quantization table %u, which no DQT segment "
+                         "defined", comp_tq[c]);
+                return why;
+            }
+        }
+    }
+    return NULL;
+}
+
 /* Walk every marker segment of a JPEG (all scans, so the DHT segments of a progressive file are
  * seen too), refusing a malformed DHT segment or a segment that runs past the end, and count
  * the entropy-coded bytes. Every 8 x 8 block of the full-resolution component costs at least
@@ -73,7 +109,9 @@ static int jpeg_check(const uint8_t *b, size_t n, const char *name, int header_o
     p++; /* past D8 */
     uint32_t w = 0, h = 0;
     uint64_t scan_bytes = 0;
-    int sof = 0, scans = 0;
+    int sof = 0, scans = 0, progressive = 0, nc = 0;
+    unsigned dc_def = 0, ac_def = 0, q_def = 0; /* tables defined so far, one bit per id */
+    uint8_t comp_id[4], comp_tq[4];
     while (p < n) {
         if (b[p] != 0xFF) { /* garbage between segments: stb_image skips it too */
             p++;
@@ -103,11 +141,29 @@ static int jpeg_check(const uint8_t *b, size_t n, const char *name, int header_o
                               name, at, why);
                 return SAC_ERR_FORMAT;
             }
-        } else if (m >= 0xC0 && m <= 0xCF && m != 0xC8 && m != 0xCC && !sof && dn >= 5) {
+            for (size_t q = 0, total; q < dn; q += 17 + total) { /* valid: mark them defined */
+                *(d[q] >> 4 ? &ac_def : &dc_def) |= 1u << (d[q] & 15);
+                total = 0;
+                for (int j = 0; j < 16; j++) total += d[q + 1 + j];
+            }
+        } else if (m == 0xDB) {
+            for (size_t q = 0; q < dn && q + 1 + (d[q] >> 4 ? 128 : 64) <= dn;
+                 q += 1 + (d[q] >> 4 ? 128 : 64))
+                q_def |= (d[q] & 15) < 4 ? 1u << (d[q] & 15) : 0;
+        } else if (m >= 0xC0 && m <= 0xCF && m != 0xC8 && m != 0xCC && !sof && dn >= 6) {
             sof = 1;
+            progressive = m == 0xC2 || m == 0xC6 || m == 0xCA || m == 0xCE;
             h = be16(d + 1);
             w = be16(d + 3);
+            for (nc = 0; nc < d[5] && nc < 4 && 6 + 3 * (size_t)nc + 2 < dn; nc++)
+                comp_id[nc] = d[6 + 3 * nc], comp_tq[nc] = d[6 + 3 * nc + 2] & 15;
         } else if (m == 0xDA) { /* a scan: entropy-coded bytes up to the next real marker */
+            const char *why = jpeg_scan_tables_problem(d, dn, progressive, dc_def, ac_def, q_def,
+                                                       comp_id, comp_tq, nc);
+            if (why) {
+                if (name) sac_error("%s: JPEG scan (SOS) at byte %zu %s", name, at, why);
+                return SAC_ERR_FORMAT;
+            }
             if (header_only) return SAC_OK; /* what stbi_info reads has been checked */
             scans++;
             size_t q = p;

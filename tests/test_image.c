@@ -794,6 +794,43 @@ START_TEST(test_png_chunk_past_end)
 }
 END_TEST
 
+/* b without its marker segments of type m (each FF m, then a 2-byte length). */
+static Bytes jpeg_without(const Bytes *b, uint8_t m)
+{
+    Bytes out = {0};
+    size_t sos = find_marker(b, 0xDA);
+    for (size_t i = 0; i < b->n;) {
+        if (i < sos && i + 3 < b->n && b->p[i] == 0xFF && b->p[i + 1] == m) {
+            i += 2 + ((size_t)b->p[i + 2] << 8 | b->p[i + 3]);
+            continue;
+        }
+        bytes_put(&out, b->p + i, 1);
+        i++;
+    }
+    return out;
+}
+
+/* A scan naming a Huffman or quantization table no segment defined: stb_image 2.27 decoded
+ * through its uninitialised tables (an index 16 million before an array under UBSan: found by
+ * fuzz_image). */
+START_TEST(test_jpeg_undefined_tables)
+{
+    Bytes j = small_jpeg(16, 16, 1);
+    SacImage img = {0};
+    ck_assert_int_eq(sac_image_load_memory(j.p, j.n, "whole.jpg", &img, 0), SAC_OK);
+    sac_image_free(&img);
+    Bytes no_dht = jpeg_without(&j, 0xC4), no_dqt = jpeg_without(&j, 0xDB);
+    ck_assert_uint_lt(no_dht.n, j.n);
+    ck_assert_uint_lt(no_dqt.n, j.n);
+    expect_error(sac_image_load_memory(no_dht.p, no_dht.n, "nodht.jpg", &img, 0), SAC_ERR_FORMAT,
+                 "nodht.jpg", "uses DC Huffman table 0, which no DHT segment defined");
+    expect_error(sac_image_load_memory(no_dqt.p, no_dqt.n, "nodqt.jpg", &img, 0), SAC_ERR_FORMAT,
+                 "nodqt.jpg", "uses quantization table 0, which no DQT segment defined");
+    ck_assert_ptr_null(img.rgb);
+    free(j.p), free(no_dht.p), free(no_dqt.p);
+}
+END_TEST
+
 /* Softimage PIC is decoded by stb_image but is not a promised format. */
 START_TEST(test_pic_refused)
 {
@@ -1151,6 +1188,7 @@ int main(void)
     tcase_add_test(tc, test_psd_channels);
     tcase_add_test(tc, test_png_empty_first_idat);
     tcase_add_test(tc, test_png_chunk_past_end);
+    tcase_add_test(tc, test_jpeg_undefined_tables);
     tcase_add_test(tc, test_preprocess_constant);
     tcase_add_test(tc, test_preprocess_gradient);
     tcase_add_test(tc, test_flip_resize_write);
