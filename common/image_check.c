@@ -70,24 +70,23 @@ static const char *jpeg_dht_problem(const uint8_t *d, size_t n)
 static const char *jpeg_scan_tables_problem(const uint8_t *d, size_t n, int progressive,
                                             unsigned dc_def, unsigned ac_def, unsigned q_def,
                                             const uint8_t *comp_id, const uint8_t *comp_tq,
-                                            int nc)
+                                            int nc, char why[96])
 {
-    static char why[96];
     if (n < 1 || n < 1 + 2 * (size_t)d[0] + 3) return NULL; /* malformed: stb_image refuses it */
     unsigned ns = d[0], ss = d[1 + 2 * ns], ah = d[3 + 2 * ns] >> 4;
     for (unsigned i = 0; i < ns; i++) {
         unsigned td = d[2 + 2 * i] >> 4, ta = d[2 + 2 * i] & 15;
         if ((!progressive || (ss == 0 && ah == 0)) && td < 4 && !(dc_def >> td & 1)) {
-            snprintf(why, sizeof(why), "uses DC Huffman table %u, which no DHT segment defined", td);
+            snprintf(why, 96, "uses DC Huffman table %u, which no DHT segment defined", td);
             return why;
         }
         if ((!progressive || ss > 0) && ta < 4 && !(ac_def >> ta & 1)) {
-            snprintf(why, sizeof(why), "uses AC Huffman table %u, which no DHT segment defined", ta);
+            snprintf(why, 96, "uses AC Huffman table %u, which no DHT segment defined", ta);
             return why;
         }
         for (int c = 0; c < nc; c++) {
             if (comp_id[c] == d[1 + 2 * i] && comp_tq[c] < 4 && !(q_def >> comp_tq[c] & 1)) {
-                snprintf(why, sizeof(why), "uses quantization table %u, which no DQT segment "
+                snprintf(why, 96, "uses quantization table %u, which no DQT segment "
                          "defined", comp_tq[c]);
                 return why;
             }
@@ -158,8 +157,9 @@ static int jpeg_check(const uint8_t *b, size_t n, const char *name, int header_o
             for (nc = 0; nc < d[5] && nc < 4 && 6 + 3 * (size_t)nc + 2 < dn; nc++)
                 comp_id[nc] = d[6 + 3 * nc], comp_tq[nc] = d[6 + 3 * nc + 2] & 15;
         } else if (m == 0xDA) { /* a scan: entropy-coded bytes up to the next real marker */
+            char buf[96]; /* the reason (images decode on many threads: no static buffer) */
             const char *why = jpeg_scan_tables_problem(d, dn, progressive, dc_def, ac_def, q_def,
-                                                       comp_id, comp_tq, nc);
+                                                       comp_id, comp_tq, nc, buf);
             if (why) {
                 if (name) sac_error("%s: JPEG scan (SOS) at byte %zu %s", name, at, why);
                 return SAC_ERR_FORMAT;
