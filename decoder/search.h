@@ -42,7 +42,7 @@ typedef struct SearchOptions {
     int no_repeat_bigram; /* never the same two-word sequence twice in a caption */
 } SearchOptions;
 
-/* Defaults: beam 3, nbest 1, max_len = T, len_norm 0.7, no alphas. */
+/* Defaults: beam 3, nbest 1, max_len = T, len_norm 0.7, no alphas, no repeated bigram. */
 SearchOptions search_default_options(const DecoderSizes *sz);
 
 /* Greedy captions for B images: out[b] (caller provides B Captions, zeroed; free with

@@ -74,7 +74,7 @@ START_TEST(test_model_matches_pytorch)
     ModelParams g;
     model_point(m, grad, &g);
     ck_assert_int_eq(encoder_forward(feats, ea, images, &m->p.enc, &cfg.enc, Bi, 1), SAC_OK);
-    DecoderBatch batch = {Bc, Bi, img, tokens, lens};
+    DecoderBatch batch = {Bc, Bi, img, tokens, lens, NULL};
     DecoderLoss loss;
     ck_assert_int_eq(decoder_forward(&loss, da, feats, &batch, &m->p.dec, &sz, 0.0f, cfg.lambda, NULL), SAC_OK);
     decoder_backward(&g.dec, dfeats, da, feats, &m->p.dec, &sz);
@@ -195,7 +195,7 @@ START_TEST(test_model_gradcheck)
         tokens[b * 7] = SAC_VOCAB_START;
         for (int t = 1; t <= 6; t++) tokens[b * 7 + t] = t < lens[b] ? 4 + (int)sac_rng_below(&rng, V - 4) : SAC_VOCAB_END;
     }
-    c.batch = (DecoderBatch){Bc, Bi, img, tokens, lens};
+    c.batch = (DecoderBatch){Bc, Bi, img, tokens, lens, NULL};
     model_loss(&c);
     float *g = malloc(sizeof(float) * m->n_trainable);
     memcpy(g, train_step_grads(c.ts), sizeof(float) * m->n_trainable);
@@ -311,7 +311,7 @@ START_TEST(test_overfit_tiny_model)
         img[i] = i, lens[i] = n + 1;
     }
     TrainStep *ts = train_step_create(m, N, N);
-    DecoderBatch batch = {N, N, img, tokens, lens};
+    DecoderBatch batch = {N, N, img, tokens, lens, NULL};
     DecoderLoss loss = {0};
     double first = 0;
     for (int step = 0; step < 300; step++) {

@@ -58,10 +58,13 @@ static void net_free(Net *n)
     free(n->buf);
 }
 
+/* Plain search (no repetition guard: the tests below turn it on where they test it). */
 static SearchOptions options(int beam)
 {
     SearchOptions o = search_default_options(&dsz);
+    ck_assert_int_eq(o.no_repeat_bigram, 1); /* what the commands decode with by default */
     o.beam = beam;
+    o.no_repeat = o.no_repeat_bigram = 0;
     return o;
 }
 

@@ -340,7 +340,7 @@ START_TEST(test_decode_paths)
             for (int k = 0; k < L; k++) tokens[r * L + k] = 0;
             tokens[r * L] = 1, tokens[r * L + 1] = 4 + r % 7, tokens[r * L + 2] = 2, lens[r] = 2, img[r] = r;
         }
-        DecoderBatch b = {few, few, img, tokens, lens};
+        DecoderBatch b = {few, few, img, tokens, lens, NULL};
         DecoderActs *a = decoder_acts_create(&sz, few, few);
         DecoderLoss loss;
         ck_assert_int_eq(decoder_forward(&loss, a, feats, &b, &m->p.dec, &sz, 0.0f, 0.0f, NULL), SAC_OK);
@@ -411,7 +411,7 @@ static float *train_two_steps(int threads, size_t *n, float **grad0)
         tokens[c * (T + 1)] = 1;
         for (int t = 1; t <= T; t++) tokens[c * (T + 1) + t] = 4 + (int)sac_rng_below(&rng, 16);
     }
-    DecoderBatch batch = {Bc, Bi, img, tokens, lens};
+    DecoderBatch batch = {Bc, Bi, img, tokens, lens, NULL};
     SacRng drop;
     sac_rng_seed(&drop, 6, 1);
     for (int step = 0; step < 2; step++) {

@@ -56,7 +56,8 @@ static void help(FILE *f)
             "  --max-len N      most words + <end> (default: the model's T)\n"
             "  --len-norm A     beam score = logprob / steps^A (default 0.7; 0 = raw logprob)\n"
             "  --no-repeat      never the same word twice in a row\n"
-            "  --no-repeat-bigram  never the same two words twice in one caption\n"
+            "  --no-repeat-bigram  never the same two words twice in one caption (the default)\n"
+            "  --repeats           allow both (plain beam search)\n"
             "  --json           JSON lines {\"image\", \"caption\", \"logprob\", \"tokens\" (the words),\n"
             "                   \"ended\" (false when the caption ran out of steps)}, plus \"rank\"\n"
             "                   with --nbest > 1\n"
@@ -233,7 +234,7 @@ static void run_add(Run *r, const char *path)
 
 enum {
     O_MODEL = 256, O_BEAM, O_GREEDY, O_NBEST, O_MAX_LEN, O_LEN_NORM, O_JSON, O_THREADS, O_QUIET, O_NO_REPEAT,
-    O_NO_REPEAT_BIGRAM, O_HELP
+    O_NO_REPEAT_BIGRAM, O_REPEATS, O_HELP
 };
 
 int cmd_caption(int argc, char **argv)
@@ -242,11 +243,11 @@ int cmd_caption(int argc, char **argv)
         {"model", 1, 0, O_MODEL}, {"beam", 1, 0, O_BEAM}, {"greedy", 0, 0, O_GREEDY}, {"nbest", 1, 0, O_NBEST},
         {"max-len", 1, 0, O_MAX_LEN}, {"len-norm", 1, 0, O_LEN_NORM}, {"json", 0, 0, O_JSON},
         {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"no-repeat", 0, 0, O_NO_REPEAT},
-        {"no-repeat-bigram", 0, 0, O_NO_REPEAT_BIGRAM}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+        {"no-repeat-bigram", 0, 0, O_NO_REPEAT_BIGRAM}, {"repeats", 0, 0, O_REPEATS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
     const char *model_path = NULL;
     long beam = 3, nbest = 1, max_len = 0, threads = 0;
     double len_norm = 0.7;
-    int greedy = 0, json = 0, quiet = 0, beam_given = 0, no_repeat = 0, no_repeat_bigram = 0, c;
+    int greedy = 0, json = 0, quiet = 0, beam_given = 0, no_repeat = 0, no_repeat_bigram = 1, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -269,6 +270,7 @@ int cmd_caption(int argc, char **argv)
         case O_JSON: json = 1; break;
         case O_NO_REPEAT: no_repeat = 1; break;
         case O_NO_REPEAT_BIGRAM: no_repeat_bigram = 1; break;
+        case O_REPEATS: no_repeat = no_repeat_bigram = 0; break;
         case O_THREADS:
             if (cli_parse_int("--threads", optarg, 0, 1024, &threads)) return CLI_USAGE;
             break;

@@ -40,7 +40,8 @@ static void help(FILE *f)
             "  --max-len N         most words + <end> (default: the model's T)\n"
             "  --len-norm A        beam score = logprob / steps^A (default 0.7)\n"
             "  --no-repeat         never the same word twice in a row\n"
-            "  --no-repeat-bigram  never the same two words twice in one caption\n"
+            "  --no-repeat-bigram  never the same two words twice in one caption (the default)\n"
+            "  --repeats           allow both (plain beam search)\n"
             "  --max-images N      only the first N images of the split (default 0 = all)\n"
             "  --results FILE      write the captions as COCO results JSON [{\"image_id\", \"caption\"}].\n"
             "                      Datasets without integer ids (Flickr token files, captions.tsv) use\n"
@@ -87,7 +88,7 @@ static int write_results(const char *path, const EvalResult *r)
 
 enum {
     O_MODEL = 256, O_DATA, O_SPLIT, O_IMAGES, O_BEAM, O_MAX_LEN, O_LEN_NORM, O_MAX_IMAGES, O_RESULTS, O_JSON,
-    O_THREADS, O_QUIET, O_F32, O_NO_REPEAT, O_NO_REPEAT_BIGRAM, O_HELP
+    O_THREADS, O_QUIET, O_F32, O_NO_REPEAT, O_NO_REPEAT_BIGRAM, O_REPEATS, O_HELP
 };
 
 int cmd_eval(int argc, char **argv)
@@ -97,12 +98,12 @@ int cmd_eval(int argc, char **argv)
         {"beam", 1, 0, O_BEAM}, {"max-len", 1, 0, O_MAX_LEN}, {"len-norm", 1, 0, O_LEN_NORM},
         {"max-images", 1, 0, O_MAX_IMAGES}, {"results", 1, 0, O_RESULTS}, {"json", 0, 0, O_JSON},
         {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"f32", 0, 0, O_F32},
-        {"no-repeat", 0, 0, O_NO_REPEAT}, {"no-repeat-bigram", 0, 0, O_NO_REPEAT_BIGRAM}, {"help", 0, 0, O_HELP},
+        {"no-repeat", 0, 0, O_NO_REPEAT}, {"no-repeat-bigram", 0, 0, O_NO_REPEAT_BIGRAM}, {"repeats", 0, 0, O_REPEATS}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0}};
     const char *model_path = NULL, *data = NULL, *split = "dev", *images = NULL, *results = NULL;
     long beam = 3, max_len = 0, max_images = 0, threads = 0;
     double len_norm = 0.7;
-    int json = 0, quiet = 0, f32 = 0, no_repeat = 0, no_repeat_bigram = 0, c;
+    int json = 0, quiet = 0, f32 = 0, no_repeat = 0, no_repeat_bigram = 1, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -132,6 +133,7 @@ int cmd_eval(int argc, char **argv)
         case O_F32: f32 = 1; break;
         case O_NO_REPEAT: no_repeat = 1; break;
         case O_NO_REPEAT_BIGRAM: no_repeat_bigram = 1; break;
+        case O_REPEATS: no_repeat = no_repeat_bigram = 0; break;
         case 'h':
         case O_HELP: help(stdout); return CLI_OK;
         default: return cli_option_error("eval", c, argv);
