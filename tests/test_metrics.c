@@ -282,7 +282,7 @@ END_TEST
 /* 5000 images x 5 references of 12 tokens from a 1000-word vocabulary, scored well under
  * a second (about 0.1 s in a release build); the result must not depend on the order
  * of the images. */
-START_TEST(test_large_corpus_speed)
+START_TEST(test_large_corpus)
 {
     enum { I = 5000, R = 5, L = 12, W = 1000 };
     char **strs = malloc(sizeof(char *) * I * (R + 1));
@@ -409,7 +409,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_empty_candidate);
     tcase_add_test(tc, test_whitespace_and_case);
     tcase_add_test(tc, test_invalid_input);
-    tcase_add_test(tc, test_large_corpus_speed);
+    tcase_add_test(tc, test_large_corpus);
     tcase_add_test(tc, test_cider_reward_matches_score);
     suite_add_tcase(s, tc);
     return s;
