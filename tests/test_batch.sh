@@ -336,6 +336,16 @@ for fmt in html coco; do
     check "names: $fmt is valid UTF-8" sh -c '"$0" read "$1" "$2" >/dev/null' "$T" $fmt "$W/names.$fmt"
 done
 
+# --resume reads its .partial without waiting on a FIFO; a Softimage PIC is not an image name
+mkfifo "$W/fifo.json.partial"
+check "--resume --format coco with a FIFO as its .partial: exit 1 at once" status 1 timeout 20 "$S" batch "$U" \
+    --model "$M" --quiet --format coco -o "$W/fifo.json" --resume
+mkdir "$W/pics"
+cp "$G/g000.png" "$W/pics/a.png"
+printf 'S\200\3664 not really a picture' >"$W/pics/b.pic"
+check "a .pic file is not taken for an image: exit 0" status 0 "$S" batch "$W/pics" --model "$M" --quiet -o "$W/pics.jsonl"
+check "... one record" test "$(wc -l <"$W/pics.jsonl")" = 1
+
 if [ $fails -ne 0 ]; then
     echo "$fails check(s) failed"
     exit 1

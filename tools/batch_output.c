@@ -36,6 +36,7 @@
 #include <cjson/cJSON.h>
 
 #include "batch.h"
+#include "fileio.h"
 #include "cli.h"
 #include "output.h"
 #include "sac.h"
@@ -422,10 +423,15 @@ BatchOutput *batch_output_open(const char *path, BatchFormat fmt, int resume)
     }
     if (resume) {
         const char *fp = o->file_path;
-        FILE *f = fopen(fp, "r");
-        if (!f && errno != ENOENT) {
-            sac_error("%s: cannot read it to resume (%s)", fp, strerror(errno));
-            goto fail;
+        struct stat fsb;
+        FILE *f = NULL;
+        if (lstat(fp, &fsb) == 0 || errno != ENOENT) { /* there is something: a regular file, or refused */
+            const int fd = sac_open_regular(fp);     /* O_NONBLOCK: a FIFO is refused, never waited on */
+            if (fd < 0 || !(f = fdopen(fd, "r"))) {
+                if (fd >= 0) close(fd);
+                sac_error("%s: cannot read it to resume", fp);
+                goto fail;
+            }
         }
         if (f) {
             int st = resume_read(o, f, fp, &o->keep);

@@ -21,7 +21,7 @@
 int batch_is_image_name(const char *name)
 {
     static const char *const ext[] = {"jpg", "jpeg", "jpe", "jfif", "png", "gif", "bmp", "dib", "tga", "icb",
-                                      "vda", "vst", "psd", "hdr", "rgbe", "pic", "pnm", "ppm", "pgm", "pbm"};
+                                      "vda", "vst", "psd", "hdr", "rgbe", "pnm", "ppm", "pgm", "pbm"}; /* no Softimage PIC: refused */
     const char *dot = strrchr(name, '.');
     if (!dot || dot == name || strchr(dot, '/')) return 0;
     for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++)
@@ -32,7 +32,6 @@ int batch_is_image_name(const char *name)
 int batch_sniff(const uint8_t *h, size_t n)
 {
     static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    static const uint8_t pic[4] = {0x53, 0x80, 0xf6, 0x34};
     if (n >= 3 && h[0] == 0xff && h[1] == 0xd8 && h[2] == 0xff) return 1;
     if (n >= 8 && !memcmp(h, png, 8)) return 1;
     if (n >= 4 && !memcmp(h, "GIF8", 4)) return 1;
@@ -41,7 +40,6 @@ int batch_sniff(const uint8_t *h, size_t n)
     if (n >= 10 && !memcmp(h, "#?RADIANCE", 10)) return 1;
     if (n >= 6 && !memcmp(h, "#?RGBE", 6)) return 1;
     if (n >= 3 && h[0] == 'P' && (h[1] == '5' || h[1] == '6') && strchr(" \t\r\n", h[2]) && h[2]) return 1;
-    if (n >= 4 && !memcmp(h, pic, 4)) return 1;
     return 0;
 }
 
