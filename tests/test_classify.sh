@@ -51,5 +51,10 @@ expect coffee.jpg 1 "espresso" 0.90 0.97
 expect rocket.jpg 1 "missile" 0.36 0.47
 expect rocket.jpg 2 "projectile, missile" 0.20 0.34
 [ "$(wc -l < "$TMP/out.tsv")" -eq 9 ] || { echo "FAIL: expected 9 lines"; fails=$((fails + 1)); }
+# a tab in a path is escaped as caption escapes it: still 4 fields on one line
+cp "$S/chelsea.jpg" "$TMP/a	b.jpg"
+"$SACCADE" classify --quiet --backbone "$TMP/bb.safetensors" --top 1 "$TMP/a	b.jpg" >"$TMP/tab.tsv"
+[ "$(cut -f1 "$TMP/tab.tsv")" = "$TMP/a\\tb.jpg" ] && [ "$(cut -f4 "$TMP/tab.tsv")" = "Egyptian cat" ] ||
+    { echo "FAIL: a path with a tab: $(cat "$TMP/tab.tsv")"; fails=$((fails + 1)); }
 [ $fails -eq 0 ] && echo "ok: classify" || echo "$fails checks failed"
 exit $((fails > 0))

@@ -160,7 +160,8 @@ int cmd_classify(int argc, char **argv)
                 char label[256];
                 if (backbone_file_label(st, idx[k], label, sizeof(label)))
                     snprintf(label, sizeof(label), "class %d", idx[k]);
-                printf("%s\t%d\t%.4f\t%s\n", names[b], k + 1, prob[idx[k]], label);
+                cli_put_tsv_path(stdout, names[b]); /* tab, newline, CR, backslash escaped as caption does */
+                printf("\t%d\t%.4f\t%s\n", k + 1, prob[idx[k]], label);
             }
         }
         done_images += B;
