@@ -636,7 +636,7 @@ char *batch_png_base64(const SacImage *img)
 {
     uint8_t *png;
     size_t len;
-    if (cli_png_encode(img->rgb, img->w, img->h, img->w * 3, &png, &len)) return NULL;
+    if (cli_png_encode(img->rgb, img->w, img->h, 3, img->w * 3, &png, &len)) return NULL;
     char *out = cli_base64(png, len);
     free(png);
     if (!out) sac_error("out of memory encoding a %dx%d PNG", img->w, img->h);

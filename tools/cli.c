@@ -160,10 +160,10 @@ static void bytes_append(void *ctx, void *data, int size)
     b->len += (size_t)size;
 }
 
-int cli_png_encode(const uint8_t *rgb, int w, int h, int stride, uint8_t **png, size_t *len)
+int cli_png_encode(const uint8_t *px, int w, int h, int channels, int stride, uint8_t **png, size_t *len)
 {
     Bytes b = {0};
-    if (!stbi_write_png_to_func(bytes_append, &b, w, h, 3, rgb, stride) || b.failed) {
+    if (!stbi_write_png_to_func(bytes_append, &b, w, h, channels, px, stride) || b.failed) {
         free(b.data);
         *png = NULL, *len = 0;
         sac_error("out of memory encoding a %dx%d PNG", w, h);

@@ -47,9 +47,9 @@ void cli_message(const char *cmd, const char *fmt, ...)
 void cli_put_tsv_path(FILE *f, const char *path);
 /* s with & < > " ' as HTML character references (caller frees); NULL when out of memory. */
 char *cli_html_escape(const char *s);
-/* The w x h RGB pixels at rgb (row stride in bytes) as a PNG file in memory (*png, *len; the
- * caller frees *png). SAC_OK or SAC_ERR_NOMEM (logged). */
-int cli_png_encode(const uint8_t *rgb, int w, int h, int stride, uint8_t **png, size_t *len);
+/* The w x h pixels at px (channels 3: RGB, 4: RGBA; row stride in bytes) as a PNG file in
+ * memory (*png, *len; the caller frees *png). SAC_OK or SAC_ERR_NOMEM (logged). */
+int cli_png_encode(const uint8_t *px, int w, int h, int channels, int stride, uint8_t **png, size_t *len);
 /* The n bytes at data as base64 text (caller frees); NULL when out of memory. */
 char *cli_base64(const uint8_t *data, size_t n);
 

@@ -30,7 +30,6 @@
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-prototypes"
-#include <stb_image_write.h>
 #pragma GCC diagnostic pop
 
 #define HTML_SIDE 512 /* the longest side of the photo on the HTML page, in CSS pixels */
@@ -85,34 +84,11 @@ static int put_png_uri(FILE *f, const uint8_t *rgb, int w, int h, int stride)
 {
     uint8_t *png;
     size_t len;
-    int st = cli_png_encode(rgb, w, h, stride, &png, &len);
+    int st = cli_png_encode(rgb, w, h, 3, stride, &png, &len);
     if (st) return st;
     st = put_png_bytes_uri(f, png, len);
     free(png);
     return st;
-}
-
-typedef struct {
-    uint8_t *data;
-    size_t len, cap;
-    int failed;
-} PngBytes;
-
-static void png_append(void *ctx, void *data, int size)
-{
-    PngBytes *b = ctx;
-    if (b->failed || size <= 0) return;
-    if (b->len + (size_t)size > b->cap) {
-        size_t cap = (b->len + (size_t)size) * 2;
-        uint8_t *nd = realloc(b->data, cap);
-        if (!nd) {
-            b->failed = 1;
-            return;
-        }
-        b->data = nd, b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, (size_t)size);
-    b->len += (size_t)size;
 }
 
 /* Word t's overlay as an RGBA PNG data URI, w x h: straight alpha A = 1 - (1 - m/2)(0.3 + 0.7 m)
@@ -134,10 +110,11 @@ static int put_overlay_uri(FILE *f, const float *alpha /* (Hg, Wg) */, int grid_
         }
         rgba[k * 4 + 3] = (uint8_t)(255.0f * A + 0.5f);
     }
-    PngBytes b = {0};
-    if (!st && (!stbi_write_png_to_func(png_append, &b, w, h, 4, rgba, w * 4) || b.failed)) st = SAC_ERR_NOMEM;
-    if (!st) st = put_png_bytes_uri(f, b.data, b.len);
-    free(b.data), free(m), free(rgba);
+    uint8_t *png = NULL;
+    size_t len = 0;
+    if (!st) st = cli_png_encode(rgba, w, h, 4, w * 4, &png, &len);
+    if (!st) st = put_png_bytes_uri(f, png, len);
+    free(png), free(m), free(rgba);
     return st;
 }
 
@@ -440,7 +417,7 @@ int cmd_attend(int argc, char **argv)
         size_t len = 0;
         if (probs) dopt.word_logprob = v.word_logprob;
         st = attention_draw_figure(&photo, v.cap.alphas, v.cap.n, m->grid_h, m->grid_w, v.words, &dopt, &fig);
-        if (!st) st = cli_png_encode(fig.rgb, fig.w, fig.h, fig.w * 3, &png, &len);
+        if (!st) st = cli_png_encode(fig.rgb, fig.w, fig.h, 3, fig.w * 3, &png, &len);
         if (st) cli_message("attend", "cannot draw %s: %s", out_png, sac_strerror(st));
         else st = sac_output_write_file(out_png, png, len, 0); /* a write error is logged, naming the file */
         free(png);

@@ -443,7 +443,7 @@ static int write_photos(FILE *f, const char *model_path, char **photos, int n, c
             dopt.word_logprob = v.word_logprob;
             pst = attention_draw_figure(&photo, v.cap.alphas, v.cap.n, m->grid_h, m->grid_w, v.words, &dopt, &fig);
         }
-        if (!pst) pst = cli_png_encode(fig.rgb, fig.w, fig.h, fig.w * 3, &png, &len);
+        if (!pst) pst = cli_png_encode(fig.rgb, fig.w, fig.h, 3, fig.w * 3, &png, &len);
         if (!pst && !(b64 = cli_base64(png, len))) pst = SAC_ERR_NOMEM;
         const char *base = strrchr(photos[i], '/');
         char *name = cli_html_escape(base ? base + 1 : photos[i]);
