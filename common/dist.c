@@ -1,0 +1,221 @@
+/*
+ * dist.c - the processes of a data-parallel run over MPI, see dist.h. Built with
+ * SACCADE_MPI=1 when meson found MPI (option mpi), else every call is its single-process
+ * meaning.
+ *
+ * Size letters: n elements of a buffer.
+ */
+#include "dist.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sac.h"
+
+#if SACCADE_MPI
+#include <mpi.h>
+#endif
+
+static int g_rank = 0, g_size = 1, g_started = 0;
+static SacDistStats g_stats;
+
+int sac_dist_available(void) { return SACCADE_MPI; }
+int sac_dist_rank(void) { return g_rank; }
+int sac_dist_size(void) { return g_size; }
+void sac_dist_stats(SacDistStats *out) { *out = g_stats; }
+
+static int env_int(const char *name)
+{
+    const char *s = getenv(name);
+    if (!s || !*s) return 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    return *end || v < 1 || v > INT_MAX ? 0 : (int)v;
+}
+
+int sac_dist_local_size(void)
+{
+    int n = env_int("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!n) n = env_int("MPI_LOCALNRANKS"); /* MPICH's Hydra */
+    if (!n && g_size > 1) n = env_int("SLURM_NTASKS_PER_NODE");
+    return n > 0 ? n : 1;
+}
+
+/* 1 when an MPI launcher started this process: it names the rank's world in the environment. */
+static int launched_by_mpi(void)
+{
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
+
+#if SACCADE_MPI
+
+static int check(int rc, const char *what)
+{
+    if (rc == MPI_SUCCESS) return SAC_OK;
+    char msg[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    sac_error("MPI (rank %d of %d): %s failed: %s", g_rank, g_size, what, msg);
+    return SAC_ERR_IO;
+}
+
+int sac_dist_init(int *argc, char ***argv)
+{
+    if (g_started || !launched_by_mpi()) return SAC_OK;
+    int provided = 0, inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        if (rc != MPI_SUCCESS) {
+            sac_error("MPI: MPI_Init_thread failed (error %d)", rc);
+            return SAC_ERR_IO;
+        }
+    }
+    /* errors come back as codes (logged, returned), not MPI's default abort */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    g_started = 1;
+    return SAC_OK;
+}
+
+void sac_dist_finalize(void)
+{
+    if (!g_started) return;
+    MPI_Finalize();
+    g_started = 0;
+    g_rank = 0, g_size = 1;
+}
+
+static MPI_Op mpi_op(SacDistOp op) { return op == SAC_DIST_MAX ? MPI_MAX : op == SAC_DIST_MIN ? MPI_MIN : MPI_SUM; }
+
+/* MPI counts are ints: large buffers go in slices of at most 2^30 elements. */
+#define SLICE ((size_t)1 << 30)
+
+static int allreduce(void *buf, size_t n, size_t elem, MPI_Datatype type, SacDistOp op, const char *what)
+{
+    if (!g_started || g_size == 1) return SAC_OK;
+    double t0 = sac_time();
+    int st = SAC_OK;
+    for (size_t i = 0; i < n && !st; i += SLICE) {
+        const size_t k = SAC_MIN(SLICE, n - i);
+        st = check(MPI_Allreduce(MPI_IN_PLACE, (char *)buf + i * elem, (int)k, type, mpi_op(op), MPI_COMM_WORLD),
+                   what);
+    }
+    g_stats.seconds += sac_time() - t0;
+    g_stats.bytes += n * elem;
+    g_stats.calls++;
+    return st;
+}
+
+int sac_dist_allreduce_f32(float *buf, size_t n, SacDistOp op)
+{
+    return allreduce(buf, n, sizeof(float), MPI_FLOAT, op, "MPI_Allreduce (float)");
+}
+
+int sac_dist_allreduce_f64(double *buf, size_t n, SacDistOp op)
+{
+    return allreduce(buf, n, sizeof(double), MPI_DOUBLE, op, "MPI_Allreduce (double)");
+}
+
+int sac_dist_allreduce_i64(int64_t *buf, size_t n, SacDistOp op)
+{
+    return allreduce(buf, n, sizeof(int64_t), MPI_INT64_T, op, "MPI_Allreduce (int64)");
+}
+
+int sac_dist_bcast(void *buf, size_t bytes, int root)
+{
+    if (!g_started || g_size == 1) return SAC_OK;
+    double t0 = sac_time();
+    int st = SAC_OK;
+    for (size_t i = 0; i < bytes && !st; i += SLICE)
+        st = check(MPI_Bcast((char *)buf + i, (int)SAC_MIN(SLICE, bytes - i), MPI_BYTE, root, MPI_COMM_WORLD),
+                   "MPI_Bcast");
+    g_stats.seconds += sac_time() - t0;
+    g_stats.bytes += bytes;
+    g_stats.calls++;
+    return st;
+}
+
+int sac_dist_barrier(void)
+{
+    if (!g_started || g_size == 1) return SAC_OK;
+    double t0 = sac_time();
+    int st = check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+    g_stats.seconds += sac_time() - t0;
+    g_stats.calls++;
+    return st;
+}
+
+void sac_dist_abort(int code)
+{
+    if (g_started && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+#else /* no MPI in this build: one process */
+
+int sac_dist_init(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    if (launched_by_mpi() && !g_started)
+        sac_warn("started by an MPI launcher, but this saccade was built without MPI (meson -Dmpi=enabled "
+                 "with libopenmpi-dev): every process runs alone");
+    g_started = 1;
+    return SAC_OK;
+}
+
+void sac_dist_finalize(void) { g_started = 0; }
+
+int sac_dist_allreduce_f32(float *buf, size_t n, SacDistOp op)
+{
+    (void)buf, (void)n, (void)op;
+    return SAC_OK;
+}
+
+int sac_dist_allreduce_f64(double *buf, size_t n, SacDistOp op)
+{
+    (void)buf, (void)n, (void)op;
+    return SAC_OK;
+}
+
+int sac_dist_allreduce_i64(int64_t *buf, size_t n, SacDistOp op)
+{
+    (void)buf, (void)n, (void)op;
+    return SAC_OK;
+}
+
+int sac_dist_bcast(void *buf, size_t bytes, int root)
+{
+    (void)buf, (void)bytes, (void)root;
+    return SAC_OK;
+}
+
+int sac_dist_barrier(void) { return SAC_OK; }
+
+void sac_dist_abort(int code) { (void)code; }
+
+#endif
+
+/* FNV-1a 64 of the bytes, then the minimum and maximum over the ranks. */
+int sac_dist_check_same(const void *buf, size_t bytes, const char *what)
+{
+    if (g_size == 1) return SAC_OK;
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = buf;
+    for (size_t i = 0; i < bytes; i++) h = (h ^ p[i]) * 1099511628211ull;
+    /* as int64 halves, so a signed MIN/MAX compares them exactly */
+    int64_t lo[2] = {(int64_t)(h >> 32), (int64_t)(h & 0xffffffffu)}, hi[2] = {lo[0], lo[1]};
+    int st = sac_dist_allreduce_i64(lo, 2, SAC_DIST_MIN);
+    if (!st) st = sac_dist_allreduce_i64(hi, 2, SAC_DIST_MAX);
+    if (st) return st;
+    if (lo[0] != hi[0] || lo[1] != hi[1]) {
+        sac_error("rank %d of %d: %s differ between the ranks (expected the same bytes on every rank)", g_rank,
+                  g_size, what);
+        return SAC_ERR_INVALID;
+    }
+    return SAC_OK;
+}
