@@ -38,14 +38,27 @@ void sac_log_set_sink(SacLogFn fn, void *user)
 
 void sac_log_set_level(int level) { log_level = level; }
 
+static _Thread_local char *capture_buf;
+static _Thread_local size_t capture_size;
+
+void sac_log_capture(char *buf, size_t size)
+{
+    capture_buf = buf && size ? buf : NULL;
+    capture_size = size;
+    if (capture_buf) capture_buf[0] = 0;
+}
+
 void sac_log(int level, const char *fmt, ...)
 {
-    if (level > log_level && !log_fn) return;
+    int capture = level == SAC_LOG_ERROR && capture_buf && !capture_buf[0];
+    if (level > log_level && !log_fn && !capture) return;
     char msg[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (capture) snprintf(capture_buf, capture_size, "%s", msg);
+    if (level > log_level && !log_fn) return;
     if (log_fn) {
         log_fn(level, msg, log_user);
         return;

@@ -41,6 +41,10 @@ typedef void (*SacLogFn)(int level, const char *msg, void *user);
 void sac_log_set_sink(SacLogFn fn, void *user);
 /* Messages above this level are dropped (default SAC_LOG_INFO). */
 void sac_log_set_level(int level);
+/* On the calling thread only: from now on copy the first error message logged into buf (size
+ * bytes, NUL-terminated; set to "" here), besides sending it to the sink as usual. NULL stops.
+ * How the library (lib/saccade.c) and `saccade batch` keep the message of one failed call. */
+void sac_log_capture(char *buf, size_t size);
 
 #define sac_error(...) sac_log(SAC_LOG_ERROR, __VA_ARGS__)
 #define sac_warn(...) sac_log(SAC_LOG_WARN, __VA_ARGS__)
