@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "batch.h"
+#include "batch_shard.h"
 #include "captioner.h"
 #include "cli.h"
 #include "draw.h"
@@ -148,6 +149,12 @@ static void help(FILE *f)
             "  --shard I/N         caption only shard I of N (0 <= I < N <= 1000000), by a stable hash\n"
             "                      of each file's path below its DIR: N machines running shards\n"
             "                      0..N-1 of one directory cover it exactly once\n"
+            "  --shard auto        the shard from the launcher: OMPI_COMM_WORLD_RANK/SIZE (mpirun),\n"
+            "                      SLURM_ARRAY_TASK_ID/COUNT (sbatch --array), SLURM_PROCID/NTASKS (srun);\n"
+            "                      with more than one shard, -o needs {shard} in its name, which\n"
+            "                      becomes I-of-N (also with --shard I/N)\n"
+            "  --merge             saccade batch --merge -o FILE SHARD.jsonl...: one result file\n"
+            "                      (jsonl, tsv or coco, sorted by path) from the shards' jsonl\n"
             "  --attention         html: draw where the model looked for each word\n"
             "  --quiet             no progress or summary on stderr (errors are still reported)\n"
             "  -h, --help\n",
@@ -481,7 +488,7 @@ static int output_is_input(const char *out_path, BatchFormat fmt, const BatchFil
     return 0;
 }
 
-enum { O_FORMAT = 256, O_MODEL, O_BEAM, O_BATCH, O_THREADS, O_RESUME, O_SHARD, O_ATTENTION, O_QUIET };
+enum { O_FORMAT = 256, O_MODEL, O_BEAM, O_BATCH, O_THREADS, O_RESUME, O_SHARD, O_ATTENTION, O_QUIET, O_MERGE };
 
 int cmd_batch(int argc, char **argv)
 {
@@ -489,9 +496,9 @@ int cmd_batch(int argc, char **argv)
         {"output", 1, 0, 'o'}, {"format", 1, 0, O_FORMAT}, {"model", 1, 0, O_MODEL},
         {"beam", 1, 0, O_BEAM}, {"batch", 1, 0, O_BATCH}, {"threads", 1, 0, O_THREADS}, {"resume", 0, 0, O_RESUME},
         {"shard", 1, 0, O_SHARD}, {"attention", 0, 0, O_ATTENTION}, {"quiet", 0, 0, O_QUIET},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"merge", 0, 0, O_MERGE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *out_path = NULL, *model_path = NULL;
-    int fmt = -1, resume = 0, attention = 0, quiet = 0, shard_i = 0, shard_n = 1, c;
+    int fmt = -1, resume = 0, attention = 0, quiet = 0, shard_i = 0, shard_n = 1, shard_auto = 0, merge = 0, c;
     long beam = 3, threads = 0, group = 0;
     optind = 1;
     opterr = 0;
@@ -515,19 +522,33 @@ int cmd_batch(int argc, char **argv)
             break;
         case O_RESUME: resume = 1; break;
         case O_SHARD:
-            if (cli_parse_shard("--shard", optarg, &shard_i, &shard_n)) return CLI_USAGE;
+            shard_auto = !strcmp(optarg, "auto");
+            if (!shard_auto && cli_parse_shard("--shard", optarg, &shard_i, &shard_n)) return CLI_USAGE;
             break;
+        case O_MERGE: merge = 1; break;
         case O_ATTENTION: attention = 1; break;
         case O_QUIET: quiet = 1; break;
         case 'h': help(stdout); return CLI_OK;
         default: return cli_option_error("batch", c, argv);
         }
     }
-    if (optind >= argc) return cli_usage_error("batch", "give at least one directory of images");
     if (fmt < 0) fmt = out_path && batch_format_from_path(out_path) >= 0 ? batch_format_from_path(out_path) : BATCH_JSONL;
     if (out_path && !strcmp(out_path, "-")) out_path = NULL; /* stdout */
+    if (merge) /* batch_shard.c */
+        return batch_merge((const char *const *)argv + optind, argc - optind, out_path, fmt, quiet);
+    if (optind >= argc) return cli_usage_error("batch", "give at least one directory of images");
+    const char *shard_src = NULL;
+    if (shard_auto && batch_shard_from_env(&shard_i, &shard_n, &shard_src)) return CLI_USAGE;
     if (resume && !out_path) return cli_usage_error("batch", "--resume needs -o FILE to continue");
     if (attention && fmt != BATCH_HTML) return cli_usage_error("batch", "--attention needs --format html");
+    char *shard_path = NULL; /* -o with {shard} replaced */
+    if (shard_auto && shard_n > 1 && !batch_shard_has_placeholder(out_path))
+        return cli_usage_error("batch", "--shard auto gave shard %d/%d (%s): -o needs {shard} in its name, so that "
+                               "each shard writes its own file", shard_i, shard_n, shard_src);
+    if (batch_shard_has_placeholder(out_path)) {
+        if (!(shard_path = batch_shard_path(out_path, shard_i, shard_n))) return CLI_FAILED;
+        out_path = shard_path;
+    }
 
     Batch b;
     memset(&b, 0, sizeof(b));
@@ -647,5 +668,6 @@ done:
     sac_log_set_sink(NULL, NULL);
     pthread_mutex_destroy(&b.lock);
     pthread_mutex_destroy(&b.err_lock);
+    free(shard_path);
     return rc;
 }
