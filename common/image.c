@@ -27,6 +27,7 @@
 #include "fileio.h"
 #include "image_check.h"
 #include "jpeg_turbo.h"
+#include "output.h"
 #include "sac.h"
 
 #define IMAGE_MAX_SIDE SAC_IMAGE_MAX_SIDE
@@ -560,17 +561,23 @@ void sac_tensor_flip_horizontal(float *x /* (C, H, W) */, int C, int H, int W)
     }
 }
 
+static void png_to_stream(void *ctx, void *data, int n)
+{
+    fwrite(data, 1, (size_t)n, ctx); /* errors are the stream's, checked at sac_output_close */
+}
+
 int sac_image_write_png(const char *path, const SacImage *img)
 {
     if (!img || !img->rgb || img->w < 1 || img->h < 1) {
         sac_error("%s: cannot write an empty image, expected w, h >= 1", path ? path : "?");
         return SAC_ERR_INVALID;
     }
-    errno = 0;
-    if (!stbi_write_png(path, img->w, img->h, 3, img->rgb, img->w * 3)) {
-        sac_error("%s: cannot write PNG (%d x %d): %s", path, img->w, img->h,
-                  errno ? strerror(errno) : "write failed");
-        return SAC_ERR_IO;
+    SacOutput *o = sac_output_open(path, 0); /* atomic: a failed write leaves the old file */
+    if (!o) return SAC_ERR_IO;
+    if (!stbi_write_png_to_func(png_to_stream, sac_output_stream(o), img->w, img->h, 3, img->rgb, img->w * 3)) {
+        sac_error("%s: cannot encode a PNG of %d x %d", path, img->w, img->h);
+        sac_output_discard(o);
+        return SAC_ERR_NOMEM;
     }
-    return SAC_OK;
+    return sac_output_close(o);
 }

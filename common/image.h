@@ -126,7 +126,8 @@ void sac_image_flip_horizontal(SacImage *img);
 /* Mirror a (C, H, W) float tensor left-right in place (the same flip after preprocessing). */
 void sac_tensor_flip_horizontal(float *x /* (C, H, W) */, int C, int H, int W);
 
-/* Write img as an 8-bit RGB PNG. Returns SAC_OK, SAC_ERR_INVALID (empty image), SAC_ERR_IO. */
+/* Write img as an 8-bit RGB PNG, atomically (common/output.h: a failed write leaves the old file
+ * as it was). Returns SAC_OK, SAC_ERR_INVALID (empty image), SAC_ERR_IO (logged with the path). */
 int sac_image_write_png(const char *path, const SacImage *img);
 
 #endif

@@ -941,6 +941,9 @@ START_TEST(test_flip_resize_write)
     sac_image_free(&back);
     ck_assert_int_eq(sac_image_write_png("/nonexistent-dir/x.png", &img), SAC_ERR_IO);
     ck_assert_ptr_nonnull(strstr(last_msg, "/nonexistent-dir/x.png"));
+    /* a full disk is an error, not a truncated PNG reported as written */
+    ck_assert_int_eq(sac_image_write_png("/dev/full", &img), SAC_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(last_msg, "/dev/full"));
 
     /* resize: sizes, an identity copy, a 2x2 constant block stays constant */
     SacImage r;
