@@ -1,7 +1,7 @@
 /*
  * captioner.h - encoder + attention + decoder joined: images in, captions out.
  *
- * Part of the captioner layer (with model.c and trainer.c), the only library code that sees
+ * Part of captioner/ (with model.c, eval.c and trainer.c), the only library code that sees
  * every module. Preprocessing is sac_image_preprocess with the model's own size, mean and std:
  * the same function training uses, so training and inference inputs cannot drift apart.
  *

@@ -2,8 +2,7 @@
  * model.h - the whole captioning model: configuration, the one parameter table, and the
  * model file (safetensors with config, vocabulary and preprocessing in __metadata__).
  *
- * Part of the captioner layer: it is one of the few files that sees encoder, attention and
- * decoder together.
+ * Part of captioner/: one of the few files that sees encoder, attention and decoder together.
  *
  * Every parameter lives in one float buffer described by one table of (name, shape, offset,
  * field). The struct of pointers (ModelParams), the tensor names in files, the checks of a

@@ -1,7 +1,7 @@
 /*
  * train_step.c - one gradient step and one Adam step over the whole model, and the
  * self-critical step (sample, reward with CIDEr-D, weighted teacher-forced backward; Rennie et
- * al., CVPR 2017), see trainer.h.
+ * al., CVPR 2017), see train_step.h.
  *
  * Gradients, Adam's moments and the parameters share the model's flat layout, so clipping and
  * the optimizer are flat loops over one buffer.
@@ -17,7 +17,7 @@
 #include "matmul.h"
 #include "sac.h"
 #include "threadpool.h"
-#include "trainer.h"
+#include "train_step.h"
 #include "vocab.h"
 
 /* The optimizer's flat loops run in fixed blocks (threadpool.h sac_parallel_blocks), so the

@@ -1,6 +1,7 @@
 /*
- * trainer.c - the training run (cross-entropy, or self-critical from a trained model) and split
- * evaluation, see trainer.h (the gradient steps themselves are train_step.c).
+ * trainer.c - the training run (cross-entropy, or self-critical from a trained model), see
+ * trainer.h (the gradient steps are train_step.c, the data in memory data_cache.c, the dev
+ * evaluation eval.c).
  *
  * Size letters: Bi images per batch, Bc captions per batch, S input side, T caption steps,
  * P grid positions, E encoder channels.
@@ -14,370 +15,11 @@
 #include <string.h>
 
 #include "captioner.h"
-#include "image.h"
+#include "data_cache.h"
+#include "eval.h"
 #include "output.h"
 #include "sac.h"
 #include "safetensors.h"
-#include "threadpool.h"
-
-/* ---------------------------------------------------------------- the data cache */
-
-/* Images decoded and squashed to S x S once; captions encoded once. */
-typedef struct {
-    int n, S, T;
-    uint8_t *pix;   /* (n, S, S, 3) */
-    int *item;      /* (n) index into the dataset */
-    int *cap_off;   /* (n + 1) */
-    int *tok;       /* (captions, T + 1): <start> words <end> <pad>... */
-    int *len;       /* (captions) words + 1 */
-    int n_truncated;
-} DataCache;
-
-static void cache_free(DataCache *c)
-{
-    free(c->pix), free(c->item), free(c->cap_off), free(c->tok), free(c->len);
-    memset(c, 0, sizeof(*c));
-}
-
-/* vocab NULL: images only (evaluation). */
-static int cache_build(DataCache *c, const Dataset *ds, int max_items, const Vocab *vocab, int S, int T,
-                       const char *what)
-{
-    memset(c, 0, sizeof(*c));
-    int n = ds->n_items;
-    if (max_items > 0 && max_items < n) n = max_items;
-    const int total_caps = dataset_n_captions(ds);
-    c->S = S, c->T = T;
-    c->pix = malloc((size_t)n * S * S * 3);
-    c->item = malloc(sizeof(int) * (n ? n : 1));
-    c->cap_off = malloc(sizeof(int) * (n + 1));
-    c->tok = malloc(sizeof(int) * (size_t)(total_caps ? total_caps : 1) * (T + 1));
-    c->len = malloc(sizeof(int) * (total_caps ? total_caps : 1));
-    if (!c->pix || !c->item || !c->cap_off || !c->tok || !c->len) {
-        sac_error("%s: out of memory caching %d images", what, n);
-        cache_free(c);
-        return SAC_ERR_NOMEM;
-    }
-    int failed = 0, k = 0, ncap = 0;
-    double t0 = sac_time();
-    for (int i = 0; i < n; i++) {
-        const DatasetItem *it = &ds->items[i];
-        SacImage img = {0}, small = {0};
-        int st = sac_image_load_scaled(it->image_path, S, &img, 0); /* a large JPEG decoded at 1/2-1/8 size */
-        if (!st) st = sac_image_resize(&img, S, S, &small);
-        sac_image_free(&img);
-        if (st) {
-            failed++;
-            continue;
-        }
-        memcpy(c->pix + (size_t)k * S * S * 3, small.rgb, (size_t)S * S * 3);
-        sac_image_free(&small);
-        c->item[k] = i;
-        c->cap_off[k] = ncap;
-        for (int j = 0; vocab && j < it->n_captions; j++) {
-            int *t = c->tok + (size_t)ncap * (T + 1);
-            int trunc = 0;
-            int nw = vocab_encode(vocab, it->captions[j], T - 1, t + 1, &trunc);
-            if (nw < 0) continue;
-            c->n_truncated += trunc;
-            t[0] = SAC_VOCAB_START;
-            t[nw + 1] = SAC_VOCAB_END;
-            for (int q = nw + 2; q <= T; q++) t[q] = SAC_VOCAB_PAD;
-            c->len[ncap++] = nw + 1;
-        }
-        k++;
-    }
-    c->n = k;
-    c->cap_off[k] = ncap;
-    if (failed) sac_warn("%s: %d of %d images could not be read and are skipped (see messages above)", what, failed, n);
-    if (vocab)
-        sac_info("%s: %d images, %d captions cached in %.1f s", what, k, ncap, sac_time() - t0);
-    else
-        sac_info("%s: %d images cached in %.1f s", what, k, sac_time() - t0);
-    if (c->n_truncated)
-        sac_info("%s: %d captions longer than %d words were truncated", what, c->n_truncated, T - 1);
-    if (k == 0) {
-        sac_error("%s: no readable images", what);
-        cache_free(c);
-        return SAC_ERR_INVALID;
-    }
-    return SAC_OK;
-}
-
-/* Features of a frozen backbone, computed once per cached image (and its mirror image when
- * training with flips) and kept in fp16: an epoch then costs the decoder only. */
-typedef struct {
-    int n, views;   /* views: 1, or 2 with the horizontally flipped image as view 1 */
-    size_t per;     /* P * Eb */
-    uint16_t *f;    /* (n, views, P, Eb) */
-} FeatCache;
-
-static void feat_cache_free(FeatCache *f)
-{
-    free(f->f);
-    memset(f, 0, sizeof(*f));
-}
-
-/* A training input: optional flip and a small random zoom (1..1.15) and shift (+-6%), sampled
- * bilinearly from the cached S x S pixels; then the same normalisation as inference.
- * The random draws (augment_draw, serial, in image order) are separate from the pixel work
- * (augment_apply, on the pool), so the data stream does not depend on the thread count. */
-typedef struct {
-    int on, flip;
-    float zoom, dx, dy;
-} Augment;
-
-static Augment augment_draw(SacRng *rng, int augment, int S)
-{
-    Augment a = {0, 0, 1.0f, 0.0f, 0.0f};
-    if (augment) {
-        a.on = 1;
-        a.flip = sac_rng_uniform(rng) < 0.5f;
-        a.zoom = 1.0f + 0.15f * sac_rng_uniform(rng);
-        a.dx = (2.0f * sac_rng_uniform(rng) - 1.0f) * 0.06f * S;
-        a.dy = (2.0f * sac_rng_uniform(rng) - 1.0f) * 0.06f * S;
-    }
-    return a;
-}
-
-static void augment_apply(float *out, const uint8_t *pix, int S, const ModelConfig *cfg, const Augment *aug,
-                          uint8_t *tmp)
-{
-    SacImage view = {S, S, (uint8_t *)pix};
-    if (aug->on) {
-        const int flip = aug->flip;
-        const float zoom = aug->zoom, dx = aug->dx, dy = aug->dy;
-        const float c = 0.5f * S;
-        for (int y = 0; y < S; y++) {
-            for (int x = 0; x < S; x++) {
-                float sx = (x + 0.5f - c) / zoom + c - 0.5f + dx;
-                float sy = (y + 0.5f - c) / zoom + c - 0.5f + dy;
-                if (flip) sx = S - 1 - sx;
-                sx = sx < 0 ? 0 : sx > S - 1 ? S - 1 : sx;
-                sy = sy < 0 ? 0 : sy > S - 1 ? S - 1 : sy;
-                int x0 = (int)sx, y0 = (int)sy;
-                int x1 = x0 + 1 < S ? x0 + 1 : x0, y1 = y0 + 1 < S ? y0 + 1 : y0;
-                float fx = sx - x0, fy = sy - y0;
-                for (int ch = 0; ch < 3; ch++) {
-                    float a = pix[((size_t)y0 * S + x0) * 3 + ch], b = pix[((size_t)y0 * S + x1) * 3 + ch];
-                    float d = pix[((size_t)y1 * S + x0) * 3 + ch], e = pix[((size_t)y1 * S + x1) * 3 + ch];
-                    float v = (a * (1 - fx) + b * fx) * (1 - fy) + (d * (1 - fx) + e * fx) * fy;
-                    tmp[((size_t)y * S + x) * 3 + ch] = (uint8_t)(v + 0.5f);
-                }
-            }
-        }
-        view.rgb = tmp;
-    }
-    sac_image_preprocess(&view, S, cfg->mean, cfg->std, out);
-}
-
-/* Preparing a batch of images on the pool: image b from cached pixels item[b], augmented by
- * aug[b] (NULL: none) into out + b * 3 S S, tmp + b * S S 3 as its scratch. */
-typedef struct {
-    float *out;
-    const uint8_t *pix;
-    const int *item;
-    const Augment *aug;
-    uint8_t *tmp;
-    const ModelConfig *cfg;
-    int S;
-} PrepTask;
-
-static void prep_images(void *p, int b0, int b1, int chunk)
-{
-    (void)chunk;
-    const PrepTask *t = p;
-    const size_t S = t->S;
-    const Augment none = {0, 0, 1.0f, 0.0f, 0.0f};
-    for (int b = b0; b < b1; b++)
-        augment_apply(t->out + b * 3 * S * S, t->pix + (size_t)t->item[b] * S * S * 3, t->S, t->cfg,
-                      t->aug ? &t->aug[b] : &none, t->tmp ? t->tmp + b * S * S * 3 : NULL);
-}
-
-/* Compute the backbone features of every cached image (view 1: flipped), chunk by chunk,
- * then drop the pixels, which are not needed again. */
-static int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap, int views, const char *what)
-{
-    enum { chunk = 32 };
-    const int S = c->S;
-    memset(fc, 0, sizeof(*fc));
-    fc->n = c->n, fc->views = views, fc->per = (size_t)m->P * m->cfg.bb.channels;
-    fc->f = malloc(sizeof(uint16_t) * fc->per * views * (size_t)c->n);
-    float *images = sac_alloc_floats((size_t)chunk * 3 * S * S);
-    float *bfeats = sac_alloc_floats((size_t)chunk * fc->per);
-    uint8_t *tmp = malloc((size_t)chunk * S * S * 3);
-    Augment *augs = malloc(sizeof(Augment) * chunk);
-    int st = (fc->f && images && bfeats && tmp && augs) ? SAC_OK : SAC_ERR_NOMEM;
-    if (st) sac_error("%s: out of memory caching the backbone features of %d images (%.1f GB)", what, c->n,
-                      2e-9 * fc->per * views * c->n);
-    const double t0 = sac_time();
-    for (int v = 0; v < views && !st; v++) {
-        for (int i0 = 0; i0 < c->n && !st; i0 += chunk) {
-            const int B = SAC_MIN(chunk, c->n - i0);
-            int item[chunk];
-            for (int b = 0; b < B; b++) {
-                item[b] = i0 + b;
-                augs[b] = (Augment){v == 1, v == 1, 1.0f, 0.0f, 0.0f}; /* zoom 1, no shift: an exact mirror */
-            }
-            PrepTask pt = {images, c->pix, item, augs, tmp, &m->cfg, S};
-            sac_parallel_for(B, 1, prep_images, &pt);
-            st = captioner_backbone_features(cap, images, B, bfeats);
-            for (int b = 0; b < B && !st; b++)
-                sac_float_to_half_array(fc->f + ((size_t)(i0 + b) * views + v) * fc->per, bfeats + b * fc->per,
-                                        fc->per);
-        }
-    }
-    free(images), free(bfeats), free(tmp), free(augs);
-    if (st) {
-        feat_cache_free(fc);
-        return st;
-    }
-    sac_info("%s: backbone features of %d images%s cached in %.1f s (%.2f GB)", what, c->n,
-             views == 2 ? " and their mirror images" : "", sac_time() - t0, 2e-9 * fc->per * views * c->n);
-    free(c->pix); /* the features replace the pixels */
-    c->pix = NULL;
-    return SAC_OK;
-}
-
-/* bfeats (B, P, Eb) in f32 from the cache: image item[b], view view[b] (NULL: view 0). */
-typedef struct {
-    float *out;
-    const FeatCache *fc;
-    const int *item, *view;
-} FeatTask;
-
-static void feat_gather(void *p, int b0, int b1, int chunk)
-{
-    (void)chunk;
-    const FeatTask *t = p;
-    const FeatCache *fc = t->fc;
-    for (int b = b0; b < b1; b++) {
-        const int v = t->view ? t->view[b] : 0;
-        sac_half_to_float_array(t->out + b * fc->per, fc->f + ((size_t)t->item[b] * fc->views + v) * fc->per,
-                                fc->per);
-    }
-}
-
-/* ---------------------------------------------------------------- evaluation */
-
-void eval_result_clear(EvalResult *r)
-{
-    if (!r) return;
-    for (int i = 0; r->captions && i < r->n_images; i++) free(r->captions[i]);
-    free(r->captions), free(r->image_ids), free(r->names);
-    memset(r, 0, sizeof(*r));
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Decode the cached images and score them against their dataset captions. */
-static int eval_cache(const Model *m, Captioner *cap, const DataCache *c, const FeatCache *fc, const Dataset *ds,
-                      const SearchOptions *opt, int keep, EvalResult *out)
-{
-    memset(out, 0, sizeof(*out));
-    enum { chunk = 64 };
-    const int S = c->S, n = c->n;
-    float *images = sac_alloc_floats(fc ? (size_t)chunk * fc->per : (size_t)chunk * 3 * S * S);
-    Caption *caps = sac_calloc((size_t)chunk * opt->nbest, sizeof(Caption));
-    char **cands = sac_calloc(n, sizeof(char *));
-    const char ***refs = sac_calloc(n, sizeof(char **));
-    int *n_refs = sac_calloc(n, sizeof(int));
-    char *used = sac_calloc(m->cfg.V, 1);
-    int st = (images && caps && cands && refs && n_refs && used) ? SAC_OK : SAC_ERR_NOMEM;
-    long words = 0;
-    double att_max = 0, att_ent = 0; /* sums over words: largest weight, entropy */
-    SearchOptions o = *opt;
-    o.want_alphas = 1; /* for the attention sharpness */
-    opt = &o;
-    const int P = m->P;
-    for (int i0 = 0; i0 < n && !st; i0 += chunk) {
-        int B = n - i0 < chunk ? n - i0 : chunk;
-        int item[chunk];
-        for (int b = 0; b < B; b++) item[b] = i0 + b;
-        if (fc) {
-            FeatTask ft = {images, fc, item, NULL};
-            sac_parallel_for(B, 1, feat_gather, &ft);
-            st = captioner_run_features(cap, images, B, opt, caps, NULL);
-        } else {
-            PrepTask pt = {images, c->pix, item, NULL, NULL, &m->cfg, S};
-            sac_parallel_for(B, 1, prep_images, &pt);
-            st = captioner_run_preprocessed(cap, images, B, opt, caps, NULL);
-        }
-        for (int b = 0; b < B && !st; b++) {
-            Caption *best = &caps[(size_t)b * opt->nbest];
-            cands[i0 + b] = captioner_text(m, best);
-            if (!cands[i0 + b]) st = SAC_ERR_NOMEM;
-            words += best->n;
-            for (int w = 0; w < best->n; w++) {
-                used[best->tokens[w]] = 1;
-                const float *a = best->alphas + (size_t)w * P;
-                float mx = 0;
-                double ent = 0;
-                for (int q = 0; q < P; q++) {
-                    mx = a[q] > mx ? a[q] : mx;
-                    if (a[q] > 0) ent -= a[q] * log(a[q]);
-                }
-                att_max += mx, att_ent += ent;
-            }
-        }
-        for (int b = 0; b < B * opt->nbest; b++) caption_clear(&caps[b]);
-    }
-    for (int i = 0; i < n && !st; i++) {
-        const DatasetItem *it = &ds->items[c->item[i]];
-        refs[i] = sac_calloc(it->n_captions ? it->n_captions : 1, sizeof(char *));
-        if (!refs[i]) {
-            st = SAC_ERR_NOMEM;
-            break;
-        }
-        for (int j = 0; j < it->n_captions; j++) refs[i][j] = sac_caption_normalize(it->captions[j]);
-        n_refs[i] = it->n_captions;
-    }
-    if (!st) st = metrics_score((const char *const *)cands, (const char *const *const *)refs, n_refs, n, &out->scores);
-    if (!st) {
-        out->n_images = n;
-        out->mean_len = (double)words / n;
-        out->att_max = words ? att_max / words : 0;
-        out->att_entropy = words && P > 1 ? att_ent / words / log(P) : 0;
-        for (int v = 0; v < m->cfg.V; v++) out->vocab_used += used[v];
-        char **sorted = sac_malloc(sizeof(char *) * n);
-        if (sorted) {
-            memcpy(sorted, cands, sizeof(char *) * n);
-            qsort(sorted, n, sizeof(char *), cmp_str);
-            for (int i = 0; i < n; i++) out->n_distinct += i == 0 || strcmp(sorted[i], sorted[i - 1]);
-            free(sorted);
-        }
-        if (keep) {
-            out->captions = cands;
-            cands = NULL;
-            out->image_ids = sac_malloc(sizeof(int64_t) * n);
-            out->names = sac_malloc(sizeof(char *) * n);
-            for (int i = 0; i < n && out->image_ids && out->names; i++) {
-                out->image_ids[i] = ds->items[c->item[i]].image_id;
-                out->names[i] = ds->items[c->item[i]].name;
-            }
-        }
-    }
-    for (int i = 0; cands && i < n; i++) free(cands[i]);
-    for (int i = 0; refs && i < n; i++) {
-        for (int j = 0; refs[i] && j < n_refs[i]; j++) free((char *)refs[i][j]);
-        free(refs[i]);
-    }
-    free(images), free(caps), free(cands), free(refs), free(n_refs), free(used);
-    return st;
-}
-
-int eval_dataset(const Model *m, const Dataset *ds, const SearchOptions *opt, int max_images, int keep_captions,
-                 EvalResult *out)
-{
-    DataCache c;
-    int st = cache_build(&c, ds, max_images, NULL, m->cfg.enc.image_size, m->cfg.T, ds->source);
-    if (st) return st;
-    Captioner *cap = captioner_create(m, 64, opt->beam);
-    st = cap ? eval_cache(m, cap, &c, NULL, ds, opt, keep_captions, out) : SAC_ERR_NOMEM;
-    captioner_free(cap);
-    cache_free(&c);
-    return st;
-}
 
 /* ---------------------------------------------------------------- the training run */
 
@@ -662,25 +304,12 @@ static cJSON *scores_json(const EvalResult *r)
  * evaluation normalises them; NULL (logged) on failure. */
 static SacCider *scst_cider(const DataCache *c, const Dataset *ds)
 {
-    const int n = c->n;
-    const char ***refs = sac_calloc(n, sizeof(char **));
-    int *n_refs = sac_calloc(n, sizeof(int));
-    int st = refs && n_refs ? SAC_OK : SAC_ERR_NOMEM;
-    for (int i = 0; i < n && !st; i++) {
-        const DatasetItem *it = &ds->items[c->item[i]];
-        refs[i] = sac_calloc(it->n_captions ? it->n_captions : 1, sizeof(char *));
-        if (!refs[i]) st = SAC_ERR_NOMEM;
-        for (int j = 0; j < it->n_captions && !st; j++)
-            if (!(refs[i][j] = sac_caption_normalize(it->captions[j]))) st = SAC_ERR_NOMEM;
-        n_refs[i] = it->n_captions;
-    }
-    SacCider *cider = st ? NULL : metrics_cider_create((const char *const *const *)refs, n_refs, n);
-    if (st) sac_error("train: out of memory gathering the references of %d images", n);
-    for (int i = 0; refs && i < n; i++) {
-        for (int j = 0; refs[i] && j < n_refs[i]; j++) free((char *)refs[i][j]);
-        free(refs[i]);
-    }
-    free(refs), free(n_refs);
+    char ***refs = NULL;
+    int *n_refs = NULL;
+    const int st = data_cache_refs(c, ds, &refs, &n_refs);
+    SacCider *cider = st ? NULL : metrics_cider_create((const char *const *const *)refs, n_refs, c->n);
+    if (st) sac_error("train: out of memory gathering the references of %d images", c->n);
+    data_cache_refs_free(refs, n_refs, c->n);
     return cider;
 }
 
@@ -829,11 +458,11 @@ int train_run(const TrainOptions *o)
             goto done;
         }
     }
-    st = cache_build(&tc, train, 0, m->vocab, S, m->cfg.T, "train");
+    st = data_cache_build(&tc, train, 0, m->vocab, S, m->cfg.T, "train");
     if (!st && backbone) st = feat_cache_build(&tfc, &tc, m, cap, o->augment ? 2 : 1, "train");
     if (st) goto done;
     if (dev) {
-        st = cache_build(&dc, dev, o->eval_max_images, NULL, S, m->cfg.T, "dev");
+        st = data_cache_build(&dc, dev, o->eval_max_images, NULL, S, m->cfg.T, "dev");
         if (!st && backbone) st = feat_cache_build(&dfc, &dc, m, cap, 1, "dev");
         if (st) goto done;
     }
@@ -898,7 +527,7 @@ int train_run(const TrainOptions *o)
          * one to beat (and `out` until then) */
         EvalResult r;
         st = captioner_refresh(cap);
-        if (!st) st = eval_cache(m, cap, &dc, backbone ? &dfc : NULL, dev, &eval_opt, 0, &r);
+        if (!st) st = eval_cached(m, cap, &dc, backbone ? &dfc : NULL, dev, &eval_opt, 0, &r);
         if (st) goto done;
         rs.best = !strcmp(o->select_metric, "bleu4") ? r.scores.bleu[3] : r.scores.cider_d;
         sac_info("start: dev (%d images, beam %d) BLEU-4 %.3f  CIDEr-D %.3f  distinct %.1f%%  words %d", r.n_images,
@@ -954,22 +583,17 @@ int train_run(const TrainOptions *o)
             DecoderLoss loss;
             if (o->scst) {
                 const float *input = backbone ? bfeats : images;
-                if (backbone) {
-                    FeatTask ft = {bfeats, &tfc, items, views};
-                    sac_parallel_for(nb, 1, feat_gather, &ft);
-                } else {
-                    PrepTask pt = {images, tc.pix, items, augs, tmp, &m->cfg, S};
-                    sac_parallel_for(nb, 1, prep_images, &pt);
-                }
+                if (backbone)
+                    feat_cache_gather(&tfc, items, views, nb, bfeats);
+                else
+                    data_cache_images(&tc, items, augs, nb, &m->cfg, tmp, images);
                 st = scst_step_grad(sc, ts, input, nb, items, &rs.sample_rng, &loss, scst_sums);
                 scst_n += nb * o->scst_samples;
             } else if (backbone) {
-                FeatTask ft = {bfeats, &tfc, items, views};
-                sac_parallel_for(nb, 1, feat_gather, &ft);
+                feat_cache_gather(&tfc, items, views, nb, bfeats);
                 st = train_step_grad_features(ts, bfeats, &batch, &rs.drop_rng, &loss);
             } else {
-                PrepTask pt = {images, tc.pix, items, augs, tmp, &m->cfg, S};
-                sac_parallel_for(nb, 1, prep_images, &pt);
+                data_cache_images(&tc, items, augs, nb, &m->cfg, tmp, images);
                 st = train_step_grad(ts, images, &batch, &rs.drop_rng, &loss);
             }
             if (st) goto done;
@@ -1029,7 +653,7 @@ int train_run(const TrainOptions *o)
             EvalResult r;
             double te = sac_time();
             st = captioner_refresh(cap);
-            if (!st) st = eval_cache(m, cap, &dc, backbone ? &dfc : NULL, dev, &eval_opt, 0, &r);
+            if (!st) st = eval_cached(m, cap, &dc, backbone ? &dfc : NULL, dev, &eval_opt, 0, &r);
             if (st) goto done;
             score = !strcmp(o->select_metric, "bleu4") ? r.scores.bleu[3] : r.scores.cider_d;
             improved = score > rs.best;
@@ -1083,7 +707,7 @@ done:
     if (sac_output_close(log) && !st) st = SAC_ERR_IO; /* the log's last lines could not be written */
     free(order), free(img), free(tokens), free(lens), free(pick), free(images), free(tmp), free(items), free(augs);
     free(bfeats), free(views);
-    cache_free(&tc), cache_free(&dc);
+    data_cache_free(&tc), data_cache_free(&dc);
     feat_cache_free(&tfc), feat_cache_free(&dfc);
     scst_step_free(sc);
     metrics_cider_free(cider);

@@ -1,5 +1,5 @@
 /*
- * infer.c - step-by-step decoding (greedy and beam search), see decoder.h.
+ * infer.c - step-by-step decoding (greedy and beam search), see infer.h.
  *
  * A step is bound by reading the step weights, whatever the number of rows (one image, its
  * beams, a batch of images): 7 MB of fp16 for the default model. decoder_infer_prepare packs
@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "decoder.h"
+#include "infer.h"
 #include "fastmath.h"
 #include "matmul.h"
 #include "sac.h"

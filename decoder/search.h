@@ -17,7 +17,7 @@
 #ifndef SACCADE_SEARCH_H
 #define SACCADE_SEARCH_H
 
-#include "decoder.h"
+#include "infer.h"
 
 typedef struct Caption {
     int n;          /* words, without <end> */

@@ -40,7 +40,7 @@ typedef struct ConvShape {
 int encoder_shapes(const EncoderConfig *cfg, ConvShape *shapes, int *grid_h, int *grid_w);
 
 /* One layer's tensors. Pointers point into the model's single parameter buffer
- * (see decoder/model.h), never owned here. */
+ * (see captioner/model.h), never owned here. */
 typedef struct ConvLayerParams {
     float *weight;   /* (Cout, Cin, 3, 3), torch Conv2d layout */
     float *bias;     /* (Cout); NULL with batchnorm */

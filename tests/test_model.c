@@ -17,7 +17,7 @@
 #include "sac.h"
 #include "search.h"
 #include "testutil.h"
-#include "trainer.h"
+#include "train_step.h"
 
 static const char *data_path(const char *name)
 {

@@ -40,7 +40,7 @@ chart_points() {
         on && index($0, g) { n += gsub(/<circle class="pt"/, "") } END { print n + 0 }' "$1"
 }
 
-# step_lines FROM TO BY [LOSS-OFFSET]: step lines as decoder/trainer.c writes them
+# step_lines FROM TO BY [LOSS-OFFSET]: step lines as captioner/trainer.c writes them
 step_lines() {
     awk -v a="$1" -v b="$2" -v d="$3" -v o="${4:-0}" 'BEGIN { for (s = a; s <= b; s += d)
         printf "{\"step\":%d,\"epoch\":%d,\"loss\":%.4f,\"ce\":%.4f,\"lr\":0.0004,\"lr_enc\":0.0001,\"grad_norm\":%.3f,\"images_per_s\":%.1f,\"time\":%.3f}\n",

@@ -14,6 +14,7 @@
 #include <stb_image_write.h>
 
 #include "captioner.h"
+#include "eval.h"
 #include "matmul.h"
 #include "mobilenet.h"
 #include "model.h"

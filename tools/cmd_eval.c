@@ -19,7 +19,7 @@
 #include "output.h"
 #include "report.h"
 #include "sac.h"
-#include "trainer.h"
+#include "eval.h"
 
 static void help(FILE *f)
 {

@@ -6,7 +6,7 @@
  * epoch with the chosen epoch (the last one the log marks "best") marked; with --model and
  * --images, a few photos captioned by that model with their attention figures (base64 PNG).
  *
- * The log (decoder/trainer.c): step lines {"step", "epoch", "loss", "ce", "lr", "lr_enc",
+ * The log (captioner/trainer.c): step lines {"step", "epoch", "loss", "ce", "lr", "lr_enc",
  * "grad_norm", "images_per_s", "time"} and epoch lines {"epoch", "step", "dev": {"bleu1".."bleu4",
  * "rouge_l", "cider_d", "distinct", "vocab_used", "mean_len", "att_max", "att_entropy"},
  * "best", "epoch_seconds"}.

@@ -1,0 +1,76 @@
+/*
+ * data_cache.h - a split's training data in memory, for the training run and evaluation:
+ * images decoded and squashed to the model's input once, captions encoded once, the features
+ * of a frozen backbone computed once, and the random augmentation of training inputs.
+ *
+ * Part of captioner/ (used by trainer.c and eval.c; not a public header of the program).
+ *
+ * Size letters: B images, S input side, T caption steps, P grid positions, Eb backbone channels.
+ */
+#ifndef SACCADE_DATA_CACHE_H
+#define SACCADE_DATA_CACHE_H
+
+#include <stdint.h>
+
+#include "captioner.h"
+#include "dataset.h"
+#include "rng.h"
+
+/* Images decoded and squashed to S x S once; captions encoded once. */
+typedef struct DataCache {
+    int n, S, T;
+    uint8_t *pix;   /* (n, S, S, 3); NULL once a FeatCache replaced it */
+    int *item;      /* (n) index into the dataset */
+    int *cap_off;   /* (n + 1) image i's captions are cap_off[i] .. cap_off[i + 1] - 1 */
+    int *tok;       /* (captions, T + 1): <start> words <end> <pad>... */
+    int *len;       /* (captions) words + 1 */
+    int n_truncated;
+} DataCache;
+
+/* Decode the first max_items (0: all) images of ds to S x S and, with vocab (NULL: images
+ * only, for evaluation), encode their captions to at most T - 1 words. Unreadable images are
+ * skipped with a warning; `what` names the split in messages. SAC_OK, SAC_ERR_NOMEM, or
+ * SAC_ERR_INVALID when no image could be read (logged). Free with data_cache_free. */
+int data_cache_build(DataCache *c, const Dataset *ds, int max_items, const Vocab *vocab, int S, int T,
+                     const char *what);
+void data_cache_free(DataCache *c);
+
+/* The references of the cached images for the metrics: refs (n) arrays of n_refs[i] captions of
+ * image i, normalised as sac_caption_normalize. SAC_OK or SAC_ERR_NOMEM; free with
+ * data_cache_refs_free (also after a failure). */
+int data_cache_refs(const DataCache *c, const Dataset *ds, char ****refs, int **n_refs);
+void data_cache_refs_free(char ***refs, int *n_refs, int n);
+
+/* A training input's augmentation: optional flip and a small random zoom (1..1.15) and shift
+ * (+-6%), sampled bilinearly from the cached pixels. */
+typedef struct Augment {
+    int on, flip;
+    float zoom, dx, dy;
+} Augment;
+
+/* The draws of one image's augmentation (none when augment is 0: no draw either). Serial, in
+ * image order: the data stream does not depend on the thread count. */
+Augment augment_draw(SacRng *rng, int augment, int S);
+
+/* out (B, 3, S, S): cached image item[b] augmented by aug[b] (aug NULL: none), normalised with
+ * cfg's mean and std, on the pool. tmp: (B, S, S, 3) scratch, NULL when aug is. */
+void data_cache_images(const DataCache *c, const int *item, const Augment *aug, int B, const ModelConfig *cfg,
+                       uint8_t *tmp, float *out);
+
+/* Features of a frozen backbone, computed once per cached image (and its mirror image when
+ * training with flips) and kept in fp16: an epoch then costs the decoder only. */
+typedef struct FeatCache {
+    int n, views;   /* views: 1, or 2 with the horizontally flipped image as view 1 */
+    size_t per;     /* P * Eb */
+    uint16_t *f;    /* (n, views, P, Eb) */
+} FeatCache;
+
+/* The backbone features (captioner_backbone_features of cap, for m) of every image of c, view 1
+ * the mirror image; then c's pixels are freed (c->pix NULL). SAC_OK or a negative status
+ * (logged). Free with feat_cache_free. */
+int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap, int views, const char *what);
+void feat_cache_free(FeatCache *fc);
+/* out (B, P, Eb) in fp32: image item[b], view view[b] (view NULL: view 0), on the pool. */
+void feat_cache_gather(const FeatCache *fc, const int *item, const int *view, int B, float *out);
+
+#endif
