@@ -68,6 +68,24 @@ void sac_log(int level, const char *fmt, ...)
     fprintf(stderr, "saccade: %s%s\n", prefix[level < 0 ? 0 : level > 3 ? 3 : level], msg);
 }
 
+int sac_verror_at(int status, const char *where, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    sac_term_clean(msg); /* what a file says about itself: no escape sequences, for any sink */
+    sac_error("%s: %s", where, msg);
+    return status;
+}
+
+int sac_error_at(int status, const char *where, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sac_verror_at(status, where, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
 void sac_abort(const char *file, int line, const char *expr)
 {
     fprintf(stderr, "saccade: internal error at %s:%d: assertion '%s' failed\n", file, line, expr);

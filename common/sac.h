@@ -10,6 +10,7 @@
 #ifndef SACCADE_SAC_H
 #define SACCADE_SAC_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +46,15 @@ void sac_log_set_level(int level);
  * bytes, NUL-terminated; set to "" here), besides sending it to the sink as usual. NULL stops.
  * How the library (lib/saccade.c) and `saccade batch` keep the message of one failed call. */
 void sac_log_capture(char *buf, size_t size);
+
+/* Log "<where>: <message>" as an error and return status: how the validating readers (the
+ * safetensors, TFLite and backbone files) report what a file got wrong, in one line. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+int sac_error_at(int status, const char *where, const char *fmt, ...);
+/* The same with a va_list, for helpers that build `where` themselves. */
+int sac_verror_at(int status, const char *where, const char *fmt, va_list ap);
 
 #define sac_error(...) sac_log(SAC_LOG_ERROR, __VA_ARGS__)
 #define sac_warn(...) sac_log(SAC_LOG_WARN, __VA_ARGS__)

@@ -124,19 +124,8 @@ struct SafeTensors {
     int n_tensors;
 };
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int bad(const SafeTensors *st, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    sac_error("%s: %s", st->path, msg);
-    return SAC_ERR_FORMAT;
-}
+/* "<file>: <what was wrong>", SAC_ERR_FORMAT */
+#define bad(st, ...) sac_error_at(SAC_ERR_FORMAT, (st)->path, __VA_ARGS__)
 
 static int utf8_valid(const uint8_t *s, size_t n)
 {

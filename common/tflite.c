@@ -46,20 +46,9 @@ typedef struct {
     uint64_t len;
 } BufView;
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int bad(const Fb *fb, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    sac_term_clean(msg); /* names come from the file: no escape sequences on a terminal */
-    sac_error("%s: %s", fb->path, msg);
-    return SAC_ERR_FORMAT;
-}
+/* "<file>: <what was wrong>", SAC_ERR_FORMAT (sac_log keeps a name's control characters off
+ * the terminal) */
+#define bad(fb, ...) sac_error_at(SAC_ERR_FORMAT, (fb)->path, __VA_ARGS__)
 
 static uint16_t ld16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static uint32_t ld32(const uint8_t *p)

@@ -70,19 +70,8 @@ void backbone_layers(BackboneLayer L[BACKBONE_N_LAYERS], int n_classes)
 
 /* ---- the check ---- */
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int bad(const SafeTensors *st, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    sac_error("%s: %s", safetensors_path(st), msg);
-    return SAC_ERR_FORMAT;
-}
+/* "<file>: <what was wrong>", SAC_ERR_FORMAT */
+#define bad(st, ...) sac_error_at(SAC_ERR_FORMAT, safetensors_path(st), __VA_ARGS__)
 
 static void shape_text(char *buf, size_t cap, int ndim, const int64_t *shape)
 {

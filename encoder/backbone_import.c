@@ -52,14 +52,13 @@ __attribute__((format(printf, 2, 3)))
 #endif
 static int op_bad(const Walk *wk, const char *fmt, ...)
 {
-    char msg[1024];
+    const char *op = wk->k < wk->m->n_operators ? tflite_builtin_name(wk->m->operators[wk->k].builtin) : "end";
+    char where[1024];
+    snprintf(where, sizeof(where), "%s: operator %d (%s, %s)", wk->m->path, wk->k, op, wk->layer);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    sac_verror_at(SAC_ERR_FORMAT, where, fmt, ap);
     va_end(ap);
-    sac_term_clean(msg); /* names come from the file: no escape sequences on a terminal */
-    const char *op = wk->k < wk->m->n_operators ? tflite_builtin_name(wk->m->operators[wk->k].builtin) : "end";
-    sac_error("%s: operator %d (%s, %s): %s", wk->m->path, wk->k, op, wk->layer, msg);
     return SAC_ERR_FORMAT;
 }
 
