@@ -17,6 +17,7 @@
 #include <stb_image_write.h>
 
 #include "matmul.h"
+#include "model.h"
 #include "output.h"
 #include "sac.h"
 #include "saccade_config.h"
@@ -264,6 +265,130 @@ Model *cli_open_model(const char *cmd, const char *model_path, const char *argv0
         return NULL;
     }
     return m;
+}
+
+saccade_model *cli_model_open(const char *cmd, const char *model_path, const char *argv0, int quiet, long threads,
+                              long max_len, int *status)
+{
+    if (quiet) saccade_set_log_level(SACCADE_LOG_WARN);
+    saccade_set_threads(threads > 0 ? (int)threads : cli_cores());
+    const char *path = cli_find_model(model_path, argv0);
+    saccade_model *m = NULL;
+    if (path && saccade_model_load(path, &m, NULL, 0)) /* the reason is logged, naming the file */
+        plain_error("cannot use model %s (see above)", path);
+    if (!m) {
+        *status = CLI_FAILED;
+        return NULL;
+    }
+    if (max_len > saccade_model_max_length(m)) {
+        *status = cli_usage_error(cmd, "invalid value \"%ld\" for --max-len: expected an integer in 1..%d (this model's T)",
+                                  max_len, saccade_model_max_length(m));
+        saccade_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- the decoding options ---- */
+
+typedef struct {
+    const char *name, *arg; /* arg NULL: a flag */
+    unsigned group;
+    const char *help;       /* lines after the first start with '\n' */
+} DecodeOption;
+
+static const DecodeOption decode_options[] = {
+    {"beam", "K", CLI_DEC_BEAM, "beam width, 1..64 (default 3); 1 = greedy"},
+    {"greedy", NULL, CLI_DEC_GREEDY, "greedy decoding, images batched together (= --beam 1)"},
+    {"nbest", "N", CLI_DEC_NBEST, "the N best distinct captions of the beam (1..K, default 1;\nfewer when the beam found fewer)"},
+    {"max-len", "N", CLI_DEC_MAX_LEN, "most words + <end> (default: the model's T)"},
+    {"len-norm", "A", CLI_DEC_LEN_NORM, "beam score = logprob / steps^A (default 0.7; 0 = raw logprob)"},
+    {"no-repeat", NULL, CLI_DEC_REPEATS, "never the same word twice in a row"},
+    {"no-repeat-bigram", NULL, CLI_DEC_REPEATS, "never the same two words twice in one caption (the default)"},
+    {"repeats", NULL, CLI_DEC_REPEATS, "allow both (plain beam search)"},
+};
+enum { N_DECODE = sizeof(decode_options) / sizeof(decode_options[0]) };
+_Static_assert(N_DECODE <= CLI_DEC_MAX_OPTIONS, "CLI_DEC_MAX_OPTIONS");
+
+void cli_decode_defaults(CliDecode *d)
+{
+    saccade_options o;
+    saccade_options_default(&o); /* the library's defaults are the program's */
+    memset(d, 0, sizeof(*d));
+    d->beam = o.beam, d->nbest = o.nbest, d->max_len = o.max_length, d->len_norm = o.length_norm;
+    d->no_repeat = o.no_repeat_word, d->no_repeat_bigram = o.no_repeat_bigram;
+}
+
+int cli_decode_longopts(unsigned mask, struct option *out)
+{
+    int n = 0;
+    for (int i = 0; i < N_DECODE; i++)
+        if (decode_options[i].group & mask)
+            out[n++] = (struct option){decode_options[i].name, decode_options[i].arg ? 1 : 0, 0, CLI_DEC_ID + i};
+    return n;
+}
+
+int cli_decode_parse(int c, const char *arg, CliDecode *d, int *status)
+{
+    if (c < CLI_DEC_ID || c >= CLI_DEC_ID + N_DECODE) return 0;
+    const char *name = decode_options[c - CLI_DEC_ID].name;
+    char opt[32];
+    snprintf(opt, sizeof(opt), "--%s", name);
+    *status = CLI_OK;
+    if (!strcmp(name, "beam")) {
+        *status = cli_parse_int(opt, arg, 1, 64, &d->beam);
+        d->beam_given = 1;
+    } else if (!strcmp(name, "greedy")) {
+        d->greedy = 1;
+    } else if (!strcmp(name, "nbest")) {
+        *status = cli_parse_int(opt, arg, 1, 64, &d->nbest);
+    } else if (!strcmp(name, "max-len")) {
+        *status = cli_parse_int(opt, arg, 1, 256, &d->max_len);
+    } else if (!strcmp(name, "len-norm")) {
+        *status = cli_parse_float(opt, arg, 0, 10, &d->len_norm);
+    } else if (!strcmp(name, "no-repeat")) {
+        d->no_repeat = 1;
+    } else if (!strcmp(name, "no-repeat-bigram")) {
+        d->no_repeat_bigram = 1;
+    } else { /* repeats */
+        d->no_repeat = d->no_repeat_bigram = 0;
+    }
+    return 1;
+}
+
+void cli_decode_help(FILE *f, unsigned mask, int width)
+{
+    for (int i = 0; i < N_DECODE; i++) {
+        const DecodeOption *o = &decode_options[i];
+        if (!(o->group & mask)) continue;
+        char name[64];
+        snprintf(name, sizeof(name), "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        int w = (int)strlen(name) + 2 > width ? (int)strlen(name) + 2 : width;
+        fprintf(f, "  %-*s", w, name);
+        for (const char *p = o->help; *p; p++) {
+            if (*p == '\n') fprintf(f, "\n  %-*s", width, "");
+            else putc(*p, f);
+        }
+        putc('\n', f);
+    }
+}
+
+int cli_decode_check(const char *cmd, CliDecode *d)
+{
+    if (d->greedy && d->beam_given && d->beam != 1)
+        return cli_usage_error(cmd, "--greedy and --beam %ld contradict", d->beam);
+    if (d->greedy) d->beam = 1;
+    if (d->nbest > d->beam)
+        return cli_usage_error(cmd, "--nbest %ld exceeds the beam width %ld: expected 1..%ld", d->nbest, d->beam, d->beam);
+    return CLI_OK;
+}
+
+void cli_decode_options(const CliDecode *d, saccade_options *opt)
+{
+    saccade_options_default(opt);
+    opt->beam = (int)d->beam, opt->nbest = (int)d->nbest, opt->max_length = (int)d->max_len;
+    opt->length_norm = (float)d->len_norm;
+    opt->no_repeat_word = d->no_repeat, opt->no_repeat_bigram = d->no_repeat_bigram;
 }
 
 int cli_stderr_is_tty(void) { return isatty(STDERR_FILENO); }

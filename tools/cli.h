@@ -7,10 +7,13 @@
 #ifndef SACCADE_CLI_H
 #define SACCADE_CLI_H
 
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 
-#include "model.h"
+#include "saccade.h"
+
+typedef struct Model Model; /* captioner/model.h, for eval, train, classify */
 
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 
@@ -65,6 +68,53 @@ Model *cli_load_model(const char *explicit_path, const char *argv0);
  * or NULL with *status set to CLI_FAILED (no usable model) or CLI_USAGE (bad --max-len, named). */
 Model *cli_open_model(const char *cmd, const char *model_path, const char *argv0, int quiet, long threads,
                       long max_len, int *status);
+
+/* What caption, attend, batch and report do before their work, through libsaccade: --quiet
+ * (only warnings and errors on stderr), --threads N (0 = all cores) for the one pool, find and
+ * load the model (cli_find_model), check --max-len (0 = the model's T) against it. Returns the
+ * model, or NULL with *status set to CLI_FAILED (no usable model: the reason printed) or
+ * CLI_USAGE (bad --max-len, named). */
+saccade_model *cli_model_open(const char *cmd, const char *model_path, const char *argv0, int quiet, long threads,
+                              long max_len, int *status);
+
+/* ---- the decoding options: one table for caption, attend, eval and batch ---- */
+
+/* Groups of the table, chosen per command: */
+enum {
+    CLI_DEC_BEAM = 1,     /* --beam K */
+    CLI_DEC_GREEDY = 2,   /* --greedy */
+    CLI_DEC_NBEST = 4,    /* --nbest N */
+    CLI_DEC_MAX_LEN = 8,  /* --max-len N */
+    CLI_DEC_LEN_NORM = 16, /* --len-norm A */
+    CLI_DEC_REPEATS = 32, /* --no-repeat, --no-repeat-bigram, --repeats */
+    CLI_DEC_ALL = 63
+};
+/* getopt_long ids of the table's options (CLI_DEC_ID + index; subcommands use ids below). */
+#define CLI_DEC_ID 1000
+#define CLI_DEC_MAX_OPTIONS 8
+
+typedef struct CliDecode {
+    long beam, nbest, max_len; /* max_len 0: the model's T */
+    double len_norm;
+    int greedy, beam_given;
+    int no_repeat, no_repeat_bigram;
+} CliDecode;
+
+/* The defaults: beam 3, nbest 1, max_len 0, len_norm 0.7, the bigram guard on. */
+void cli_decode_defaults(CliDecode *d);
+/* Copy the getopt_long entries of the groups in mask to out (room for CLI_DEC_MAX_OPTIONS);
+ * returns how many. */
+int cli_decode_longopts(unsigned mask, struct option *out);
+/* When c is one of the table's ids: parse optarg into d and return 1 (*status CLI_OK, or
+ * CLI_USAGE with the error printed); else 0. */
+int cli_decode_parse(int c, const char *arg, CliDecode *d, int *status);
+/* The help lines of the groups in mask, the option column `width` wide. */
+void cli_decode_help(FILE *f, unsigned mask, int width);
+/* After parsing: --greedy against --beam, --nbest against the beam (usage errors naming cmd).
+ * CLI_OK or CLI_USAGE. */
+int cli_decode_check(const char *cmd, CliDecode *d);
+/* d as library options. */
+void cli_decode_options(const CliDecode *d, saccade_options *opt);
 
 /* 1 when stderr is a terminal (progress may redraw with '\r'). */
 int cli_stderr_is_tty(void);

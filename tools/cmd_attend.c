@@ -11,6 +11,9 @@
  * exactly when the browser lays it over the photo, stretched to the photo's aspect ratio, which
  * is exact because the attention grid covers the whole squashed photo the model saw.
  *
+ * The caption, its words' log-probabilities and attention maps come from libsaccade (saccade.h,
+ * attend_view.c); this file draws and writes them.
+ *
  * Size letters: T caption words, P grid positions.
  */
 #include <getopt.h>
@@ -21,18 +24,16 @@
 #include <sys/stat.h>
 
 #include "attend_view.h"
-#include "captioner.h"
 #include "cli.h"
 #include "draw.h"
-#include "matmul.h"
+#include "image.h"
 #include "output.h"
 #include "sac.h"
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-prototypes"
-#pragma GCC diagnostic pop
+#include "saccade.h"
 
 #define HTML_SIDE 512 /* the longest side of the photo on the HTML page, in CSS pixels */
+/* The decoding options attend takes (cli.h's table). */
+#define ATTEND_DECODING (CLI_DEC_BEAM | CLI_DEC_MAX_LEN | CLI_DEC_LEN_NORM | CLI_DEC_REPEATS)
 #define MAP_SIDE 256  /* the longest side of each word's overlay PNG (the browser stretches it) */
 
 static void help(FILE *f)
@@ -52,16 +53,15 @@ static void help(FILE *f)
             "                      attention (rows of weights, summing to 1)\n"
             "At least one of -o, --html and --json is required.\n\n"
             "options:\n"
-            "  --model FILE        model file (default: $SACCADE_MODEL, then the installed model)\n"
-            "  --beam K            beam width (default 3; 1 = greedy)\n"
-            "  --max-len N         most words + <end> (default: the model's T)\n"
-            "  --len-norm A        beam score = logprob / steps^A (default 0.7)\n"
+            "  --model FILE        model file (default: $SACCADE_MODEL, then the installed model)\n");
+    cli_decode_help(f, ATTEND_DECODING, 20);
+    fprintf(f,
             "  --panel PX          long side of a panel in the PNG, 16..1024 (default 256)\n"
             "  --columns N         panels per row in the PNG (default 6)\n"
             "  --probs             write each word's probability under its panel\n"
             "  --font FILE         TrueType font for the PNG's labels (default: DejaVu Sans from\n"
             "                      /usr/share/fonts/truetype/dejavu; 'builtin': the bitmap font)\n"
-            "  --threads N         BLAS threads (default 0 = all cores)\n"
+            "  --threads N         threads (default 0 = all cores)\n"
             "  --quiet             only errors on stderr\n"
             "  -h, --help          this text\n");
 }
@@ -209,11 +209,9 @@ static void put_gradient(FILE *f)
 }
 
 /* The HTML page: the photo (aspect kept) with one overlay per word stacked on it. */
-static int write_html(const char *path, const char *image_name, const SacImage *photo, const Model *m,
-                      const AttendView *v, int beam)
+static int write_html(const char *path, const char *image_name, const SacImage *photo, const AttendView *v, int beam)
 {
-    const Caption *cap = &v->cap;
-    const int T = cap->n;
+    const int T = v->n, P = v->grid_h * v->grid_w;
     int W, H, mw, mh;
     attention_panel_size(photo->w, photo->h, HTML_SIDE, &W, &H);
     attention_panel_size(photo->w, photo->h, MAP_SIDE, &mw, &mh);
@@ -236,7 +234,7 @@ static int write_html(const char *path, const char *image_name, const SacImage *
         fprintf(f, " &middot; %dx%d &middot; %dx%d attention grid &middot; beam %d &middot; log-probability %.3f%s</p>\n"
                    "<div class=\"view\" style=\"width:%dpx;height:%dpx\">\n<img id=\"photo\" alt=\"photo\" "
                    "width=\"%d\" height=\"%d\" src=\"",
-                photo->w, photo->h, m->grid_h, m->grid_w, beam, cap->logprob, cap->ended ? "" : " (no &lt;end&gt;)",
+                photo->w, photo->h, v->grid_h, v->grid_w, beam, v->logprob, v->ended ? "" : " (no &lt;end&gt;)",
                 W, H, W, H);
         if (!st) st = put_png_uri(f, view.rgb, W, H, W * 3);
         fputs("\">\n", f);
@@ -245,7 +243,7 @@ static int write_html(const char *path, const char *image_name, const SacImage *
                     t, t, W, H);
             st = put_html(f, v->words[t]);
             fputs("\" src=\"", f);
-            if (!st) st = put_overlay_uri(f, cap->alphas + (size_t)t * m->P, m->grid_h, m->grid_w, mw, mh);
+            if (!st) st = put_overlay_uri(f, v->alphas + (size_t)t * P, v->grid_h, v->grid_w, mw, mh);
             fputs("\">\n", f);
         }
         fputs("</div>\n<div class=\"legend\">attention: low <span class=\"bar\" style=\"background:", f);
@@ -280,9 +278,9 @@ static int write_html(const char *path, const char *image_name, const SacImage *
 }
 
 /* The numbers as JSON (one object, pretty-printed) to path ("-" = stdout). */
-static int write_json(const char *path, const char *image, const Model *m, const AttendView *v)
+static int write_json(const char *path, const char *image, const AttendView *v)
 {
-    cJSON *o = attend_view_json(image, m, v);
+    cJSON *o = attend_view_json(image, v);
     char *text = o ? cJSON_PrintBuffered(o, 1 << 16, 0) : NULL;
     cJSON_Delete(o);
     if (!text) {
@@ -306,37 +304,29 @@ static int same_output(const char *a, const char *b)
     return !strcmp(a, b);
 }
 
-enum {
-    O_MODEL = 256, O_BEAM, O_MAX_LEN, O_LEN_NORM, O_PANEL, O_COLUMNS, O_HTML, O_JSON, O_PROBS, O_FONT, O_THREADS,
-    O_QUIET, O_HELP
-};
+enum { O_MODEL = 256, O_PANEL, O_COLUMNS, O_HTML, O_JSON, O_PROBS, O_FONT, O_THREADS, O_QUIET, O_HELP };
 
 int cmd_attend(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"model", 1, 0, O_MODEL}, {"beam", 1, 0, O_BEAM}, {"max-len", 1, 0, O_MAX_LEN},
-        {"len-norm", 1, 0, O_LEN_NORM}, {"panel", 1, 0, O_PANEL}, {"columns", 1, 0, O_COLUMNS},
+    struct option longopts[13 + CLI_DEC_MAX_OPTIONS] = {
+        {"model", 1, 0, O_MODEL}, {"panel", 1, 0, O_PANEL}, {"columns", 1, 0, O_COLUMNS},
         {"output", 1, 0, 'o'}, {"html", 1, 0, O_HTML}, {"json", 1, 0, O_JSON}, {"probs", 0, 0, O_PROBS},
-        {"font", 1, 0, O_FONT}, {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
-        {0, 0, 0, 0}};
+        {"font", 1, 0, O_FONT}, {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP}};
+    cli_decode_longopts(ATTEND_DECODING, longopts + 11);
     const char *model_path = NULL, *out_png = NULL, *out_html = NULL, *out_json = NULL, *font_path = NULL;
-    long beam = 3, max_len = 0, panel = 256, columns = 6, threads = 0;
-    double len_norm = 0.7;
-    int quiet = 0, probs = 0, c;
+    long panel = 256, columns = 6, threads = 0;
+    CliDecode dec;
+    cli_decode_defaults(&dec);
+    int quiet = 0, probs = 0, c, status;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
+        if (cli_decode_parse(c, optarg, &dec, &status)) {
+            if (status) return status;
+            continue;
+        }
         switch (c) {
         case O_MODEL: model_path = optarg; break;
-        case O_BEAM:
-            if (cli_parse_int("--beam", optarg, 1, 64, &beam)) return CLI_USAGE;
-            break;
-        case O_MAX_LEN:
-            if (cli_parse_int("--max-len", optarg, 1, 256, &max_len)) return CLI_USAGE;
-            break;
-        case O_LEN_NORM:
-            if (cli_parse_float("--len-norm", optarg, 0, 10, &len_norm)) return CLI_USAGE;
-            break;
         case O_PANEL:
             if (cli_parse_int("--panel", optarg, 16, 1024, &panel)) return CLI_USAGE;
             break;
@@ -384,47 +374,46 @@ int cmd_attend(int argc, char **argv)
         cli_message("attend", "note: %s", attention_font_default_note());
     }
 
-    int status;
-    Model *m = cli_open_model("attend", model_path, argv[0], quiet, threads, max_len, &status);
+    saccade_model *m = cli_model_open("attend", model_path, argv[0], quiet, threads, dec.max_len, &status);
     if (!m) {
         attention_font_free(own_font);
         return status;
     }
-    DecoderSizes sz = model_decoder_sizes(m);
-    SearchOptions opt = search_default_options(&sz);
-    opt.beam = (int)beam, opt.len_norm = (float)len_norm;
-    if (max_len) opt.max_len = (int)max_len;
+    saccade_options opt;
+    cli_decode_options(&dec, &opt);
 
     int rc = CLI_FAILED;
-    SacImage photo = {0}, input = {0}, fig = {0};
+    saccade_image photo = {0}, input = {0};
+    SacImage fig = {0};
     AttendView v = {0};
-    Captioner *cp = NULL;
+    saccade_captioner *cp = NULL;
     /* The model's input decoded as `saccade caption` decodes it (a large JPEG at 1/2, 1/4 or 1/8
      * size), so the caption is the same; the photo shown is at least the page's or a panel's
      * side, from the same decode when it is large enough, else decoded again less scaled. */
     const int view_side = SAC_MAX(HTML_SIDE, (int)panel);
-    if (sac_image_load_scaled(image, m->cfg.enc.image_size, &input, 0)) goto done; /* the message names the file */
-    if (input.w >= view_side && input.h >= view_side) photo = input, input = (SacImage){0};
-    else if (sac_image_load_scaled(image, view_side, &photo, 0)) goto done;
-    if (!(cp = captioner_create(m, 1, (int)beam))) goto done;
-    int st = attend_view_run(cp, m, input.rgb ? &input : &photo, &opt, &v);
+    if (saccade_image_load(image, saccade_model_input_size(m), &input, NULL, 0)) goto done; /* logged, naming the file */
+    if (input.width >= view_side && input.height >= view_side) photo = input, input = (saccade_image){0};
+    else if (saccade_image_load(image, view_side, &photo, NULL, 0)) goto done;
+    if (!(cp = saccade_captioner_create(m))) goto done;
+    int st = attend_view_run(cp, input.rgb ? &input : &photo, &opt, &v);
     if (st) {
-        cli_message("attend", "%s: decoding failed: %s", image, sac_strerror(st));
+        cli_message("attend", "%s: decoding failed: %s", image, saccade_strerror(st));
         goto done;
     }
+    const SacImage shown = {photo.width, photo.height, photo.rgb}; /* rows of 3 * width bytes */
     if (out_png) {
         uint8_t *png = NULL;
         size_t len = 0;
         if (probs) dopt.word_logprob = v.word_logprob;
-        st = attention_draw_figure(&photo, v.cap.alphas, v.cap.n, m->grid_h, m->grid_w, v.words, &dopt, &fig);
+        st = attention_draw_figure(&shown, v.alphas, v.n, v.grid_h, v.grid_w, v.words, &dopt, &fig);
         if (!st) st = cli_png_encode(fig.rgb, fig.w, fig.h, 3, fig.w * 3, &png, &len);
         if (st) cli_message("attend", "cannot draw %s: %s", out_png, sac_strerror(st));
         else st = sac_output_write_file(out_png, png, len, 0); /* a write error is logged, naming the file */
         free(png);
         if (st) goto done;
     }
-    if (out_html && write_html(out_html, image, &photo, m, &v, (int)beam)) goto done;
-    if (out_json && write_json(out_json, image, m, &v)) goto done;
+    if (out_html && write_html(out_html, image, &shown, &v, opt.beam)) goto done;
+    if (out_json && write_json(out_json, image, &v)) goto done;
     if (!out_json || strcmp(out_json, "-")) {
         cli_put_tsv_path(stdout, image);
         printf("\t%s\n", v.text);
@@ -433,10 +422,10 @@ int cmd_attend(int argc, char **argv)
 done:
     attend_view_clear(&v);
     sac_image_free(&fig);
-    sac_image_free(&photo);
-    sac_image_free(&input);
-    captioner_free(cp);
-    model_free(m);
+    saccade_image_free(&photo);
+    saccade_image_free(&input);
+    saccade_captioner_free(cp);
+    saccade_model_free(m);
     attention_font_free(own_font);
     return rc;
 }

@@ -2,17 +2,16 @@
  * cmd_caption.c - `saccade caption`: caption image files, one result line per image (or per
  * hypothesis with --nbest), as TSV or JSON lines.
  *
- * Images are read (sac_image_load_scaled: every stb_image format, EXIF orientation, pixel limit;
- * a large JPEG decoded at 1/2, 1/4 or 1/8 size, still at least the model's input side) and
- * preprocessed one at a time into a batch of up to CAPTION_BATCH model inputs, so memory stays
- * bounded whatever the photos' sizes. A file that cannot be read is reported on stderr with its
- * name and skipped; the others are still captioned and the exit status is 1.
+ * Everything goes through libsaccade (saccade.h). Images are read (saccade_image_load: every
+ * format the library reads, EXIF orientation, pixel limit; a large JPEG decoded at 1/2, 1/4 or
+ * 1/8 size, still at least the model's input side) and prepared one at a time
+ * (saccade_input_create) into a batch of up to CAPTION_BATCH model inputs, so memory stays
+ * bounded whatever the photos' sizes; the batch is captioned together (saccade_caption_inputs:
+ * greedy for --greedy or --beam 1, else beam search over the batch). A file that cannot be read
+ * is reported on stderr with its name and skipped; the others are still captioned and the exit
+ * status is 1.
  *
- * Decoding: --greedy decodes the batch together (captioner_run); --beam K (K >= 1, also K = 1)
- * beam-searches each image with beam_search_run, so `--beam 1` and `--greedy` are two code paths
- * that must print the same captions (the test suite checks it).
- *
- * Size letters: B images in a batch, S input side, P grid positions, E encoder channels, K beam.
+ * Size letters: B images in a batch, K beam.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,11 +25,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "captioner.h"
 #include "cli.h"
-#include "matmul.h"
 #include "output.h"
-#include "sac.h"
+#include "saccade.h"
 
 #define CAPTION_BATCH 16
 
@@ -48,20 +45,13 @@ static void help(FILE *f)
             "is written as the four characters \\xHH (its value in hex), so the JSON stays valid.\n"
             "Files that cannot be read are reported on stderr and skipped; the exit status is then 1.\n\n"
             "options:\n"
-            "  --model FILE     model file (default: $SACCADE_MODEL, then the installed model)\n"
-            "  --beam K         beam width (default 3); --beam 1 equals --greedy\n"
-            "  --greedy         greedy decoding, images batched together (fastest)\n"
-            "  --nbest N        print the N best distinct captions of the beam (1..K, default 1;\n"
-            "                   fewer when the beam found fewer)\n"
-            "  --max-len N      most words + <end> (default: the model's T)\n"
-            "  --len-norm A     beam score = logprob / steps^A (default 0.7; 0 = raw logprob)\n"
-            "  --no-repeat      never the same word twice in a row\n"
-            "  --no-repeat-bigram  never the same two words twice in one caption (the default)\n"
-            "  --repeats           allow both (plain beam search)\n"
+            "  --model FILE     model file (default: $SACCADE_MODEL, then the installed model)\n");
+    cli_decode_help(f, CLI_DEC_ALL, 17);
+    fprintf(f,
             "  --json           JSON lines {\"image\", \"caption\", \"logprob\", \"tokens\" (the words),\n"
             "                   \"ended\" (false when the caption ran out of steps)}, plus \"rank\"\n"
             "                   with --nbest > 1\n"
-            "  --threads N      BLAS threads (default 0 = all cores)\n"
+            "  --threads N      threads (default 0 = all cores)\n"
             "  --quiet          only errors on stderr\n"
             "  -h, --help       this text\n");
 }
@@ -122,16 +112,13 @@ static char *line_next(LineReader *r, int block, int *eof)
 /* ---- decoding and printing ---- */
 
 typedef struct {
-    const Model *m;
-    Captioner *cap;
-    DecoderInfer *dec; /* beam search rows: the captioner's (borrowed) */
-    SearchOptions opt;
-    int greedy, json;
-    int S;
-    float *images; /* (CAPTION_BATCH, 3, S, S) */
-    float *feats;  /* (CAPTION_BATCH, P, E) */
-    Caption *caps; /* (CAPTION_BATCH, nbest) */
-    int counts[CAPTION_BATCH];
+    const saccade_model *m;
+    saccade_captioner *cap;
+    saccade_options opt;
+    int json;
+    int S;                                 /* the model's input side: what images are decoded for */
+    saccade_input *inputs[CAPTION_BATCH];  /* the waiting batch */
+    saccade_result *results[CAPTION_BATCH];
     char *paths[CAPTION_BATCH];
     int n;         /* images waiting in the batch */
     long failed, done;
@@ -140,29 +127,29 @@ typedef struct {
 
 static double round6(double x) { return round(x * 1e6) / 1e6; }
 
-static int print_caption(const Run *r, const char *path, const Caption *c, int rank)
+/* Print caption k of r (rank k + 1). */
+static int print_caption(const Run *r, const char *path, const saccade_result *res, int k)
 {
-    char *text = captioner_text(r->m, c);
-    if (!text) return SAC_ERR_NOMEM;
+    const char *text = saccade_result_text(res, k);
     if (!r->json) {
         cli_put_tsv_path(stdout, path);
-        if (r->opt.nbest > 1) printf("\t%d\t%s\n", rank, text);
+        if (r->opt.nbest > 1) printf("\t%d\t%s\n", k + 1, text);
         else printf("\t%s\n", text);
-        free(text);
-        return SAC_OK;
+        return SACCADE_OK;
     }
     cJSON *o = cJSON_CreateObject(), *toks = cJSON_CreateArray();
     char *image = sac_utf8_escape(path); /* JSON is UTF-8: other bytes become \xHH text */
     int ok = o && toks && image;
     if (ok) {
         cJSON_AddItemToObject(o, "image", cJSON_CreateString(image));
-        if (r->opt.nbest > 1) cJSON_AddItemToObject(o, "rank", cJSON_CreateNumber(rank));
+        if (r->opt.nbest > 1) cJSON_AddItemToObject(o, "rank", cJSON_CreateNumber(k + 1));
         cJSON_AddItemToObject(o, "caption", cJSON_CreateString(text));
-        cJSON_AddItemToObject(o, "logprob", cJSON_CreateNumber(round6(c->logprob)));
-        for (int i = 0; i < c->n; i++) cJSON_AddItemToArray(toks, cJSON_CreateString(vocab_word(r->m->vocab, c->tokens[i])));
+        cJSON_AddItemToObject(o, "logprob", cJSON_CreateNumber(round6(saccade_result_logprob(res, k))));
+        for (int t = 0; t < saccade_result_words(res, k); t++)
+            cJSON_AddItemToArray(toks, cJSON_CreateString(saccade_result_word(res, k, t)));
         cJSON_AddItemToObject(o, "tokens", toks);
         toks = NULL;
-        cJSON_AddItemToObject(o, "ended", cJSON_CreateBool(c->ended));
+        cJSON_AddItemToObject(o, "ended", cJSON_CreateBool(saccade_result_ended(res, k)));
     }
     char *line = ok ? cJSON_PrintUnformatted(o) : NULL;
     if (line) printf("%s\n", line);
@@ -170,36 +157,23 @@ static int print_caption(const Run *r, const char *path, const Caption *c, int r
     cJSON_Delete(o);
     cJSON_Delete(toks);
     free(image);
-    free(text);
-    return line ? SAC_OK : SAC_ERR_NOMEM;
+    return line ? SACCADE_OK : SACCADE_ERR_NOMEM;
 }
 
 /* Decode and print the waiting batch, then empty it. */
 static void run_flush(Run *r)
 {
-    const int B = r->n, nb = r->opt.nbest;
+    const int B = r->n;
     if (B == 0) return;
-    const size_t PE = (size_t)r->m->P * r->m->cfg.E;
-    int st;
-    memset(r->caps, 0, sizeof(Caption) * B * nb);
-    if (r->greedy) {
-        st = captioner_run_preprocessed(r->cap, r->images, B, &r->opt, r->caps, r->counts);
-    } else {
-        st = captioner_encode(r->cap, r->images, B, r->feats);
-        for (int b = 0; b < B && !st; b++) {
-            int n = beam_search_run(r->caps + (size_t)b * nb, r->dec, r->feats + b * PE, &r->m->p.dec, &r->opt);
-            if (n < 0) st = n;
-            else r->counts[b] = n;
-        }
-    }
+    int st = saccade_caption_inputs(r->cap, (const saccade_input *const *)r->inputs, B, &r->opt, r->results);
     if (st) {
-        cli_message("caption", "decoding failed (%s) for %d image%s starting with %s", sac_strerror(st), B,
-                  B == 1 ? "" : "s", r->paths[0]);
+        cli_message("caption", "decoding failed (%s) for %d image%s starting with %s", saccade_strerror(st), B,
+                    B == 1 ? "" : "s", r->paths[0]);
         r->failed += B;
     }
     for (int b = 0; b < B && !st; b++) {
-        for (int k = 0; k < r->counts[b] && k < nb; k++) {
-            if (print_caption(r, r->paths[b], &r->caps[(size_t)b * nb + k], k + 1)) {
+        for (int k = 0; k < saccade_result_count(r->results[b]) && k < r->opt.nbest; k++) {
+            if (print_caption(r, r->paths[b], r->results[b], k)) {
                 cli_message("caption", "%s: out of memory printing the caption", r->paths[b]);
                 r->failed++;
                 break;
@@ -207,24 +181,27 @@ static void run_flush(Run *r)
         }
         r->done++;
     }
-    for (int i = 0; i < B * nb; i++) caption_clear(&r->caps[i]);
-    for (int b = 0; b < B; b++) free(r->paths[b]), r->paths[b] = NULL;
+    for (int b = 0; b < B; b++) {
+        saccade_result_free(r->results[b]), r->results[b] = NULL;
+        saccade_input_free(r->inputs[b]), r->inputs[b] = NULL;
+        free(r->paths[b]), r->paths[b] = NULL;
+    }
     r->n = 0;
     if (sac_stdout_flush()) r->stdout_failed = 1; /* reported once, at exit */
 }
 
-/* Read and preprocess one image into the batch (reporting a failure), decoding when full. */
+/* Read and prepare one image into the batch (reporting a failure), decoding when full. */
 static void run_add(Run *r, const char *path)
 {
     if (r->stdout_failed) return; /* the results could not be written: stop */
-    SacImage img = {0};
-    const ModelConfig *cfg = &r->m->cfg;
-    int st = sac_image_load_scaled(path, r->S, &img, 0);
-    if (!st) st = sac_image_preprocess(&img, r->S, cfg->mean, cfg->std, r->images + (size_t)r->n * 3 * r->S * r->S);
-    sac_image_free(&img);
-    if (!st && !(r->paths[r->n] = strdup(path))) st = SAC_ERR_NOMEM;
+    saccade_image img;
+    int st = saccade_image_load(path, r->S, &img, NULL, 0);
+    if (!st) st = saccade_input_create(r->m, &img, &r->inputs[r->n], NULL, 0);
+    saccade_image_free(&img);
+    if (!st && !(r->paths[r->n] = strdup(path))) st = SACCADE_ERR_NOMEM;
     if (st) {
-        /* sac_image_load has already said why, naming the file */
+        /* the library has already said why, naming the file */
+        saccade_input_free(r->inputs[r->n]), r->inputs[r->n] = NULL;
         cli_message("caption", "%s: skipped", path);
         r->failed++;
         return;
@@ -232,45 +209,29 @@ static void run_add(Run *r, const char *path)
     if (++r->n == CAPTION_BATCH) run_flush(r);
 }
 
-enum {
-    O_MODEL = 256, O_BEAM, O_GREEDY, O_NBEST, O_MAX_LEN, O_LEN_NORM, O_JSON, O_THREADS, O_QUIET, O_NO_REPEAT,
-    O_NO_REPEAT_BIGRAM, O_REPEATS, O_HELP
-};
+enum { O_MODEL = 256, O_JSON, O_THREADS, O_QUIET, O_HELP };
 
 int cmd_caption(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"model", 1, 0, O_MODEL}, {"beam", 1, 0, O_BEAM}, {"greedy", 0, 0, O_GREEDY}, {"nbest", 1, 0, O_NBEST},
-        {"max-len", 1, 0, O_MAX_LEN}, {"len-norm", 1, 0, O_LEN_NORM}, {"json", 0, 0, O_JSON},
-        {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"no-repeat", 0, 0, O_NO_REPEAT},
-        {"no-repeat-bigram", 0, 0, O_NO_REPEAT_BIGRAM}, {"repeats", 0, 0, O_REPEATS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+    struct option longopts[8 + CLI_DEC_MAX_OPTIONS] = {
+        {"model", 1, 0, O_MODEL}, {"json", 0, 0, O_JSON}, {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET},
+        {"help", 0, 0, O_HELP}};
+    cli_decode_longopts(CLI_DEC_ALL, longopts + 5);
     const char *model_path = NULL;
-    long beam = 3, nbest = 1, max_len = 0, threads = 0;
-    double len_norm = 0.7;
-    int greedy = 0, json = 0, quiet = 0, beam_given = 0, no_repeat = 0, no_repeat_bigram = 1, c;
+    long threads = 0;
+    CliDecode dec;
+    cli_decode_defaults(&dec);
+    int json = 0, quiet = 0, c, status;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (cli_decode_parse(c, optarg, &dec, &status)) {
+            if (status) return status;
+            continue;
+        }
         switch (c) {
         case O_MODEL: model_path = optarg; break;
-        case O_BEAM:
-            if (cli_parse_int("--beam", optarg, 1, 64, &beam)) return CLI_USAGE;
-            beam_given = 1;
-            break;
-        case O_GREEDY: greedy = 1; break;
-        case O_NBEST:
-            if (cli_parse_int("--nbest", optarg, 1, 64, &nbest)) return CLI_USAGE;
-            break;
-        case O_MAX_LEN:
-            if (cli_parse_int("--max-len", optarg, 1, 256, &max_len)) return CLI_USAGE;
-            break;
-        case O_LEN_NORM:
-            if (cli_parse_float("--len-norm", optarg, 0, 10, &len_norm)) return CLI_USAGE;
-            break;
         case O_JSON: json = 1; break;
-        case O_NO_REPEAT: no_repeat = 1; break;
-        case O_NO_REPEAT_BIGRAM: no_repeat_bigram = 1; break;
-        case O_REPEATS: no_repeat = no_repeat_bigram = 0; break;
         case O_THREADS:
             if (cli_parse_int("--threads", optarg, 0, 1024, &threads)) return CLI_USAGE;
             break;
@@ -280,34 +241,22 @@ int cmd_caption(int argc, char **argv)
         default: return cli_option_error("caption", c, argv);
         }
     }
-    if (greedy && beam_given && beam != 1) return cli_usage_error("caption", "--greedy and --beam %ld contradict", beam);
-    if (greedy) beam = 1;
-    if (nbest > beam)
-        return cli_usage_error("caption", "--nbest %ld exceeds the beam width %ld: expected 1..%ld", nbest, beam, beam);
+    if (cli_decode_check("caption", &dec)) return CLI_USAGE;
     if (optind >= argc) return cli_usage_error("caption", "no images given (IMAGE... or - for paths on stdin)");
     int from_stdin = 0;
     for (int i = optind; i < argc; i++) from_stdin |= !strcmp(argv[i], "-");
     if (from_stdin && argc - optind > 1) return cli_usage_error("caption", "'-' (paths on stdin) must be the only argument");
 
-    int status;
-    Model *m = cli_open_model("caption", model_path, argv[0], quiet, threads, max_len, &status);
+    saccade_model *m = cli_model_open("caption", model_path, argv[0], quiet, threads, dec.max_len, &status);
     if (!m) return status;
-    DecoderSizes sz = model_decoder_sizes(m);
     Run r = {0};
     r.m = m;
-    r.greedy = greedy, r.json = json;
-    r.S = m->cfg.enc.image_size;
-    r.opt = search_default_options(&sz);
-    r.opt.beam = (int)beam, r.opt.nbest = (int)nbest, r.opt.len_norm = (float)len_norm;
-    r.opt.no_repeat = no_repeat, r.opt.no_repeat_bigram = no_repeat_bigram;
-    if (max_len) r.opt.max_len = (int)max_len;
-    r.cap = captioner_create(m, CAPTION_BATCH, (int)beam);
-    r.dec = greedy || !r.cap ? NULL : captioner_decoder(r.cap);
-    r.images = sac_alloc_floats((size_t)CAPTION_BATCH * 3 * r.S * r.S);
-    r.feats = sac_alloc_floats((size_t)CAPTION_BATCH * m->P * m->cfg.E);
-    r.caps = sac_calloc((size_t)CAPTION_BATCH * nbest, sizeof(Caption));
+    r.json = json;
+    r.S = saccade_model_input_size(m);
+    cli_decode_options(&dec, &r.opt);
+    r.cap = saccade_captioner_create(m);
     int rc = CLI_OK;
-    if (!r.cap || (!greedy && !r.dec) || !r.images || !r.feats || !r.caps) {
+    if (!r.cap) {
         cli_message("caption", "out of memory setting up the captioner");
         rc = CLI_FAILED;
         goto done;
@@ -332,8 +281,7 @@ int cmd_caption(int argc, char **argv)
     }
     if (r.stdout_failed) rc = CLI_FAILED;
 done:
-    free(r.caps), free(r.images), free(r.feats);
-    captioner_free(r.cap);
-    model_free(m);
+    saccade_captioner_free(r.cap);
+    saccade_model_free(m);
     return rc;
 }

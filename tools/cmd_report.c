@@ -35,8 +35,10 @@
 #include "cli.h"
 #include "draw.h"
 #include "fileio.h"
+#include "image.h"
 #include "output.h"
 #include "sac.h"
+#include "saccade.h"
 
 #define REPORT_MAX_LOG ((size_t)1 << 30) /* largest log read */
 #define REPORT_MAX_RAW 2000              /* raw points drawn per chart (every k-th beyond) */
@@ -411,15 +413,15 @@ static int write_photos(FILE *f, const char *model_path, char **photos, int n, c
                         long threads, int *failed)
 {
     int status;
-    Model *m = cli_open_model("report", model_path, argv0, quiet, threads, 0, &status);
+    saccade_model *m = cli_model_open("report", model_path, argv0, quiet, threads, 0, &status);
     if (!m) return SAC_ERR_IO;
-    Captioner *cp = captioner_create(m, 1, 3);
+    saccade_captioner *cp = saccade_captioner_create(m);
     if (!cp) {
-        model_free(m);
+        saccade_model_free(m);
         return SAC_ERR_NOMEM;
     }
-    DecoderSizes sz = model_decoder_sizes(m);
-    SearchOptions opt = search_default_options(&sz);
+    saccade_options opt;
+    saccade_options_default(&opt);
     AttentionDrawOptions dopt = attention_draw_defaults();
     dopt.panel_size = REPORT_PANEL, dopt.columns = 5;
     int st = SAC_OK;
@@ -432,16 +434,18 @@ static int write_photos(FILE *f, const char *model_path, char **photos, int n, c
     fprintf(f, "</code> (the model train kept: the chosen epoch's), beam %d. Each panel: one word's attention, "
                "smoothed, scaled to its own peak; p is the word's probability.</p>\n", opt.beam);
     for (int i = 0; i < n && !st; i++) {
-        SacImage photo = {0}, fig = {0};
+        saccade_image photo = {0};
+        SacImage fig = {0};
         AttendView v = {0};
         uint8_t *png = NULL;
         size_t len = 0;
         char *b64 = NULL;
-        int pst = sac_image_load(photos[i], &photo, 0); /* logged, naming the file */
-        if (!pst) pst = attend_view_run(cp, m, &photo, &opt, &v);
+        int pst = saccade_image_load(photos[i], 0, &photo, NULL, 0); /* logged, naming the file */
+        if (!pst) pst = attend_view_run(cp, &photo, &opt, &v);
         if (!pst) {
+            const SacImage shown = {photo.width, photo.height, photo.rgb};
             dopt.word_logprob = v.word_logprob;
-            pst = attention_draw_figure(&photo, v.cap.alphas, v.cap.n, m->grid_h, m->grid_w, v.words, &dopt, &fig);
+            pst = attention_draw_figure(&shown, v.alphas, v.n, v.grid_h, v.grid_w, v.words, &dopt, &fig);
         }
         if (!pst) pst = cli_png_encode(fig.rgb, fig.w, fig.h, 3, fig.w * 3, &png, &len);
         if (!pst && !(b64 = cli_base64(png, len))) pst = SAC_ERR_NOMEM;
@@ -457,16 +461,16 @@ static int write_photos(FILE *f, const char *model_path, char **photos, int n, c
             fprintf(f, "<figure class=\"photo\"><figcaption><b>%s</b> &middot; %s &middot; log-probability "
                        "%.3f</figcaption><img alt=\"attention of each word for %s\" width=\"%d\" height=\"%d\" "
                        "src=\"data:image/png;base64,%s\"></figure>\n",
-                    cap, name, v.cap.logprob, name, fig.w, fig.h, b64);
+                    cap, name, v.logprob, name, fig.w, fig.h, b64);
         }
         free(name), free(u), free(cap), free(b64), free(png);
         attend_view_clear(&v);
         sac_image_free(&fig);
-        sac_image_free(&photo);
+        saccade_image_free(&photo);
     }
     fputs("</section>\n", f);
-    captioner_free(cp);
-    model_free(m);
+    saccade_captioner_free(cp);
+    saccade_model_free(m);
     return st;
 }
 
