@@ -1,7 +1,8 @@
 /*
  * trainer.c - the training run (cross-entropy, or self-critical from a trained model), see
- * trainer.h (the gradient steps are train_step.c, the data in memory data_cache.c, the dev
- * evaluation eval.c).
+ * trainer.h: setup, resume, the epochs and their steps, the end of each epoch, teardown, around
+ * one run state (TrainRun). The gradient steps are train_step.c, the data in memory
+ * data_cache.c, the dev evaluation eval.c, the checkpoint file checkpoint.c.
  *
  * Size letters: Bi images per batch, Bc captions per batch, S input side, T caption steps,
  * P grid positions, E encoder channels.
@@ -15,11 +16,11 @@
 #include <string.h>
 
 #include "captioner.h"
+#include "checkpoint.h"
 #include "data_cache.h"
 #include "eval.h"
 #include "output.h"
 #include "sac.h"
-#include "safetensors.h"
 
 /* ---------------------------------------------------------------- the training run */
 
@@ -47,225 +48,6 @@ void train_default_options(TrainOptions *o)
     o->store_f16 = 1;
     o->report_every_s = 10.0;
     o->scst_samples = 5;
-}
-
-/* Everything a checkpoint restores besides the model and Adam moments. */
-typedef struct {
-    long step;
-    int epoch, pos, since_best, best_epoch, n_items;
-    double best;
-    SacRng data_rng, drop_rng;
-    int scst;          /* a self-critical run: also sample_rng */
-    SacRng sample_rng;
-} RunState;
-
-/* The options that decide what a run trains on, as JSON: saved in the checkpoint, so that
- * --resume refuses to continue a run on other data (the model flags are in the model's config). */
-static char *data_flags_json(const TrainOptions *o)
-{
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "--data", o->data ? o->data : "");
-    cJSON_AddStringToObject(j, "--images", o->image_dir ? o->image_dir : "");
-    cJSON_AddStringToObject(j, "--train-split", o->train_split ? o->train_split : "");
-    cJSON_AddStringToObject(j, "--dev-split", o->dev_split ? o->dev_split : "none");
-    cJSON_AddNumberToObject(j, "--min-count", o->min_count);
-    cJSON_AddNumberToObject(j, "--batch", o->batch_images);
-    cJSON_AddNumberToObject(j, "--caps-per-image", o->caps_per_image);
-    cJSON_AddBoolToObject(j, "--no-augment", !o->augment);
-    cJSON_AddNumberToObject(j, "--seed", (double)o->seed);
-    cJSON_AddNumberToObject(j, "--eval-max", o->eval_max_images);
-    if (o->scst) { /* only then: cross-entropy checkpoints keep their bytes */
-        cJSON_AddBoolToObject(j, "--scst", 1);
-        cJSON_AddStringToObject(j, "--init", o->init ? o->init : "");
-        cJSON_AddNumberToObject(j, "--scst-samples", o->scst_samples);
-    }
-    char *t = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    return t;
-}
-
-/* Two path options name the same thing: the same text, or the same file. */
-static int same_path(const char *a, const char *b)
-{
-    if (!strcmp(a, b)) return 1;
-    char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
-    const int same = ra && rb && !strcmp(ra, rb);
-    free(ra), free(rb);
-    return same;
-}
-
-/* --resume: every model and data flag must be what the checkpoint was made with. */
-static int resume_check(const char *ckpt, const TrainOptions *o, const Model *m, const char *saved_flags)
-{
-    const ModelConfig *a = &o->cfg, *b = &m->cfg;
-    const char *flag = NULL;
-    char was[64] = "", now[64] = "";
-    /* (a self-critical run's model is --init's: nothing to compare) */
-#define DIFF(cond, name, fmt, x, y) \
-    if (!flag && !o->scst && (cond)) flag = name, snprintf(was, sizeof(was), fmt, y), snprintf(now, sizeof(now), fmt, x)
-    DIFF(a->bb.kind != b->bb.kind, "--backbone", "%s", a->bb.kind ? "MobileNetV2" : "none",
-         b->bb.kind ? "MobileNetV2" : "none");
-    DIFF(a->bb.kind && a->bb.grid != b->bb.grid, "--grid", "%d", a->bb.grid, b->bb.grid);
-    DIFF(a->bb.kind && a->bb.proj != b->bb.proj, "--proj", "%s", a->bb.proj ? "on" : "0", b->bb.proj ? "on" : "0");
-    DIFF(a->E != b->E, a->bb.kind ? "--proj" : "--conv", "E = %d", a->E, b->E);
-    DIFF(a->enc.image_size != b->enc.image_size, "--image-size", "%d", a->enc.image_size, b->enc.image_size);
-    if (!a->bb.kind && !b->bb.kind) {
-        DIFF(a->enc.batchnorm != b->enc.batchnorm, "--no-batchnorm", "%s", a->enc.batchnorm ? "off" : "on",
-             b->enc.batchnorm ? "off" : "on");
-        DIFF(a->enc.n_conv != b->enc.n_conv, "--conv", "%d layers", a->enc.n_conv, b->enc.n_conv);
-        for (int i = 0; i < a->enc.n_conv && !flag; i++) {
-            const ConvSpec *x = &a->enc.conv[i], *y = &b->enc.conv[i];
-            DIFF(x->cout != y->cout || x->stride != y->stride || x->pool != y->pool, "--conv", "layer %d differs",
-                 i + 1, i + 1);
-        }
-    }
-    DIFF(a->A != b->A, "--att", "%d", a->A, b->A);
-    DIFF(a->D != b->D, "--hidden", "%d", a->D, b->D);
-    DIFF(a->M != b->M, "--embed", "%d", a->M, b->M);
-    DIFF(a->T != b->T, "--max-len", "%d", a->T, b->T);
-    DIFF(a->dropout != b->dropout, "--dropout", "%g", a->dropout, b->dropout);
-    DIFF(a->lambda != b->lambda, "--lambda", "%g", a->lambda, b->lambda);
-#undef DIFF
-    if (flag) {
-        sac_error("%s: the checkpoint was made with %s %s, this command says %s: resume with the same model flags "
-                  "(or start a new run)", ckpt, flag, was, now);
-        return SAC_ERR_INVALID;
-    }
-    if (!saved_flags) {
-        sac_warn("%s: an older checkpoint without its data flags; not checking them", ckpt);
-        return SAC_OK;
-    }
-    char *mine = data_flags_json(o);
-    cJSON *x = cJSON_Parse(mine), *y = cJSON_Parse(saved_flags);
-    int st = mine && x ? SAC_OK : SAC_ERR_NOMEM;
-    if (!st && !cJSON_IsObject(y)) {
-        sac_error("%s: metadata 'train_flags' is not a JSON object", ckpt);
-        st = SAC_ERR_FORMAT;
-    }
-    for (cJSON *e = x ? x->child : NULL; e && !st; e = e->next) {
-        const cJSON *f = cJSON_GetObjectItemCaseSensitive(y, e->string);
-        char *ev = cJSON_PrintUnformatted(e), *fv = f ? cJSON_PrintUnformatted(f) : NULL;
-        int same = ev && fv && !strcmp(ev, fv);
-        if (!same && fv && cJSON_IsString(e) && cJSON_IsString(f) && *e->valuestring && *f->valuestring)
-            same = same_path(e->valuestring, f->valuestring);
-        if (!same) {
-            sac_error("%s: the checkpoint was made with %s %s, this command says %s: resume with the same data "
-                      "flags (or start a new run)", ckpt, e->string, fv ? fv : "(not recorded)", ev ? ev : "?");
-            st = SAC_ERR_INVALID;
-        }
-        free(ev), free(fv);
-    }
-    cJSON_Delete(x), cJSON_Delete(y);
-    free(mine);
-    return st;
-}
-
-static int checkpoint_write(const char *path, const Model *m, TrainStep *ts, const RunState *rs, const int *order,
-                            const char *flags)
-{
-    float *adam_m, *adam_v;
-    long *t;
-    train_step_optim(ts, &adam_m, &adam_v, &t);
-    SafeTensorsWriter *w = safetensors_writer_create();
-    if (!w) return SAC_ERR_NOMEM;
-    int st = model_write_to(m, w, 0);
-    const int64_t nt = (int64_t)m->n_trainable, ni = rs->n_items, four = 4, six = 6, one = 1;
-    int64_t counters[6] = {rs->step, rs->epoch, rs->pos, rs->since_best, rs->best_epoch, rs->n_items};
-    uint64_t rng[4] = {rs->data_rng.state, rs->data_rng.inc, rs->drop_rng.state, rs->drop_rng.inc};
-    int64_t adam_t = *t;
-    st = st ? st : safetensors_writer_add_f32(w, "optim.adam_m", 1, &nt, adam_m, SAC_DTYPE_F32);
-    st = st ? st : safetensors_writer_add_f32(w, "optim.adam_v", 1, &nt, adam_v, SAC_DTYPE_F32);
-    st = st ? st : safetensors_writer_add_raw(w, "optim.t", SAC_DTYPE_I64, 1, &one, &adam_t);
-    st = st ? st : safetensors_writer_add_raw(w, "train.counters", SAC_DTYPE_I64, 1, &six, counters);
-    st = st ? st : safetensors_writer_add_raw(w, "train.rng", SAC_DTYPE_U64, 1, &four, rng);
-    st = st ? st : safetensors_writer_add_raw(w, "train.best", SAC_DTYPE_F64, 1, &one, &rs->best);
-    st = st ? st : safetensors_writer_add_raw(w, "train.order", SAC_DTYPE_I32, 1, &ni, order);
-    const int64_t two = 2;
-    const uint64_t srng[2] = {rs->sample_rng.state, rs->sample_rng.inc};
-    if (rs->scst) st = st ? st : safetensors_writer_add_raw(w, "train.sample_rng", SAC_DTYPE_U64, 1, &two, srng);
-    if (rs->scst) st = st ? st : safetensors_writer_meta(w, "mode", "scst");
-    st = st ? st : safetensors_writer_meta(w, "checkpoint", "saccade-checkpoint-1");
-    st = st ? st : safetensors_writer_meta(w, "train_flags", flags);
-    st = st ? st : safetensors_writer_write(w, path);
-    safetensors_writer_free(w);
-    return st;
-}
-
-/* Restores into an existing model (same config) and step state. */
-static int checkpoint_read(const char *path, Model **mp, TrainStep **tsp, RunState *rs, int **order,
-                           int max_images, int max_caps, const TrainOptions *o)
-{
-    SafeTensors *f = safetensors_read(path);
-    if (!f) return SAC_ERR_IO;
-    int st = SAC_OK;
-    Model *m = NULL;
-    TrainStep *ts = NULL;
-    if (!safetensors_meta(f, "checkpoint")) {
-        sac_error("%s: not a saccade training checkpoint (no 'checkpoint' metadata)", path);
-        st = SAC_ERR_FORMAT;
-        goto done;
-    }
-    m = model_from_safetensors(f);
-    if (!m) {
-        st = SAC_ERR_FORMAT;
-        goto done;
-    }
-    const int scst = safetensors_meta(f, "mode") && !strcmp(safetensors_meta(f, "mode"), "scst");
-    if (scst != !!o->scst) {
-        sac_error("%s: a %s checkpoint, this command %s: resume with the same mode", path,
-                  scst ? "self-critical (--scst)" : "cross-entropy", o->scst ? "says --scst" : "has no --scst");
-        st = SAC_ERR_INVALID;
-        goto done;
-    }
-    st = resume_check(path, o, m, safetensors_meta(f, "train_flags"));
-    if (st) goto done;
-    ts = train_step_create(m, max_images, max_caps);
-    if (!ts) {
-        st = SAC_ERR_NOMEM;
-        goto done;
-    }
-    const int64_t nt = (int64_t)m->n_trainable, four = 4, six = 6, one = 1;
-    int64_t counters[6], adam_t;
-    uint64_t rng[4];
-    float *adam_m, *adam_v;
-    long *t;
-    train_step_optim(ts, &adam_m, &adam_v, &t);
-    st = st ? st : safetensors_load_f32(f, "optim.adam_m", adam_m, 1, &nt);
-    st = st ? st : safetensors_load_f32(f, "optim.adam_v", adam_v, 1, &nt);
-    st = st ? st : safetensors_load_raw(f, "optim.t", SAC_DTYPE_I64, &adam_t, 1, &one);
-    st = st ? st : safetensors_load_raw(f, "train.counters", SAC_DTYPE_I64, counters, 1, &six);
-    st = st ? st : safetensors_load_raw(f, "train.rng", SAC_DTYPE_U64, rng, 1, &four);
-    st = st ? st : safetensors_load_raw(f, "train.best", SAC_DTYPE_F64, &rs->best, 1, &one);
-    if (st) goto done;
-    *t = adam_t;
-    rs->step = counters[0], rs->epoch = (int)counters[1], rs->pos = (int)counters[2];
-    rs->since_best = (int)counters[3], rs->best_epoch = (int)counters[4], rs->n_items = (int)counters[5];
-    rs->data_rng = (SacRng){rng[0], rng[1]};
-    rs->drop_rng = (SacRng){rng[2], rng[3]};
-    rs->scst = scst;
-    if (scst) {
-        const int64_t two = 2;
-        uint64_t srng[2];
-        st = safetensors_load_raw(f, "train.sample_rng", SAC_DTYPE_U64, srng, 1, &two);
-        if (st) goto done;
-        rs->sample_rng = (SacRng){srng[0], srng[1]};
-    }
-    const int64_t ni = rs->n_items;
-    *order = sac_malloc(sizeof(int) * (ni ? ni : 1));
-    if (!*order) {
-        st = SAC_ERR_NOMEM;
-        goto done;
-    }
-    st = safetensors_load_raw(f, "train.order", SAC_DTYPE_I32, *order, 1, &ni);
-done:
-    safetensors_free(f);
-    if (st) {
-        train_step_free(ts);
-        model_free(m);
-        return st;
-    }
-    *mp = m, *tsp = ts;
-    return SAC_OK;
 }
 
 /* One JSON line to the training log (NULL: none), flushed so a killed run keeps it.
@@ -313,409 +95,536 @@ static SacCider *scst_cider(const DataCache *c, const Dataset *ds)
     return cider;
 }
 
-int train_run(const TrainOptions *o)
-{
-    int st = SAC_OK;
-    Dataset *train = NULL, *dev = NULL;
-    Vocab *vocab = NULL;
-    Model *m = NULL;
-    TrainStep *ts = NULL;
-    Captioner *cap = NULL;
-    DataCache tc = {0}, dc = {0};
-    FeatCache tfc = {0}, dfc = {0};
-    float *bfeats = NULL;
-    int *views = NULL;
-    int *order = NULL, *img = NULL, *tokens = NULL, *lens = NULL, *pick = NULL, *items = NULL;
-    Augment *augs = NULL;
-    float *images = NULL;
-    uint8_t *tmp = NULL;
-    SacOutput *log = NULL;
-    char ckpt[4096];
-    RunState rs = {0};
-    SacCider *cider = NULL;
-    ScstStep *sc = NULL;
-    char *flags = data_flags_json(o);
-    if (!flags) return SAC_ERR_NOMEM;
-    snprintf(ckpt, sizeof(ckpt), "%s%s", o->checkpoint ? o->checkpoint : o->out,
-             o->checkpoint ? "" : ".ckpt");
-    const int Bi = o->batch_images;
-    const int T = o->cfg.T;
+/* ---------------------------------------------------------------- the run */
 
-    train = dataset_open(o->data, o->train_split, o->image_dir);
-    if (!train) {
-        st = SAC_ERR_INVALID;
-        goto done;
+/* Everything one training run holds, from run_setup to run_teardown. The phases: run_setup
+ * (data, model, caches, buffers; run_resume for --resume), run_epoch (run_step per batch:
+ * run_batch, run_gradient, then Adam), run_end_epoch (evaluate, keep the best, checkpoint),
+ * run_teardown. Files are written in three places only: run_log, run_checkpoint and
+ * run_save_best. */
+typedef struct TrainRun {
+    const TrainOptions *o;
+    char ckpt[4096];          /* the checkpoint's path */
+    char *flags;              /* checkpoint_flags_json(o) */
+    Dataset *train, *dev;     /* dev NULL: no evaluation */
+    Vocab *vocab;             /* built for a new model until the model owns it */
+    Model *m;
+    TrainStep *ts;
+    Captioner *cap;           /* for dev decoding and the backbone features (NULL when neither) */
+    DataCache tc, dc;         /* the train and dev splits in memory */
+    FeatCache tfc, dfc;       /* their backbone features (a model on a frozen backbone) */
+    SacCider *cider;          /* self-critical: the reward's references */
+    ScstStep *sc;
+    SacOutput *log;           /* JSON lines (NULL: none) */
+    CheckpointState ck;       /* what a checkpoint restores besides model and optimizer */
+    int *order;               /* (tc.n) this epoch's image order */
+    int Bi, T, S, backbone;
+    int k;                    /* captions per image per step */
+    int max_caps_per_image, max_caps;
+    int batches;              /* per epoch */
+    SearchOptions eval_opt;
+    /* the batch: images items[b] of the cache, augmented by views (backbone) or augs; its
+     * captions (img, tokens, lens) in batch */
+    int *items, *views, *img, *tokens, *lens, *pick;
+    Augment *augs;
+    float *images;            /* (Bi, 3, S, S) without a backbone */
+    uint8_t *tmp;             /* (Bi, S, S, 3) augmentation scratch */
+    float *bfeats;            /* (Bi, P, Eb) with a backbone */
+    DecoderBatch batch;
+    /* this epoch */
+    float lr, lr_enc;
+    double t_epoch;
+    int b0;                   /* the batch the epoch (re)started at */
+    /* since the last report */
+    double t_report, sum_loss, sum_ce;
+    double scst_sums[3];      /* rewards, sample and greedy CIDEr-D */
+    long scst_n;
+    int n_report, imgs_report;
+    double last_norm;         /* gradient norm of the last step */
+    int cancelled;            /* 1: cancelled (callback or signal), 2: max_steps reached */
+} TrainRun;
+
+/* One JSON line to the log. */
+static int run_log(TrainRun *r, cJSON *j) { return log_json(r->log, j); }
+
+static int run_checkpoint(TrainRun *r) { return checkpoint_write(r->ckpt, r->m, r->ts, &r->ck, r->order, r->flags); }
+
+/* The dev split decoded with the current weights and scored. */
+static int run_evaluate(TrainRun *r, EvalResult *res)
+{
+    int st = captioner_refresh(r->cap);
+    if (!st) st = eval_cached(r->m, r->cap, &r->dc, r->backbone ? &r->dfc : NULL, r->dev, &r->eval_opt, 0, res);
+    return st;
+}
+
+static double run_score(const TrainRun *r, const EvalResult *res)
+{
+    return !strcmp(r->o->select_metric, "bleu4") ? res->scores.bleu[3] : res->scores.cider_d;
+}
+
+/* Write the model to --out and read it back: never report a model we can't use. */
+static int run_save_best(TrainRun *r)
+{
+    const TrainOptions *o = r->o;
+    int st = model_save(r->m, o->out, o->store_f16);
+    if (st) return st;
+    Model *back = model_load(o->out);
+    if (!back) {
+        sac_error("%s: the model just written does not load back (see above)", o->out);
+        return SAC_ERR_IO;
     }
-    dataset_check_images(train);
+    model_free(back);
+    sac_info("saved %s (epoch %d)", o->out, r->ck.epoch + 1);
+    return SAC_OK;
+}
+
+/* ---- setup */
+
+/* The training and dev splits, and no output that is one of the inputs. */
+static int run_open_data(TrainRun *r)
+{
+    const TrainOptions *o = r->o;
+    r->train = dataset_open(o->data, o->train_split, o->image_dir);
+    if (!r->train) return SAC_ERR_INVALID;
+    dataset_check_images(r->train);
     if (o->dev_split) {
-        dev = dataset_open(o->data, o->dev_split, o->image_dir);
-        if (!dev) {
-            st = SAC_ERR_INVALID;
-            goto done;
+        r->dev = dataset_open(o->data, o->dev_split, o->image_dir);
+        if (!r->dev) return SAC_ERR_INVALID;
+        dataset_check_images(r->dev);
+    }
+    const char *inputs[] = {o->data, r->train->source, r->dev ? r->dev->source : NULL, o->backbone};
+    const char *outputs[][2] = {{o->out, "--out"}, {r->ckpt, "--checkpoint"}, {o->log, "--log"}};
+    int st = SAC_OK;
+    for (int i = 0; i < 3 && !st; i++)
+        if (outputs[i][0]) st = sac_output_check_inputs(outputs[i][0], outputs[i][1], inputs, 4);
+    return st;
+}
+
+/* --resume: the model, optimizer and run state from the checkpoint. */
+static int run_resume(TrainRun *r)
+{
+    int st = checkpoint_read(r->ckpt, &r->m, &r->ts, &r->ck, &r->order, r->Bi, r->max_caps, r->o);
+    if (st) return st;
+    sac_info("resuming from %s at epoch %d, step %ld", r->ckpt, r->ck.epoch + 1, r->ck.step);
+    return SAC_OK;
+}
+
+/* Self-critical training: the model from --init. */
+static int run_start_scst(TrainRun *r)
+{
+    const TrainOptions *o = r->o;
+    r->m = model_load(o->init);
+    if (!r->m) return SAC_ERR_INVALID;
+    r->ts = train_step_create(r->m, r->Bi, r->max_caps);
+    if (!r->ts) return SAC_ERR_NOMEM;
+    sac_rng_seed(&r->ck.data_rng, o->seed, 2);
+    sac_rng_seed(&r->ck.drop_rng, o->seed, 3);
+    sac_rng_seed(&r->ck.sample_rng, o->seed, 4);
+    r->ck.scst = 1;
+    r->ck.best = -1.0;
+    r->ck.pos = -1;
+    sac_info("self-critical training from %s: %d samples per photo, reward CIDEr-D against the greedy caption",
+             o->init, o->scst_samples);
+    return SAC_OK;
+}
+
+/* A new model: the vocabulary of the training captions, initial weights from the seed, the
+ * pretrained backbone's weights. */
+static int run_start_new(TrainRun *r)
+{
+    const TrainOptions *o = r->o;
+    WordCounts *wc = word_counts_create();
+    if (!wc || dataset_count_words(r->train, wc) != SAC_OK) {
+        word_counts_free(wc);
+        return SAC_ERR_NOMEM;
+    }
+    r->vocab = vocab_build(wc, o->min_count);
+    word_counts_free(wc);
+    if (!r->vocab) return SAC_ERR_NOMEM;
+    ModelConfig cfg = o->cfg;
+    cfg.V = vocab_size(r->vocab);
+    r->m = model_create(&cfg);
+    if (!r->m) return SAC_ERR_INVALID;
+    r->m->vocab = r->vocab;
+    r->vocab = NULL;
+    SacRng init;
+    sac_rng_seed(&init, o->seed, 1);
+    model_init(r->m, &init);
+    if (cfg.bb.kind != SAC_BACKBONE_NONE) {
+        if (!o->backbone) {
+            sac_error("train: a MobileNetV2 model needs its pretrained weights (--backbone FILE)");
+            return SAC_ERR_INVALID;
         }
-        dataset_check_images(dev);
+        int st = model_load_backbone(r->m, o->backbone, o->store_f16);
+        if (st) return st;
     }
-    { /* never write over what the run reads */
-        const char *inputs[] = {o->data, train->source, dev ? dev->source : NULL, o->backbone};
-        const char *outputs[][2] = {{o->out, "--out"}, {ckpt, "--checkpoint"}, {o->log, "--log"}};
-        for (int i = 0; i < 3 && !st; i++)
-            if (outputs[i][0]) st = sac_output_check_inputs(outputs[i][0], outputs[i][1], inputs, 4);
-        if (st) goto done;
+    r->ts = train_step_create(r->m, r->Bi, r->max_caps);
+    if (!r->ts) return SAC_ERR_NOMEM;
+    sac_rng_seed(&r->ck.data_rng, o->seed, 2);
+    sac_rng_seed(&r->ck.drop_rng, o->seed, 3);
+    r->ck.best = -1.0;
+    r->ck.pos = -1; /* a new epoch starts by shuffling */
+    return SAC_OK;
+}
+
+/* The splits in memory (and their backbone features), the reward of self-critical training,
+ * the image order. */
+static int run_cache(TrainRun *r)
+{
+    const TrainOptions *o = r->o;
+    const Model *m = r->m;
+    if (r->dev || r->backbone) {
+        r->cap = captioner_create(m, 64, o->eval_beam);
+        if (!r->cap) return SAC_ERR_NOMEM;
     }
-    /* the model: fresh, or from the checkpoint */
-    int max_caps_per_image = 1;
-    for (int i = 0; i < train->n_items; i++)
-        if (train->items[i].n_captions > max_caps_per_image) max_caps_per_image = train->items[i].n_captions;
-    const int k = o->caps_per_image > 0 && o->caps_per_image < max_caps_per_image ? o->caps_per_image : max_caps_per_image;
+    int st = data_cache_build(&r->tc, r->train, 0, m->vocab, r->S, m->cfg.T, "train");
+    if (!st && r->backbone) st = feat_cache_build(&r->tfc, &r->tc, m, r->cap, o->augment ? 2 : 1, "train");
+    if (st) return st;
+    if (r->dev) {
+        st = data_cache_build(&r->dc, r->dev, o->eval_max_images, NULL, r->S, m->cfg.T, "dev");
+        if (!st && r->backbone) st = feat_cache_build(&r->dfc, &r->dc, m, r->cap, 1, "dev");
+        if (st) return st;
+    }
+    if (o->scst) {
+        r->cider = scst_cider(&r->tc, r->train);
+        r->sc = r->cider ? scst_step_create(m, r->cider, r->Bi, o->scst_samples) : NULL;
+        if (!r->sc) return r->cider ? SAC_ERR_NOMEM : SAC_ERR_INVALID;
+    }
+    if (o->resume && r->ck.n_items != r->tc.n) {
+        sac_error("%s: the checkpoint was trained on %d images, the data now has %d: not the same data", r->ckpt,
+                  r->ck.n_items, r->tc.n);
+        return SAC_ERR_INVALID;
+    }
+    if (!o->resume) {
+        r->ck.n_items = r->tc.n;
+        r->order = sac_malloc(sizeof(int) * r->tc.n);
+        if (!r->order) return SAC_ERR_NOMEM;
+        for (int i = 0; i < r->tc.n; i++) r->order[i] = i;
+    }
+    return SAC_OK;
+}
+
+/* The model a self-critical run starts from, scored as every epoch will be: the one to beat
+ * (and --out until then). */
+static int run_score_init(TrainRun *r)
+{
+    EvalResult res;
+    int st = run_evaluate(r, &res);
+    if (st) return st;
+    r->ck.best = run_score(r, &res);
+    sac_info("start: dev (%d images, beam %d) BLEU-4 %.3f  CIDEr-D %.3f  distinct %.1f%%  words %d", res.n_images,
+             r->o->eval_beam, res.scores.bleu[3], res.scores.cider_d, 100.0 * res.n_distinct / res.n_images,
+             res.vocab_used);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "epoch", 0);
+    cJSON_AddNumberToObject(j, "step", 0);
+    cJSON_AddItemToObject(j, "dev", scores_json(&res));
+    cJSON_AddBoolToObject(j, "best", 1);
+    st = run_log(r, j);
+    eval_result_clear(&res);
+    if (st) return st;
+    return model_save(r->m, r->o->out, r->o->store_f16);
+}
+
+/* Everything before the first step. r is zeroed first, so run_teardown may follow any failure. */
+static int run_setup(TrainRun *r, const TrainOptions *o)
+{
+    memset(r, 0, sizeof(*r));
+    r->o = o;
+    r->flags = checkpoint_flags_json(o);
+    if (!r->flags) return SAC_ERR_NOMEM;
+    snprintf(r->ckpt, sizeof(r->ckpt), "%s%s", o->checkpoint ? o->checkpoint : o->out,
+             o->checkpoint ? "" : ".ckpt");
+    r->Bi = o->batch_images;
+    r->T = o->cfg.T;
+    int st = run_open_data(r);
+    if (st) return st;
+    r->max_caps_per_image = 1;
+    for (int i = 0; i < r->train->n_items; i++)
+        r->max_caps_per_image = SAC_MAX(r->max_caps_per_image, r->train->items[i].n_captions);
+    r->k = o->caps_per_image > 0 && o->caps_per_image < r->max_caps_per_image ? o->caps_per_image
+                                                                               : r->max_caps_per_image;
     if (o->scst && (!o->init || o->scst_samples < 1)) {
         sac_error("train: self-critical training needs the model to start from (--init) and at least 1 sample, "
                   "found %s and %d", o->init ? o->init : "none", o->scst_samples);
-        st = SAC_ERR_INVALID;
-        goto done;
+        return SAC_ERR_INVALID;
     }
-    const int max_caps = o->scst ? Bi * o->scst_samples : Bi * k;
-    if (o->resume) {
-        st = checkpoint_read(ckpt, &m, &ts, &rs, &order, Bi, max_caps, o);
-        if (st) goto done;
-        vocab = NULL;
-        sac_info("resuming from %s at epoch %d, step %ld", ckpt, rs.epoch + 1, rs.step);
-    } else if (o->scst) {
-        m = model_load(o->init);
-        if (!m) {
-            st = SAC_ERR_INVALID;
-            goto done;
-        }
-        ts = train_step_create(m, Bi, max_caps);
-        if (!ts) {
-            st = SAC_ERR_NOMEM;
-            goto done;
-        }
-        sac_rng_seed(&rs.data_rng, o->seed, 2);
-        sac_rng_seed(&rs.drop_rng, o->seed, 3);
-        sac_rng_seed(&rs.sample_rng, o->seed, 4);
-        rs.scst = 1;
-        rs.best = -1.0;
-        rs.pos = -1;
-        sac_info("self-critical training from %s: %d samples per photo, reward CIDEr-D against the greedy caption",
-                 o->init, o->scst_samples);
-    } else {
-        WordCounts *wc = word_counts_create();
-        if (!wc || dataset_count_words(train, wc) != SAC_OK) {
-            word_counts_free(wc);
-            st = SAC_ERR_NOMEM;
-            goto done;
-        }
-        vocab = vocab_build(wc, o->min_count);
-        word_counts_free(wc);
-        if (!vocab) {
-            st = SAC_ERR_NOMEM;
-            goto done;
-        }
-        ModelConfig cfg = o->cfg;
-        cfg.V = vocab_size(vocab);
-        m = model_create(&cfg);
-        if (!m) {
-            st = SAC_ERR_INVALID;
-            goto done;
-        }
-        m->vocab = vocab;
-        vocab = NULL;
-        SacRng init;
-        sac_rng_seed(&init, o->seed, 1);
-        model_init(m, &init);
-        if (cfg.bb.kind != SAC_BACKBONE_NONE) {
-            if (!o->backbone) {
-                sac_error("train: a MobileNetV2 model needs its pretrained weights (--backbone FILE)");
-                st = SAC_ERR_INVALID;
-                goto done;
-            }
-            st = model_load_backbone(m, o->backbone, o->store_f16);
-            if (st) goto done;
-        }
-        ts = train_step_create(m, Bi, max_caps);
-        if (!ts) {
-            st = SAC_ERR_NOMEM;
-            goto done;
-        }
-        sac_rng_seed(&rs.data_rng, o->seed, 2);
-        sac_rng_seed(&rs.drop_rng, o->seed, 3);
-        rs.best = -1.0;
-        rs.pos = -1; /* a new epoch starts by shuffling */
-    }
-    const int S = m->cfg.enc.image_size;
-    const int backbone = m->cfg.bb.kind != SAC_BACKBONE_NONE;
-    if (backbone)
+    r->max_caps = o->scst ? r->Bi * o->scst_samples : r->Bi * r->k;
+    st = o->resume ? run_resume(r) : o->scst ? run_start_scst(r) : run_start_new(r);
+    if (st) return st;
+    const Model *m = r->m;
+    r->S = m->cfg.enc.image_size;
+    r->backbone = m->cfg.bb.kind != SAC_BACKBONE_NONE;
+    if (r->backbone)
         sac_info("model: %zu trained parameters on a frozen MobileNetV2 (%zu), %dx%d grid of %d channels, "
                  "vocabulary %d words", m->n_trainable, m->n_floats - m->n_trainable, m->grid_h, m->grid_w,
                  m->cfg.bb.channels, m->cfg.V);
     else
         sac_info("model: %zu parameters, %dx%d grid, vocabulary %d words", m->n_trainable, m->grid_h, m->grid_w,
                  m->cfg.V);
-    if (dev || backbone) {
-        cap = captioner_create(m, 64, o->eval_beam);
-        if (!cap) {
-            st = SAC_ERR_NOMEM;
-            goto done;
-        }
-    }
-    st = data_cache_build(&tc, train, 0, m->vocab, S, m->cfg.T, "train");
-    if (!st && backbone) st = feat_cache_build(&tfc, &tc, m, cap, o->augment ? 2 : 1, "train");
-    if (st) goto done;
-    if (dev) {
-        st = data_cache_build(&dc, dev, o->eval_max_images, NULL, S, m->cfg.T, "dev");
-        if (!st && backbone) st = feat_cache_build(&dfc, &dc, m, cap, 1, "dev");
-        if (st) goto done;
-    }
-    if (o->scst) {
-        cider = scst_cider(&tc, train);
-        sc = cider ? scst_step_create(m, cider, Bi, o->scst_samples) : NULL;
-        if (!sc) {
-            st = cider ? SAC_ERR_NOMEM : SAC_ERR_INVALID;
-            goto done;
-        }
-    }
-    if (o->resume && rs.n_items != tc.n) {
-        sac_error("%s: the checkpoint was trained on %d images, the data now has %d: not the same data", ckpt,
-                  rs.n_items, tc.n);
-        st = SAC_ERR_INVALID;
-        goto done;
-    }
-    if (!o->resume) {
-        rs.n_items = tc.n;
-        order = sac_malloc(sizeof(int) * tc.n);
-        if (!order) {
-            st = SAC_ERR_NOMEM;
-            goto done;
-        }
-        for (int i = 0; i < tc.n; i++) order[i] = i;
-    }
+    st = run_cache(r);
+    if (st) return st;
     if (o->log) {
-        log = sac_output_open(o->log, SAC_OUTPUT_INPLACE | (o->resume ? SAC_OUTPUT_APPEND : 0));
-        if (!log) {
+        r->log = sac_output_open(o->log, SAC_OUTPUT_INPLACE | (o->resume ? SAC_OUTPUT_APPEND : 0));
+        if (!r->log) {
             sac_error("%s: cannot open the training log for writing", o->log);
-            st = SAC_ERR_IO;
-            goto done;
+            return SAC_ERR_IO;
         }
     }
-    img = sac_malloc(sizeof(int) * max_caps);
-    lens = sac_malloc(sizeof(int) * max_caps);
-    tokens = sac_malloc(sizeof(int) * max_caps * (T + 1));
-    pick = sac_malloc(sizeof(int) * max_caps_per_image);
-    if (backbone) {
-        bfeats = sac_alloc_floats((size_t)Bi * tfc.per);
-        views = sac_malloc(sizeof(int) * Bi);
+    const int Bi = r->Bi, S = r->S;
+    r->img = sac_malloc(sizeof(int) * r->max_caps);
+    r->lens = sac_malloc(sizeof(int) * r->max_caps);
+    r->tokens = sac_malloc(sizeof(int) * r->max_caps * (r->T + 1));
+    r->pick = sac_malloc(sizeof(int) * r->max_caps_per_image);
+    if (r->backbone) {
+        r->bfeats = sac_alloc_floats((size_t)Bi * r->tfc.per);
+        r->views = sac_malloc(sizeof(int) * Bi);
     } else {
-        images = sac_alloc_floats((size_t)Bi * 3 * S * S);
-        tmp = sac_malloc((size_t)Bi * S * S * 3);
+        r->images = sac_alloc_floats((size_t)Bi * 3 * S * S);
+        r->tmp = sac_malloc((size_t)Bi * S * S * 3);
     }
-    items = sac_malloc(sizeof(int) * Bi);
-    augs = sac_malloc(sizeof(Augment) * Bi);
-    if (!img || !lens || !tokens || !pick || (backbone ? !bfeats || !views : !images || !tmp) || !items || !augs) {
-        st = SAC_ERR_NOMEM;
-        goto done;
-    }
-    const int batches = (tc.n + Bi - 1) / Bi;
-    const SearchOptions eval_opt = {.beam = o->eval_beam, .nbest = 1, .max_len = m->cfg.T, .len_norm = 0.7f};
-    double t_report = sac_time(), sum_loss = 0, sum_ce = 0;
-    double scst_sums[3] = {0}; /* rewards, sample and greedy CIDEr-D since the last report */
-    long scst_n = 0;
-    int n_report = 0, imgs_report = 0;
-    int cancelled = 0;
-    double last_norm = 0;
-    if (o->scst && !o->resume && dev) {
-        /* the model self-critical training starts from, scored as every epoch will be: the
-         * one to beat (and `out` until then) */
-        EvalResult r;
-        st = captioner_refresh(cap);
-        if (!st) st = eval_cached(m, cap, &dc, backbone ? &dfc : NULL, dev, &eval_opt, 0, &r);
-        if (st) goto done;
-        rs.best = !strcmp(o->select_metric, "bleu4") ? r.scores.bleu[3] : r.scores.cider_d;
-        sac_info("start: dev (%d images, beam %d) BLEU-4 %.3f  CIDEr-D %.3f  distinct %.1f%%  words %d", r.n_images,
-                 o->eval_beam, r.scores.bleu[3], r.scores.cider_d, 100.0 * r.n_distinct / r.n_images, r.vocab_used);
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddNumberToObject(j, "epoch", 0);
-        cJSON_AddNumberToObject(j, "step", 0);
-        cJSON_AddItemToObject(j, "dev", scores_json(&r));
-        cJSON_AddBoolToObject(j, "best", 1);
-        st = log_json(log, j);
-        eval_result_clear(&r);
-        if (st) goto done;
-        st = model_save(m, o->out, o->store_f16);
-        if (st) goto done;
-    }
-    while (rs.epoch < o->epochs && !cancelled) {
-        if (rs.pos < 0) {
-            sac_rng_shuffle(&rs.data_rng, order, tc.n);
-            rs.pos = 0;
-        }
-        const float decay = powf(o->lr_decay, (float)rs.epoch);
-        const float lr = o->lr * decay, lr_enc = o->lr_enc * decay;
-        double t_epoch = sac_time();
-        int b0 = rs.pos / Bi;
-        while (rs.pos < tc.n && !cancelled) {
-            const int nb = tc.n - rs.pos < Bi ? tc.n - rs.pos : Bi;
-            int nc = 0;
-            for (int b = 0; b < nb && o->scst; b++) { /* the images only: the captions are sampled */
-                items[b] = order[rs.pos + b];
-                if (backbone)
-                    views[b] = o->augment && sac_rng_uniform(&rs.data_rng) < 0.5f;
-                else
-                    augs[b] = augment_draw(&rs.data_rng, o->augment, S);
-            }
-            for (int b = 0; b < nb && !o->scst; b++) {
-                const int item = order[rs.pos + b];
-                items[b] = item;
-                if (backbone) /* cached features: the mirror image is the only augmentation */
-                    views[b] = o->augment && sac_rng_uniform(&rs.data_rng) < 0.5f;
-                else
-                    augs[b] = augment_draw(&rs.data_rng, o->augment, S);
-                const int c0 = tc.cap_off[item], cn = tc.cap_off[item + 1] - c0;
-                for (int j = 0; j < cn; j++) pick[j] = c0 + j;
-                if (cn > k) sac_rng_shuffle(&rs.data_rng, pick, cn);
-                for (int j = 0; j < cn && j < k; j++) {
-                    img[nc] = b;
-                    lens[nc] = tc.len[pick[j]];
-                    memcpy(tokens + (size_t)nc * (T + 1), tc.tok + (size_t)pick[j] * (T + 1), sizeof(int) * (T + 1));
-                    nc++;
-                }
-            }
-            DecoderBatch batch = {nc, nb, img, tokens, lens, NULL};
-            DecoderLoss loss;
-            if (o->scst) {
-                const float *input = backbone ? bfeats : images;
-                if (backbone)
-                    feat_cache_gather(&tfc, items, views, nb, bfeats);
-                else
-                    data_cache_images(&tc, items, augs, nb, &m->cfg, tmp, images);
-                st = scst_step_grad(sc, ts, input, nb, items, &rs.sample_rng, &loss, scst_sums);
-                scst_n += nb * o->scst_samples;
-            } else if (backbone) {
-                feat_cache_gather(&tfc, items, views, nb, bfeats);
-                st = train_step_grad_features(ts, bfeats, &batch, &rs.drop_rng, &loss);
-            } else {
-                data_cache_images(&tc, items, augs, nb, &m->cfg, tmp, images);
-                st = train_step_grad(ts, images, &batch, &rs.drop_rng, &loss);
-            }
-            if (st) goto done;
-            if (!isfinite(loss.loss)) {
-                sac_error("train: the loss became %g at step %ld; stopping (the last checkpoint is intact)", loss.loss,
-                          rs.step);
-                st = SAC_ERR_INVALID;
-                goto done;
-            }
-            last_norm = train_step_adam(ts, lr_enc, lr, o->clip, o->weight_decay);
-            rs.step++;
-            rs.pos += nb;
-            sum_loss += loss.loss, sum_ce += loss.ce, n_report++, imgs_report += nb;
-            const double now = sac_time();
-            const int batch_no = rs.pos / Bi + (rs.pos % Bi != 0);
-            if (now - t_report >= o->report_every_s || rs.pos >= tc.n) {
-                TrainProgress p = {.epoch = rs.epoch + 1, .epochs = o->epochs, .step = rs.step, .batch = batch_no,
-                                   .batches = batches, .loss = sum_loss / n_report, .ce = sum_ce / n_report,
-                                   .images_per_s = imgs_report / (now - t_report)};
-                p.eta_s = (batches - batch_no) * (now - t_epoch) / (batch_no - b0 > 0 ? batch_no - b0 : 1);
-                cJSON *j = cJSON_CreateObject();
-                cJSON_AddNumberToObject(j, "step", rs.step);
-                cJSON_AddNumberToObject(j, "epoch", rs.epoch + 1);
-                cJSON_AddNumberToObject(j, "loss", p.loss);
-                cJSON_AddNumberToObject(j, "ce", p.ce);
-                cJSON_AddNumberToObject(j, "lr", lr);
-                cJSON_AddNumberToObject(j, "lr_enc", lr_enc);
-                cJSON_AddNumberToObject(j, "grad_norm", last_norm);
-                cJSON_AddNumberToObject(j, "images_per_s", p.images_per_s);
-                if (o->scst && scst_n) {
-                    p.scst = 1;
-                    p.reward = scst_sums[0] / scst_n, p.sample_cider = scst_sums[1] / scst_n;
-                    p.greedy_cider = scst_sums[2] / scst_n;
-                    cJSON_AddNumberToObject(j, "reward", p.reward);
-                    cJSON_AddNumberToObject(j, "sample_cider", p.sample_cider);
-                    cJSON_AddNumberToObject(j, "greedy_cider", p.greedy_cider);
-                }
-                cJSON_AddNumberToObject(j, "time", now);
-                if ((st = log_json(log, j))) goto done;
-                if (o->progress && o->progress(&p, o->user)) cancelled = 1;
-                t_report = now, sum_loss = sum_ce = 0, n_report = imgs_report = 0;
-                scst_sums[0] = scst_sums[1] = scst_sums[2] = 0, scst_n = 0;
-            }
-            if (o->max_steps > 0 && rs.step >= o->max_steps) cancelled = 2;
-            if (o->cancel && *o->cancel) cancelled = 1;
-            if ((o->checkpoint_every > 0 && rs.step % o->checkpoint_every == 0) || cancelled) {
-                if (rs.pos >= tc.n) break; /* the epoch-end checkpoint follows the evaluation */
-                st = checkpoint_write(ckpt, m, ts, &rs, order, flags);
-                if (st) goto done;
-            }
-        }
-        if (rs.pos < tc.n) break; /* cancelled mid-epoch: checkpoint already written */
-        /* end of epoch: evaluate, keep the best, checkpoint */
-        double score = 0;
-        int improved = 1;
-        if (dev) {
-            EvalResult r;
-            double te = sac_time();
-            st = captioner_refresh(cap);
-            if (!st) st = eval_cached(m, cap, &dc, backbone ? &dfc : NULL, dev, &eval_opt, 0, &r);
-            if (st) goto done;
-            score = !strcmp(o->select_metric, "bleu4") ? r.scores.bleu[3] : r.scores.cider_d;
-            improved = score > rs.best;
-            sac_info("epoch %d: dev (%d images, beam %d, %.0f s) BLEU-1..4 %.3f %.3f %.3f %.3f  ROUGE-L %.3f  "
-                     "CIDEr-D %.3f  distinct %.1f%%  words %d  attention max %.3f (%.1fx uniform) entropy %.2f  %s",
-                     rs.epoch + 1, r.n_images, o->eval_beam, sac_time() - te, r.scores.bleu[0], r.scores.bleu[1],
-                     r.scores.bleu[2], r.scores.bleu[3], r.scores.rouge_l, r.scores.cider_d,
-                     100.0 * r.n_distinct / r.n_images, r.vocab_used, r.att_max, r.att_max * m->P, r.att_entropy,
-                     improved ? "(best so far)" : "");
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddNumberToObject(j, "epoch", rs.epoch + 1);
-            cJSON_AddNumberToObject(j, "step", rs.step);
-            cJSON_AddItemToObject(j, "dev", scores_json(&r));
-            cJSON_AddBoolToObject(j, "best", improved);
-            cJSON_AddNumberToObject(j, "epoch_seconds", sac_time() - t_epoch);
-            if ((st = log_json(log, j))) goto done;
-            if (o->progress) {
-                TrainProgress p = {.epoch = rs.epoch + 1, .epochs = o->epochs, .step = rs.step, .batch = batches,
-                                   .batches = batches, .evaluated = 1, .dev = r.scores,
-                                   .dev_distinct = (double)r.n_distinct / r.n_images};
-                if (o->progress(&p, o->user)) cancelled = 1;
-            }
-            eval_result_clear(&r);
-        }
-        if (improved) {
-            rs.best = score, rs.best_epoch = rs.epoch + 1, rs.since_best = 0;
-            st = model_save(m, o->out, o->store_f16);
-            if (st) goto done;
-            Model *back = model_load(o->out); /* what was written must load: never report a model we can't use */
-            if (!back) {
-                sac_error("%s: the model just written does not load back (see above)", o->out);
-                st = SAC_ERR_IO;
-                goto done;
-            }
-            model_free(back);
-            sac_info("saved %s (epoch %d)", o->out, rs.epoch + 1);
-        } else {
-            rs.since_best++;
-        }
-        rs.epoch++;
-        rs.pos = -1;
-        st = checkpoint_write(ckpt, m, ts, &rs, order, flags);
-        if (st) goto done;
-        if (o->patience > 0 && rs.since_best >= o->patience) {
-            sac_info("no dev improvement for %d epochs: stopping (best epoch %d)", rs.since_best, rs.best_epoch);
-            break;
-        }
-    }
-    if (cancelled) st = SAC_ERR_CANCELLED;
-done:
-    if (sac_output_close(log) && !st) st = SAC_ERR_IO; /* the log's last lines could not be written */
-    free(order), free(img), free(tokens), free(lens), free(pick), free(images), free(tmp), free(items), free(augs);
-    free(bfeats), free(views);
-    data_cache_free(&tc), data_cache_free(&dc);
-    feat_cache_free(&tfc), feat_cache_free(&dfc);
-    scst_step_free(sc);
-    metrics_cider_free(cider);
-    free(flags);
-    captioner_free(cap);
-    train_step_free(ts);
-    model_free(m);
-    vocab_free(vocab);
-    dataset_free(train), dataset_free(dev);
+    r->items = sac_malloc(sizeof(int) * Bi);
+    r->augs = sac_malloc(sizeof(Augment) * Bi);
+    if (!r->img || !r->lens || !r->tokens || !r->pick || (r->backbone ? !r->bfeats || !r->views : !r->images || !r->tmp) ||
+        !r->items || !r->augs)
+        return SAC_ERR_NOMEM;
+    r->batches = (r->tc.n + Bi - 1) / Bi;
+    r->eval_opt = (SearchOptions){.beam = o->eval_beam, .nbest = 1, .max_len = m->cfg.T, .len_norm = 0.7f};
+    r->t_report = sac_time();
+    if (o->scst && !o->resume && r->dev) st = run_score_init(r);
     return st;
+}
+
+/* ---- one step */
+
+/* The next nb images of the order, their augmentation (drawn in image order from the data
+ * stream) and, for cross-entropy, k of each image's captions into r->batch. */
+static void run_batch(TrainRun *r, int nb)
+{
+    const TrainOptions *o = r->o;
+    const DataCache *tc = &r->tc;
+    const int T = r->T;
+    int nc = 0;
+    for (int b = 0; b < nb; b++) {
+        const int item = r->order[r->ck.pos + b];
+        r->items[b] = item;
+        if (r->backbone) /* cached features: the mirror image is the only augmentation */
+            r->views[b] = o->augment && sac_rng_uniform(&r->ck.data_rng) < 0.5f;
+        else
+            r->augs[b] = augment_draw(&r->ck.data_rng, o->augment, r->S);
+        if (o->scst) continue; /* the images only: the captions are sampled */
+        const int c0 = tc->cap_off[item], cn = tc->cap_off[item + 1] - c0;
+        for (int j = 0; j < cn; j++) r->pick[j] = c0 + j;
+        if (cn > r->k) sac_rng_shuffle(&r->ck.data_rng, r->pick, cn);
+        for (int j = 0; j < cn && j < r->k; j++) {
+            r->img[nc] = b;
+            r->lens[nc] = tc->len[r->pick[j]];
+            memcpy(r->tokens + (size_t)nc * (T + 1), tc->tok + (size_t)r->pick[j] * (T + 1), sizeof(int) * (T + 1));
+            nc++;
+        }
+    }
+    r->batch = (DecoderBatch){nc, nb, r->img, r->tokens, r->lens, NULL};
+}
+
+/* The batch's inputs (backbone features or augmented images), then its gradient into
+ * train_step_grads(r->ts) and its loss. */
+static int run_gradient(TrainRun *r, int nb, DecoderLoss *loss)
+{
+    const TrainOptions *o = r->o;
+    const float *input = r->backbone ? r->bfeats : r->images;
+    if (r->backbone)
+        feat_cache_gather(&r->tfc, r->items, r->views, nb, r->bfeats);
+    else
+        data_cache_images(&r->tc, r->items, r->augs, nb, &r->m->cfg, r->tmp, r->images);
+    if (o->scst) {
+        r->scst_n += nb * o->scst_samples;
+        return scst_step_grad(r->sc, r->ts, input, nb, r->items, &r->ck.sample_rng, loss, r->scst_sums);
+    }
+    if (r->backbone) return train_step_grad_features(r->ts, r->bfeats, &r->batch, &r->ck.drop_rng, loss);
+    return train_step_grad(r->ts, r->images, &r->batch, &r->ck.drop_rng, loss);
+}
+
+/* One optimizer step on the next nb images. */
+static int run_step(TrainRun *r, int nb, DecoderLoss *loss)
+{
+    const TrainOptions *o = r->o;
+    run_batch(r, nb);
+    int st = run_gradient(r, nb, loss);
+    if (st) return st;
+    /* Here the batch's gradient is in train_step_grads(r->ts) (m->n_trainable floats, the
+     * model's layout) and its loss in *loss: what a data-parallel run sums over its processes
+     * before the clipped Adam step. */
+    if (!isfinite(loss->loss)) {
+        sac_error("train: the loss became %g at step %ld; stopping (the last checkpoint is intact)", loss->loss,
+                  r->ck.step);
+        return SAC_ERR_INVALID;
+    }
+    r->last_norm = train_step_adam(r->ts, r->lr_enc, r->lr, o->clip, o->weight_decay);
+    r->ck.step++;
+    r->ck.pos += nb;
+    return SAC_OK;
+}
+
+/* After a step: the running means, and every report_every_s seconds (and at the epoch's end) a
+ * log line and the progress callback (which may cancel). */
+static int run_report(TrainRun *r, int nb, const DecoderLoss *loss)
+{
+    const TrainOptions *o = r->o;
+    r->sum_loss += loss->loss, r->sum_ce += loss->ce, r->n_report++, r->imgs_report += nb;
+    const double now = sac_time();
+    const int batch_no = r->ck.pos / r->Bi + (r->ck.pos % r->Bi != 0);
+    if (now - r->t_report < o->report_every_s && r->ck.pos < r->tc.n) return SAC_OK;
+    TrainProgress p = {.epoch = r->ck.epoch + 1, .epochs = o->epochs, .step = r->ck.step, .batch = batch_no,
+                       .batches = r->batches, .loss = r->sum_loss / r->n_report, .ce = r->sum_ce / r->n_report,
+                       .images_per_s = r->imgs_report / (now - r->t_report)};
+    p.eta_s = (r->batches - batch_no) * (now - r->t_epoch) / (batch_no - r->b0 > 0 ? batch_no - r->b0 : 1);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "step", r->ck.step);
+    cJSON_AddNumberToObject(j, "epoch", r->ck.epoch + 1);
+    cJSON_AddNumberToObject(j, "loss", p.loss);
+    cJSON_AddNumberToObject(j, "ce", p.ce);
+    cJSON_AddNumberToObject(j, "lr", r->lr);
+    cJSON_AddNumberToObject(j, "lr_enc", r->lr_enc);
+    cJSON_AddNumberToObject(j, "grad_norm", r->last_norm);
+    cJSON_AddNumberToObject(j, "images_per_s", p.images_per_s);
+    if (o->scst && r->scst_n) {
+        p.scst = 1;
+        p.reward = r->scst_sums[0] / r->scst_n, p.sample_cider = r->scst_sums[1] / r->scst_n;
+        p.greedy_cider = r->scst_sums[2] / r->scst_n;
+        cJSON_AddNumberToObject(j, "reward", p.reward);
+        cJSON_AddNumberToObject(j, "sample_cider", p.sample_cider);
+        cJSON_AddNumberToObject(j, "greedy_cider", p.greedy_cider);
+    }
+    cJSON_AddNumberToObject(j, "time", now);
+    int st = run_log(r, j);
+    if (st) return st;
+    if (o->progress && o->progress(&p, o->user)) r->cancelled = 1;
+    r->t_report = now, r->sum_loss = r->sum_ce = 0, r->n_report = r->imgs_report = 0;
+    r->scst_sums[0] = r->scst_sums[1] = r->scst_sums[2] = 0, r->scst_n = 0;
+    return SAC_OK;
+}
+
+/* ---- the epoch */
+
+/* The steps of one epoch (or its rest, after a resume), with a checkpoint every
+ * checkpoint_every steps and when cancelled mid-epoch. Returns with ck.pos < tc.n when
+ * cancelled before the epoch's end. */
+static int run_epoch(TrainRun *r)
+{
+    const TrainOptions *o = r->o;
+    CheckpointState *ck = &r->ck;
+    const int n = r->tc.n;
+    if (ck->pos < 0) {
+        sac_rng_shuffle(&ck->data_rng, r->order, n);
+        ck->pos = 0;
+    }
+    const float decay = powf(o->lr_decay, (float)ck->epoch);
+    r->lr = o->lr * decay, r->lr_enc = o->lr_enc * decay;
+    r->t_epoch = sac_time();
+    r->b0 = ck->pos / r->Bi;
+    while (ck->pos < n && !r->cancelled) {
+        const int nb = SAC_MIN(n - ck->pos, r->Bi);
+        DecoderLoss loss;
+        int st = run_step(r, nb, &loss);
+        if (!st) st = run_report(r, nb, &loss);
+        if (st) return st;
+        if (o->max_steps > 0 && ck->step >= o->max_steps) r->cancelled = 2;
+        if (o->cancel && *o->cancel) r->cancelled = 1;
+        if ((o->checkpoint_every > 0 && ck->step % o->checkpoint_every == 0) || r->cancelled) {
+            if (ck->pos >= n) break; /* the epoch-end checkpoint follows the evaluation */
+            st = run_checkpoint(r);
+            if (st) return st;
+        }
+    }
+    return SAC_OK;
+}
+
+/* The end of an epoch: evaluate on dev, keep the best model, checkpoint; *stop when dev has not
+ * improved for `patience` epochs. */
+static int run_end_epoch(TrainRun *r, int *stop)
+{
+    const TrainOptions *o = r->o;
+    CheckpointState *ck = &r->ck;
+    double score = 0;
+    int improved = 1, st;
+    if (r->dev) {
+        EvalResult res;
+        const double te = sac_time();
+        st = run_evaluate(r, &res);
+        if (st) return st;
+        score = run_score(r, &res);
+        improved = score > ck->best;
+        sac_info("epoch %d: dev (%d images, beam %d, %.0f s) BLEU-1..4 %.3f %.3f %.3f %.3f  ROUGE-L %.3f  "
+                 "CIDEr-D %.3f  distinct %.1f%%  words %d  attention max %.3f (%.1fx uniform) entropy %.2f  %s",
+                 ck->epoch + 1, res.n_images, o->eval_beam, sac_time() - te, res.scores.bleu[0], res.scores.bleu[1],
+                 res.scores.bleu[2], res.scores.bleu[3], res.scores.rouge_l, res.scores.cider_d,
+                 100.0 * res.n_distinct / res.n_images, res.vocab_used, res.att_max, res.att_max * r->m->P,
+                 res.att_entropy, improved ? "(best so far)" : "");
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "epoch", ck->epoch + 1);
+        cJSON_AddNumberToObject(j, "step", ck->step);
+        cJSON_AddItemToObject(j, "dev", scores_json(&res));
+        cJSON_AddBoolToObject(j, "best", improved);
+        cJSON_AddNumberToObject(j, "epoch_seconds", sac_time() - r->t_epoch);
+        st = run_log(r, j);
+        if (!st && o->progress) {
+            TrainProgress p = {.epoch = ck->epoch + 1, .epochs = o->epochs, .step = ck->step, .batch = r->batches,
+                               .batches = r->batches, .evaluated = 1, .dev = res.scores,
+                               .dev_distinct = (double)res.n_distinct / res.n_images};
+            if (o->progress(&p, o->user)) r->cancelled = 1;
+        }
+        eval_result_clear(&res);
+        if (st) return st;
+    }
+    if (improved) {
+        ck->best = score, ck->best_epoch = ck->epoch + 1, ck->since_best = 0;
+        st = run_save_best(r);
+        if (st) return st;
+    } else {
+        ck->since_best++;
+    }
+    ck->epoch++;
+    ck->pos = -1;
+    st = run_checkpoint(r);
+    if (st) return st;
+    if (o->patience > 0 && ck->since_best >= o->patience) {
+        sac_info("no dev improvement for %d epochs: stopping (best epoch %d)", ck->since_best, ck->best_epoch);
+        *stop = 1;
+    }
+    return SAC_OK;
+}
+
+/* ---- teardown */
+
+/* Closes the log (a failure to write its last lines turns SAC_OK into SAC_ERR_IO), frees
+ * everything; returns the run's status. */
+static int run_teardown(TrainRun *r, int st)
+{
+    if (sac_output_close(r->log) && !st) st = SAC_ERR_IO;
+    free(r->order), free(r->img), free(r->tokens), free(r->lens), free(r->pick), free(r->images), free(r->tmp);
+    free(r->items), free(r->augs), free(r->bfeats), free(r->views);
+    data_cache_free(&r->tc), data_cache_free(&r->dc);
+    feat_cache_free(&r->tfc), feat_cache_free(&r->dfc);
+    scst_step_free(r->sc);
+    metrics_cider_free(r->cider);
+    free(r->flags);
+    captioner_free(r->cap);
+    train_step_free(r->ts);
+    model_free(r->m);
+    vocab_free(r->vocab);
+    dataset_free(r->train), dataset_free(r->dev);
+    return st;
+}
+
+int train_run(const TrainOptions *o)
+{
+    TrainRun r;
+    int st = run_setup(&r, o), stop = 0;
+    while (!st && !stop && !r.cancelled && r.ck.epoch < o->epochs) {
+        st = run_epoch(&r);
+        if (st || r.ck.pos < r.tc.n) break; /* failed, or cancelled mid-epoch (checkpoint written) */
+        st = run_end_epoch(&r, &stop);
+    }
+    if (!st && r.cancelled) st = SAC_ERR_CANCELLED;
+    return run_teardown(&r, st);
 }

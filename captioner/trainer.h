@@ -1,8 +1,8 @@
 /*
  * trainer.h - the training run: the data pipeline (decoded images cached once, augmentation;
  * data_cache.h), the gradient step (train_step.h), per-epoch decoding and scoring of the dev
- * split (eval.h), best-model selection, early stopping, and atomic checkpoints that a killed
- * run resumes from exactly.
+ * split (eval.h), best-model selection, early stopping, and atomic checkpoints (checkpoint.h)
+ * that a killed run resumes from exactly.
  *
  * Part of captioner/: it sees encoder, attention and decoder.
  */
