@@ -389,7 +389,9 @@ static int run_setup(TrainRun *r, const TrainOptions *o)
         !r->items || !r->augs)
         return SAC_ERR_NOMEM;
     r->batches = (r->tc.n + Bi - 1) / Bi;
-    r->eval_opt = (SearchOptions){.beam = o->eval_beam, .nbest = 1, .max_len = m->cfg.T, .len_norm = 0.7f};
+    const DecoderSizes sz = model_decoder_sizes(m);
+    r->eval_opt = search_default_options(&sz); /* as `saccade eval` decodes, at beam --eval-beam */
+    r->eval_opt.beam = o->eval_beam;
     r->t_report = sac_time();
     if (o->scst && !o->resume && r->dev) st = run_score_init(r);
     return st;

@@ -51,7 +51,7 @@ typedef struct TrainOptions {
     float clip, weight_decay;
     int patience;            /* epochs without dev improvement before stopping; 0: never */
     int augment;             /* flips and small scale/translation jitter */
-    int eval_beam;           /* beam width for dev decoding */
+    int eval_beam;           /* beam width for dev decoding (otherwise search_default_options, as saccade eval) */
     int eval_max_images;     /* 0: all dev images */
     const char *select_metric; /* "cider" or "bleu4" */
     int checkpoint_every;    /* steps between checkpoints (also at every epoch end) */

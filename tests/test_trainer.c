@@ -213,6 +213,62 @@ START_TEST(test_dev_evaluation_and_resume_refusal)
 }
 END_TEST
 
+/* The dev evaluation of a training run decodes as `saccade eval` does (search_default_options:
+ * the bigram repetition guard on, at beam --eval-beam): the scores it reports for the epoch it
+ * kept are eval_dataset's on the model it wrote. */
+static SacScores kept_dev;
+static int n_evaluated;
+static int keep_best_dev(const TrainProgress *p, void *user)
+{
+    (void)user;
+    if (p->evaluated && (n_evaluated++ == 0 || p->dev.cider_d > kept_dev.cider_d)) kept_dev = p->dev;
+    return 0;
+}
+
+static void assert_same_scores(const SacScores *a, const SacScores *b)
+{
+    for (int i = 0; i < 4; i++) ck_assert_double_eq(a->bleu[i], b->bleu[i]);
+    ck_assert_double_eq(a->rouge_l, b->rouge_l);
+    ck_assert_double_eq(a->cider_d, b->cider_d);
+}
+
+START_TEST(test_dev_evaluation_decodes_as_eval)
+{
+    sac_blas_set_threads(1);
+    make_dataset();
+    TrainOptions o = tiny_options(path("e.safetensors"));
+    o.dev_split = "all";
+    o.epochs = 3; /* a model that still repeats itself: "gray gray on on on on on" */
+    o.eval_beam = 2;
+    o.progress = keep_best_dev;
+    n_evaluated = 0;
+    ck_assert_int_eq(train_run(&o), SAC_OK);
+    ck_assert_int_eq(n_evaluated, 3);
+    Model *m = model_load(path("e.safetensors"));
+    ck_assert_ptr_nonnull(m);
+    Dataset *ds = dataset_open(path("captions.tsv"), NULL, NULL);
+    ck_assert_ptr_nonnull(ds);
+    const DecoderSizes sz = model_decoder_sizes(m);
+    SearchOptions opt = search_default_options(&sz);
+    opt.beam = o.eval_beam;
+    EvalResult r, q;
+    ck_assert_int_eq(eval_dataset(m, ds, &opt, 0, 1, &r), SAC_OK);
+    assert_same_scores(&r.scores, &kept_dev);
+    /* the guard matters for this model: without it some captions and the scores differ */
+    opt.no_repeat_bigram = 0;
+    ck_assert_int_eq(eval_dataset(m, ds, &opt, 0, 1, &q), SAC_OK);
+    ck_assert_int_eq(q.n_images, r.n_images);
+    int differ = 0;
+    for (int i = 0; i < r.n_images; i++) differ += strcmp(r.captions[i], q.captions[i]) != 0;
+    ck_assert_int_gt(differ, 0);
+    ck_assert(q.scores.bleu[0] != kept_dev.bleu[0] || q.scores.rouge_l != kept_dev.rouge_l);
+    eval_result_clear(&r);
+    eval_result_clear(&q);
+    dataset_free(ds);
+    model_free(m);
+}
+END_TEST
+
 /* A backbone file as saccade import writes it, with seeded random weights (He-scaled, so the
  * activations stay O(1)) for the grid-14 network. */
 static void make_backbone(const char *file)
@@ -460,6 +516,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_resume_equals_uninterrupted);
     tcase_add_test(tc, test_dev_evaluation_and_resume_refusal);
+    tcase_add_test(tc, test_dev_evaluation_decodes_as_eval);
     tcase_add_loop_test(tc, test_backbone_training, 0, 2); /* without and with encoder.proj */
     tcase_add_test(tc, test_scst_raises_cider);
     tcase_add_loop_test(tc, test_scst_resume_equals_uninterrupted, 0, 2); /* images, backbone features */
