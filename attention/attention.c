@@ -75,7 +75,7 @@ static void step_forward_rows(void *ctx, int b0, int b1, int chunk)
         for (int q = 0; q < P; q++) {
             const float *a1q = a1 + (size_t)q * A;
             float *sq = s + (size_t)q * A;
-            for (int k = 0; k < A; k++) sq[k] = sac_tanhf(a1q[k] + a2[k]);
+            sac_tanh_add(sq, a1q, a2, A);
             alpha[q] = dot_lanes(sq, full_w, A) + full_b;
         }
         /* alpha = softmax(e) */

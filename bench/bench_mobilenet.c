@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernel_select.h"
+#include "cpu.h"
 #include "mobilenet.h"
 #include "rng.h"
 #include "sac.h"

@@ -7,7 +7,8 @@
  * clamped range [-87.3, 88.0] (inputs beyond it saturate to ~1e-38 / ~3e38).
  * sac_tanhf: odd polynomial (Taylor to x^11) for |x| < 0.4, 1 - 2 / (e^{2|x|} + 1) beyond,
  * sign restored; absolute error < 3e-7. sac_sigmoidf: 1 / (1 + e^-x).
- * test_common checks all three against libm over a dense grid.
+ * test_common checks all three against libm over a dense grid. The loops over them that matter
+ * are compiled for each kernel path in fastmath.c.
  */
 #ifndef SACCADE_FASTMATH_H
 #define SACCADE_FASTMATH_H
@@ -19,7 +20,10 @@ static inline float sac_expf(float x)
 {
     x = x < -87.3f ? -87.3f : x;
     x = x > 88.0f ? 88.0f : x;
-    const float n = __builtin_rintf(x * 1.44269504088896341f);
+    /* n = rint(x / ln2) by the 1.5 * 2^23 trick (|x / ln2| < 2^22): the addition rounds to an
+     * integer in the current rounding mode, as rintf does, and vectorises with SSE2 alone
+     * (rintf needs SSE4.1's roundps, which the x86-64 baseline lacks) */
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693145751953125f;
     r = r - n * 1.42860682030941723e-06f;
     float p = 1.0f / 720.0f;
@@ -66,5 +70,11 @@ static inline void sac_softmax_inplace(float *x, int n)
     const float inv = 1.0f / sum;
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
+
+/* The loops decoding and training spend their time in, run on the best kernel path (fastmath.c):
+ * sum_k tanh(a[k] + b[k]) * w[k] (8 partial sums, then the tail, in that order), and
+ * y[k] = tanh(a[k] + b[k]) (y may be a or b), k < n. */
+float sac_tanh_dot(const float *a, const float *b, const float *w, int n);
+void sac_tanh_add(float *y, const float *a, const float *b, int n);
 
 #endif

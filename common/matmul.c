@@ -6,16 +6,20 @@
  * call. Every element of C is still one BLAS dot product over the whole K (the last bits may
  * differ from an unsplit call, as BLAS treats edge blocks its own way); how a product is split
  * depends only on its sizes and the pool size, so results are repeatable for a thread count.
+ *
+ * The packed products (sac_packed_matmul) run on the kernel path of common/cpu.h: packed_tmpl.c
+ * compiled for AVX2 (8 lanes) and AVX-512 (16 lanes; the same bits), or plain C.
  */
 #include "matmul.h"
 
 #include <cblas.h>
 #include <string.h>
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+
+#include "cpu.h"
+#include "sac.h"
+#if SAC_KERNEL_X86
 #include <immintrin.h>
 #endif
-
-#include "sac.h"
 #include "safetensors.h"
 #include "threadpool.h"
 
@@ -148,74 +152,14 @@ int sac_pack(SacPacked *pk, void *buf, const float *W, int ldw, int O, int K, in
     return fits;
 }
 
-/* Rows r0.. (NR of them) times NP panels starting at panel j: sums over k in order, from zero. */
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-static inline __attribute__((always_inline)) void packed_block(float *y, int ldy, const SacPacked *W, int j,
-                                                               int nout, const float *x, int ldx, int NR, int NP,
-                                                               int accumulate)
+/* The product of sac_packed_matmul on the C path: each output summed over k in order from zero. */
+static void packed_matmul_c(float *y, int ldy, const SacPacked *W, int p0, int p1, const float *x, int ldx, int R,
+                            int accumulate)
 {
-    const int K = W->K;
-    __m256 acc[6][4];
-    _Pragma("GCC unroll 8")
-    for (int i = 0; i < NR; i++)
-        _Pragma("GCC unroll 8")
-        for (int c = 0; c < 2 * NP; c++) acc[i][c] = _mm256_setzero_ps();
-    const size_t stride = (size_t)K * SAC_PANEL; /* elements from one panel to the next */
-    if (W->half) {
-        const uint16_t *w = (const uint16_t *)W->data + (size_t)j * stride;
-        for (int k = 0; k < K; k++, w += SAC_PANEL) {
-            __m256 wv[4];
-            _Pragma("GCC unroll 8")
-            for (int p = 0; p < NP; p++) {
-                wv[2 * p] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + p * stride)));
-                wv[2 * p + 1] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + p * stride + 8)));
-            }
-            _Pragma("GCC unroll 8")
-            for (int i = 0; i < NR; i++) {
-                const __m256 xb = _mm256_broadcast_ss(x + (size_t)i * ldx + k);
-                _Pragma("GCC unroll 8")
-                for (int c = 0; c < 2 * NP; c++) acc[i][c] = _mm256_fmadd_ps(wv[c], xb, acc[i][c]);
-            }
-        }
-    } else {
-        const float *w = (const float *)W->data + (size_t)j * stride;
-        for (int k = 0; k < K; k++, w += SAC_PANEL) {
-            __m256 wv[4];
-            _Pragma("GCC unroll 8")
-            for (int p = 0; p < NP; p++) {
-                wv[2 * p] = _mm256_loadu_ps(w + p * stride);
-                wv[2 * p + 1] = _mm256_loadu_ps(w + p * stride + 8);
-            }
-            _Pragma("GCC unroll 8")
-            for (int i = 0; i < NR; i++) {
-                const __m256 xb = _mm256_broadcast_ss(x + (size_t)i * ldx + k);
-                _Pragma("GCC unroll 8")
-                for (int c = 0; c < 2 * NP; c++) acc[i][c] = _mm256_fmadd_ps(wv[c], xb, acc[i][c]);
-            }
-        }
-    }
-    _Pragma("GCC unroll 8")
-    for (int i = 0; i < NR; i++) {
-        float out[4 * 8];
-        _Pragma("GCC unroll 8")
-        for (int c = 0; c < 2 * NP; c++) _mm256_storeu_ps(out + 8 * c, acc[i][c]);
-        float *d = y + (size_t)i * ldy;
-        const int n = SAC_MIN(nout, NP * SAC_PANEL);
-        if (accumulate)
-            for (int o = 0; o < n; o++) d[o] += out[o];
-        else
-            memcpy(d, out, sizeof(float) * n);
-    }
-}
-#else
-static void packed_block(float *y, int ldy, const SacPacked *W, int j, int nout, const float *x, int ldx, int NR,
-                         int NP, int accumulate)
-{
-    const int K = W->K;
-    for (int i = 0; i < NR; i++)
-        for (int o = 0; o < nout; o++) {
-            const int p = o / SAC_PANEL, l = o % SAC_PANEL;
-            const size_t base = (size_t)(j + p) * K * SAC_PANEL + l;
+    const int K = W->K, o0 = p0 * SAC_PANEL, o1 = SAC_MIN(p1 * SAC_PANEL, W->O);
+    for (int i = 0; i < R; i++)
+        for (int o = o0; o < o1; o++) {
+            const size_t base = (size_t)(o / SAC_PANEL) * K * SAC_PANEL + o % SAC_PANEL;
             float acc = 0.0f;
             for (int k = 0; k < K; k++) {
                 const size_t at = base + (size_t)k * SAC_PANEL;
@@ -225,42 +169,54 @@ static void packed_block(float *y, int ldy, const SacPacked *W, int j, int nout,
             float *d = &y[(size_t)i * ldy + o];
             *d = accumulate ? *d + acc : acc;
         }
-    (void)NP;
 }
+
+#if SAC_KERNEL_X86
+#define PK(name) name##_avx2
+#define PK_TARGET SAC_TARGET_AVX2
+#define PK_VEC __m256
+#define PK_LANES 8
+#define PK_ZERO() _mm256_setzero_ps()
+#define PK_LOAD(p) _mm256_loadu_ps(p)
+#define PK_LOAD_HALF(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define PK_BCAST(p) _mm256_broadcast_ss(p)
+#define PK_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define PK_STORE(p, v) _mm256_storeu_ps(p, v)
+#include "packed_tmpl.c"
+#undef PK
+#undef PK_TARGET
+#undef PK_VEC
+#undef PK_LANES
+#undef PK_ZERO
+#undef PK_LOAD
+#undef PK_LOAD_HALF
+#undef PK_BCAST
+#undef PK_FMA
+#undef PK_STORE
+
+#define PK(name) name##_avx512
+#define PK_TARGET SAC_TARGET_AVX512
+#define PK_VEC __m512
+#define PK_LANES 16
+#define PK_ZERO() _mm512_setzero_ps()
+#define PK_LOAD(p) _mm512_loadu_ps(p)
+#define PK_LOAD_HALF(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define PK_BCAST(p) _mm512_set1_ps(*(p))
+#define PK_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define PK_STORE(p, v) _mm512_storeu_ps(p, v)
+#include "packed_tmpl.c"
 #endif
+
+typedef void (*PackedMatmulFn)(float *y, int ldy, const SacPacked *W, int p0, int p1, const float *x, int ldx,
+                               int R, int accumulate);
+static const PackedMatmulFn packed_matmul_fns[] = SAC_KERNEL_TABLE(packed_matmul);
 
 void sac_packed_matmul(float *y, int ldy, const SacPacked *W, int p0, int p1, const float *x, int ldx, int R,
                        int accumulate)
 {
     const int panels = (W->O + SAC_PANEL - 1) / SAC_PANEL;
     p1 = SAC_MIN(p1, panels);
-    /* one or two rows: two panels at a time (four independent sums in flight); more rows: one
-     * panel, kept in L1, against blocks of up to 6 rows. The sum of each output is the same. */
-    if (R <= 2) {
-        for (int j = p0; j < p1; j += 2) {
-            const int np = SAC_MIN(2, p1 - j), nout = SAC_MIN(np * SAC_PANEL, W->O - j * SAC_PANEL);
-            float *yj = y + (size_t)j * SAC_PANEL;
-            if (np == 2 && R == 2) packed_block(yj, ldy, W, j, nout, x, ldx, 2, 2, accumulate);
-            else if (np == 2) packed_block(yj, ldy, W, j, nout, x, ldx, 1, 2, accumulate);
-            else if (R == 2) packed_block(yj, ldy, W, j, nout, x, ldx, 2, 1, accumulate);
-            else packed_block(yj, ldy, W, j, nout, x, ldx, 1, 1, accumulate);
-        }
-        return;
-    }
-    for (int j = p0; j < p1; j++) {
-        const int nout = SAC_MIN(SAC_PANEL, W->O - j * SAC_PANEL);
-        float *yj = y + (size_t)j * SAC_PANEL;
-        int r = 0;
-        for (; r + 6 <= R; r += 6) packed_block(yj + (size_t)r * ldy, ldy, W, j, nout, x + (size_t)r * ldx, ldx, 6, 1, accumulate);
-        switch (R - r) {
-        case 5: packed_block(yj + (size_t)r * ldy, ldy, W, j, nout, x + (size_t)r * ldx, ldx, 5, 1, accumulate); break;
-        case 4: packed_block(yj + (size_t)r * ldy, ldy, W, j, nout, x + (size_t)r * ldx, ldx, 4, 1, accumulate); break;
-        case 3: packed_block(yj + (size_t)r * ldy, ldy, W, j, nout, x + (size_t)r * ldx, ldx, 3, 1, accumulate); break;
-        case 2: packed_block(yj + (size_t)r * ldy, ldy, W, j, nout, x + (size_t)r * ldx, ldx, 2, 1, accumulate); break;
-        case 1: packed_block(yj + (size_t)r * ldy, ldy, W, j, nout, x + (size_t)r * ldx, ldx, 1, 1, accumulate); break;
-        default: break;
-        }
-    }
+    if (p0 < p1 && R > 0) packed_matmul_fns[sac_kernel()](y, ldy, W, p0, p1, x, ldx, R, accumulate);
 }
 
 void sac_gemm_ref(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,

@@ -242,13 +242,7 @@ static void attention_scores(void *arg, int i0, int i1, int chunk)
     for (int i = i0; i < i1; i++) {
         const int r = i / P, q = i % P;
         const float *a1 = f->att1 + ((size_t)f->img[r] * P + q) * A, *a2 = f->hside + (size_t)r * W;
-        float acc[8] = {0};
-        int k = 0;
-        for (; k + 8 <= A; k += 8)
-            for (int j = 0; j < 8; j++) acc[j] += sac_tanhf(a1[k + j] + a2[k + j]) * full_w[k + j];
-        float e = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-        for (; k < A; k++) e += sac_tanhf(a1[k] + a2[k]) * full_w[k];
-        f->alpha[i] = e + t->p->att.full_b[0];
+        f->alpha[i] = sac_tanh_dot(a1, a2, full_w, A) + t->p->att.full_b[0];
     }
 }
 

@@ -7,7 +7,8 @@
  * the row, four output pixels at a time in the interior (four independent chains of 9
  * multiply-adds), one at a time at the two edges, where some taps fall in the padding.
  *
- * The AVX2 and AVX-512 kernels are chosen at run time (kernel_select.h). Size letters: C channels, W input width, Wo output width.
+ * The AVX2 and AVX-512 kernels are chosen at run time (common/cpu.h's dispatch table). Size
+ * letters: C channels, W input width, Wo output width.
  */
 #include "depthwise.h"
 
@@ -37,8 +38,8 @@ static inline float relu6(float v)
 }
 
 /* Channels [c0, c1) of the row, portable C. */
-static void dw_row_c(float *out, const float *const rows[3], const float *wt, const float *bias, int W, int Wo,
-                     int C, int stride, int pad_left, int c0, int c1)
+static void dw_row_channels(float *out, const float *const rows[3], const float *wt, const float *bias, int W,
+                            int Wo, int C, int stride, int pad_left, int c0, int c1)
 {
     for (int ox = 0; ox < Wo; ox++) {
         float *o = out + (size_t)ox * C;
@@ -57,11 +58,16 @@ static void dw_row_c(float *out, const float *const rows[3], const float *wt, co
     }
 }
 
+static void dw_row_c(float *out, const float *const rows[3], const float *wt, const float *bias, int W, int Wo, int C,
+                     int stride, int pad_left)
+{
+    dw_row_channels(out, rows, wt, bias, W, Wo, C, stride, pad_left, 0, C);
+}
+
 #if SAC_KERNEL_X86
 /* Channels [0, C & ~7) by 8-float vectors; the rest (C % 8) by the C kernel. */
-__attribute__((target("avx2,fma"))) static void dw_row_avx2(float *out, const float *const rows[3],
-                                                             const float *wt, const float *bias, int W, int Wo,
-                                                             int C, int stride, int pad_left)
+SAC_TARGET_AVX2 static void dw_row_avx2(float *out, const float *const rows[3], const float *wt, const float *bias,
+                                        int W, int Wo, int C, int stride, int pad_left)
 {
     int lo, hi;
     dw_interior(W, Wo, stride, pad_left, &lo, &hi);
@@ -118,13 +124,12 @@ __attribute__((target("avx2,fma"))) static void dw_row_avx2(float *out, const fl
             _mm256_storeu_ps(out + (size_t)ox * C + c, _mm256_min_ps(_mm256_max_ps(a, zero), six));
         }
     }
-    if (C8 < C) dw_row_c(out, rows, wt, bias, W, Wo, C, stride, pad_left, C8, C);
+    if (C8 < C) dw_row_channels(out, rows, wt, bias, W, Wo, C, stride, pad_left, C8, C);
 }
 
 /* All channels by 16-float vectors, the last one masked. */
-__attribute__((target("avx512f"))) static void dw_row_avx512(float *out, const float *const rows[3],
-                                                             const float *wt, const float *bias, int W, int Wo,
-                                                             int C, int stride, int pad_left)
+SAC_TARGET_AVX512 static void dw_row_avx512(float *out, const float *const rows[3], const float *wt, const float *bias,
+                                            int W, int Wo, int C, int stride, int pad_left)
 {
     int lo, hi;
     dw_interior(W, Wo, stride, pad_left, &lo, &hi);
@@ -185,16 +190,14 @@ __attribute__((target("avx512f"))) static void dw_row_avx512(float *out, const f
 }
 #endif
 
+typedef void (*DwRowFn)(float *out, const float *const rows[3], const float *wt, const float *bias, int W, int Wo,
+                        int C, int stride, int pad_left);
+static const DwRowFn dw_row_fns[] = SAC_KERNEL_TABLE(dw_row);
+
 void depthwise_row(int kernel, float *out, const float *const rows[3], const float *wt, const float *bias, int W,
                    int Wo, int C, int stride, int pad_left)
 {
-    switch (kernel) {
-#if SAC_KERNEL_X86
-    case SAC_KERNEL_AVX512: dw_row_avx512(out, rows, wt, bias, W, Wo, C, stride, pad_left); break;
-    case SAC_KERNEL_AVX2: dw_row_avx2(out, rows, wt, bias, W, Wo, C, stride, pad_left); break;
-#endif
-    default: dw_row_c(out, rows, wt, bias, W, Wo, C, stride, pad_left, 0, C); break;
-    }
+    dw_row_fns[kernel == SAC_KERNEL_AUTO ? sac_kernel() : kernel](out, rows, wt, bias, W, Wo, C, stride, pad_left);
 }
 
 int depthwise_forward(float *out, const float *inp, const float *wt, const float *bias, int H, int W, int C,

@@ -7,14 +7,14 @@
  * below / right as out = ceil(in / stride) reads).
  * Size letters: C channels, H W input side, Ho Wo output side.
  *
- * Kernels, chosen at run time (kernel_select.h): portable C, AVX2+FMA, AVX-512F. They sum
+ * Kernels, chosen at run time (common/cpu.h): portable C, AVX2+FMA, AVX-512F. They sum
  * the same terms in the same order (bias, then taps by row and column); the vector ones fuse
  * multiply and add, so their results differ from the C one in the last bits.
  */
 #ifndef SACCADE_DEPTHWISE_H
 #define SACCADE_DEPTHWISE_H
 
-#include "kernel_select.h"
+#include "cpu.h"
 
 /* Output row oy: out (Wo, C) from the three input rows oy * stride - pad_top + {0, 1, 2}, each
  * (W, C) or NULL where it lies in the padding. wt (9, C) = the torch weight (C, 1, 3, 3)

@@ -65,7 +65,7 @@ static void pw_panel_c(float *y, int ldy, const float *x, int ldx, const float *
 
 #if SAC_KERNEL_X86
 /* R rows x 32 outputs (nc of them kept), AVX-512. */
-__attribute__((target("avx512f"), always_inline)) static inline void pw_tile_avx512(
+SAC_TARGET_AVX512 SAC_ALWAYS_INLINE static inline void pw_tile_avx512(
     float *y, int ldy, const float *x, int ldx, const float *res, int ldr, const float *panel, int K, int R,
     __mmask16 m0, __mmask16 m1, int relu6)
 {
@@ -98,9 +98,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void pw_tile_avx
     }
 }
 
-__attribute__((target("avx512f"))) static void pw_panel_avx512(float *y, int ldy, const float *x, int ldx,
-                                                               const float *res, int ldr, const float *panel, int M,
-                                                               int K, int nc, int relu6)
+SAC_TARGET_AVX512 static void pw_panel_avx512(float *y, int ldy, const float *x, int ldx, const float *res, int ldr,
+                                              const float *panel, int M, int K, int nc, int relu6)
 {
     const __mmask16 m0 = nc >= 16 ? 0xFFFF : (__mmask16)((1u << nc) - 1);
     const __mmask16 m1 = nc >= 32 ? 0xFFFF : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
@@ -123,7 +122,7 @@ __attribute__((target("avx512f"))) static void pw_panel_avx512(float *y, int ldy
 }
 
 /* Lanes [0, n) of 8 set (n clamped to 0..8). */
-__attribute__((target("avx2"))) static inline __m256i pw_lanes(int n)
+SAC_TARGET_AVX2 static inline __m256i pw_lanes(int n)
 {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n < 0 ? 0 : n > 8 ? 8 : n), idx);
@@ -132,7 +131,7 @@ __attribute__((target("avx2"))) static inline __m256i pw_lanes(int n)
 /* R rows (<= 3) x 32 outputs, AVX2: 12 sums, the 3 broadcasts of x and one panel vector at a
  * time in the other 4 of the 16 registers. lanes[c]: the lanes of output group c kept; full:
  * all 32 are. */
-__attribute__((target("avx2,fma"), always_inline)) static inline void pw_tile_avx2(
+SAC_TARGET_AVX2 SAC_ALWAYS_INLINE static inline void pw_tile_avx2(
     float *y, int ldy, const float *x, int ldx, const float *res, int ldr, const float *panel, int K, int R,
     const __m256i lanes[4], int full, int relu6)
 {
@@ -165,9 +164,8 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void pw_tile_av
         }
 }
 
-__attribute__((target("avx2,fma"))) static void pw_panel_avx2(float *y, int ldy, const float *x, int ldx,
-                                                             const float *res, int ldr, const float *panel, int M,
-                                                             int K, int nc, int relu6)
+SAC_TARGET_AVX2 static void pw_panel_avx2(float *y, int ldy, const float *x, int ldx, const float *res, int ldr,
+                                          const float *panel, int M, int K, int nc, int relu6)
 {
     const __m256i lanes[4] = {pw_lanes(nc), pw_lanes(nc - 8), pw_lanes(nc - 16), pw_lanes(nc - 24)};
     const int full = nc == PW_PANEL;
@@ -182,9 +180,14 @@ __attribute__((target("avx2,fma"))) static void pw_panel_avx2(float *y, int ldy,
 }
 #endif
 
+typedef void (*PwPanelFn)(float *y, int ldy, const float *x, int ldx, const float *res, int ldr, const float *panel,
+                          int M, int K, int nc, int relu6);
+static const PwPanelFn pw_panel_fns[] = SAC_KERNEL_TABLE(pw_panel);
+
 void pointwise_forward(int kernel, float *y, int ldy, const float *x, int ldx, const float *res, int ldr,
                        const float *packed, int M, int K, int N, int relu6)
 {
+    const PwPanelFn panel_fn = pw_panel_fns[kernel == SAC_KERNEL_AUTO ? sac_kernel() : kernel];
     const size_t pstride = (size_t)(K + 1) * PW_PANEL;
     for (int m0 = 0; m0 < M; m0 += PW_ROW_BLOCK) {
         const int mb = SAC_MIN(PW_ROW_BLOCK, M - m0);
@@ -193,13 +196,7 @@ void pointwise_forward(int kernel, float *y, int ldy, const float *x, int ldx, c
         for (int p = 0; p < pw_panels(N); p++) {
             const int n0 = p * PW_PANEL, nc = SAC_MIN(PW_PANEL, N - n0);
             const float *panel = packed + p * pstride, *rp = rb ? rb + n0 : NULL;
-            switch (kernel) {
-#if SAC_KERNEL_X86
-            case SAC_KERNEL_AVX512: pw_panel_avx512(yb + n0, ldy, xb, ldx, rp, ldr, panel, mb, K, nc, relu6); break;
-            case SAC_KERNEL_AVX2: pw_panel_avx2(yb + n0, ldy, xb, ldx, rp, ldr, panel, mb, K, nc, relu6); break;
-#endif
-            default: pw_panel_c(yb + n0, ldy, xb, ldx, rp, ldr, panel, mb, K, nc, relu6); break;
-            }
+            panel_fn(yb + n0, ldy, xb, ldx, rp, ldr, panel, mb, K, nc, relu6);
         }
     }
 }

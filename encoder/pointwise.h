@@ -11,14 +11,14 @@
  * Every kernel sums each output in the same order (bias, then the residual, then k = 0, 1, ...)
  * whatever M, the row offset or the blocking, so a row gives the same bits alone or in any batch;
  * the AVX2 and AVX-512 kernels (fused multiply-add) give the same bits as each other, the C
- * kernel (separate multiply and add) differs in the last bits. Kernels as in kernel_select.h.
+ * kernel (separate multiply and add) differs in the last bits. Kernels as in common/cpu.h.
  */
 #ifndef SACCADE_POINTWISE_H
 #define SACCADE_POINTWISE_H
 
 #include <stddef.h>
 
-#include "kernel_select.h"
+#include "cpu.h"
 
 #define PW_PANEL 32
 

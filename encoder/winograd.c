@@ -21,13 +21,14 @@
 
 #include <string.h>
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
-
+#include "cpu.h"
 #include "matmul.h"
 #include "sac.h"
 #include "threadpool.h"
+
+#if SAC_KERNEL_X86
+#include <immintrin.h>
+#endif
 
 /* V + M of one chunk, in floats (1 MB). */
 enum { WINO_CHUNK_FLOATS = 1 << 18 };
@@ -104,8 +105,8 @@ enum { WINO_SEG = 64 };
 
 /* V[xi] (packed panels of tiles, the xi-th of 16 planes `plane` apart) for channels [c0, c1)
  * of the tw tiles of tile row ty of one image img (C, H, W), as tiles t0 .. t0 + tw - 1. */
-static void input_tile_row(float *V, size_t plane, int t0, const float *img, int C, int c0, int c1, int H, int W,
-                           int ty, int tw)
+static inline SAC_ALWAYS_INLINE void input_tile_row_body(float *V, size_t plane, int t0, const float *img, int C,
+                                                         int c0, int c1, int H, int W, int ty, int tw)
 {
     for (int c = c0; c < c1; c++) {
         for (int s0 = 0; s0 < tw; s0 += WINO_SEG) {
@@ -148,14 +149,53 @@ static void input_tile_row(float *V, size_t plane, int t0, const float *img, int
     }
 }
 
-/* out rows 2ty, 2ty + 1 (of one channel of one image) from M[xi][n0 + t], planes `plane` apart */
-static void output_tile_row(float *out, const float *M, size_t plane, int H, int W, int ty, int tw, float bias,
-                            int relu, int accumulate)
+/* The input transform per kernel path: the same C, vectorised by the compiler for each. */
+#define INPUT_TILE_ROW_PARAMS \
+    (float *V, size_t plane, int t0, const float *img, int C, int c0, int c1, int H, int W, int ty, int tw)
+SAC_CLONES(input_tile_row, INPUT_TILE_ROW_PARAMS, (V, plane, t0, img, C, c0, c1, H, W, ty, tw))
+typedef void (*InputTileRowFn) INPUT_TILE_ROW_PARAMS;
+static const InputTileRowFn input_tile_row_fns[] = SAC_KERNEL_TABLE(input_tile_row);
+
+/* Tiles [t, tw) of output_tile_row, one at a time. */
+static inline SAC_ALWAYS_INLINE void output_tiles(float *o0, float *o1, const float *M, size_t plane, int W, int t,
+                                                  int tw, int two_rows, float bias, int relu, int accumulate)
+{
+    for (; t < tw; t++) {
+        float m[16];
+        for (int xi = 0; xi < 16; xi++) m[xi] = M[xi * plane + t];
+        float y[2][2];
+        for (int a = 0; a < 2; a++) {
+            float sa[4];
+            for (int j = 0; j < 4; j++) sa[j] = a ? m[4 + j] - m[8 + j] - m[12 + j] : m[j] + m[4 + j] + m[8 + j];
+            y[a][0] = sa[0] + sa[1] + sa[2] + bias;
+            y[a][1] = sa[1] - sa[2] - sa[3] + bias;
+            if (relu) y[a][0] = y[a][0] > 0.0f ? y[a][0] : 0.0f, y[a][1] = y[a][1] > 0.0f ? y[a][1] : 0.0f;
+        }
+        for (int a = 0; a < 1 + two_rows; a++) {
+            float *o = a ? o1 : o0;
+            o[2 * t] = accumulate ? o[2 * t] + y[a][0] : y[a][0];
+            if (2 * t + 1 < W) o[2 * t + 1] = accumulate ? o[2 * t + 1] + y[a][1] : y[a][1];
+        }
+    }
+}
+
+/* out rows 2ty, 2ty + 1 (of one channel of one image) from M[xi][n0 + t], planes `plane` apart.
+ * The AVX2 path takes 8 tiles at a time with the same operations in the same order (no fused
+ * multiply-add): every path gives the same bits. */
+static void output_tile_row_c(float *out, const float *M, size_t plane, int H, int W, int ty, int tw, float bias,
+                              int relu, int accumulate)
+{
+    float *o0 = out + (size_t)2 * ty * W, *o1 = o0 + W;
+    output_tiles(o0, o1, M, plane, W, 0, tw, 2 * ty + 1 < H, bias, relu, accumulate);
+}
+
+#if SAC_KERNEL_X86
+SAC_TARGET_AVX2 static void output_tile_row_avx2(float *out, const float *M, size_t plane, int H, int W, int ty,
+                                                 int tw, float bias, int relu, int accumulate)
 {
     float *o0 = out + (size_t)2 * ty * W, *o1 = o0 + W;
     const int two_rows = 2 * ty + 1 < H, full = W / 2; /* tiles with both columns inside */
     int t = 0;
-#if defined(__AVX2__)
     const __m256 vb = _mm256_set1_ps(bias), zero = _mm256_setzero_ps();
     for (; t + 8 <= full; t += 8) {
         __m256 m[16];
@@ -180,25 +220,14 @@ static void output_tile_row(float *out, const float *M, size_t plane, int H, int
             _mm256_storeu_ps(o + 2 * t + 8, r1);
         }
     }
-#endif
-    for (; t < tw; t++) {
-        float m[16];
-        for (int xi = 0; xi < 16; xi++) m[xi] = M[xi * plane + t];
-        float y[2][2];
-        for (int a = 0; a < 2; a++) {
-            float sa[4];
-            for (int j = 0; j < 4; j++) sa[j] = a ? m[4 + j] - m[8 + j] - m[12 + j] : m[j] + m[4 + j] + m[8 + j];
-            y[a][0] = sa[0] + sa[1] + sa[2] + bias;
-            y[a][1] = sa[1] - sa[2] - sa[3] + bias;
-            if (relu) y[a][0] = y[a][0] > 0.0f ? y[a][0] : 0.0f, y[a][1] = y[a][1] > 0.0f ? y[a][1] : 0.0f;
-        }
-        for (int a = 0; a < 1 + two_rows; a++) {
-            float *o = a ? o1 : o0;
-            o[2 * t] = accumulate ? o[2 * t] + y[a][0] : y[a][0];
-            if (2 * t + 1 < W) o[2 * t + 1] = accumulate ? o[2 * t + 1] + y[a][1] : y[a][1];
-        }
-    }
+    output_tiles(o0, o1, M, plane, W, t, tw, two_rows, bias, relu, accumulate);
 }
+#define output_tile_row_avx512 output_tile_row_avx2 /* 8 tiles at a time are enough here */
+#endif
+
+typedef void (*OutputTileRowFn)(float *out, const float *M, size_t plane, int H, int W, int ty, int tw, float bias,
+                                int relu, int accumulate);
+static const OutputTileRowFn output_tile_row_fns[] = SAC_KERNEL_TABLE(output_tile_row);
 
 typedef struct {
     const WinoPlan *pl;
@@ -213,6 +242,7 @@ static void input_task(void *arg, int c0, int c1, int chunk)
     const WinoTask *t = arg;
     const WinoPlan *pl = t->pl;
     const size_t in_img = (size_t)t->C * t->H * t->W;
+    const InputTileRowFn input_tile_row = input_tile_row_fns[sac_kernel()];
     for (int k = 0; k < t->nq; k++) {
         const int q = t->q0 + k, b = q / pl->th, ty = q % pl->th;
         input_tile_row(t->V, (size_t)t->C * pl->ld, k * pl->tw, t->inp + b * in_img, t->C, c0, c1, t->H, t->W, ty,
@@ -239,6 +269,7 @@ static void output_task(void *arg, int o0, int o1, int chunk)
     const WinoTask *t = arg;
     const WinoPlan *pl = t->pl;
     const size_t out_img = (size_t)t->OC * t->H * t->W, mplane = (size_t)t->OC * pl->ld;
+    const OutputTileRowFn output_tile_row = output_tile_row_fns[sac_kernel()];
     for (int k = 0; k < t->nq; k++) {
         const int q = t->q0 + k, b = q / pl->th, ty = q % pl->th;
         for (int o = o0; o < o1; o++)
