@@ -15,11 +15,11 @@
 
 #include "captioner.h"
 #include "eval.h"
-#include "matmul.h"
 #include "mobilenet.h"
 #include "model.h"
 #include "sac.h"
 #include "safetensors.h"
+#include "threadpool.h"
 #include "trainer.h"
 
 #ifndef XE_EPOCHS
@@ -134,7 +134,7 @@ static void keep_errors(int level, const char *msg, void *user)
 
 START_TEST(test_resume_equals_uninterrupted)
 {
-    sac_blas_set_threads(1);
+    sac_threads_set(1);
     make_dataset();
     sac_log_set_sink(count_warnings, NULL);
     /* uninterrupted */
@@ -173,7 +173,7 @@ END_TEST
 
 START_TEST(test_dev_evaluation_and_resume_refusal)
 {
-    sac_blas_set_threads(1);
+    sac_threads_set(1);
     make_dataset();
     TrainOptions o = tiny_options(path("d.safetensors"));
     o.dev_split = "all"; /* evaluate on the training images: exercises decoding + scoring */
@@ -234,7 +234,7 @@ static void assert_same_scores(const SacScores *a, const SacScores *b)
 
 START_TEST(test_dev_evaluation_decodes_as_eval)
 {
-    sac_blas_set_threads(1);
+    sac_threads_set(1);
     make_dataset();
     TrainOptions o = tiny_options(path("e.safetensors"));
     o.dev_split = "all";
@@ -322,7 +322,7 @@ static TrainOptions backbone_options(const char *out, int proj)
  * images gives the captions it gives on the cached features. */
 START_TEST(test_backbone_training)
 {
-    sac_blas_set_threads(1);
+    sac_threads_set(1);
     make_dataset();
     make_backbone(path("backbone.safetensors"));
     const int proj = _i;
@@ -422,7 +422,7 @@ static TrainOptions scst_options(const char *out, const char *init)
  * the log carries the rewards. */
 START_TEST(test_scst_raises_cider)
 {
-    sac_blas_set_threads(1);
+    sac_threads_set(1);
     make_dataset();
     TrainOptions x = tiny_options(path("xe.safetensors"));
     x.epochs = XE_EPOCHS;
@@ -469,7 +469,7 @@ END_TEST
  * as cross-entropy. */
 START_TEST(test_scst_resume_equals_uninterrupted)
 {
-    sac_blas_set_threads(1);
+    sac_threads_set(1);
     make_dataset();
     const int bb = _i;
     if (bb) make_backbone(path("backbone.safetensors"));

@@ -16,11 +16,11 @@
 
 #include <stb_image_write.h>
 
-#include "matmul.h"
 #include "model.h"
 #include "output.h"
 #include "sac.h"
 #include "saccade_config.h"
+#include "threadpool.h"
 
 /* Print "saccade[ CMD]: <formatted message>" with control characters replaced, then `tail`. */
 static void print_clean(const char *cmd, const char *tail, const char *fmt, va_list ap)
@@ -252,7 +252,7 @@ Model *cli_open_model(const char *cmd, const char *model_path, const char *argv0
                       long max_len, int *status)
 {
     if (quiet) sac_log_set_level(SAC_LOG_WARN);
-    sac_blas_set_threads(threads > 0 ? (int)threads : cli_cores());
+    sac_threads_set(threads > 0 ? (int)threads : cli_cores());
     Model *m = cli_load_model(model_path, argv0);
     if (!m) {
         *status = CLI_FAILED;

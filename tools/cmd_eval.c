@@ -50,7 +50,7 @@ static void help(FILE *f)
             "  --json              print the scores as one JSON object (coco-caption's key names)\n"
             "  --f32               decode with fp32 decoder weights (default: fp16 copies, half the\n"
             "                      memory traffic; the same captions on Flickr8k dev)\n"
-            "  --threads N         BLAS threads (default 0 = all cores)\n"
+            "  --threads N         threads (default 0 = all cores)\n"
             "  --quiet             only errors on stderr\n"
             "  -h, --help          this text\n");
 }

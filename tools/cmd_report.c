@@ -61,7 +61,7 @@ static void help(FILE *f)
             "                      may be repeated\n"
             "  --max-photos N      photos shown, 1..32 (default 4)\n"
             "  --title TEXT        the page's title (default: the log's file name)\n"
-            "  --threads N         BLAS threads for --model (default 0 = all cores)\n"
+            "  --threads N         threads for --model (default 0 = all cores)\n"
             "  --quiet             only errors on stderr\n"
             "  -h, --help          this text\n");
 }
