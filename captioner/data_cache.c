@@ -6,9 +6,11 @@
  */
 #include "data_cache.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "image.h"
 #include "sac.h"
 #include "safetensors.h"
@@ -17,43 +19,65 @@
 
 void data_cache_free(DataCache *c)
 {
-    free(c->pix), free(c->item), free(c->cap_off), free(c->tok), free(c->len);
+    free(c->pix), free(c->item), free(c->cap_off), free(c->tok), free(c->len), free(c->slot);
     memset(c, 0, sizeof(*c));
 }
 
 int data_cache_build(DataCache *c, const Dataset *ds, int max_items, const Vocab *vocab, int S, int T,
                      const char *what)
 {
+    return data_cache_build_shard(c, ds, max_items, vocab, S, T, 0, 1, what);
+}
+
+int data_cache_build_shard(DataCache *c, const Dataset *ds, int max_items, const Vocab *vocab, int S, int T,
+                           int rank, int nproc, const char *what)
+{
     memset(c, 0, sizeof(*c));
     int n = ds->n_items;
     if (max_items > 0 && max_items < n) n = max_items;
+    int n_mine = 0;
+    for (int i = 0; i < n; i++) n_mine += i % nproc == rank;
     const int total_caps = dataset_n_captions(ds);
     c->S = S, c->T = T;
-    c->pix = malloc((size_t)n * S * S * 3);
+    c->pix = malloc((size_t)(n_mine ? n_mine : 1) * S * S * 3);
     c->item = malloc(sizeof(int) * (n ? n : 1));
     c->cap_off = malloc(sizeof(int) * (n + 1));
     c->tok = malloc(sizeof(int) * (size_t)(total_caps ? total_caps : 1) * (T + 1));
     c->len = malloc(sizeof(int) * (total_caps ? total_caps : 1));
-    if (!c->pix || !c->item || !c->cap_off || !c->tok || !c->len) {
-        sac_error("%s: out of memory caching %d images", what, n);
-        data_cache_free(c);
-        return SAC_ERR_NOMEM;
-    }
+    int *row = malloc(sizeof(int) * (n ? n : 1));                  /* image i's row in pix, -1: not here */
+    int64_t *bad = calloc((size_t)(n ? n : 1), sizeof(int64_t)); /* 1: image i could not be read */
+    int st = c->pix && c->item && c->cap_off && c->tok && c->len && row && bad ? SAC_OK : SAC_ERR_NOMEM;
+    if (!st && nproc > 1 && !(c->slot = malloc(sizeof(int) * (n ? n : 1)))) st = SAC_ERR_NOMEM;
+    if (st) sac_error("%s: out of memory caching %d images", what, n_mine);
+    if (nproc > 1) st = sac_dist_agree(st); /* collectives only for a data-parallel cache */
     int failed = 0, k = 0, ncap = 0;
     double t0 = sac_time();
-    for (int i = 0; i < n; i++) {
-        const DatasetItem *it = &ds->items[i];
+    for (int i = 0; i < n && !st; i++) {
+        row[i] = -1;
+        if (i % nproc != rank) continue;
         SacImage img = {0}, small = {0};
-        int st = sac_image_load_scaled(it->image_path, S, &img, 0); /* a large JPEG decoded at 1/2-1/8 size */
-        if (!st) st = sac_image_resize(&img, S, S, &small);
+        int ist = sac_image_load_scaled(ds->items[i].image_path, S, &img, 0); /* a large JPEG decoded at 1/2-1/8 size */
+        if (!ist) ist = sac_image_resize(&img, S, S, &small);
         sac_image_free(&img);
-        if (st) {
-            failed++;
+        if (ist) {
+            bad[i] = 1;
             continue;
         }
         memcpy(c->pix + (size_t)k * S * S * 3, small.rgb, (size_t)S * S * 3);
         sac_image_free(&small);
+        row[i] = k++;
+    }
+    c->n_local = k;
+    if (!st && nproc > 1) st = sac_dist_allreduce_i64(bad, (size_t)n, SAC_DIST_SUM); /* every rank's failures */
+    k = 0;
+    for (int i = 0; i < n && !st; i++) {
+        const DatasetItem *it = &ds->items[i];
+        if (bad[i]) {
+            failed++;
+            continue;
+        }
         c->item[k] = i;
+        if (c->slot) c->slot[k] = row[i];
         c->cap_off[k] = ncap;
         for (int j = 0; vocab && j < it->n_captions; j++) {
             int *t = c->tok + (size_t)ncap * (T + 1);
@@ -68,13 +92,20 @@ int data_cache_build(DataCache *c, const Dataset *ds, int max_items, const Vocab
         }
         k++;
     }
+    free(row), free(bad);
+    if (st) {
+        data_cache_free(c);
+        return st;
+    }
     c->n = k;
     c->cap_off[k] = ncap;
+    char share[64] = "";
+    if (nproc > 1) snprintf(share, sizeof(share), " (this rank holds %d)", c->n_local);
     if (failed) sac_warn("%s: %d of %d images could not be read and are skipped (see messages above)", what, failed, n);
     if (vocab)
-        sac_info("%s: %d images, %d captions cached in %.1f s", what, k, ncap, sac_time() - t0);
+        sac_info("%s: %d images%s, %d captions cached in %.1f s", what, k, share, ncap, sac_time() - t0);
     else
-        sac_info("%s: %d images cached in %.1f s", what, k, sac_time() - t0);
+        sac_info("%s: %d images%s cached in %.1f s", what, k, share, sac_time() - t0);
     if (c->n_truncated)
         sac_info("%s: %d captions longer than %d words were truncated", what, c->n_truncated, T - 1);
     if (k == 0) {
@@ -174,19 +205,20 @@ int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap
     enum { chunk = 32 };
     const int S = c->S;
     memset(fc, 0, sizeof(*fc));
-    fc->n = c->n, fc->views = views, fc->per = (size_t)m->P * m->cfg.bb.channels;
-    fc->f = malloc(sizeof(uint16_t) * fc->per * views * (size_t)c->n);
+    const int n = c->n_local; /* the images whose pixels are here */
+    fc->n = n, fc->views = views, fc->per = (size_t)m->P * m->cfg.bb.channels;
+    fc->f = malloc(sizeof(uint16_t) * fc->per * views * (size_t)(n ? n : 1));
     float *images = sac_alloc_floats((size_t)chunk * 3 * S * S);
     float *bfeats = sac_alloc_floats((size_t)chunk * fc->per);
     uint8_t *tmp = malloc((size_t)chunk * S * S * 3);
     Augment *augs = malloc(sizeof(Augment) * chunk);
     int st = (fc->f && images && bfeats && tmp && augs) ? SAC_OK : SAC_ERR_NOMEM;
-    if (st) sac_error("%s: out of memory caching the backbone features of %d images (%.1f GB)", what, c->n,
-                      2e-9 * fc->per * views * c->n);
+    if (st) sac_error("%s: out of memory caching the backbone features of %d images (%.1f GB)", what, n,
+                      2e-9 * fc->per * views * n);
     const double t0 = sac_time();
     for (int v = 0; v < views && !st; v++) {
-        for (int i0 = 0; i0 < c->n && !st; i0 += chunk) {
-            const int B = SAC_MIN(chunk, c->n - i0);
+        for (int i0 = 0; i0 < n && !st; i0 += chunk) {
+            const int B = SAC_MIN(chunk, n - i0);
             int item[chunk];
             for (int b = 0; b < B; b++) {
                 item[b] = i0 + b;
@@ -204,8 +236,8 @@ int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap
         feat_cache_free(fc);
         return st;
     }
-    sac_info("%s: backbone features of %d images%s cached in %.1f s (%.2f GB)", what, c->n,
-             views == 2 ? " and their mirror images" : "", sac_time() - t0, 2e-9 * fc->per * views * c->n);
+    sac_info("%s: backbone features of %d images%s cached in %.1f s (%.2f GB)", what, n,
+             views == 2 ? " and their mirror images" : "", sac_time() - t0, 2e-9 * fc->per * views * n);
     free(c->pix); /* the features replace the pixels */
     c->pix = NULL;
     return SAC_OK;

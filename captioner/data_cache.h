@@ -25,6 +25,8 @@ typedef struct DataCache {
     int *tok;       /* (captions, T + 1): <start> words <end> <pad>... */
     int *len;       /* (captions) words + 1 */
     int n_truncated;
+    int n_local;    /* images whose pixels (and features) this process holds: pix is (n_local, S, S, 3) */
+    int *slot;      /* (n) image i's row in pix, -1 when another rank holds it; NULL: row i (n_local = n) */
 } DataCache;
 
 /* Decode the first max_items (0: all) images of ds to S x S and, with vocab (NULL: images
@@ -33,6 +35,14 @@ typedef struct DataCache {
  * SAC_ERR_INVALID when no image could be read (logged). Free with data_cache_free. */
 int data_cache_build(DataCache *c, const Dataset *ds, int max_items, const Vocab *vocab, int S, int T,
                      const char *what);
+/* The same for rank `rank` of a data-parallel run of nproc processes (common/dist.h; every rank
+ * calls it, it holds collectives): this rank decodes only the images i with i % nproc == rank,
+ * the ranks agree on which images could be read, and every rank numbers the same images 0..n-1
+ * and encodes every caption; c->slot tells which images' pixels are here (rows 0..n_local-1).
+ * A failure on one rank is every rank's (logged where it happened). With nproc 1, as
+ * data_cache_build. */
+int data_cache_build_shard(DataCache *c, const Dataset *ds, int max_items, const Vocab *vocab, int S, int T,
+                           int rank, int nproc, const char *what);
 void data_cache_free(DataCache *c);
 
 /* The references of the cached images for the metrics: refs (n) arrays of n_refs[i] captions of
@@ -52,7 +62,8 @@ typedef struct Augment {
  * image order: the data stream does not depend on the thread count. */
 Augment augment_draw(SacRng *rng, int augment, int S);
 
-/* out (B, 3, S, S): cached image item[b] augmented by aug[b] (aug NULL: none), normalised with
+/* out (B, 3, S, S): the cached pixels of row item[b] (the image's index, or c->slot[index] in a
+ * data-parallel cache) augmented by aug[b] (aug NULL: none), normalised with
  * cfg's mean and std, on the pool. tmp: (B, S, S, 3) scratch, NULL when aug is. */
 void data_cache_images(const DataCache *c, const int *item, const Augment *aug, int B, const ModelConfig *cfg,
                        uint8_t *tmp, float *out);
@@ -65,7 +76,8 @@ typedef struct FeatCache {
     uint16_t *f;    /* (n, views, P, Eb) */
 } FeatCache;
 
-/* The backbone features (captioner_backbone_features of cap, for m) of every image of c, view 1
+/* The backbone features (captioner_backbone_features of cap, for m) of every image whose pixels
+ * c holds (rows 0..n_local-1, so fc->n = c->n_local), view 1
  * the mirror image; then c's pixels are freed (c->pix NULL). SAC_OK or a negative status
  * (logged). Free with feat_cache_free. */
 int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap, int views, const char *what);

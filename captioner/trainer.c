@@ -16,11 +16,13 @@
 #include <string.h>
 
 #include "captioner.h"
+#include "dist.h"
 #include "checkpoint.h"
 #include "data_cache.h"
 #include "eval.h"
 #include "output.h"
 #include "sac.h"
+#include "train_dist.h"
 
 /* ---------------------------------------------------------------- the training run */
 
@@ -142,12 +144,54 @@ typedef struct TrainRun {
     int n_report, imgs_report;
     double last_norm;         /* gradient norm of the last step */
     int cancelled;            /* 1: cancelled (callback or signal), 2: max_steps reached */
+    /* data-parallel (common/dist.h, train_dist.h): rank 0 of nproc evaluates and writes the
+     * files; every rank computes its share of each batch, and every failure is agreed on at the
+     * next collective, so no rank is left waiting in one */
+    int rank, nproc;
+    TrainDist *td;
+    uint8_t *mine;            /* (Bi) 1: this rank holds image b of the batch */
+    int *litems, *lviews;     /* (Bi) the share's rows in the caches, and views */
+    Augment *laugs;           /* (Bi) */
+    int agree_pending;        /* a setup phase may have failed on one rank: agree in teardown */
+    int pending_st, pending_stop; /* rank 0's log failure or progress stop, for the next collective */
 } TrainRun;
 
 /* One JSON line to the log. */
 static int run_log(TrainRun *r, cJSON *j) { return log_json(r->log, j); }
 
 static int run_checkpoint(TrainRun *r) { return checkpoint_write(r->ckpt, r->m, r->ts, &r->ck, r->order, r->flags); }
+
+/* The checkpoint (unless st already failed), written by rank 0; in a data-parallel run every rank
+ * then learns whether that (or anything rank 0 had pending) failed, and checks that the ranks'
+ * parameters are still the same bytes. */
+static int run_checkpoint_all(TrainRun *r, int st)
+{
+    if (!st && r->rank == 0) st = run_checkpoint(r);
+    if (r->nproc == 1) return st;
+    st = sac_dist_agree(st ? st : r->pending_st);
+    r->pending_st = SAC_OK;
+    if (!st) st = sac_dist_check_same(r->m->data, sizeof(float) * r->m->n_trainable, "the parameters");
+    return st;
+}
+
+/* Data-parallel, at an epoch's end: rank 0's evaluation (its status, *improved, *score) and stop
+ * request, for every rank. */
+static int run_dev_verdict(TrainRun *r, int st, double *score, int *improved)
+{
+    double v[4] = {st ? st : r->pending_st, *improved, *score, r->cancelled};
+    r->pending_st = SAC_OK;
+    int bst = sac_dist_bcast(v, sizeof(v), 0);
+    if (bst) return bst;
+    if (v[0] != 0 && !st) {
+        if (r->rank > 0)
+            sac_error("rank %d: stopping: rank 0 failed at the end of epoch %d (see its messages)", r->rank,
+                      r->ck.epoch + 1);
+        st = r->rank == 0 ? (int)v[0] : SAC_ERR_CANCELLED;
+    }
+    *improved = v[1] != 0, *score = v[2];
+    if (!r->cancelled) r->cancelled = (int)v[3];
+    return st;
+}
 
 /* The dev split decoded with the current weights and scored. */
 static int run_evaluate(TrainRun *r, EvalResult *res)
@@ -187,7 +231,7 @@ static int run_open_data(TrainRun *r)
     r->train = dataset_open(o->data, o->train_split, o->image_dir);
     if (!r->train) return SAC_ERR_INVALID;
     dataset_check_images(r->train);
-    if (o->dev_split) {
+    if (o->dev_split && r->rank == 0) { /* rank 0 evaluates */
         r->dev = dataset_open(o->data, o->dev_split, o->image_dir);
         if (!r->dev) return SAC_ERR_INVALID;
         dataset_check_images(r->dev);
@@ -277,8 +321,10 @@ static int run_cache(TrainRun *r)
         r->cap = captioner_create(m, 64, o->eval_beam);
         if (!r->cap) return SAC_ERR_NOMEM;
     }
-    int st = data_cache_build(&r->tc, r->train, 0, m->vocab, r->S, m->cfg.T, "train");
-    if (!st && r->backbone) st = feat_cache_build(&r->tfc, &r->tc, m, r->cap, o->augment ? 2 : 1, "train");
+    int st = data_cache_build_shard(&r->tc, r->train, 0, m->vocab, r->S, m->cfg.T, r->rank, r->nproc, "train");
+    if (st) return st; /* agreed by the ranks inside */
+    r->agree_pending = r->nproc > 1;
+    if (r->backbone) st = feat_cache_build(&r->tfc, &r->tc, m, r->cap, o->augment ? 2 : 1, "train");
     if (st) return st;
     if (r->dev) {
         st = data_cache_build(&r->dc, r->dev, o->eval_max_images, NULL, r->S, m->cfg.T, "dev");
@@ -331,6 +377,8 @@ static int run_setup(TrainRun *r, const TrainOptions *o)
 {
     memset(r, 0, sizeof(*r));
     r->o = o;
+    r->rank = sac_dist_rank(), r->nproc = sac_dist_size();
+    r->agree_pending = r->nproc > 1;
     r->flags = checkpoint_flags_json(o);
     if (!r->flags) return SAC_ERR_NOMEM;
     snprintf(r->ckpt, sizeof(r->ckpt), "%s%s", o->checkpoint ? o->checkpoint : o->out,
@@ -350,6 +398,10 @@ static int run_setup(TrainRun *r, const TrainOptions *o)
         return SAC_ERR_INVALID;
     }
     r->max_caps = o->scst ? r->Bi * o->scst_samples : r->Bi * r->k;
+    if (o->scst && r->nproc > 1) {
+        sac_error("train: self-critical training runs on one process (started as %d MPI ranks)", r->nproc);
+        return SAC_ERR_UNSUPPORTED;
+    }
     st = o->resume ? run_resume(r) : o->scst ? run_start_scst(r) : run_start_new(r);
     if (st) return st;
     const Model *m = r->m;
@@ -362,9 +414,16 @@ static int run_setup(TrainRun *r, const TrainOptions *o)
     else
         sac_info("model: %zu parameters, %dx%d grid, vocabulary %d words", m->n_trainable, m->grid_h, m->grid_w,
                  m->cfg.V);
+    if (r->nproc > 1) { /* every rank has its model: the collective cache follows */
+        if (!r->backbone && m->cfg.enc.batchnorm)
+            sac_warn("train: batchnorm statistics are each rank's share's: results depend on the number of ranks "
+                     "(--no-batchnorm, or a --backbone, for results that do not)");
+        r->agree_pending = 0;
+        if ((st = sac_dist_agree(SAC_OK))) return st;
+    }
     st = run_cache(r);
     if (st) return st;
-    if (o->log) {
+    if (o->log && r->rank == 0) {
         r->log = sac_output_open(o->log, SAC_OUTPUT_INPLACE | (o->resume ? SAC_OUTPUT_APPEND : 0));
         if (!r->log) {
             sac_error("%s: cannot open the training log for writing", o->log);
@@ -388,6 +447,18 @@ static int run_setup(TrainRun *r, const TrainOptions *o)
     if (!r->img || !r->lens || !r->tokens || !r->pick || (r->backbone ? !r->bfeats || !r->views : !r->images || !r->tmp) ||
         !r->items || !r->augs)
         return SAC_ERR_NOMEM;
+    if (r->nproc > 1) {
+        r->td = train_dist_create(Bi, r->max_caps, r->T);
+        r->mine = sac_malloc(Bi);
+        r->litems = sac_malloc(sizeof(int) * Bi);
+        r->lviews = sac_malloc(sizeof(int) * Bi);
+        r->laugs = sac_malloc(sizeof(Augment) * Bi);
+        st = r->td && r->mine && r->litems && r->lviews && r->laugs ? SAC_OK : SAC_ERR_NOMEM;
+        r->agree_pending = 0;
+        if ((st = sac_dist_agree(st))) return st;
+        sac_info("data-parallel over %d ranks: global batch %d images, %zu gradient floats (%.1f MB) all-reduced "
+                 "per step", r->nproc, Bi, m->n_trainable, 4e-6 * (double)m->n_trainable);
+    }
     r->batches = (r->tc.n + Bi - 1) / Bi;
     const DecoderSizes sz = model_decoder_sizes(m);
     r->eval_opt = search_default_options(&sz); /* as `saccade eval` decodes, at beam --eval-beam */
@@ -446,12 +517,47 @@ static int run_gradient(TrainRun *r, int nb, DecoderLoss *loss)
     return train_step_grad(r->ts, r->images, &r->batch, &r->ck.drop_rng, loss);
 }
 
+/* Data-parallel: the gradient of this rank's share of the batch (the images whose rows it holds),
+ * normalised as the whole batch's (train_dist.h); an empty share leaves *loss zero. */
+static int run_gradient_share(TrainRun *r, DecoderLoss *loss)
+{
+    const DataCache *tc = &r->tc;
+    for (int b = 0; b < r->batch.n_images; b++) r->mine[b] = tc->slot[r->items[b]] >= 0;
+    const int *pos;
+    float lambda;
+    const DecoderBatch *share = train_dist_share(r->td, &r->batch, r->mine, r->m->cfg.lambda, &pos, &lambda);
+    const int nl = share->n_images;
+    for (int j = 0; j < nl; j++) {
+        r->litems[j] = tc->slot[r->items[pos[j]]];
+        if (r->backbone) r->lviews[j] = r->views[pos[j]];
+        else r->laugs[j] = r->augs[pos[j]];
+    }
+    SacRng drop, *dr = NULL;
+    if (r->m->cfg.dropout > 0.0f) train_dist_dropout_rng(&r->ck.drop_rng, dr = &drop);
+    memset(loss, 0, sizeof(*loss));
+    if (nl == 0 || share->n_caps == 0) return SAC_OK;
+    if (r->backbone)
+        feat_cache_gather(&r->tfc, r->litems, r->lviews, nl, r->bfeats);
+    else
+        data_cache_images(tc, r->litems, r->laugs, nl, &r->m->cfg, r->tmp, r->images);
+    const float *feats;
+    int st = train_step_encode(r->ts, r->backbone ? r->bfeats : r->images, nl, &feats);
+    if (!st) st = train_step_grad_encoded(r->ts, share, lambda, dr, loss);
+    return st;
+}
+
 /* One optimizer step on the next nb images. */
 static int run_step(TrainRun *r, int nb, DecoderLoss *loss)
 {
     const TrainOptions *o = r->o;
     run_batch(r, nb);
-    int st = run_gradient(r, nb, loss);
+    int st = r->nproc > 1 ? run_gradient_share(r, loss) : run_gradient(r, nb, loss);
+    if (r->nproc > 1) { /* every rank: the whole batch's gradient and loss, and any rank's failure or stop */
+        int stop = (o->cancel && *o->cancel) || r->pending_stop;
+        st = train_dist_reduce(r->td, r->ts, r->m->n_trainable, 1.0f, st ? st : r->pending_st, loss, &stop);
+        r->pending_st = SAC_OK, r->pending_stop = 0;
+        if (stop) r->cancelled = 1;
+    }
     if (st) return st;
     /* Here the batch's gradient is in train_step_grads(r->ts) (m->n_trainable floats, the
      * model's layout) and its loss in *loss: what a data-parallel run sums over its processes
@@ -472,6 +578,7 @@ static int run_step(TrainRun *r, int nb, DecoderLoss *loss)
 static int run_report(TrainRun *r, int nb, const DecoderLoss *loss)
 {
     const TrainOptions *o = r->o;
+    if (r->rank > 0) return SAC_OK; /* rank 0 reports for the run */
     r->sum_loss += loss->loss, r->sum_ce += loss->ce, r->n_report++, r->imgs_report += nb;
     const double now = sac_time();
     const int batch_no = r->ck.pos / r->Bi + (r->ck.pos % r->Bi != 0);
@@ -497,10 +604,23 @@ static int run_report(TrainRun *r, int nb, const DecoderLoss *loss)
         cJSON_AddNumberToObject(j, "sample_cider", p.sample_cider);
         cJSON_AddNumberToObject(j, "greedy_cider", p.greedy_cider);
     }
+    if (r->nproc > 1) { /* communication per step since the last report */
+        double wait_s, comm_s, bytes;
+        long steps;
+        train_dist_comm(r->td, &wait_s, &comm_s, &bytes, &steps, 1);
+        cJSON_AddNumberToObject(j, "ranks", r->nproc);
+        cJSON_AddNumberToObject(j, "comm_wait_s", steps ? wait_s / steps : 0.0);
+        cJSON_AddNumberToObject(j, "comm_s", steps ? comm_s / steps : 0.0);
+        cJSON_AddNumberToObject(j, "comm_bytes", steps ? bytes / steps : 0.0);
+    }
     cJSON_AddNumberToObject(j, "time", now);
     int st = run_log(r, j);
+    if (st && r->nproc > 1) r->pending_st = st, st = SAC_OK; /* the other ranks hear of it at the next collective */
     if (st) return st;
-    if (o->progress && o->progress(&p, o->user)) r->cancelled = 1;
+    if (o->progress && o->progress(&p, o->user)) {
+        if (r->nproc > 1) r->pending_stop = 1;
+        else r->cancelled = 1;
+    }
     r->t_report = now, r->sum_loss = r->sum_ce = 0, r->n_report = r->imgs_report = 0;
     r->scst_sums[0] = r->scst_sums[1] = r->scst_sums[2] = 0, r->scst_n = 0;
     return SAC_OK;
@@ -531,10 +651,10 @@ static int run_epoch(TrainRun *r)
         if (!st) st = run_report(r, nb, &loss);
         if (st) return st;
         if (o->max_steps > 0 && ck->step >= o->max_steps) r->cancelled = 2;
-        if (o->cancel && *o->cancel) r->cancelled = 1;
+        if (r->nproc == 1 && o->cancel && *o->cancel) r->cancelled = 1; /* data-parallel: agreed in run_step */
         if ((o->checkpoint_every > 0 && ck->step % o->checkpoint_every == 0) || r->cancelled) {
             if (ck->pos >= n) break; /* the epoch-end checkpoint follows the evaluation */
-            st = run_checkpoint(r);
+            st = run_checkpoint_all(r, SAC_OK);
             if (st) return st;
         }
     }
@@ -548,12 +668,12 @@ static int run_end_epoch(TrainRun *r, int *stop)
     const TrainOptions *o = r->o;
     CheckpointState *ck = &r->ck;
     double score = 0;
-    int improved = 1, st;
-    if (r->dev) {
+    int improved = 1, st = SAC_OK;
+    if (r->dev) { /* rank 0's only */
         EvalResult res;
         const double te = sac_time();
         st = run_evaluate(r, &res);
-        if (st) return st;
+        if (st) goto verdict;
         score = run_score(r, &res);
         improved = score > ck->best;
         sac_info("epoch %d: dev (%d images, beam %d, %.0f s) BLEU-1..4 %.3f %.3f %.3f %.3f  ROUGE-L %.3f  "
@@ -576,18 +696,19 @@ static int run_end_epoch(TrainRun *r, int *stop)
             if (o->progress(&p, o->user)) r->cancelled = 1;
         }
         eval_result_clear(&res);
-        if (st) return st;
     }
+verdict:
+    if (r->nproc > 1) st = run_dev_verdict(r, st, &score, &improved);
+    if (st) return st;
     if (improved) {
         ck->best = score, ck->best_epoch = ck->epoch + 1, ck->since_best = 0;
-        st = run_save_best(r);
-        if (st) return st;
+        st = r->rank == 0 ? run_save_best(r) : SAC_OK;
     } else {
         ck->since_best++;
     }
     ck->epoch++;
     ck->pos = -1;
-    st = run_checkpoint(r);
+    st = run_checkpoint_all(r, st);
     if (st) return st;
     if (o->patience > 0 && ck->since_best >= o->patience) {
         sac_info("no dev improvement for %d epochs: stopping (best epoch %d)", ck->since_best, ck->best_epoch);
@@ -602,6 +723,14 @@ static int run_end_epoch(TrainRun *r, int *stop)
  * everything; returns the run's status. */
 static int run_teardown(TrainRun *r, int st)
 {
+    if (r->agree_pending) sac_dist_agree(st); /* a rank that failed in setup still meets the others once */
+    if (r->nproc > 1 && r->rank == 0 && r->td) {
+        SacDistStats ds;
+        sac_dist_stats(&ds);
+        sac_info("communication: %.1f s in MPI calls, %.1f MB per rank", ds.seconds, 1e-6 * (double)ds.bytes);
+    }
+    train_dist_free(r->td);
+    free(r->mine), free(r->litems), free(r->lviews), free(r->laugs);
     if (sac_output_close(r->log) && !st) st = SAC_ERR_IO;
     free(r->order), free(r->img), free(r->tokens), free(r->lens), free(r->pick), free(r->images), free(r->tmp);
     free(r->items), free(r->augs), free(r->bfeats), free(r->views);

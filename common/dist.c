@@ -200,6 +200,21 @@ void sac_dist_abort(int code) { (void)code; }
 
 #endif
 
+int sac_dist_agree(int status)
+{
+    if (g_size == 1) return status;
+    int64_t failed = status != SAC_OK;
+    int st = sac_dist_allreduce_i64(&failed, 1, SAC_DIST_SUM);
+    if (st) return st;
+    if (status) return status;
+    if (failed) {
+        sac_error("rank %d of %d: stopping: %lld other rank(s) failed (see their messages)", g_rank, g_size,
+                  (long long)failed);
+        return SAC_ERR_CANCELLED;
+    }
+    return SAC_OK;
+}
+
 /* FNV-1a 64 of the bytes, then the minimum and maximum over the ranks. */
 int sac_dist_check_same(const void *buf, size_t bytes, const char *what)
 {

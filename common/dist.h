@@ -64,6 +64,11 @@ int sac_dist_barrier(void);
  * with `what` ("the parameters after step 200"): a check that data-parallel ranks did not
  * drift apart. */
 int sac_dist_check_same(const void *buf, size_t bytes, const char *what);
+/* Agree on a status after a phase that may fail on some ranks only: returns the local status when
+ * it is an error, else SAC_ERR_CANCELLED when another rank's is (logged once, "another rank
+ * failed"), else SAC_OK; with one process, status itself. Every rank must call it at the same
+ * point. A failed collective returns its own error. */
+int sac_dist_agree(int status);
 /* Stop every rank at once (MPI_Abort) with exit status code. Does not return under MPI; returns
  * (doing nothing) in a single-process run, whose caller then returns its error as usual. */
 void sac_dist_abort(int code);

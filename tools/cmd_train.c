@@ -4,11 +4,13 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "dist.h"
 #include "matmul.h"
 #include "output.h"
 #include "sac.h"
@@ -96,6 +98,12 @@ typedef struct {
     int quiet, tty;
     const char *log, *report; /* --report: rewritten from the log after each evaluation */
 } Printer;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    cli_interrupted = 1;
+}
 
 static int on_progress(const TrainProgress *p, void *user)
 {
@@ -256,23 +264,36 @@ int cmd_train(int argc, char **argv)
         if (image_size) o.cfg.enc.image_size = (int)image_size;
         o.cfg.E = o.cfg.enc.conv[o.cfg.enc.n_conv - 1].cout;
     }
-    sac_blas_set_threads(threads > 0 ? (int)threads : cli_cores());
-    if (quiet) sac_log_set_level(SAC_LOG_WARN);
     if (report && !o.log) return cli_usage_error("train", "--report needs --log (the report is drawn from it)");
+    /* under mpirun or srun, one rank of a data-parallel run (common/dist.h); else one process */
+    if (sac_dist_init(&argc, &argv)) return CLI_FAILED;
+    const int rank = sac_dist_rank();
+    /* the machine's cores are shared by its ranks */
+    sac_blas_set_threads(threads > 0 ? (int)threads : SAC_MAX(1, cli_cores() / sac_dist_local_size()));
+    if (quiet || rank > 0) sac_log_set_level(SAC_LOG_WARN); /* rank 0 speaks for the run */
     Printer pr = {quiet, cli_stderr_is_tty(), o.log, report};
-    o.progress = on_progress;
+    o.progress = rank == 0 ? on_progress : NULL;
     o.user = &pr;
     o.cancel = &cli_interrupted;
     o.report_every_s = pr.tty ? 1.0 : 30.0;
     cli_catch_signals();
+    /* SIGUSR1 stops the run with a checkpoint too: mpirun forwards it to every rank (SIGTERM to
+     * mpirun kills the ranks a second later), so `kill -USR1 MPIRUN_PID` stops a data-parallel run */
+    struct sigaction usr1;
+    memset(&usr1, 0, sizeof(usr1));
+    usr1.sa_handler = on_usr1;
+    sigemptyset(&usr1.sa_mask);
+    sigaction(SIGUSR1, &usr1, NULL);
     /* one run per checkpoint: a second one on the same files would interleave their writes */
     char ckpt[4096];
     snprintf(ckpt, sizeof(ckpt), "%s%s", o.checkpoint ? o.checkpoint : o.out, o.checkpoint ? "" : ".ckpt");
     int busy = 0;
-    SacLock *lock = sac_lock_acquire(ckpt, NULL, &busy);
-    if (!lock) return busy ? CLI_USAGE : CLI_FAILED;
-    int st = train_run(&o);
+    SacLock *lock = rank == 0 ? sac_lock_acquire(ckpt, NULL, &busy) : NULL; /* rank 0 writes for the run */
+    int st = sac_dist_agree(rank == 0 && !lock ? SAC_ERR_IO : SAC_OK);
+    if (!st) st = train_run(&o);
     sac_lock_release(lock);
+    sac_dist_finalize();
+    if (rank == 0 && !lock) return busy ? CLI_USAGE : CLI_FAILED;
     if (st == SAC_ERR_CANCELLED) {
         fprintf(stderr, "saccade: training stopped; resume with the same command and --resume\n");
         return CLI_FAILED;
