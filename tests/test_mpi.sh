@@ -7,7 +7,7 @@
 #      an uninterrupted `mpirun -np 2` run, bit for bit; resumed with -np 1 instead, the same
 #      within the tolerance of 2.;
 #   4. SIGTERM to one rank stops both ranks (no hang) with a checkpoint; resuming it ends where
-#      an uninterrupted run ends;
+#      an uninterrupted run ends; SIGUSR1 to mpirun stops both with a checkpoint;
 #   5. the log (written by rank 0 only) records the communication per step.
 # Skips (exit 77) when saccade was built without MPI or mpirun is missing.
 #
@@ -156,6 +156,30 @@ else
     kill -TERM $mpirun_pid 2>/dev/null
     wait $mpirun_pid
     echo "FAIL: no rank of mpirun ($mpirun_pid) found to signal"
+    fails=$((fails + 1))
+fi
+
+# ---- SIGUSR1 to mpirun (which forwards it to every rank) stops the run with a checkpoint ----
+$MPI -np 2 "$S" train $FLAGS $LONG --out "$W/usr.safetensors" >"$W/usr.out" 2>"$W/usr.err" &
+timeout_pid=$!
+i=0
+while [ $i -lt 600 ] && [ ! -s "$W/usr.safetensors.ckpt" ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+mpirun_pid=$(pgrep -P $timeout_pid | head -1)
+if [ -n "$mpirun_pid" ]; then
+    kill -USR1 "$mpirun_pid"
+    wait $timeout_pid
+    usr_rc=$?
+    check "SIGUSR1 to mpirun: it ends (exit $usr_rc, not timeout's 124)" test $usr_rc -ne 124
+    check "... both ranks stopped and said so" test "$(grep -c "training stopped" "$W/usr.err")" = 2 ||
+        head -20 "$W/usr.err"
+    check "... with a checkpoint" test "$("$D" step "$W/usr.safetensors.ckpt")" -ge 3
+else
+    kill -TERM $timeout_pid 2>/dev/null
+    wait $timeout_pid
+    echo "FAIL: no mpirun under timeout ($timeout_pid) found to signal"
     fails=$((fails + 1))
 fi
 
