@@ -107,80 +107,54 @@ static float norm_score(float logprob, int steps, float len_norm)
     return len_norm == 0.0f ? logprob : logprob / powf((float)steps, len_norm);
 }
 
-int greedy_decode(Caption *out, DecoderInfer *inf, const float *feats, int B, const DecoderParams *p,
-                  const SearchOptions *opt)
+/* Greedy: the most likely allowed word of logits l (V). */
+static int pick_greedy(const float *l, int V, const int *guard, int ng)
 {
-    const DecoderSizes *sz = decoder_infer_sizes(inf);
-    const int V = sz->V, P = sz->P, T = opt->max_len;
-    int st = check_options(opt, sz);
-    if (st) return st;
-    st = decoder_infer_start(inf, feats, B, NULL, B, p);
-    if (st) return st;
-    /* rows are the captions still going (row_b[r] is row r's image): finished ones are dropped
-     * from the decoder (a row's logits do not depend on the others), so a step costs what its
-     * live captions need */
-    int *tok = sac_malloc(sizeof(int) * B), *row_b = sac_malloc(sizeof(int) * B), *parent = sac_malloc(sizeof(int) * B);
-    int *guard = sac_malloc(sizeof(int) * (T + 1));
-    if (!tok || !row_b || !parent || !guard) {
-        free(tok), free(row_b), free(parent), free(guard);
-        return SAC_ERR_NOMEM;
-    }
-    for (int b = 0; b < B; b++) {
-        memset(&out[b], 0, sizeof(Caption));
-        out[b].tokens = sac_malloc(sizeof(int) * T);
-        out[b].alphas = opt->want_alphas ? sac_malloc(sizeof(float) * T * P) : NULL;
-        if (!out[b].tokens || (opt->want_alphas && !out[b].alphas)) st = SAC_ERR_NOMEM;
-        tok[b] = SAC_VOCAB_START, row_b[b] = b;
-    }
-    int R = B;
-    for (int t = 0; t < T && R > 0 && !st; t++) {
-        const float *alphas;
-        const float *logits = decoder_infer_step(inf, tok, R, p, &alphas);
-        int alive = 0;
-        for (int r = 0; r < R; r++) {
-            const float *l = logits + (size_t)r * V;
-            Caption *c = &out[row_b[r]];
-            const int ng = guard_words(guard, c->tokens, c->n, opt);
-            int best = -1;
-            for (int v = 0; v < V; v++)
-                if (allowed(v, guard, ng) && (best < 0 || l[v] > l[best])) best = v;
-            c->logprob += l[best] - log_sum_exp(l, V);
-            if (best == SAC_VOCAB_END) {
-                c->ended = 1;
-                continue;
-            }
-            if (c->alphas) memcpy(c->alphas + (size_t)c->n * P, alphas + (size_t)r * P, sizeof(float) * P);
-            c->tokens[c->n++] = best;
-            parent[alive] = r, row_b[alive] = row_b[r], tok[alive] = best;
-            alive++;
-        }
-        if (alive < R && alive > 0) decoder_infer_reorder(inf, parent, alive);
-        R = alive;
-    }
-    for (int b = 0; b < B; b++) out[b].score = norm_score(out[b].logprob, out[b].n + out[b].ended, opt->len_norm);
-    free(tok), free(row_b), free(parent), free(guard);
-    if (st)
-        for (int b = 0; b < B; b++) caption_clear(&out[b]);
-    return st;
+    int best = -1;
+    for (int v = 0; v < V; v++)
+        if (allowed(v, guard, ng) && (best < 0 || l[v] > l[best])) best = v;
+    return best;
 }
 
-int sample_decode(Caption *out, DecoderInfer *inf, const float *feats, int n_images, const int *img, int R,
-                  const DecoderParams *p, const SearchOptions *opt, SacRng *rng)
+/* Sampling: one draw from the softmax of l (V) over the words sampling allows; prob (V) scratch. */
+static int pick_sample(const float *l, int V, const int *guard, int ng, double *prob, SacRng *rng)
+{
+    float mx = -INFINITY;
+    for (int v = 0; v < V; v++)
+        if (sample_allowed(v, guard, ng) && l[v] > mx) mx = l[v];
+    double sum = 0.0;
+    for (int v = 0; v < V; v++) {
+        prob[v] = sample_allowed(v, guard, ng) ? exp((double)l[v] - mx) : 0.0;
+        sum += prob[v];
+    }
+    /* the first word whose cumulative probability exceeds u * sum */
+    const double u = sac_rng_uniform(rng) * sum;
+    int w = -1;
+    double acc = 0.0;
+    for (int v = 0; v < V; v++) {
+        if (prob[v] == 0.0) continue;
+        w = v; /* the last allowed word takes what rounding leaves over */
+        acc += prob[v];
+        if (acc > u) break;
+    }
+    return w;
+}
+
+/* greedy_decode (rng NULL) and sample_decode: R rows, row r describing image img[r] of feats
+ * (img NULL: image r), one word per row and step. Rows are the captions still going (row_c[i]
+ * is row i's caption): finished ones are dropped from the decoder (a row's logits do not
+ * depend on the others), so a step costs what its live captions need. */
+static int decode_rows(Caption *out, DecoderInfer *inf, const float *feats, int n_images, const int *img, int R,
+                       const DecoderParams *p, const SearchOptions *opt, SacRng *rng)
 {
     const DecoderSizes *sz = decoder_infer_sizes(inf);
     const int V = sz->V, P = sz->P, T = opt->max_len;
-    int st = check_options(opt, sz);
-    if (st) return st;
-    if (R < 1 || !rng) {
-        sac_error("sample_decode: %d rows, rng %s: expected at least 1 row and a generator", R, rng ? "set" : "NULL");
-        return SAC_ERR_INVALID;
-    }
-    st = decoder_infer_start(inf, feats, n_images, img, R, p);
+    int st = decoder_infer_start(inf, feats, n_images, img, R, p);
     if (st) return st;
     int *tok = sac_malloc(sizeof(int) * R), *row_c = sac_malloc(sizeof(int) * R), *parent = sac_malloc(sizeof(int) * R);
     int *guard = sac_malloc(sizeof(int) * (T + 1));
-    double *prob = sac_malloc(sizeof(double) * V);
-    if (!tok || !row_c || !parent || !guard || !prob) st = SAC_ERR_NOMEM;
+    double *prob = rng ? sac_malloc(sizeof(double) * V) : NULL;
+    if (!tok || !row_c || !parent || !guard || (rng && !prob)) st = SAC_ERR_NOMEM;
     for (int r = 0; r < R; r++) {
         memset(&out[r], 0, sizeof(Caption));
         if (st) continue;
@@ -189,7 +163,7 @@ int sample_decode(Caption *out, DecoderInfer *inf, const float *feats, int n_ima
         if (!out[r].tokens || (opt->want_alphas && !out[r].alphas)) st = SAC_ERR_NOMEM;
         tok[r] = SAC_VOCAB_START, row_c[r] = r;
     }
-    int live = R; /* rows still going: row_c[i] is row i's caption, as in greedy_decode */
+    int live = R;
     for (int t = 0; t < T && live > 0 && !st; t++) {
         const float *alphas;
         const float *logits = decoder_infer_step(inf, tok, live, p, &alphas);
@@ -198,24 +172,7 @@ int sample_decode(Caption *out, DecoderInfer *inf, const float *feats, int n_ima
             const float *l = logits + (size_t)r * V;
             Caption *c = &out[row_c[r]];
             const int ng = guard_words(guard, c->tokens, c->n, opt);
-            float mx = -INFINITY;
-            for (int v = 0; v < V; v++)
-                if (sample_allowed(v, guard, ng) && l[v] > mx) mx = l[v];
-            double sum = 0.0;
-            for (int v = 0; v < V; v++) {
-                prob[v] = sample_allowed(v, guard, ng) ? exp((double)l[v] - mx) : 0.0;
-                sum += prob[v];
-            }
-            /* the first word whose cumulative probability exceeds u * sum */
-            const double u = sac_rng_uniform(rng) * sum;
-            int w = -1;
-            double acc = 0.0;
-            for (int v = 0; v < V; v++) {
-                if (prob[v] == 0.0) continue;
-                w = v; /* the last allowed word takes what rounding leaves over */
-                acc += prob[v];
-                if (acc > u) break;
-            }
+            const int w = rng ? pick_sample(l, V, guard, ng, prob, rng) : pick_greedy(l, V, guard, ng);
             c->logprob += l[w] - log_sum_exp(l, V);
             if (w == SAC_VOCAB_END) {
                 c->ended = 1;
@@ -235,6 +192,25 @@ int sample_decode(Caption *out, DecoderInfer *inf, const float *feats, int n_ima
     if (st)
         for (int r = 0; r < R; r++) caption_clear(&out[r]);
     return st;
+}
+
+int greedy_decode(Caption *out, DecoderInfer *inf, const float *feats, int B, const DecoderParams *p,
+                  const SearchOptions *opt)
+{
+    const int st = check_options(opt, decoder_infer_sizes(inf));
+    return st ? st : decode_rows(out, inf, feats, B, NULL, B, p, opt, NULL);
+}
+
+int sample_decode(Caption *out, DecoderInfer *inf, const float *feats, int n_images, const int *img, int R,
+                  const DecoderParams *p, const SearchOptions *opt, SacRng *rng)
+{
+    int st = check_options(opt, decoder_infer_sizes(inf));
+    if (st) return st;
+    if (R < 1 || !rng) {
+        sac_error("sample_decode: %d rows, rng %s: expected at least 1 row and a generator", R, rng ? "set" : "NULL");
+        return SAC_ERR_INVALID;
+    }
+    return decode_rows(out, inf, feats, n_images, img, R, p, opt, rng);
 }
 
 /* A beam: its words so far, their attention, and the running log-probability. */
