@@ -185,6 +185,18 @@ static int cmp_len_desc(const void *x, const void *y)
     return i - j; /* stable: deterministic order for equal lengths */
 }
 
+void decoder_mean_features(float *mean, const float *feats, const int *img, int R, int P, int E)
+{
+    for (int r = 0; r < R; r++) {
+        const float *f = feats + (size_t)img[r] * P * E;
+        float *m = mean + (size_t)r * E;
+        memset(m, 0, sizeof(float) * E);
+        for (int q = 0; q < P; q++)
+            for (int e = 0; e < E; e++) m[e] += f[(size_t)q * E + e];
+        for (int e = 0; e < E; e++) m[e] /= P;
+    }
+}
+
 static AttentionSizes att_sizes(const DecoderSizes *sz) { return (AttentionSizes){sz->P, sz->E, sz->A, sz->D}; }
 
 static AttentionCache step_cache(const DecoderActs *a, int t)
@@ -251,14 +263,7 @@ int decoder_forward(DecoderLoss *loss, DecoderActs *a, const float *feats, const
     for (int k = 0; k < Bc; k++) a->img[k] = batch->img[a->order[k]];
 
     /* h0 = init_h(mean_p feats), c0 = init_c(...) */
-    for (int k = 0; k < Bc; k++) {
-        const float *f = feats + (size_t)a->img[k] * P * E;
-        float *m = a->meanf + (size_t)k * E;
-        memset(m, 0, sizeof(float) * E);
-        for (int q = 0; q < P; q++)
-            for (int e = 0; e < E; e++) m[e] += f[(size_t)q * E + e];
-        for (int e = 0; e < E; e++) m[e] /= P;
-    }
+    decoder_mean_features(a->meanf, feats, a->img, Bc, P, E);
     linear_forward(a->h0, a->meanf, p->init_h_w, p->init_h_b, Bc, E, D);
     linear_forward(a->c0, a->meanf, p->init_c_w, p->init_c_b, Bc, E, D);
     attention_project_forward(a->att1, feats, &p->att, Bi, &asz);

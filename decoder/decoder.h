@@ -82,6 +82,10 @@ int decoder_forward(DecoderLoss *loss, DecoderActs *a, const float *feats /* (Bi
 void decoder_backward(DecoderParams *grads, float *dfeats, DecoderActs *a, const float *feats,
                       const DecoderParams *p, const DecoderSizes *sz);
 
+/* mean (R, E): the mean over positions of image img[r]'s features feats (images, P, E), what
+ * init_h and init_c read (teacher-forced and step-by-step decoding alike). */
+void decoder_mean_features(float *mean, const float *feats, const int *img, int R, int P, int E);
+
 /* Attention weights of the last forward in batch order: out (Bc, T, P), zero past each
  * caption's length. */
 void decoder_get_alphas(const DecoderActs *a, float *out, const DecoderSizes *sz);

@@ -319,14 +319,7 @@ int decoder_infer_start(DecoderInfer *f, const float *feats, int n_images, const
         }
     }
     packed_linear(f->att1, &f->enc, p->att.enc_b, feats, n_images * P);
-    for (int r = 0; r < R; r++) {
-        const float *fi = feats + (size_t)f->img[r] * P * E;
-        float *m = f->meanf + (size_t)r * E;
-        memset(m, 0, sizeof(float) * E);
-        for (int q = 0; q < P; q++)
-            for (int e = 0; e < E; e++) m[e] += fi[(size_t)q * E + e];
-        for (int e = 0; e < E; e++) m[e] /= P;
-    }
+    decoder_mean_features(f->meanf, feats, f->img, R, P, E);
     packed_linear(f->h, &f->init_h, p->init_h_b, f->meanf, R);
     packed_linear(f->c, &f->init_c, p->init_c_b, f->meanf, R);
     f->rows_now = R;
