@@ -61,6 +61,12 @@ train() { # train NAME LAUNCHER... -- FLAGS...: run into $W/NAME.*, exit status 
     echo $? >"$W/$name.rc"
 }
 rc() { cat "$W/$1.rc"; }
+children() { # children PID: the processes whose parent is PID (from /proc: no procps needed)
+    for f in /proc/[0-9]*/stat; do
+        read -r pid comm state ppid rest <"$f" 2>/dev/null || continue
+        [ "$ppid" = "$1" ] && echo "$pid"
+    done
+}
 show() { echo "  exit status $(rc "$1")"; head -20 "$W/$1.err"; }
 
 # ---- 1. one rank = the program ----
@@ -133,8 +139,8 @@ while [ $i -lt 600 ] && [ ! -s "$W/sig.safetensors.ckpt" ]; do # the first epoch
     i=$((i + 1))
 done
 victim=""
-for p in $(pgrep -P $mpirun_pid); do # timeout's child mpirun, whose children are the ranks
-    for q in $(pgrep -P "$p"); do
+for p in $(children $mpirun_pid); do # timeout's child mpirun, whose children are the ranks
+    for q in $(children "$p"); do
         case $(cat "/proc/$q/comm" 2>/dev/null) in saccade*) victim=$q ;; esac
     done
 done
@@ -167,7 +173,7 @@ while [ $i -lt 600 ] && [ ! -s "$W/usr.safetensors.ckpt" ]; do
     sleep 0.1
     i=$((i + 1))
 done
-mpirun_pid=$(pgrep -P $timeout_pid | head -1)
+mpirun_pid=$(children $timeout_pid | head -1)
 if [ -n "$mpirun_pid" ]; then
     kill -USR1 "$mpirun_pid"
     wait $timeout_pid
