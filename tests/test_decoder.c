@@ -154,17 +154,23 @@ static double dec_loss(void *p)
     return l.loss;
 }
 
+/* Parameters and gradients of c, the parameters and features drawn from rng. */
+static void dec_ctx_init(DecCtx *c, SacRng *rng)
+{
+    c->buf = calloc(n_params, sizeof(float));
+    c->grad = calloc(n_params, sizeof(float));
+    point(c->buf, &c->p);
+    point(c->grad, &c->g);
+    fill_uniform(c->buf, n_params, -0.6f, 0.6f, rng);
+    fill_uniform(c->feats, BI * P * E, -1, 1, rng);
+}
+
 START_TEST(test_decoder_gradcheck)
 {
     SacRng rng;
     sac_rng_seed(&rng, 14, 1);
     static DecCtx c;
-    c.buf = calloc(n_params, sizeof(float));
-    c.grad = calloc(n_params, sizeof(float));
-    point(c.buf, &c.p);
-    point(c.grad, &c.g);
-    fill_uniform(c.buf, n_params, -0.6f, 0.6f, &rng);
-    fill_uniform(c.feats, BI * P * E, -1, 1, &rng);
+    dec_ctx_init(&c, &rng);
     const int lens[BC] = {3, 5, 1, 4}, img[BC] = {1, 0, 1, 0};
     for (int b = 0; b < BC; b++) {
         c.lens[b] = lens[b], c.img[b] = img[b];
@@ -240,12 +246,7 @@ START_TEST(test_decoder_weighted_gradcheck)
     SacRng rng;
     sac_rng_seed(&rng, 15, 1);
     static DecCtx c;
-    c.buf = calloc(n_params, sizeof(float));
-    c.grad = calloc(n_params, sizeof(float));
-    point(c.buf, &c.p);
-    point(c.grad, &c.g);
-    fill_uniform(c.buf, n_params, -0.6f, 0.6f, &rng);
-    fill_uniform(c.feats, BI * P * E, -1, 1, &rng);
+    dec_ctx_init(&c, &rng);
     memset(c.dfeats, 0, sizeof(c.dfeats));
     const int lens[BC] = {3, 5, 1, 4}, img[BC] = {1, 0, 1, 0};
     static const float w[BC] = {0.8f, -1.3f, 0.5f, -0.2f};
