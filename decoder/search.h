@@ -1,8 +1,11 @@
 /*
- * search.h - turning the decoder into captions: greedy decoding over a batch of images, and
- * beam search with length normalisation over one image.
+ * search.h - turning the decoder (infer.h) into captions: greedy decoding over a batch of
+ * images, sampling (self-critical training), and beam search with length normalisation over
+ * one image or a batch of images decoded together.
  *
- * All never emit <pad>, <start> or <unk>; beam width 1 gives exactly the greedy caption.
+ * Greedy decoding and beam search never emit <pad>, <start> or <unk>; sampling never <pad> or
+ * <start> (an <unk> it draws costs it in the reward). Beam width 1 gives exactly the greedy
+ * caption.
  * The repetition guard (SearchOptions.no_repeat, no_repeat_bigram) removes words from the
  * choice at a step: the previous word (no word twice in a row), and every word w such that
  * (previous word, w) already occurs in the caption (no bigram twice); <end> is never removed,
