@@ -213,7 +213,9 @@ const char *cli_find_model(const char *explicit_path, const char *argv0)
     const char *name = "flickr8k.safetensors";
     snprintf(buf, sizeof(buf), "%s/%s", SACCADE_DATADIR, name);
     if (readable(buf)) return buf;
-    /* next to the binary: <dir>/models, <dir>/../models (build tree: build/tools/saccade) */
+    /* next to the binary: <dir>/models; <dir>/../models (build tree: build/tools/saccade and the
+     * copy models/meson.build makes), <dir>/../../models (the source tree around an in-tree
+     * build); an installed tree moved elsewhere (meson install --destdir): <bindir>/../share/saccade */
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n <= 0 && argv0) {
@@ -224,18 +226,16 @@ const char *cli_find_model(const char *explicit_path, const char *argv0)
         exe[n] = 0;
         char *slash = strrchr(exe, '/');
         if (slash) *slash = 0;
-        const char *rel[] = {"models", "../models", "../../models"};
+        const char *rel[] = {"models", "../models", "../../models", SACCADE_DATADIR_FROM_BINDIR};
         for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
             snprintf(buf, sizeof(buf), "%s/%s/%s", slash ? exe : ".", rel[i], name);
             if (readable(buf)) return buf;
         }
     }
-    snprintf(buf, sizeof(buf), "%s/%s", SACCADE_SOURCE_MODELDIR, name);
-    if (readable(buf)) return buf;
     fprintf(stderr,
-            "saccade: no model found: give --model FILE or set SACCADE_MODEL (looked in %s, models/ next to the "
-            "program, and %s)\n",
-            SACCADE_DATADIR, SACCADE_SOURCE_MODELDIR);
+            "saccade: no model found: give --model FILE or set SACCADE_MODEL (looked in %s, and in models/, "
+            "../models, ../../models and %s from the program's directory)\n",
+            SACCADE_DATADIR, SACCADE_DATADIR_FROM_BINDIR);
     return NULL;
 }
 

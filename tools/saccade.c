@@ -5,9 +5,10 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cpu.h"
 #include "matmul.h"
 #include "output.h"
-#include "saccade_config.h"
+#include "version.h"
 
 typedef struct {
     const char *name;
@@ -29,7 +30,7 @@ static const Command commands[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "saccade %s - image captioning with visual attention (Show, Attend and Tell) in C\n\n", SACCADE_VERSION);
+    fprintf(f, "saccade %s - image captioning with visual attention (Show, Attend and Tell) in C\n\n", sac_version());
     fprintf(f, "usage: saccade COMMAND [options] [args]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
@@ -64,7 +65,9 @@ int main(int argc, char **argv)
         return finish(CLI_OK);
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-        printf("saccade %s\n", SACCADE_VERSION);
+        printf("saccade %s\n", sac_version());
+        /* the kernel path (common/cpu.h), capped by SACCADE_KERNELS: what a bug report needs */
+        printf("kernels: %s (this CPU: %s)\n", sac_kernel_name(sac_kernel()), sac_kernel_name(sac_kernel_cpu()));
         return finish(CLI_OK);
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
