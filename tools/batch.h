@@ -94,7 +94,4 @@ int batch_output_write(BatchOutput *o, const BatchRecord *r);
  * --resume. Every write is checked: SAC_ERR_IO (logged, naming the file) when one failed. */
 int batch_output_close(BatchOutput *o, int complete);
 
-/* An RGB image as a base64 PNG (caller frees); NULL (logged) on failure. */
-char *batch_png_base64(const SacImage *img);
-
 #endif

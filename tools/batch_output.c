@@ -144,10 +144,10 @@ static void buf_json_record(Buf *b, const BatchRecord *r, int in_comment)
 /* s for HTML text, its bytes made valid UTF-8 first. */
 static void buf_html(Buf *b, const char *s)
 {
-    char *u = sac_utf8_escape(s), *h = u ? cli_html_escape(u) : NULL;
+    char *h = cli_html_escape(s);
     if (h) buf_puts(b, h);
     else b->oom = 1;
-    free(u), free(h);
+    free(h);
 }
 
 static void format_record(Buf *b, BatchFormat fmt, const BatchRecord *r)
@@ -628,17 +628,4 @@ int batch_output_close(BatchOutput *o, int complete)
     if (st == SAC_OK && complete && o->fmt == BATCH_COCO) st = coco_finish(o);
     output_free(o);
     return st;
-}
-
-/* ---- PNG as base64 ---- */
-
-char *batch_png_base64(const SacImage *img)
-{
-    uint8_t *png;
-    size_t len;
-    if (cli_png_encode(img->rgb, img->w, img->h, 3, img->w * 3, &png, &len)) return NULL;
-    char *out = cli_base64(png, len);
-    free(png);
-    if (!out) sac_error("out of memory encoding a %dx%d PNG", img->w, img->h);
-    return out;
 }

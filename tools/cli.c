@@ -122,19 +122,21 @@ void cli_put_tsv_path(FILE *f, const char *path)
     }
 }
 
-char *cli_html_escape(const char *s)
+char *cli_html_escape(const char *text)
 {
+    char *s = sac_utf8_escape(text); /* the page is UTF-8: other bytes become \xHH text */
+    if (!s) return NULL;
     size_t len = 1;
     for (const char *p = s; *p; p++) len += strchr("&<>\"'", *p) ? 6 : 1;
     char *out = malloc(len), *o = out;
-    if (!out) return NULL;
-    for (const char *p = s; *p; p++) {
+    for (const char *p = s; out && *p; p++) {
         const char *rep = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : *p == '>' ? "&gt;" : *p == '"' ? "&quot;"
                         : *p == '\'' ? "&#39;" : NULL;
         if (rep) o = stpcpy(o, rep);
         else *o++ = *p;
     }
-    *o = 0;
+    if (out) *o = 0;
+    free(s);
     return out;
 }
 
@@ -191,6 +193,17 @@ char *cli_base64(const uint8_t *s, size_t n)
         *o++ = '=';
     }
     *o = 0;
+    return out;
+}
+
+char *cli_png_base64(const uint8_t *px, int w, int h, int channels, int stride)
+{
+    uint8_t *png;
+    size_t len;
+    if (cli_png_encode(px, w, h, channels, stride, &png, &len)) return NULL; /* logged */
+    char *out = cli_base64(png, len);
+    free(png);
+    if (!out) sac_error("out of memory encoding a %dx%d PNG", w, h);
     return out;
 }
 

@@ -48,13 +48,17 @@ void cli_message(const char *cmd, const char *fmt, ...)
 /* Write a path into a TSV-like line (PATH<TAB>...): backslash, TAB, LF and CR are written as
  * \\ \t \n \r, so one record stays one line and the path can be read back. */
 void cli_put_tsv_path(FILE *f, const char *path);
-/* s with & < > " ' as HTML character references (caller frees); NULL when out of memory. */
-char *cli_html_escape(const char *s);
+/* text for HTML (caller frees): its bytes made valid UTF-8 (sac_utf8_escape: others become the
+ * text \xHH), then & < > " ' as character references. NULL when out of memory. */
+char *cli_html_escape(const char *text);
 /* The w x h pixels at px (channels 3: RGB, 4: RGBA; row stride in bytes) as a PNG file in
  * memory (*png, *len; the caller frees *png). SAC_OK or SAC_ERR_NOMEM (logged). */
 int cli_png_encode(const uint8_t *px, int w, int h, int channels, int stride, uint8_t **png, size_t *len);
 /* The n bytes at data as base64 text (caller frees); NULL when out of memory. */
 char *cli_base64(const uint8_t *data, size_t n);
+/* The pixels as cli_png_encode takes them, as a base64 PNG (caller frees): what an HTML page
+ * inlines after "data:image/png;base64,". NULL (logged) when out of memory. */
+char *cli_png_base64(const uint8_t *px, int w, int h, int channels, int stride);
 
 /* The model file to use: explicit path, else $SACCADE_MODEL, else the installed data dir,
  * else models/ next to the binary (or its parent, for the build tree), else the source tree's

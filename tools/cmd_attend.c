@@ -68,27 +68,16 @@ static void help(FILE *f)
 
 /* ---- pieces of the page ---- */
 
-/* Write "data:image/png;base64,..." of PNG bytes to f. */
-static int put_png_bytes_uri(FILE *f, const uint8_t *png, size_t len)
+/* Write "data:image/png;base64,..." of the w x h region at px (channels 3: RGB, 4: RGBA; row
+ * stride in bytes) to f. */
+static int put_png_uri(FILE *f, const uint8_t *px, int w, int h, int channels, int stride)
 {
-    char *b64 = cli_base64(png, len);
+    char *b64 = cli_png_base64(px, w, h, channels, stride);
     if (!b64) return SAC_ERR_NOMEM;
     fputs("data:image/png;base64,", f);
     fputs(b64, f);
     free(b64);
     return SAC_OK;
-}
-
-/* Write "data:image/png;base64,..." of the w x h RGB region at rgb (row stride in bytes) to f. */
-static int put_png_uri(FILE *f, const uint8_t *rgb, int w, int h, int stride)
-{
-    uint8_t *png;
-    size_t len;
-    int st = cli_png_encode(rgb, w, h, 3, stride, &png, &len);
-    if (st) return st;
-    st = put_png_bytes_uri(f, png, len);
-    free(png);
-    return st;
 }
 
 /* Word t's overlay as an RGBA PNG data URI, w x h: straight alpha A = 1 - (1 - m/2)(0.3 + 0.7 m)
@@ -110,19 +99,15 @@ static int put_overlay_uri(FILE *f, const float *alpha /* (Hg, Wg) */, int grid_
         }
         rgba[k * 4 + 3] = (uint8_t)(255.0f * A + 0.5f);
     }
-    uint8_t *png = NULL;
-    size_t len = 0;
-    if (!st) st = cli_png_encode(rgba, w, h, 4, w * 4, &png, &len);
-    if (!st) st = put_png_bytes_uri(f, png, len);
-    free(png), free(m), free(rgba);
+    if (!st) st = put_png_uri(f, rgba, w, h, 4, w * 4);
+    free(m), free(rgba);
     return st;
 }
 
 /* Write s HTML-escaped; SAC_ERR_NOMEM when out of memory. */
 static int put_html(FILE *f, const char *s)
 {
-    char *u = sac_utf8_escape(s), *e = u ? cli_html_escape(u) : NULL;
-    free(u);
+    char *e = cli_html_escape(s);
     if (!e) return SAC_ERR_NOMEM;
     fputs(e, f);
     free(e);
@@ -236,7 +221,7 @@ static int write_html(const char *path, const char *image_name, const SacImage *
                    "width=\"%d\" height=\"%d\" src=\"",
                 photo->w, photo->h, v->grid_h, v->grid_w, beam, v->logprob, v->ended ? "" : " (no &lt;end&gt;)",
                 W, H, W, H);
-        if (!st) st = put_png_uri(f, view.rgb, W, H, W * 3);
+        if (!st) st = put_png_uri(f, view.rgb, W, H, 3, W * 3);
         fputs("\">\n", f);
         for (int t = 0; t < T && !st; t++) {
             fprintf(f, "<img class=\"map\" id=\"map-%d\" data-index=\"%d\" width=\"%d\" height=\"%d\" alt=\"attention for ",

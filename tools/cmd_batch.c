@@ -201,7 +201,7 @@ static int make_thumbnail(const SacImage *img, SacImage *thumb)
 static int gallery_images(const Batch *b, const SacImage *thumb, const saccade_result *res, char **thumb64,
                           char **att64)
 {
-    if (!(*thumb64 = batch_png_base64(thumb))) return SAC_ERR_NOMEM;
+    if (!(*thumb64 = cli_png_base64(thumb->rgb, thumb->w, thumb->h, 3, 3 * thumb->w))) return SAC_ERR_NOMEM;
     if (!b->attention) return SAC_OK;
     const int n = saccade_result_words(res, 0);
     const size_t P = (size_t)b->grid_h * b->grid_w;
@@ -216,7 +216,7 @@ static int gallery_images(const Batch *b, const SacImage *thumb, const saccade_r
     if (!st)
         st = attention_draw(thumb, alphas, n, b->grid_h, b->grid_w, words, PANEL_SIDE, SAC_MIN(n + 1, PANEL_COLUMNS),
                             &fig);
-    if (!st && !(*att64 = batch_png_base64(&fig))) st = SAC_ERR_NOMEM;
+    if (!st && !(*att64 = cli_png_base64(fig.rgb, fig.w, fig.h, 3, 3 * fig.w))) st = SAC_ERR_NOMEM;
     free(words), free(alphas);
     sac_image_free(&fig);
     return st;

@@ -21,6 +21,9 @@
 #include "sac.h"
 #include "eval.h"
 
+/* The decoding options eval takes (cli.h's table). */
+#define EVAL_DECODING (CLI_DEC_BEAM | CLI_DEC_MAX_LEN | CLI_DEC_LEN_NORM | CLI_DEC_REPEATS)
+
 static void help(FILE *f)
 {
     fprintf(f,
@@ -35,13 +38,9 @@ static void help(FILE *f)
             "  --data PATH         Flickr8k/30k dir or token file, Karpathy dataset_*.json, COCO\n"
             "                      captions_*.json, or a folder with captions.tsv\n"
             "  --split NAME        (default dev; 'all' for everything, the only choice for captions.tsv)\n"
-            "  --images DIR        image directory (default: from the dataset)\n"
-            "  --beam K            beam width (default 3; 1 = greedy)\n"
-            "  --max-len N         most words + <end> (default: the model's T)\n"
-            "  --len-norm A        beam score = logprob / steps^A (default 0.7)\n"
-            "  --no-repeat         never the same word twice in a row\n"
-            "  --no-repeat-bigram  never the same two words twice in one caption (the default)\n"
-            "  --repeats           allow both (plain beam search)\n"
+            "  --images DIR        image directory (default: from the dataset)\n");
+    cli_decode_help(f, EVAL_DECODING, 20);
+    fprintf(f,
             "  --max-images N      only the first N images of the split (default 0 = all)\n"
             "  --results FILE      write the captions as COCO results JSON [{\"image_id\", \"caption\"}].\n"
             "                      Datasets without integer ids (Flickr token files, captions.tsv) use\n"
@@ -87,40 +86,33 @@ static int write_results(const char *path, const EvalResult *r)
 }
 
 enum {
-    O_MODEL = 256, O_DATA, O_SPLIT, O_IMAGES, O_BEAM, O_MAX_LEN, O_LEN_NORM, O_MAX_IMAGES, O_RESULTS, O_JSON,
-    O_THREADS, O_QUIET, O_F32, O_NO_REPEAT, O_NO_REPEAT_BIGRAM, O_REPEATS, O_HELP
+    O_MODEL = 256, O_DATA, O_SPLIT, O_IMAGES, O_MAX_IMAGES, O_RESULTS, O_JSON, O_THREADS, O_QUIET, O_F32, O_HELP
 };
 
 int cmd_eval(int argc, char **argv)
 {
-    static const struct option longopts[] = {
+    struct option longopts[12 + CLI_DEC_MAX_OPTIONS] = {
         {"model", 1, 0, O_MODEL}, {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT}, {"images", 1, 0, O_IMAGES},
-        {"beam", 1, 0, O_BEAM}, {"max-len", 1, 0, O_MAX_LEN}, {"len-norm", 1, 0, O_LEN_NORM},
         {"max-images", 1, 0, O_MAX_IMAGES}, {"results", 1, 0, O_RESULTS}, {"json", 0, 0, O_JSON},
-        {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"f32", 0, 0, O_F32},
-        {"no-repeat", 0, 0, O_NO_REPEAT}, {"no-repeat-bigram", 0, 0, O_NO_REPEAT_BIGRAM}, {"repeats", 0, 0, O_REPEATS}, {"help", 0, 0, O_HELP},
-        {0, 0, 0, 0}};
+        {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"f32", 0, 0, O_F32}, {"help", 0, 0, O_HELP}};
+    cli_decode_longopts(EVAL_DECODING, longopts + 11);
     const char *model_path = NULL, *data = NULL, *split = "dev", *images = NULL, *results = NULL;
-    long beam = 3, max_len = 0, max_images = 0, threads = 0;
-    double len_norm = 0.7;
-    int json = 0, quiet = 0, f32 = 0, no_repeat = 0, no_repeat_bigram = 1, c;
+    long max_images = 0, threads = 0;
+    CliDecode dec;
+    cli_decode_defaults(&dec);
+    int json = 0, quiet = 0, f32 = 0, c, status;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (cli_decode_parse(c, optarg, &dec, &status)) {
+            if (status) return status;
+            continue;
+        }
         switch (c) {
         case O_MODEL: model_path = optarg; break;
         case O_DATA: data = optarg; break;
         case O_SPLIT: split = optarg; break;
         case O_IMAGES: images = optarg; break;
-        case O_BEAM:
-            if (cli_parse_int("--beam", optarg, 1, 64, &beam)) return CLI_USAGE;
-            break;
-        case O_MAX_LEN:
-            if (cli_parse_int("--max-len", optarg, 1, 256, &max_len)) return CLI_USAGE;
-            break;
-        case O_LEN_NORM:
-            if (cli_parse_float("--len-norm", optarg, 0, 10, &len_norm)) return CLI_USAGE;
-            break;
         case O_MAX_IMAGES:
             if (cli_parse_int("--max-images", optarg, 0, INT_MAX, &max_images)) return CLI_USAGE;
             break;
@@ -131,9 +123,6 @@ int cmd_eval(int argc, char **argv)
             break;
         case O_QUIET: quiet = 1; break;
         case O_F32: f32 = 1; break;
-        case O_NO_REPEAT: no_repeat = 1; break;
-        case O_NO_REPEAT_BIGRAM: no_repeat_bigram = 1; break;
-        case O_REPEATS: no_repeat = no_repeat_bigram = 0; break;
         case 'h':
         case O_HELP: help(stdout); return CLI_OK;
         default: return cli_option_error("eval", c, argv);
@@ -147,8 +136,7 @@ int cmd_eval(int argc, char **argv)
         if (sac_output_check_inputs(results, "--results", inputs, 2)) return CLI_USAGE;
     }
 
-    int status;
-    Model *m = cli_open_model("eval", model_path, argv[0], quiet, threads, max_len, &status);
+    Model *m = cli_open_model("eval", model_path, argv[0], quiet, threads, dec.max_len, &status);
     if (!m) return status;
     DecoderSizes sz = model_decoder_sizes(m);
     Dataset *ds = dataset_open(data, split, images);
@@ -162,9 +150,9 @@ int cmd_eval(int argc, char **argv)
         return CLI_USAGE;
     }
     SearchOptions opt = search_default_options(&sz);
-    opt.beam = (int)beam, opt.len_norm = (float)len_norm, opt.f32 = f32;
-    opt.no_repeat = no_repeat, opt.no_repeat_bigram = no_repeat_bigram;
-    if (max_len) opt.max_len = (int)max_len;
+    opt.beam = (int)dec.beam, opt.len_norm = (float)dec.len_norm, opt.f32 = f32;
+    opt.no_repeat = dec.no_repeat, opt.no_repeat_bigram = dec.no_repeat_bigram;
+    if (dec.max_len) opt.max_len = (int)dec.max_len;
     const int wanted = max_images > 0 && max_images < ds->n_items ? (int)max_images : ds->n_items;
     EvalResult er;
     double t0 = sac_time();
@@ -176,7 +164,7 @@ int cmd_eval(int argc, char **argv)
         goto done;
     }
     if (!quiet)
-        cli_message("eval", "%s split '%s': %d images, beam %ld, %.1f s", ds->source, split, er.n_images, beam,
+        cli_message("eval", "%s split '%s': %d images, beam %ld, %.1f s", ds->source, split, er.n_images, dec.beam,
                   sac_time() - t0);
     ReportBlock rb = {er.scores, er.n_images, er.n_distinct, er.vocab_used, er.mean_len, m->P, er.att_max,
                       er.att_entropy};

@@ -437,8 +437,6 @@ static int write_photos(FILE *f, const char *model_path, char **photos, int n, c
         saccade_image photo = {0};
         SacImage fig = {0};
         AttendView v = {0};
-        uint8_t *png = NULL;
-        size_t len = 0;
         char *b64 = NULL;
         int pst = saccade_image_load(photos[i], 0, &photo, NULL, 0); /* logged, naming the file */
         if (!pst) pst = attend_view_run(cp, &photo, &opt, &v);
@@ -447,11 +445,10 @@ static int write_photos(FILE *f, const char *model_path, char **photos, int n, c
             dopt.word_logprob = v.word_logprob;
             pst = attention_draw_figure(&shown, v.alphas, v.n, v.grid_h, v.grid_w, v.words, &dopt, &fig);
         }
-        if (!pst) pst = cli_png_encode(fig.rgb, fig.w, fig.h, 3, fig.w * 3, &png, &len);
-        if (!pst && !(b64 = cli_base64(png, len))) pst = SAC_ERR_NOMEM;
+        if (!pst && !(b64 = cli_png_base64(fig.rgb, fig.w, fig.h, 3, fig.w * 3))) pst = SAC_ERR_NOMEM;
         const char *base = strrchr(photos[i], '/');
         char *name = cli_html_escape(base ? base + 1 : photos[i]);
-        char *u = pst ? NULL : sac_utf8_escape(v.text), *cap = u ? cli_html_escape(u) : NULL;
+        char *cap = pst ? NULL : cli_html_escape(v.text);
         if (!name || (!pst && !cap)) {
             st = SAC_ERR_NOMEM;
         } else if (pst) {
@@ -463,7 +460,7 @@ static int write_photos(FILE *f, const char *model_path, char **photos, int n, c
                        "src=\"data:image/png;base64,%s\"></figure>\n",
                     cap, name, v.logprob, name, fig.w, fig.h, b64);
         }
-        free(name), free(u), free(cap), free(b64), free(png);
+        free(name), free(cap), free(b64);
         attend_view_clear(&v);
         sac_image_free(&fig);
         saccade_image_free(&photo);
