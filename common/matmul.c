@@ -236,10 +236,6 @@ void sac_gemm_ref(int ta, int tb, int M, int N, int K, float alpha, const float 
     }
 }
 
-void sac_blas_set_threads(int n) { sac_threads_set(n < 1 ? 1 : n); }
-
-int sac_blas_threads(void) { return sac_threads(); }
-
 typedef struct {
     float *out;
     const float *x, *bias;

@@ -52,13 +52,6 @@ void sac_packed_matmul(float *y, int ldy, const SacPacked *W, int p0, int p1, co
 void sac_gemm_ref(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc);
 
-/* Kept for the callers that size "the BLAS pool": these set / read the size of saccade's one
- * pool of compute threads (threadpool.h), which BLAS products are split across; OpenBLAS
- * itself always runs one thread. Code that runs its own worker threads sets this to 1 for
- * their lifetime (never two pools spinning on the same cores). */
-void sac_blas_set_threads(int n);
-int sac_blas_threads(void);
-
 /* out (C) += sum over the N rows of x (N, C): bias gradients. Split across the pool by
  * columns, each summed in row order (the same bits for any thread count). */
 void sac_colsum(float *out, const float *x, int N, int C);

@@ -11,9 +11,9 @@
 
 #include "cli.h"
 #include "dist.h"
-#include "matmul.h"
 #include "output.h"
 #include "sac.h"
+#include "threadpool.h"
 #include "trainer.h"
 
 static void help(FILE *f, const TrainOptions *d)
@@ -269,7 +269,7 @@ int cmd_train(int argc, char **argv)
     if (sac_dist_init(&argc, &argv)) return CLI_FAILED;
     const int rank = sac_dist_rank();
     /* the machine's cores are shared by its ranks */
-    sac_blas_set_threads(threads > 0 ? (int)threads : SAC_MAX(1, cli_cores() / sac_dist_local_size()));
+    sac_threads_set(threads > 0 ? (int)threads : SAC_MAX(1, cli_cores() / sac_dist_local_size()));
     if (quiet || rank > 0) sac_log_set_level(SAC_LOG_WARN); /* rank 0 speaks for the run */
     Printer pr = {quiet, cli_stderr_is_tty(), o.log, report};
     o.progress = rank == 0 ? on_progress : NULL;
