@@ -21,21 +21,8 @@ typedef struct {
 /* Rows per chunk at least, so that small calls stay serial. */
 #define ROW_GRAIN 8
 
-/* max and sum over n floats in 8 independent lanes, so that the loops vectorise without
- * reassociating one running value */
-static float max_lanes(const float *x, int n)
-{
-    float acc[8];
-    for (int j = 0; j < 8; j++) acc[j] = -INFINITY;
-    int k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int j = 0; j < 8; j++) acc[j] = x[k + j] > acc[j] ? x[k + j] : acc[j];
-    float m = -INFINITY;
-    for (int j = 0; j < 8; j++) m = acc[j] > m ? acc[j] : m;
-    for (; k < n; k++) m = x[k] > m ? x[k] : m;
-    return m;
-}
-
+/* sum over n floats in 8 independent lanes (as fastmath.h sac_max_lanes), so that the loop
+ * vectorises without reassociating one running value */
 static float sum_lanes(const float *x, int n)
 {
     float acc[8] = {0};
@@ -55,7 +42,7 @@ static void softmax_rows(void *arg, int n0, int n1, int chunk)
     for (int n = n0; n < n1; n++) {
         const float *l = t->in + (size_t)n * V;
         float *p = t->out + (size_t)n * V;
-        const float m = max_lanes(l, V);
+        const float m = sac_max_lanes(l, V);
         for (int v = 0; v < V; v++) p[v] = sac_expf(l[v] - m);
         float inv = 1.0f / sum_lanes(p, V);
         for (int v = 0; v < V; v++) p[v] *= inv;

@@ -73,15 +73,9 @@ static int sample_allowed(int v, const int *guard, int n_guard)
  * vectorise; sac_expf is within 3e-7 of exp) added up in double */
 static float log_sum_exp(const float *l, int V)
 {
-    float mx[8];
-    for (int j = 0; j < 8; j++) mx[j] = -INFINITY;
-    int v = 0;
-    for (; v + 8 <= V; v += 8)
-        for (int j = 0; j < 8; j++) mx[j] = l[v + j] > mx[j] ? l[v + j] : mx[j];
-    float m = -INFINITY;
-    for (int j = 0; j < 8; j++) m = mx[j] > m ? mx[j] : m;
-    for (int k = v; k < V; k++) m = l[k] > m ? l[k] : m;
+    const float m = sac_max_lanes(l, V);
     float acc[8] = {0};
+    int v;
     for (v = 0; v + 8 <= V; v += 8)
         for (int j = 0; j < 8; j++) acc[j] += sac_expf(l[v + j] - m);
     double s = 0.0;
