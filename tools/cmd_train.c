@@ -292,11 +292,9 @@ int cmd_train(int argc, char **argv)
     int st = sac_dist_agree(rank == 0 && !lock ? SAC_ERR_IO : SAC_OK);
     if (!st) st = train_run(&o);
     sac_lock_release(lock);
+    if (st == SAC_ERR_CANCELLED && rank == 0) /* before MPI_Finalize: mpirun may end the job after it */
+        fprintf(stderr, "saccade: training stopped; resume with the same command and --resume\n");
     sac_dist_finalize();
     if (rank == 0 && !lock) return busy ? CLI_USAGE : CLI_FAILED;
-    if (st == SAC_ERR_CANCELLED) {
-        fprintf(stderr, "saccade: training stopped; resume with the same command and --resume\n");
-        return CLI_FAILED;
-    }
     return st ? CLI_FAILED : CLI_OK;
 }
