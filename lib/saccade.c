@@ -18,11 +18,13 @@
  */
 #include "saccade.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "captioner.h"
 #include "image.h"
@@ -155,11 +157,11 @@ static int model_wrap(Model *mm, saccade_model **model)
     return SAC_OK;
 }
 
-/* The status of a load that failed, from what was logged. */
+/* The status of a load that failed, from what was logged (model_load returns NULL whatever
+ * went wrong; its messages say what). */
 static int load_status(const char *msg, int fallback)
 {
     if (strstr(msg, "out of memory")) return SAC_ERR_NOMEM;
-    if (strstr(msg, "no such file")) return SAC_ERR_NOTFOUND;
     if (strstr(msg, "cannot open") || strstr(msg, "cannot read") || strstr(msg, "read error") ||
         strstr(msg, "not a regular file") || strstr(msg, "Permission denied"))
         return SAC_ERR_IO;
@@ -173,7 +175,7 @@ int saccade_model_load(const char *path, saccade_model **model, char *err, size_
     if (model) *model = NULL;
     if (!path || !model) return end_capture(&cap, fail(SAC_ERR_INVALID, "saccade_model_load: %s is NULL", !path ? "path" : "model"));
     int st = model_wrap(model_load(path), model);
-    if (st == SAC_ERR_FORMAT) st = load_status(cap.buf, SAC_ERR_FORMAT);
+    if (st == SAC_ERR_FORMAT) st = access(path, F_OK) && errno == ENOENT ? SAC_ERR_NOTFOUND : load_status(cap.buf, st);
     return end_capture(&cap, st);
 }
 
@@ -521,11 +523,8 @@ static int caption_batch(saccade_captioner *c, int B, const SearchOptions *so, s
     Caption *caps = sac_calloc((size_t)B * nb, sizeof(*caps));
     int *counts = sac_calloc((size_t)B, sizeof(*counts));
     int st = caps && counts ? captioner_encode(c->cap, c->images, B, c->feats) : SAC_ERR_NOMEM;
-    if (!st && so->beam == 1) { /* greedy: the batch decoded together, one caption each */
-        Caption *one = nb == 1 ? caps : sac_calloc((size_t)B, sizeof(*one));
-        st = one ? greedy_decode(one, captioner_decoder(c->cap), c->feats, B, &m->p.dec, so) : SAC_ERR_NOMEM;
-        for (int b = 0; b < B && one != caps && one; b++) caps[(size_t)b * nb] = one[b];
-        if (one != caps) free(one);
+    if (!st && so->beam == 1) { /* greedy: the batch decoded together, one caption each (nbest <= beam) */
+        st = greedy_decode(caps, captioner_decoder(c->cap), c->feats, B, &m->p.dec, so);
         for (int b = 0; b < B; b++) counts[b] = st ? 0 : 1;
     } else if (!st) {
         st = beam_search_batch(caps, counts, captioner_decoder(c->cap), c->feats, B, &m->p.dec, so);
@@ -569,7 +568,10 @@ static int caption_begin(saccade_captioner *c, const char *fn, saccade_result **
 int saccade_caption_inputs(saccade_captioner *c, const saccade_input *const *inputs, int n,
                            const saccade_options *opt, saccade_result **results)
 {
-    if (!c) return SAC_ERR_INVALID;
+    if (!c) {
+        for (int i = 0; results && i < n && i <= MAX_INPUTS; i++) results[i] = NULL;
+        return fail(SAC_ERR_INVALID, "saccade_caption_inputs: captioner is NULL");
+    }
     sac_log_capture(c->err, sizeof(c->err));
     SearchOptions so;
     int st = n < 1 || n > MAX_INPUTS ? fail(SAC_ERR_INVALID, "saccade_caption_inputs: n is %d, expected 1..%d", n, MAX_INPUTS)
@@ -607,7 +609,10 @@ static int caption_single(saccade_captioner *c, int from, const char *path, cons
 {
     static const char *const names[] = {"saccade_caption_file", "saccade_caption_memory", "saccade_caption_image"};
     const char *fn = names[from];
-    if (!c) return SAC_ERR_INVALID;
+    if (!c) {
+        if (result) *result = NULL;
+        return fail(SAC_ERR_INVALID, "%s: captioner is NULL", fn);
+    }
     sac_log_capture(c->err, sizeof(c->err));
     SearchOptions so;
     int st = caption_begin(c, fn, result, 1, opt, &so);

@@ -111,6 +111,7 @@ START_TEST(test_bad_arguments)
     ck_assert_ptr_null(saccade_captioner_create(NULL));
     saccade_result *r = (saccade_result *)1;
     ck_assert_int_eq(saccade_caption_file(NULL, photo("rocket.jpg"), NULL, &r), SACCADE_ERR_INVALID);
+    ck_assert_ptr_null(r);
     ck_assert_str_eq(saccade_captioner_error(NULL), "");
 
     saccade_captioner *c = saccade_captioner_create(model);
