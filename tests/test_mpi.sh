@@ -4,20 +4,23 @@
 #   2. `mpirun -np 2` with the same global batch gives the same parameters as one process,
 #      within float summation order (tolerance below);
 #   3. a run stopped by --max-steps and resumed under `mpirun -np 2` ends with the checkpoint of
-#      an uninterrupted `mpirun -np 2` run, bit for bit; resumed with -np 1 instead, the same
-#      within the tolerance of 2.;
+#      an uninterrupted `mpirun -np 2` run, bit for bit (also with dropout, whose masks each rank
+#      draws from its own stream); resumed with -np 1 instead, the same within the tolerance of 2.;
+#      on a frozen backbone (cached features and their mirror images, held 1/N per rank), -np 2
+#      equals -np 1 within that tolerance too;
 #   4. SIGTERM to one rank stops both ranks (no hang) with a checkpoint; resuming it ends where
 #      an uninterrupted run ends; SIGUSR1 to mpirun stops both with a checkpoint;
 #   5. the log (written by rank 0 only) records the communication per step.
 # Skips (exit 77) when saccade was built without MPI or mpirun is missing.
 #
-# usage: test_mpi.sh SACCADE MODEL_DIFF BATCH_TESTTOOL yes|no [MPIRUN]
+# usage: test_mpi.sh SACCADE MODEL_DIFF BATCH_TESTTOOL BACKBONE_HELPER yes|no [MPIRUN]
 set -u
 S=$1
 D=$2
 T=$3
-HAVE_MPI=$4
-MPIRUN=${5:-mpirun}
+BB=$4
+HAVE_MPI=$5
+MPIRUN=${6:-mpirun}
 if [ "$HAVE_MPI" != yes ]; then
     echo "skip: saccade was built without MPI (meson -Dmpi=enabled, Debian libopenmpi-dev)"
     exit 77
@@ -63,7 +66,7 @@ train() { # train NAME LAUNCHER... -- FLAGS...: run into $W/NAME.*, exit status 
 rc() { cat "$W/$1.rc"; }
 children() { # children PID: the processes whose parent is PID (from /proc: no procps needed)
     for f in /proc/[0-9]*/stat; do
-        read -r pid comm state ppid rest <"$f" 2>/dev/null || continue
+        read -r pid comm state ppid rest 2>/dev/null <"$f" || continue
         [ "$ppid" = "$1" ] && echo "$pid"
     done
 }
@@ -128,6 +131,26 @@ check "-np 2 stopped + resumed: the best model bit for bit the uninterrupted run
 train r1 "$S" train $FLAGS --epochs 2 --resume
 check "a -np 2 checkpoint resumed by one process finishes" test "$(rc r1)" = 0 || show r1
 check "... within $TOL of the uninterrupted runs" "$D" $SKIP "$W/r1.safetensors.ckpt" "$W/np1.safetensors.ckpt" $TOL
+
+# dropout: each rank's masks come from a stream derived from the run's (train_dist_dropout_rng),
+# so results depend on N, but a stopped and resumed run is still the uninterrupted one
+DROP=$(echo "$FLAGS" | sed 's/--dropout 0/--dropout 0.3/')
+train d2 $MPI -np 2 "$S" train $DROP --epochs 2
+train dr2 $MPI -np 2 "$S" train $DROP --epochs 2 --max-steps 4
+train dr2 $MPI -np 2 "$S" train $DROP --epochs 2 --resume
+check "dropout 0.3, -np 2 stopped + resumed: bit for bit the uninterrupted run" \
+    "$D" "$W/dr2.safetensors.ckpt" "$W/d2.safetensors.ckpt" exact
+
+# a frozen backbone (random weights, grid 14 at 64x64: 4x4 positions), features of the images
+# and their mirror images cached by the rank that holds them
+"$BB" "$W/bb.safetensors" 5 || { echo "FAIL: backbone_helper"; exit 1; }
+BFLAGS="--data $W/data --train-split all --dev-split all --eval-beam 1 --backbone $W/bb.safetensors --grid 14
+    --proj 16 --image-size 64 --att 16 --hidden 32 --embed 16 --max-len 8 --dropout 0 --lambda 0.5 --lr 3e-3
+    --lr-encoder 3e-3 --batch 8 --min-count 1 --threads 1 --quiet --seed 7 --f32 --epochs 2"
+train b1 $MPI -np 1 "$S" train $BFLAGS
+train b2 $MPI -np 2 "$S" train $BFLAGS
+check "frozen backbone: -np 1 and -np 2 train" test "$(rc b1)$(rc b2)" = 00 || { show b1; show b2; }
+check "frozen backbone: -np 2 equals -np 1 within $TOL" "$D" $SKIP "$W/b2.safetensors.ckpt" "$W/b1.safetensors.ckpt" $TOL
 
 # ---- 4. a signal to one rank stops both, with a checkpoint ----
 LONG="--epochs 100000 --dev-split none --checkpoint-every 100000"
