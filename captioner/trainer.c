@@ -2,7 +2,8 @@
  * trainer.c - the training run (cross-entropy, or self-critical from a trained model), see
  * trainer.h: setup, resume, the epochs and their steps, the end of each epoch, teardown, around
  * one run state (TrainRun). The gradient steps are train_step.c, the data in memory
- * data_cache.c, the dev evaluation eval.c, the checkpoint file checkpoint.c.
+ * data_cache.c, the dev evaluation eval.c, the checkpoint file checkpoint.c, a data-parallel
+ * rank's share of each batch and the all-reduce train_dist.c.
  *
  * Size letters: Bi images per batch, Bc captions per batch, S input side, T caption steps,
  * P grid positions, E encoder channels.
@@ -38,6 +39,7 @@ void train_default_options(TrainOptions *o)
     o->epochs = 30;
     o->lr = 4e-4f;
     o->lr_enc = 4e-4f;
+    o->lr_backbone = -1.0f; /* lr_enc / 10 */
     o->lr_decay = 1.0f;
     o->clip = 5.0f;
     o->weight_decay = 0.0f;
@@ -114,7 +116,8 @@ typedef struct TrainRun {
     TrainStep *ts;
     Captioner *cap;           /* for dev decoding and the backbone features (NULL when neither) */
     DataCache tc, dc;         /* the train and dev splits in memory */
-    FeatCache tfc, dfc;       /* their backbone features (a model on a frozen backbone) */
+    FeatCache tfc, dfc;       /* their backbone features (a model on a frozen backbone), or the
+                               * trunk's output below the fine-tuned blocks (cfg.bb.finetune_from) */
     SacCider *cider;          /* self-critical: the reward's references */
     ScstStep *sc;
     SacOutput *log;           /* JSON lines (NULL: none) */
@@ -134,7 +137,7 @@ typedef struct TrainRun {
     float *bfeats;            /* (Bi, P, Eb) with a backbone */
     DecoderBatch batch;
     /* this epoch */
-    float lr, lr_enc;
+    float lr, lr_enc, lr_bb;
     double t_epoch;
     int b0;                   /* the batch the epoch (re)started at */
     /* since the last report */
@@ -193,11 +196,22 @@ static int run_dev_verdict(TrainRun *r, int st, double *score, int *improved)
     return st;
 }
 
-/* The dev split decoded with the current weights and scored. */
+/* The dev split decoded with the current weights and scored. With fine-tuned backbone blocks,
+ * the dev features are recomputed from the cached trunk outputs with their current weights. */
 static int run_evaluate(TrainRun *r, EvalResult *res)
 {
     int st = captioner_refresh(r->cap);
-    if (!st) st = eval_cached(r->m, r->cap, &r->dc, r->backbone ? &r->dfc : NULL, r->dev, &r->eval_opt, 0, res);
+    const FeatCache *fc = r->backbone ? &r->dfc : NULL;
+    FeatCache grid = {0};
+    float *scratch = NULL;
+    if (!st && r->dfc.trunk) {
+        scratch = sac_alloc_floats((size_t)r->Bi * (r->dfc.per + (size_t)r->m->P * r->m->cfg.bb.channels));
+        st = scratch ? feat_cache_top(&grid, &r->dfc, r->ts, r->m, r->Bi, scratch) : SAC_ERR_NOMEM;
+        fc = &grid;
+    }
+    if (!st) st = eval_cached(r->m, r->cap, &r->dc, fc, r->dev, &r->eval_opt, 0, res);
+    free(scratch);
+    feat_cache_free(&grid);
     return st;
 }
 
@@ -407,7 +421,15 @@ static int run_setup(TrainRun *r, const TrainOptions *o)
     const Model *m = r->m;
     r->S = m->cfg.enc.image_size;
     r->backbone = m->cfg.bb.kind != SAC_BACKBONE_NONE;
-    if (r->backbone)
+    size_t tuned = 0; /* fine-tuned backbone floats */
+    for (int i = 0; i < m->n_specs; i++)
+        if (m->specs[i].trainable && !strncmp(m->specs[i].name, "backbone.", 9)) tuned += m->specs[i].numel;
+    if (tuned)
+        sac_info("model: %zu trained parameters, %zu of them in MobileNetV2's features.%d..%d (fine-tuned; %zu "
+                 "frozen below), %dx%d grid of %d channels, vocabulary %d words", m->n_trainable, tuned,
+                 m->cfg.bb.finetune_from, m->cfg.bb.grid == 14 ? 14 : 18, m->n_floats - m->n_trainable, m->grid_h,
+                 m->grid_w, m->cfg.bb.channels, m->cfg.V);
+    else if (r->backbone)
         sac_info("model: %zu trained parameters on a frozen MobileNetV2 (%zu), %dx%d grid of %d channels, "
                  "vocabulary %d words", m->n_trainable, m->n_floats - m->n_trainable, m->grid_h, m->grid_w,
                  m->cfg.bb.channels, m->cfg.V);
@@ -594,6 +616,7 @@ static int run_report(TrainRun *r, int nb, const DecoderLoss *loss)
     cJSON_AddNumberToObject(j, "ce", p.ce);
     cJSON_AddNumberToObject(j, "lr", r->lr);
     cJSON_AddNumberToObject(j, "lr_enc", r->lr_enc);
+    if (r->m->cfg.bb.finetune_from) cJSON_AddNumberToObject(j, "lr_backbone", r->lr_bb);
     cJSON_AddNumberToObject(j, "grad_norm", r->last_norm);
     cJSON_AddNumberToObject(j, "images_per_s", p.images_per_s);
     if (o->scst && r->scst_n) {
@@ -642,6 +665,8 @@ static int run_epoch(TrainRun *r)
     }
     const float decay = powf(o->lr_decay, (float)ck->epoch);
     r->lr = o->lr * decay, r->lr_enc = o->lr_enc * decay;
+    r->lr_bb = (o->lr_backbone < 0.0f ? 0.1f * o->lr_enc : o->lr_backbone) * decay;
+    train_step_set_lr_backbone(r->ts, r->lr_bb);
     r->t_epoch = sac_time();
     r->b0 = ck->pos / r->Bi;
     while (ck->pos < n && !r->cancelled) {

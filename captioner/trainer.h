@@ -48,6 +48,7 @@ typedef struct TrainOptions {
     int caps_per_image;      /* captions per image per step; 0: all */
     int epochs;
     float lr, lr_enc, lr_decay; /* decoder / encoder learning rates; per-epoch factor */
+    float lr_backbone;       /* the fine-tuned backbone blocks (cfg.bb.finetune_from); < 0: lr_enc / 10 */
     float clip, weight_decay;
     int patience;            /* epochs without dev improvement before stopping; 0: never */
     int augment;             /* flips and small scale/translation jitter */
@@ -77,7 +78,13 @@ typedef struct TrainOptions {
 
 void train_default_options(TrainOptions *o);
 
-/* Train. Returns SAC_OK, SAC_ERR_CANCELLED (checkpoint written), or a negative status (logged). */
+/* Train. Returns SAC_OK, SAC_ERR_CANCELLED (checkpoint written), or a negative status (logged).
+ * In a data-parallel run (sac_dist_init started MPI with N > 1 ranks) every rank calls it with
+ * the same options: each caches 1/N of the training photos and computes its share of every
+ * batch, all take the same step (train_dist.h); rank 0 alone evaluates, calls progress and
+ * writes out, the checkpoint and the log; a failure or a cancel on any rank ends every rank's
+ * call (SAC_ERR_CANCELLED on those that did not fail). Self-critical training refuses N > 1
+ * (SAC_ERR_UNSUPPORTED). */
 int train_run(const TrainOptions *opt);
 
 #endif
