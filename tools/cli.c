@@ -252,54 +252,44 @@ const char *cli_find_model(const char *explicit_path, const char *argv0)
     return NULL;
 }
 
-Model *cli_load_model(const char *explicit_path, const char *argv0)
+/* What both ways of opening the model do first: --quiet and --threads. */
+static void open_settings(int quiet, long threads)
 {
-    const char *path = cli_find_model(explicit_path, argv0);
-    if (!path) return NULL;
-    Model *m = model_load(path);
-    if (!m) plain_error("cannot use model %s (see above)", path);
-    return m;
+    if (quiet) saccade_set_log_level(SACCADE_LOG_WARN);
+    saccade_set_threads(threads > 0 ? (int)threads : cli_cores());
+}
+
+/* --max-len against the model's T: CLI_OK or the usage error. */
+static int check_max_len(const char *cmd, long max_len, int T)
+{
+    if (max_len <= T) return CLI_OK;
+    return cli_usage_error(cmd, "invalid value \"%ld\" for --max-len: expected an integer in 1..%d (this model's T)",
+                           max_len, T);
 }
 
 Model *cli_open_model(const char *cmd, const char *model_path, const char *argv0, int quiet, long threads,
                       long max_len, int *status)
 {
-    if (quiet) sac_log_set_level(SAC_LOG_WARN);
-    sac_threads_set(threads > 0 ? (int)threads : cli_cores());
-    Model *m = cli_load_model(model_path, argv0);
-    if (!m) {
-        *status = CLI_FAILED;
-        return NULL;
-    }
-    if (max_len > m->cfg.T) {
-        *status = cli_usage_error(cmd, "invalid value \"%ld\" for --max-len: expected an integer in 1..%d (this model's T)",
-                                  max_len, m->cfg.T);
-        model_free(m);
-        return NULL;
-    }
-    return m;
+    open_settings(quiet, threads);
+    const char *path = cli_find_model(model_path, argv0);
+    Model *m = path ? model_load(path) : NULL;
+    if (path && !m) plain_error("cannot use model %s (see above)", path);
+    *status = m ? check_max_len(cmd, max_len, m->cfg.T) : CLI_FAILED;
+    if (*status) model_free(m);
+    return *status ? NULL : m;
 }
 
 saccade_model *cli_model_open(const char *cmd, const char *model_path, const char *argv0, int quiet, long threads,
                               long max_len, int *status)
 {
-    if (quiet) saccade_set_log_level(SACCADE_LOG_WARN);
-    saccade_set_threads(threads > 0 ? (int)threads : cli_cores());
+    open_settings(quiet, threads);
     const char *path = cli_find_model(model_path, argv0);
     saccade_model *m = NULL;
     if (path && saccade_model_load(path, &m, NULL, 0)) /* the reason is logged, naming the file */
         plain_error("cannot use model %s (see above)", path);
-    if (!m) {
-        *status = CLI_FAILED;
-        return NULL;
-    }
-    if (max_len > saccade_model_max_length(m)) {
-        *status = cli_usage_error(cmd, "invalid value \"%ld\" for --max-len: expected an integer in 1..%d (this model's T)",
-                                  max_len, saccade_model_max_length(m));
-        saccade_model_free(m);
-        return NULL;
-    }
-    return m;
+    *status = m ? check_max_len(cmd, max_len, saccade_model_max_length(m)) : CLI_FAILED;
+    if (*status) saccade_model_free(m);
+    return *status ? NULL : m;
 }
 
 /* ---- the decoding options ---- */
@@ -341,7 +331,9 @@ int cli_decode_longopts(unsigned mask, struct option *out)
     return n;
 }
 
-int cli_decode_parse(int c, const char *arg, CliDecode *d, int *status)
+/* When c is one of the table's ids: parse arg into d and return 1 (*status CLI_OK, or
+ * CLI_USAGE with the error printed); else 0. */
+static int decode_parse(int c, const char *arg, CliDecode *d, int *status)
 {
     if (c < CLI_DEC_ID || c >= CLI_DEC_ID + N_DECODE) return 0;
     const char *name = decode_options[c - CLI_DEC_ID].name;
@@ -367,6 +359,15 @@ int cli_decode_parse(int c, const char *arg, CliDecode *d, int *status)
         d->no_repeat = d->no_repeat_bigram = 0;
     }
     return 1;
+}
+
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts, CliDecode *d)
+{
+    for (;;) {
+        int c = getopt_long(argc, argv, shortopts, longopts, NULL), status;
+        if (!decode_parse(c, optarg, d, &status)) return c;
+        if (status) return CLI_DEC_USAGE;
+    }
 }
 
 void cli_decode_help(FILE *f, unsigned mask, int width)

@@ -64,12 +64,8 @@ char *cli_png_base64(const uint8_t *px, int w, int h, int channels, int stride);
  * else models/ next to the binary (or its parent, for the build tree), else the source tree's
  * models/. Returns a path (static storage) or NULL with a message listing where it looked. */
 const char *cli_find_model(const char *explicit_path, const char *argv0);
-/* Load the model found above; NULL (message printed) on failure. */
-Model *cli_load_model(const char *explicit_path, const char *argv0);
-
-/* What caption, attend and eval do before their work: --quiet, --threads (0 = all cores) for the
- * one pool, load the model, check --max-len (0 = the model's T) against it. Returns the model,
- * or NULL with *status set to CLI_FAILED (no usable model) or CLI_USAGE (bad --max-len, named). */
+/* What eval does before its work (the captioner layer's Model, for its evaluation): as
+ * cli_model_open below. */
 Model *cli_open_model(const char *cmd, const char *model_path, const char *argv0, int quiet, long threads,
                       long max_len, int *status);
 
@@ -109,9 +105,11 @@ void cli_decode_defaults(CliDecode *d);
 /* Copy the getopt_long entries of the groups in mask to out (room for CLI_DEC_MAX_OPTIONS);
  * returns how many. */
 int cli_decode_longopts(unsigned mask, struct option *out);
-/* When c is one of the table's ids: parse optarg into d and return 1 (*status CLI_OK, or
- * CLI_USAGE with the error printed); else 0. */
-int cli_decode_parse(int c, const char *arg, CliDecode *d, int *status);
+/* getopt_long (after optind = 1, opterr = 0) that parses the table's options into d itself:
+ * returns the next other option, -1 at the end, or CLI_DEC_USAGE when a table option's value
+ * was wrong (the error printed). */
+#define CLI_DEC_USAGE (CLI_DEC_ID - 1)
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts, CliDecode *d);
 /* The help lines of the groups in mask, the option column `width` wide. */
 void cli_decode_help(FILE *f, unsigned mask, int width);
 /* After parsing: --greedy against --beam, --nbest against the beam (usage errors naming cmd).

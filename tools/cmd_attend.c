@@ -305,12 +305,9 @@ int cmd_attend(int argc, char **argv)
     int quiet = 0, probs = 0, c, status;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
-        if (cli_decode_parse(c, optarg, &dec, &status)) {
-            if (status) return status;
-            continue;
-        }
+    while ((c = cli_getopt(argc, argv, ":ho:", longopts, &dec)) != -1) {
         switch (c) {
+        case CLI_DEC_USAGE: return CLI_USAGE;
         case O_MODEL: model_path = optarg; break;
         case O_PANEL:
             if (cli_parse_int("--panel", optarg, 16, 1024, &panel)) return CLI_USAGE;

@@ -533,17 +533,14 @@ static int parse_args(Batch *b, int argc, char **argv)
         {"threads", 1, 0, O_THREADS}, {"resume", 0, 0, O_RESUME}, {"shard", 1, 0, O_SHARD},
         {"attention", 0, 0, O_ATTENTION}, {"quiet", 0, 0, O_QUIET}, {"merge", 0, 0, O_MERGE}, {"help", 0, 0, 'h'}};
     cli_decode_longopts(BATCH_DECODING, longopts + 11);
-    int fmt = -1, shard_auto = 0, merge = 0, c, status;
+    int fmt = -1, shard_auto = 0, merge = 0, c;
     b->shard_n = 1;
     cli_decode_defaults(&b->dec);
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
-        if (cli_decode_parse(c, optarg, &b->dec, &status)) {
-            if (status) return status;
-            continue;
-        }
+    while ((c = cli_getopt(argc, argv, ":ho:", longopts, &b->dec)) != -1) {
         switch (c) {
+        case CLI_DEC_USAGE: return CLI_USAGE;
         case 'o': b->out_path = optarg; break;
         case O_FORMAT:
             if ((fmt = batch_format_parse(optarg)) < 0)

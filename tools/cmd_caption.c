@@ -224,12 +224,9 @@ int cmd_caption(int argc, char **argv)
     int json = 0, quiet = 0, c, status;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        if (cli_decode_parse(c, optarg, &dec, &status)) {
-            if (status) return status;
-            continue;
-        }
+    while ((c = cli_getopt(argc, argv, ":h", longopts, &dec)) != -1) {
         switch (c) {
+        case CLI_DEC_USAGE: return CLI_USAGE;
         case O_MODEL: model_path = optarg; break;
         case O_JSON: json = 1; break;
         case O_THREADS:
