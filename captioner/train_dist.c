@@ -13,6 +13,9 @@
 
 struct TrainDist {
     int max_images, max_caps, T;
+    size_t row_bytes;
+    uint8_t *send, *recv, *stage; /* (max_images, row_bytes) each */
+    size_t *counts;               /* (4 N): bytes to and from each rank, cursors */
     int *pos;      /* (Bi) the share's images: positions in the global batch */
     int *local_of; /* (Bi) global position -> position in the share, or -1 */
     int *img;      /* (Bc) */
@@ -21,22 +24,26 @@ struct TrainDist {
     float *weight; /* (Bc) */
     DecoderBatch share;
     double share_frac; /* Bc_r / Bc of the last share */
-    double wait_s, comm_s, comm_bytes;
-    long steps;
+    TrainDistComm comm;
 };
 
-TrainDist *train_dist_create(int max_images, int max_caps, int T)
+TrainDist *train_dist_create(int max_images, int max_caps, int T, size_t row_bytes)
 {
     TrainDist *d = sac_calloc(1, sizeof(*d));
     if (!d) return NULL;
-    d->max_images = max_images, d->max_caps = max_caps, d->T = T;
+    d->max_images = max_images, d->max_caps = max_caps, d->T = T, d->row_bytes = row_bytes;
+    d->send = sac_malloc((size_t)max_images * row_bytes);
+    d->recv = sac_malloc((size_t)max_images * row_bytes);
+    d->stage = sac_malloc((size_t)max_images * row_bytes);
+    d->counts = sac_calloc(4 * (size_t)sac_dist_size(), sizeof(size_t));
     d->pos = sac_malloc(sizeof(int) * max_images);
     d->local_of = sac_malloc(sizeof(int) * max_images);
     d->img = sac_malloc(sizeof(int) * max_caps);
     d->tokens = sac_malloc(sizeof(int) * (size_t)max_caps * (T + 1));
     d->lens = sac_malloc(sizeof(int) * max_caps);
     d->weight = sac_malloc(sizeof(float) * max_caps);
-    if (!d->pos || !d->local_of || !d->img || !d->tokens || !d->lens || !d->weight) {
+    if (!d->pos || !d->local_of || !d->img || !d->tokens || !d->lens || !d->weight || !d->send || !d->recv ||
+        !d->stage || !d->counts) {
         train_dist_free(d);
         return NULL;
     }
@@ -47,7 +54,48 @@ void train_dist_free(TrainDist *d)
 {
     if (!d) return;
     free(d->pos), free(d->local_of), free(d->img), free(d->tokens), free(d->lens), free(d->weight);
+    free(d->send), free(d->recv), free(d->stage), free(d->counts);
     free(d);
+}
+
+int train_dist_computer(int b, int nb, int nproc) { return (int)((long)b * nproc / nb); }
+
+int train_dist_gather_rows(TrainDist *d, int nb, const int *owner, const uint8_t *const *row, const uint8_t **stage)
+{
+    const int me = sac_dist_rank(), N = sac_dist_size();
+    const size_t rb = d->row_bytes;
+    size_t *to = d->counts, *from = d->counts + N, *cur = d->counts + 2 * N;
+    memset(d->counts, 0, sizeof(size_t) * 4 * (size_t)N);
+    /* what goes where: sorted by destination, then by position (both sides list them so) */
+    size_t off = 0;
+    for (int dst = 0; dst < N; dst++) {
+        for (int b = 0; b < nb; b++) {
+            if (owner[b] != me || dst == me || train_dist_computer(b, nb, N) != dst) continue;
+            memcpy(d->send + off, row[b], rb);
+            off += rb, to[dst] += rb;
+        }
+    }
+    for (int b = 0; b < nb; b++)
+        if (train_dist_computer(b, nb, N) == me && owner[b] != me) from[owner[b]] += rb;
+    SacDistStats s0, s1;
+    sac_dist_stats(&s0);
+    int st = sac_dist_alltoallv(d->send, to, d->recv, from);
+    sac_dist_stats(&s1);
+    d->comm.exchange_s += s1.seconds - s0.seconds;
+    d->comm.exchange_bytes += (double)off;
+    if (st) return st;
+    /* the share in batch order: rows held here, or the next received from their owner */
+    size_t at = 0;
+    for (int r = 0; r < N; r++) cur[r] = at, at += from[r];
+    int j = 0;
+    for (int b = 0; b < nb; b++) {
+        if (train_dist_computer(b, nb, N) != me) continue;
+        const uint8_t *src = owner[b] == me ? row[b] : d->recv + cur[owner[b]];
+        if (owner[b] != me) cur[owner[b]] += rb;
+        memcpy(d->stage + (size_t)j++ * rb, src, rb);
+    }
+    *stage = d->stage;
+    return SAC_OK;
 }
 
 const DecoderBatch *train_dist_share(TrainDist *d, const DecoderBatch *g, const uint8_t *mine, float lambda,
@@ -104,17 +152,17 @@ int train_dist_reduce(TrainDist *d, TrainStep *ts, size_t n, float grad_scale, i
     loss->loss = sums[0], loss->ce = sums[1], loss->penalty = sums[2];
     *stop = sums[4] > 0;
     sac_dist_stats(&s2);
-    d->wait_s += s1.seconds - s0.seconds;
-    d->comm_s += s2.seconds - s1.seconds;
-    d->comm_bytes += (double)(s2.bytes - s0.bytes);
-    d->steps++;
+    d->comm.wait_s += s1.seconds - s0.seconds;
+    d->comm.reduce_s += s2.seconds - s1.seconds;
+    d->comm.reduce_bytes += (double)(s2.bytes - s0.bytes);
+    d->comm.steps++;
     return SAC_OK;
 }
 
-void train_dist_comm(TrainDist *d, double *wait_s, double *seconds, double *bytes, long *steps, int reset)
+void train_dist_comm(TrainDist *d, TrainDistComm *out, int reset)
 {
-    *wait_s = d->wait_s, *seconds = d->comm_s, *bytes = d->comm_bytes, *steps = d->steps;
-    if (reset) d->wait_s = d->comm_s = d->comm_bytes = 0, d->steps = 0;
+    *out = d->comm;
+    if (reset) memset(&d->comm, 0, sizeof(d->comm));
 }
 
 void train_dist_dropout_rng(SacRng *run, SacRng *out)

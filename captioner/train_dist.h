@@ -12,6 +12,12 @@
  * batch's gradient (up to the order of float summation). One process (N = 1) runs the plain
  * unweighted step instead, bit for bit the program without MPI.
  *
+ * Shares: position b of a global batch of nb images is computed by rank b N / nb (even contiguous
+ * blocks), whichever rank holds the image (each holds a fixed 1/N of the photos, data_cache.h):
+ * before the step the owners send the rows (pixels or backbone features) to the ranks that
+ * compute them, one MPI_Alltoallv of about (N - 1) / N of the batch's rows, so every rank has
+ * the same work whatever photos the shuffle put in the batch.
+ *
  * Part of captioner/ (used by trainer.c).
  *
  * Size letters: Bi images per batch, Bc captions per batch, T caption steps.
@@ -26,10 +32,20 @@
 
 typedef struct TrainDist TrainDist;
 
-/* For global batches of up to max_images images and max_caps captions of T steps. NULL (logged)
- * when out of memory. */
-TrainDist *train_dist_create(int max_images, int max_caps, int T);
+/* For global batches of up to max_images images and max_caps captions of T steps, whose images
+ * are rows of row_bytes bytes in the caches. NULL (logged) when out of memory. */
+TrainDist *train_dist_create(int max_images, int max_caps, int T, size_t row_bytes);
 void train_dist_free(TrainDist *d);
+
+/* The rank that computes position b of a global batch of nb images. */
+int train_dist_computer(int b, int nb, int nproc);
+
+/* Every rank's share of a batch of nb images in one place: owner[b] is the rank holding image
+ * b's row, row[b] that row when it is this rank (else unused). Owners send rows to the ranks
+ * computing them (train_dist_computer); *stage then holds this rank's share's rows in batch
+ * order (the order of train_dist_share's pos), valid until the next call. Every rank calls it
+ * once per step. SAC_OK, or an error of the exchange (then every rank's). */
+int train_dist_gather_rows(TrainDist *d, int nb, const int *owner, const uint8_t *const *row, const uint8_t **stage);
 
 /* This rank's share of the global batch g: the images b with mine[b] != 0 and their captions.
  * Returns the share as a weighted batch (valid until the next call; n_images may be 0), with
@@ -47,11 +63,15 @@ const DecoderBatch *train_dist_share(TrainDist *d, const DecoderBatch *g, const 
 int train_dist_reduce(TrainDist *d, TrainStep *ts, size_t n, float grad_scale, int st, DecoderLoss *loss,
                       int *stop);
 
-/* Communication of the steps so far (reset with `reset`): *wait_s, seconds in the first, small
- * all-reduce of each step, which is mostly waiting for the slowest rank to finish its share;
- * *seconds, in the gradient all-reduce itself; *bytes, payload bytes handed to MPI per rank;
- * *steps. */
-void train_dist_comm(TrainDist *d, double *wait_s, double *seconds, double *bytes, long *steps, int reset);
+/* Communication of the steps so far, per rank. */
+typedef struct TrainDistComm {
+    double exchange_s, exchange_bytes; /* the rows sent to other ranks (train_dist_gather_rows) */
+    double wait_s;  /* the first, small all-reduce of each step: mostly waiting for the slowest rank */
+    double reduce_s, reduce_bytes;     /* the gradient all-reduce (payload bytes handed to MPI) */
+    long steps;
+} TrainDistComm;
+/* The sums since the last reset (reset: start again from zero). */
+void train_dist_comm(TrainDist *d, TrainDistComm *out, int reset);
 
 /* Per-step dropout for a share: derived from the run's dropout stream (one draw per step on
  * every rank, so all ranks keep the same stream state for checkpoints) and the rank. */

@@ -152,8 +152,10 @@ typedef struct TrainRun {
      * next collective, so no rank is left waiting in one */
     int rank, nproc;
     TrainDist *td;
-    uint8_t *mine;            /* (Bi) 1: this rank holds image b of the batch */
-    int *litems, *lviews;     /* (Bi) the share's rows in the caches, and views */
+    uint8_t *mine;            /* (Bi) 1: this rank computes image b of the batch */
+    int *owner;               /* (Bi) the rank holding image b's row */
+    const uint8_t **rows;     /* (Bi) image b's row here (pixels or a view's features) when held here */
+    int *litems;              /* (Bi) 0, 1, ...: the share's rows in the staged rows */
     Augment *laugs;           /* (Bi) */
     int agree_pending;        /* a setup phase may have failed on one rank: agree in teardown */
     int pending_st, pending_stop; /* rank 0's log failure or progress stop, for the next collective */
@@ -470,12 +472,14 @@ static int run_setup(TrainRun *r, const TrainOptions *o)
         !r->items || !r->augs)
         return SAC_ERR_NOMEM;
     if (r->nproc > 1) {
-        r->td = train_dist_create(Bi, r->max_caps, r->T);
+        const size_t row_bytes = r->backbone ? r->tfc.per * sizeof(uint16_t) : (size_t)S * S * 3;
+        r->td = train_dist_create(Bi, r->max_caps, r->T, row_bytes);
         r->mine = sac_malloc(Bi);
+        r->owner = sac_malloc(sizeof(int) * Bi);
+        r->rows = sac_malloc(sizeof(*r->rows) * Bi);
         r->litems = sac_malloc(sizeof(int) * Bi);
-        r->lviews = sac_malloc(sizeof(int) * Bi);
         r->laugs = sac_malloc(sizeof(Augment) * Bi);
-        st = r->td && r->mine && r->litems && r->lviews && r->laugs ? SAC_OK : SAC_ERR_NOMEM;
+        st = r->td && r->mine && r->owner && r->rows && r->litems && r->laugs ? SAC_OK : SAC_ERR_NOMEM;
         r->agree_pending = 0;
         if ((st = sac_dist_agree(st))) return st;
         sac_info("data-parallel over %d ranks: global batch %d images, %zu gradient floats (%.1f MB) all-reduced "
@@ -539,31 +543,45 @@ static int run_gradient(TrainRun *r, int nb, DecoderLoss *loss)
     return train_step_grad(r->ts, r->images, &r->batch, &r->ck.drop_rng, loss);
 }
 
-/* Data-parallel: the gradient of this rank's share of the batch (the images whose rows it holds),
- * normalised as the whole batch's (train_dist.h); an empty share leaves *loss zero. */
+/* Data-parallel: the gradient of this rank's share of the batch (an even block of it, its rows
+ * sent by the ranks holding them), normalised as the whole batch's (train_dist.h); an empty
+ * share leaves *loss zero. */
 static int run_gradient_share(TrainRun *r, DecoderLoss *loss)
 {
     const DataCache *tc = &r->tc;
-    for (int b = 0; b < r->batch.n_images; b++) r->mine[b] = tc->slot[r->items[b]] >= 0;
+    const FeatCache *fc = &r->tfc;
+    const int nb = r->batch.n_images;
+    for (int b = 0; b < nb; b++) {
+        const int k = r->items[b], row = tc->slot[k];
+        r->owner[b] = tc->item[k] % r->nproc; /* who decoded it (data_cache_build_shard) */
+        r->mine[b] = train_dist_computer(b, nb, r->nproc) == r->rank;
+        r->rows[b] = row < 0 ? NULL /* the layouts of data_cache.h: pix (n, S, S, 3), f (n, views, P, Eb) */
+                     : r->backbone ? (const uint8_t *)(fc->f + ((size_t)row * fc->views + r->views[b]) * fc->per)
+                                   : tc->pix + (size_t)row * r->S * r->S * 3;
+    }
+    const uint8_t *stage;
+    memset(loss, 0, sizeof(*loss));
+    int st = train_dist_gather_rows(r->td, nb, r->owner, r->rows, &stage);
+    if (st) return st;
     const int *pos;
     float lambda;
     const DecoderBatch *share = train_dist_share(r->td, &r->batch, r->mine, r->m->cfg.lambda, &pos, &lambda);
     const int nl = share->n_images;
-    for (int j = 0; j < nl; j++) {
-        r->litems[j] = tc->slot[r->items[pos[j]]];
-        if (r->backbone) r->lviews[j] = r->views[pos[j]];
-        else r->laugs[j] = r->augs[pos[j]];
-    }
+    for (int j = 0; j < nl; j++) r->litems[j] = j, r->laugs[j] = r->augs[pos[j]];
     SacRng drop, *dr = NULL;
     if (r->m->cfg.dropout > 0.0f) train_dist_dropout_rng(&r->ck.drop_rng, dr = &drop);
-    memset(loss, 0, sizeof(*loss));
     if (nl == 0 || share->n_caps == 0) return SAC_OK;
-    if (r->backbone)
-        feat_cache_gather(&r->tfc, r->litems, r->lviews, nl, r->bfeats);
-    else
-        data_cache_images(tc, r->litems, r->laugs, nl, &r->m->cfg, r->tmp, r->images);
+    if (r->backbone) { /* the staged rows: one view each */
+        FeatCache staged = *fc;
+        staged.f = (uint16_t *)stage, staged.n = nl, staged.views = 1;
+        feat_cache_gather(&staged, r->litems, NULL, nl, r->bfeats);
+    } else {
+        DataCache staged = *tc;
+        staged.pix = (uint8_t *)stage, staged.n = staged.n_local = nl;
+        data_cache_images(&staged, r->litems, r->laugs, nl, &r->m->cfg, r->tmp, r->images);
+    }
     const float *feats;
-    int st = train_step_encode(r->ts, r->backbone ? r->bfeats : r->images, nl, &feats);
+    st = train_step_encode(r->ts, r->backbone ? r->bfeats : r->images, nl, &feats);
     if (!st) st = train_step_grad_encoded(r->ts, share, lambda, dr, loss);
     return st;
 }
@@ -627,14 +645,16 @@ static int run_report(TrainRun *r, int nb, const DecoderLoss *loss)
         cJSON_AddNumberToObject(j, "sample_cider", p.sample_cider);
         cJSON_AddNumberToObject(j, "greedy_cider", p.greedy_cider);
     }
-    if (r->nproc > 1) { /* communication per step since the last report */
-        double wait_s, comm_s, bytes;
-        long steps;
-        train_dist_comm(r->td, &wait_s, &comm_s, &bytes, &steps, 1);
+    if (r->nproc > 1) { /* communication per step since the last report (rank 0's) */
+        TrainDistComm c;
+        train_dist_comm(r->td, &c, 1);
+        const double n = c.steps ? (double)c.steps : 1.0;
         cJSON_AddNumberToObject(j, "ranks", r->nproc);
-        cJSON_AddNumberToObject(j, "comm_wait_s", steps ? wait_s / steps : 0.0);
-        cJSON_AddNumberToObject(j, "comm_s", steps ? comm_s / steps : 0.0);
-        cJSON_AddNumberToObject(j, "comm_bytes", steps ? bytes / steps : 0.0);
+        cJSON_AddNumberToObject(j, "exchange_s", c.exchange_s / n);
+        cJSON_AddNumberToObject(j, "exchange_bytes", c.exchange_bytes / n);
+        cJSON_AddNumberToObject(j, "comm_wait_s", c.wait_s / n);
+        cJSON_AddNumberToObject(j, "comm_s", c.reduce_s / n);
+        cJSON_AddNumberToObject(j, "comm_bytes", c.reduce_bytes / n);
     }
     cJSON_AddNumberToObject(j, "time", now);
     int st = run_log(r, j);
@@ -755,7 +775,7 @@ static int run_teardown(TrainRun *r, int st)
         sac_info("communication: %.1f s in MPI calls, %.1f MB per rank", ds.seconds, 1e-6 * (double)ds.bytes);
     }
     train_dist_free(r->td);
-    free(r->mine), free(r->litems), free(r->lviews), free(r->laugs);
+    free(r->mine), free(r->owner), free(r->rows), free(r->litems), free(r->laugs);
     if (sac_output_close(r->log) && !st) st = SAC_ERR_IO;
     free(r->order), free(r->img), free(r->tokens), free(r->lens), free(r->pick), free(r->images), free(r->tmp);
     free(r->items), free(r->augs), free(r->bfeats), free(r->views);

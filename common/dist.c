@@ -127,6 +127,35 @@ int sac_dist_allreduce_i64(int64_t *buf, size_t n, SacDistOp op)
     return allreduce(buf, n, sizeof(int64_t), MPI_INT64_T, op, "MPI_Allreduce (int64)");
 }
 
+int sac_dist_alltoallv(const void *send, const size_t *send_bytes, void *recv, const size_t *recv_bytes)
+{
+    if (!g_started || g_size == 1) {
+        if (send_bytes[0]) memcpy(recv, send, send_bytes[0]);
+        return SAC_OK;
+    }
+    int *v = malloc(sizeof(int) * 4 * (size_t)g_size); /* send counts, send offsets, receive counts, offsets */
+    if (!v) {
+        sac_error("MPI (rank %d of %d): out of memory for an exchange", g_rank, g_size);
+        return SAC_ERR_NOMEM;
+    }
+    size_t so = 0, ro = 0, total = 0;
+    for (int r = 0; r < g_size; r++) {
+        SAC_ASSERT(send_bytes[r] < INT_MAX && recv_bytes[r] < INT_MAX && so < INT_MAX && ro < INT_MAX);
+        v[r] = (int)send_bytes[r], v[g_size + r] = (int)so, v[2 * g_size + r] = (int)recv_bytes[r];
+        v[3 * g_size + r] = (int)ro;
+        so += send_bytes[r], ro += recv_bytes[r];
+    }
+    total = so;
+    double t0 = sac_time();
+    int st = check(MPI_Alltoallv(send, v, v + g_size, MPI_BYTE, recv, v + 2 * g_size, v + 3 * g_size, MPI_BYTE,
+                                 MPI_COMM_WORLD), "MPI_Alltoallv");
+    g_stats.seconds += sac_time() - t0;
+    g_stats.bytes += total;
+    g_stats.calls++;
+    free(v);
+    return st;
+}
+
 int sac_dist_bcast(void *buf, size_t bytes, int root)
 {
     if (!g_started || g_size == 1) return SAC_OK;
@@ -185,6 +214,13 @@ int sac_dist_allreduce_f64(double *buf, size_t n, SacDistOp op)
 int sac_dist_allreduce_i64(int64_t *buf, size_t n, SacDistOp op)
 {
     (void)buf, (void)n, (void)op;
+    return SAC_OK;
+}
+
+int sac_dist_alltoallv(const void *send, const size_t *send_bytes, void *recv, const size_t *recv_bytes)
+{
+    (void)recv_bytes;
+    if (send_bytes[0]) memcpy(recv, send, send_bytes[0]); /* rank 0 of 1 sends to itself */
     return SAC_OK;
 }
 

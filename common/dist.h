@@ -57,6 +57,10 @@ int sac_dist_local_size(void);
 int sac_dist_allreduce_f32(float *buf, size_t n, SacDistOp op);
 int sac_dist_allreduce_f64(double *buf, size_t n, SacDistOp op);
 int sac_dist_allreduce_i64(int64_t *buf, size_t n, SacDistOp op);
+/* Personalised exchange (MPI_Alltoallv of bytes): this rank sends send_bytes[r] bytes to rank r,
+ * taken in rank order from send, and receives recv_bytes[r] bytes from rank r, stored in rank
+ * order in recv; the counts must match the other ranks' (each below 2 GB). */
+int sac_dist_alltoallv(const void *send, const size_t *send_bytes, void *recv, const size_t *recv_bytes);
 /* bytes of buf from rank root to every other rank. */
 int sac_dist_bcast(void *buf, size_t bytes, int root);
 int sac_dist_barrier(void);

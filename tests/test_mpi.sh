@@ -1,8 +1,8 @@
 #!/bin/sh
 # test_mpi.sh - data-parallel training over MPI (issue 13), end to end on tiny drawn data:
 #   1. `mpirun -np 1 saccade train` is the program without mpirun, bit for bit;
-#   2. `mpirun -np 2` with the same global batch gives the same parameters as one process,
-#      within float summation order (tolerance below);
+#   2. `mpirun -np 2` (and -np 3) with the same global batch gives the same parameters as one
+#      process, within float summation order (tolerance below);
 #   3. a run stopped by --max-steps and resumed under `mpirun -np 2` ends with the checkpoint of
 #      an uninterrupted `mpirun -np 2` run, bit for bit (also with dropout, whose masks each rank
 #      draws from its own stream); resumed with -np 1 instead, the same within the tolerance of 2.;
@@ -107,6 +107,9 @@ check "mpirun -np 2: one log, written by rank 0 (2 epochs, 2 dev lines)" \
     test "$(grep -c '"dev"' "$W/np2.jsonl")" = 2
 check "the log records the communication of each step (seconds and bytes)" \
     sh -c 'grep "\"step\"" "$0" | grep -q "\"comm_s\".*\"comm_bytes\""' "$W/np2.jsonl"
+train np3 $MPI -np 3 "$S" train $FLAGS --epochs 2
+check "mpirun -np 3 (uneven shares: 3+3+2 of 8 images, 7+7+6 photos held) equals one process within $TOL" \
+    "$D" $SKIP "$W/np3.safetensors.ckpt" "$W/np1.safetensors.ckpt" $TOL
 same_in_log() { # same_in_log KEY: the last value of KEY in the logs of -np 2 and -np 1, to 1e-4 relative
     a=$(grep -o "\"$1\":[0-9.e+-]*" "$W/np2.jsonl" | tail -1 | cut -d: -f2)
     b=$(grep -o "\"$1\":[0-9.e+-]*" "$W/np1.jsonl" | tail -1 | cut -d: -f2)
