@@ -10,7 +10,9 @@
 #      equals -np 1 within that tolerance too;
 #   4. SIGTERM to one rank stops both ranks (no hang) with a checkpoint; resuming it ends where
 #      an uninterrupted run ends; SIGUSR1 to mpirun stops both with a checkpoint;
-#   5. the log (written by rank 0 only) records the communication per step.
+#   5. the log (written by rank 0 only) records the communication per step;
+#   6. a failure on rank 0 (its log cannot be opened, or a write to it fails mid-run) ends both
+#      ranks with exit 1, never a hang.
 # Skips (exit 77) when saccade was built without MPI or mpirun is missing.
 #
 # usage: test_mpi.sh SACCADE MODEL_DIFF BATCH_TESTTOOL BACKBONE_HELPER yes|no [MPIRUN]
@@ -154,6 +156,18 @@ train b1 $MPI -np 1 "$S" train $BFLAGS
 train b2 $MPI -np 2 "$S" train $BFLAGS
 check "frozen backbone: -np 1 and -np 2 train" test "$(rc b1)$(rc b2)" = 00 || { show b1; show b2; }
 check "frozen backbone: -np 2 equals -np 1 within $TOL" "$D" $SKIP "$W/b2.safetensors.ckpt" "$W/b1.safetensors.ckpt" $TOL
+
+# ---- failures on one rank end every rank (exit 1), never a hang (timeout's 124) ----
+$MPI -np 2 "$S" train $FLAGS --epochs 2 --out "$W/fs.safetensors" --log "$W/no/such/dir/log.jsonl" \
+    >"$W/fs.out" 2>"$W/fs.err"
+fs_rc=$?
+check "rank 0 cannot open the log (setup): both ranks end, exit $fs_rc" test $fs_rc = 1 || head -20 "$W/fs.err"
+check "... rank 0 names the file" grep -q "no/such/dir/log.jsonl" "$W/fs.err"
+$MPI -np 2 "$S" train $FLAGS --epochs 3 --out "$W/full.safetensors" --log /dev/full >"$W/full.out" 2>"$W/full.err"
+full_rc=$?
+check "rank 0's log write fails mid-run (/dev/full): both ranks end, exit $full_rc" test $full_rc = 1 ||
+    head -20 "$W/full.err"
+check "... rank 1 says another rank failed" grep -q "rank 0 failed\|other rank" "$W/full.err"
 
 # ---- 4. a signal to one rank stops both, with a checkpoint ----
 LONG="--epochs 100000 --dev-split none --checkpoint-every 100000"
