@@ -15,7 +15,7 @@ struct TrainDist {
     int max_images, max_caps, T;
     size_t row_bytes;
     uint8_t *send, *recv, *stage; /* (max_images, row_bytes) each */
-    size_t *counts;               /* (4 N): bytes to and from each rank, cursors */
+    size_t *counts;               /* (3 N): bytes to and from each rank, cursors into recv */
     int *pos;      /* (Bi) the share's images: positions in the global batch */
     int *local_of; /* (Bi) global position -> position in the share, or -1 */
     int *img;      /* (Bc) */
@@ -35,7 +35,7 @@ TrainDist *train_dist_create(int max_images, int max_caps, int T, size_t row_byt
     d->send = sac_malloc((size_t)max_images * row_bytes);
     d->recv = sac_malloc((size_t)max_images * row_bytes);
     d->stage = sac_malloc((size_t)max_images * row_bytes);
-    d->counts = sac_calloc(4 * (size_t)sac_dist_size(), sizeof(size_t));
+    d->counts = sac_calloc(3 * (size_t)sac_dist_size(), sizeof(size_t));
     d->pos = sac_malloc(sizeof(int) * max_images);
     d->local_of = sac_malloc(sizeof(int) * max_images);
     d->img = sac_malloc(sizeof(int) * max_caps);
@@ -65,7 +65,7 @@ int train_dist_gather_rows(TrainDist *d, int nb, const int *owner, const uint8_t
     const int me = sac_dist_rank(), N = sac_dist_size();
     const size_t rb = d->row_bytes;
     size_t *to = d->counts, *from = d->counts + N, *cur = d->counts + 2 * N;
-    memset(d->counts, 0, sizeof(size_t) * 4 * (size_t)N);
+    memset(d->counts, 0, sizeof(size_t) * 3 * (size_t)N);
     /* what goes where: sorted by destination, then by position (both sides list them so) */
     size_t off = 0;
     for (int dst = 0; dst < N; dst++) {
@@ -101,7 +101,7 @@ int train_dist_gather_rows(TrainDist *d, int nb, const int *owner, const uint8_t
 const DecoderBatch *train_dist_share(TrainDist *d, const DecoderBatch *g, const uint8_t *mine, float lambda,
                                      const int **pos, float *lambda_share)
 {
-    SAC_ASSERT(g->n_images <= d->max_images && g->n_caps <= d->max_caps && g->n_caps > 0);
+    SAC_ASSERT(g->n_images <= d->max_images && g->n_caps <= d->max_caps);
     int ni = 0, nc = 0;
     long R = 0; /* the global batch's target tokens */
     for (int b = 0; b < g->n_images; b++) {
@@ -121,7 +121,7 @@ const DecoderBatch *train_dist_share(TrainDist *d, const DecoderBatch *g, const 
     for (int k = 0; k < nc; k++) d->weight[k] = (float)((double)nc / (double)R);
     d->share = (DecoderBatch){nc, ni, d->img, d->tokens, d->lens, d->weight};
     *pos = d->pos;
-    d->share_frac = (double)nc / g->n_caps;
+    d->share_frac = g->n_caps ? (double)nc / g->n_caps : 0.0;
     *lambda_share = (float)(lambda * d->share_frac);
     return &d->share;
 }
