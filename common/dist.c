@@ -51,6 +51,19 @@ static int launched_by_mpi(void)
     return 0;
 }
 
+/* srun starts N tasks without making them MPI ranks unless told to (--mpi=pmix): each would train
+ * alone, writing the same files. SAC_OK, or SAC_ERR_INVALID (logged) for such a task. */
+static int check_not_lone_task(void)
+{
+    const int n = env_int("SLURM_STEP_NUM_TASKS");
+    if (n > 1 && !launched_by_mpi()) {
+        sac_error("started by srun as one of %d tasks, but not as an MPI rank (no PMI variables): each task would "
+                  "run alone and write the same files; use srun --mpi=pmix (or pmi2), or mpirun", n);
+        return SAC_ERR_INVALID;
+    }
+    return SAC_OK;
+}
+
 #if SACCADE_MPI
 
 static int check(int rc, const char *what)
@@ -65,7 +78,8 @@ static int check(int rc, const char *what)
 
 int sac_dist_init(int *argc, char ***argv)
 {
-    if (g_started || !launched_by_mpi()) return SAC_OK;
+    if (g_started) return SAC_OK;
+    if (!launched_by_mpi()) return check_not_lone_task();
     int provided = 0, inited = 0;
     MPI_Initialized(&inited);
     if (!inited) {
@@ -190,6 +204,7 @@ void sac_dist_abort(int code)
 int sac_dist_init(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
+    if (check_not_lone_task()) return SAC_ERR_INVALID;
     if (launched_by_mpi() && !g_started)
         sac_warn("started by an MPI launcher, but this saccade was built without MPI (meson -Dmpi=enabled "
                  "with libopenmpi-dev): every process runs alone");

@@ -40,7 +40,8 @@ typedef struct SacDistStats {
 /* 1 when this build can run over MPI. */
 int sac_dist_available(void);
 /* Join the run: MPI_Init_thread when started by an MPI launcher, else one process. Idempotent.
- * SAC_OK, or SAC_ERR_IO (logged) when MPI could not start. */
+ * SAC_OK, SAC_ERR_IO (logged) when MPI could not start, or SAC_ERR_INVALID (logged) for one of
+ * several srun tasks that are not MPI ranks (srun without --mpi=pmix: they would each run alone). */
 int sac_dist_init(int *argc, char ***argv);
 /* Leave it (MPI_Finalize after a barrier); a no-op when MPI was not started. */
 void sac_dist_finalize(void);

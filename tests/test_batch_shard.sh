@@ -14,7 +14,7 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/saccade-shard.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 export OPENBLAS_NUM_THREADS=1
 # no launcher variables from the environment the test runs in
-unset OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE PMI_RANK PMI_SIZE SLURM_PROCID SLURM_NTASKS \
+unset OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE PMI_RANK PMI_SIZE SLURM_PROCID SLURM_NTASKS SLURM_STEP_NUM_TASKS \
     SLURM_ARRAY_TASK_ID SLURM_ARRAY_TASK_COUNT SLURM_ARRAY_TASK_MIN SLURM_ARRAY_TASK_MAX SLURM_ARRAY_TASK_STEP || true
 fails=0
 check() { # check "what" COMMAND...
@@ -100,12 +100,12 @@ for i in 0 1 2; do
         "$W/array/$i-of-3.jsonl" "$W/explicit.$i.jsonl"
 done
 for i in 0 1 2; do
-    SLURM_PROCID=$i SLURM_NTASKS=3 $B --shard auto -o "$W/tasks/{shard}.jsonl" 2>/dev/null || true
+    SLURM_PROCID=$i SLURM_NTASKS=3 SLURM_STEP_NUM_TASKS=3 $B --shard auto -o "$W/tasks/{shard}.jsonl" 2>/dev/null || true
 done
 check "SLURM_PROCID/NTASKS: shard 1/3" sh -c 'sort "$0" | cmp -s - "$1.s"' "$W/tasks/1-of-3.jsonl" "$W/explicit.1.jsonl"
 for a in 0 1; do
     for t in 0 1 2; do
-        SLURM_ARRAY_TASK_ID=$a SLURM_ARRAY_TASK_COUNT=2 SLURM_PROCID=$t SLURM_NTASKS=3 \
+        SLURM_ARRAY_TASK_ID=$a SLURM_ARRAY_TASK_COUNT=2 SLURM_PROCID=$t SLURM_NTASKS=3 SLURM_STEP_NUM_TASKS=3 \
             $B --shard auto -o "$W/both/{shard}.jsonl" 2>/dev/null || true
     done
 done
@@ -123,7 +123,9 @@ check "--shard auto, 3 shards, -o without {shard}: exit 2" \
     status 2 env OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=3 $B --shard auto -o "$W/x.jsonl"
 check "... says -o needs {shard}" says "{shard}"
 check "rank >= size: exit 2" status 2 env OMPI_COMM_WORLD_RANK=3 OMPI_COMM_WORLD_SIZE=3 $B --shard auto -o "$W/x{shard}"
-check "rank not a number: exit 2" status 2 env SLURM_PROCID=x SLURM_NTASKS=3 $B --shard auto -o "$W/x{shard}"
+check "rank not a number: exit 2" status 2 env SLURM_PROCID=x SLURM_NTASKS=3 SLURM_STEP_NUM_TASKS=3 $B --shard auto -o "$W/x{shard}"
+check "a batch script's own SLURM_PROCID=0/NTASKS=4 (no srun step) is no shard: exit 2" \
+    status 2 env SLURM_PROCID=0 SLURM_NTASKS=4 $B --shard auto -o "$W/x{shard}"
 check "a job array in steps of 2: exit 2" status 2 env SLURM_ARRAY_TASK_ID=2 SLURM_ARRAY_TASK_MIN=0 \
     SLURM_ARRAY_TASK_MAX=4 SLURM_ARRAY_TASK_COUNT=3 SLURM_ARRAY_TASK_STEP=2 $B --shard auto -o "$W/x{shard}"
 check "... asks for a contiguous range" says "contiguous"

@@ -169,6 +169,11 @@ check "rank 0's log write fails mid-run (/dev/full): both ranks end, exit $full_
     head -20 "$W/full.err"
 check "... rank 1 says another rank failed" grep -q "rank 0 failed\|other rank" "$W/full.err"
 
+SLURM_STEP_NUM_TASKS=4 "$S" train $FLAGS --epochs 1 --out "$W/lone.safetensors" >"$W/lone.out" 2>"$W/lone.err"
+lone_rc=$?
+check "one of 4 srun tasks that is no MPI rank (srun without --mpi) refuses to train alone: exit $lone_rc" \
+    sh -c '[ "$0" = 1 ] && grep -q "srun --mpi=pmix" "$1" && [ ! -e "$2" ]' $lone_rc "$W/lone.err" "$W/lone.safetensors"
+
 # ---- 4. a signal to one rank stops both, with a checkpoint ----
 LONG="--epochs 100000 --dev-split none --checkpoint-every 100000"
 $MPI -np 2 "$S" train $FLAGS $LONG --out "$W/sig.safetensors" >"$W/sig.out" 2>"$W/sig.err" &

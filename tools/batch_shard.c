@@ -67,6 +67,9 @@ int batch_shard_from_env(int *index, int *count, const char **source)
     long t = 0, nt = 1, a = 0, na = 1;
     const char *task_src = NULL, *array_src = NULL;
     for (size_t i = 0; i < sizeof(tasks) / sizeof(tasks[0]) && !task_src; i++) {
+        /* a batch script has SLURM_PROCID=0 and SLURM_NTASKS of the whole allocation too: only
+         * the tasks of an srun step (SLURM_STEP_NUM_TASKS set) are shards */
+        if (!strcmp(tasks[i][0], "SLURM_PROCID") && !getenv("SLURM_STEP_NUM_TASKS")) continue;
         int r = env_pair(tasks[i][0], tasks[i][1], &t, &nt);
         if (r < 0) return CLI_USAGE;
         if (r) task_src = tasks[i][2];
@@ -94,7 +97,7 @@ int batch_shard_from_env(int *index, int *count, const char **source)
     if (!task_src && !array_src) {
         cli_message("batch", "--shard auto: no shard in the environment: expected OMPI_COMM_WORLD_RANK/SIZE "
                     "(mpirun), PMI_RANK/PMI_SIZE (mpiexec), SLURM_ARRAY_TASK_ID/COUNT (sbatch --array) or "
-                    "SLURM_PROCID/SLURM_NTASKS (srun); or give --shard I/N");
+                    "SLURM_PROCID/SLURM_NTASKS (in an srun step); or give --shard I/N");
         return CLI_USAGE;
     }
     if (na * nt > CLI_MAX_SHARDS) {

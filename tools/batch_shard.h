@@ -12,7 +12,8 @@
 /* The shard of this process, from the first of these that is set (a job array and the tasks of
  * one array element combine: index = array index x tasks + task, count = array count x tasks):
  *   tasks:  OMPI_COMM_WORLD_RANK / OMPI_COMM_WORLD_SIZE (mpirun), else PMI_RANK / PMI_SIZE
- *           (MPICH's mpiexec), else SLURM_PROCID / SLURM_NTASKS (srun);
+ *           (MPICH's mpiexec), else SLURM_PROCID / SLURM_NTASKS in an srun step
+ *           (SLURM_STEP_NUM_TASKS set: a batch script's own SLURM_PROCID / NTASKS are not shards);
  *   array:  SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN / SLURM_ARRAY_TASK_COUNT (sbatch --array
  *           with a contiguous range, step 1).
  * *source names the variables used (static text). CLI_OK, or CLI_USAGE with a message naming
