@@ -9,6 +9,10 @@
 
 #include "sac.h"
 
+#if SAC_KERNEL_X86
+#include <cpuid.h>
+#endif
+
 static int cpu_path = SAC_KERNEL_C;  /* the CPU's best */
 static int used_path = SAC_KERNEL_C; /* capped by SACCADE_KERNELS */
 static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
@@ -17,8 +21,11 @@ static int detect(void)
 {
 #if SAC_KERNEL_X86
     __builtin_cpu_init();
-    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                     __builtin_cpu_supports("f16c");
+    /* F16C from CPUID leaf 1 (clang's __builtin_cpu_supports does not know it); the OS saves the
+     * ymm state whenever "avx2" is reported */
+    unsigned a, b, c = 0, d;
+    const int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
     const int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     return avx512 ? SAC_KERNEL_AVX512 : avx2 ? SAC_KERNEL_AVX2 : SAC_KERNEL_C;

@@ -3,7 +3,8 @@
 # fonts-dejavu-core: the attention figures' labels (found at run time; a bitmap font otherwise);
 # chromium: the page tests (attend --html, the batch gallery, saccade report) run headless in it.
 # openmpi-bin, libopenmpi-dev: data-parallel training (mpirun -np N saccade train; meson option mpi).
-SACCADE_DEBS="gcc meson ninja-build pkg-config libopenblas-dev libcjson-dev check libstb-dev libturbojpeg0-dev fonts-dejavu-core chromium openmpi-bin libopenmpi-dev"
+# valgrind: test.sh's end to end caption under memcheck.
+SACCADE_DEBS="gcc meson ninja-build pkg-config libopenblas-dev libcjson-dev check libstb-dev libturbojpeg0-dev fonts-dejavu-core chromium openmpi-bin libopenmpi-dev valgrind"
 saccade_install_deps() {
     local missing="" p
     for p in $SACCADE_DEBS "$@"; do
