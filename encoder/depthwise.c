@@ -20,17 +20,6 @@
 #include <immintrin.h>
 #endif
 
-/* Output columns [lo, hi) whose three taps all lie inside [0, W). */
-static void dw_interior(int W, int Wo, int stride, int pad_left, int *lo, int *hi)
-{
-    int l = (pad_left + stride - 1) / stride;
-    int h = W - 3 + pad_left < 0 ? 0 : (W - 3 + pad_left) / stride + 1;
-    l = SAC_MIN(l, Wo);
-    h = SAC_MIN(h, Wo);
-    *lo = l;
-    *hi = SAC_MAX(h, l);
-}
-
 static inline float relu6(float v)
 {
     v = v < 0.0f ? 0.0f : v;
@@ -65,6 +54,17 @@ static void dw_row_c(float *out, const float *const rows[3], const float *wt, co
 }
 
 #if SAC_KERNEL_X86
+/* Output columns [lo, hi) whose three taps all lie inside [0, W). */
+static void dw_interior(int W, int Wo, int stride, int pad_left, int *lo, int *hi)
+{
+    int l = (pad_left + stride - 1) / stride;
+    int h = W - 3 + pad_left < 0 ? 0 : (W - 3 + pad_left) / stride + 1;
+    l = SAC_MIN(l, Wo);
+    h = SAC_MIN(h, Wo);
+    *lo = l;
+    *hi = SAC_MAX(h, l);
+}
+
 /* Channels [0, C & ~7) by 8-float vectors; the rest (C % 8) by the C kernel. */
 SAC_TARGET_AVX2 static void dw_row_avx2(float *out, const float *const rows[3], const float *wt, const float *bias,
                                         int W, int Wo, int C, int stride, int pad_left)
