@@ -57,6 +57,8 @@ static int resume_check(const char *ckpt, const TrainOptions *o, const Model *m,
          b->bb.kind ? "MobileNetV2" : "none");
     DIFF(a->bb.kind && a->bb.grid != b->bb.grid, "--grid", "%d", a->bb.grid, b->bb.grid);
     DIFF(a->bb.kind && a->bb.proj != b->bb.proj, "--proj", "%s", a->bb.proj ? "on" : "0", b->bb.proj ? "on" : "0");
+    DIFF(a->bb.kind && a->bb.finetune_from != b->bb.finetune_from, "--finetune-from", "%d", a->bb.finetune_from,
+         b->bb.finetune_from);
     DIFF(a->E != b->E, a->bb.kind ? "--proj" : "--conv", "E = %d", a->E, b->E);
     DIFF(a->enc.image_size != b->enc.image_size, "--image-size", "%d", a->enc.image_size, b->enc.image_size);
     if (!a->bb.kind && !b->bb.kind) {

@@ -12,6 +12,7 @@
 
 #include "dist.h"
 #include "image.h"
+#include "mobilenet.h"
 #include "sac.h"
 #include "safetensors.h"
 #include "threadpool.h"
@@ -203,18 +204,28 @@ void data_cache_images(const DataCache *c, const int *item, const Augment *aug, 
 int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap, int views, const char *what)
 {
     enum { chunk = 32 };
-    const int S = c->S;
+    const int S = c->S, first = m->cfg.bb.finetune_from;
     memset(fc, 0, sizeof(*fc));
     const int n = c->n_local; /* the images whose pixels are here */
     fc->n = n, fc->views = views, fc->per = (size_t)m->P * m->cfg.bb.channels;
+    MobileNetInfer *net = NULL; /* fine-tuning: the frozen trunk below block `first` */
+    MobileNetBlockShape sh = {0};
+    if (first) {
+        MobileNetConfig mc;
+        model_mobilenet_config(&m->cfg, &mc);
+        const int bst = mobilenet_block_shape(&mc, first, &sh);
+        net = bst ? NULL : mobilenet_infer_create(&mc, (const float *const *)m->p.backbone, chunk);
+        if (!net) return bst ? bst : SAC_ERR_NOMEM;
+        fc->trunk = first, fc->per = (size_t)sh.side * sh.side * sh.cin;
+    }
     fc->f = malloc(sizeof(uint16_t) * fc->per * views * (size_t)(n ? n : 1));
     float *images = sac_alloc_floats((size_t)chunk * 3 * S * S);
     float *bfeats = sac_alloc_floats((size_t)chunk * fc->per);
     uint8_t *tmp = malloc((size_t)chunk * S * S * 3);
     Augment *augs = malloc(sizeof(Augment) * chunk);
     int st = (fc->f && images && bfeats && tmp && augs) ? SAC_OK : SAC_ERR_NOMEM;
-    if (st) sac_error("%s: out of memory caching the backbone features of %d images (%.1f GB)", what, n,
-                      2e-9 * fc->per * views * n);
+    if (st) sac_error("%s: out of memory caching the backbone %s of %d images (%.1f GB)", what,
+                      first ? "trunk outputs" : "features", n, 2e-9 * fc->per * views * n);
     const double t0 = sac_time();
     for (int v = 0; v < views && !st; v++) {
         for (int i0 = 0; i0 < n && !st; i0 += chunk) {
@@ -225,19 +236,27 @@ int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap
                 augs[b] = (Augment){v == 1, v == 1, 1.0f, 0.0f, 0.0f}; /* zoom 1, no shift: an exact mirror */
             }
             data_cache_images(c, item, augs, B, &m->cfg, tmp, images);
-            st = captioner_backbone_features(cap, images, B, bfeats);
+            st = net ? mobilenet_infer_trunk(net, bfeats, images, B, first)
+                     : captioner_backbone_features(cap, images, B, bfeats);
             for (int b = 0; b < B && !st; b++)
                 sac_float_to_half_array(fc->f + ((size_t)(i0 + b) * views + v) * fc->per, bfeats + b * fc->per,
                                         fc->per);
         }
     }
     free(images), free(bfeats), free(tmp), free(augs);
+    mobilenet_infer_free(net);
     if (st) {
         feat_cache_free(fc);
         return st;
     }
-    sac_info("%s: backbone features of %d images%s cached in %.1f s (%.2f GB)", what, n,
-             views == 2 ? " and their mirror images" : "", sac_time() - t0, 2e-9 * fc->per * views * n);
+    if (first)
+        sac_info("%s: the frozen trunk's output (the input of block %d: %dx%dx%d, fp16) of %d images%s cached in "
+                 "%.1f s (%.2f GB; the %dx%dx%d grid would take %.2f GB)", what, first, sh.side, sh.side, sh.cin, n,
+                 views == 2 ? " and their mirror images" : "", sac_time() - t0, 2e-9 * fc->per * views * n,
+                 m->grid_h, m->grid_w, m->cfg.bb.channels, 2e-9 * m->P * m->cfg.bb.channels * views * n);
+    else
+        sac_info("%s: backbone features of %d images%s cached in %.1f s (%.2f GB)", what, n,
+                 views == 2 ? " and their mirror images" : "", sac_time() - t0, 2e-9 * fc->per * views * n);
     free(c->pix); /* the features replace the pixels */
     c->pix = NULL;
     return SAC_OK;
@@ -265,6 +284,35 @@ void feat_cache_gather(const FeatCache *fc, const int *item, const int *view, in
 {
     FeatTask ft = {out, fc, item, view};
     sac_parallel_for(B, 1, feat_gather, &ft);
+}
+
+int feat_cache_top(FeatCache *grid, const FeatCache *trunk, TrainStep *ts, const Model *m, int max_images,
+                   float *scratch)
+{
+    enum { chunk_max = 64 };
+    const size_t per = (size_t)m->P * m->cfg.bb.channels, total = per * trunk->views * (size_t)trunk->n;
+    if (!grid->f) {
+        grid->f = malloc(sizeof(uint16_t) * (total ? total : 1));
+        if (!grid->f) {
+            sac_error("out of memory for the backbone features of %d images (%.2f GB)", trunk->n, 2e-9 * total);
+            return SAC_ERR_NOMEM;
+        }
+    }
+    grid->n = trunk->n, grid->views = trunk->views, grid->per = per, grid->trunk = 0;
+    float *in = scratch, *out = scratch + (size_t)max_images * trunk->per;
+    int item[chunk_max], view[chunk_max];
+    const int chunk = SAC_MIN(max_images, chunk_max);
+    int st = SAC_OK;
+    for (int v = 0; v < trunk->views && !st; v++)
+        for (int i0 = 0; i0 < trunk->n && !st; i0 += chunk) {
+            const int B = SAC_MIN(chunk, trunk->n - i0);
+            for (int b = 0; b < B; b++) item[b] = i0 + b, view[b] = v;
+            feat_cache_gather(trunk, item, view, B, in);
+            st = train_step_backbone_features(ts, in, B, out);
+            for (int b = 0; b < B && !st; b++)
+                sac_float_to_half_array(grid->f + ((size_t)(i0 + b) * grid->views + v) * per, out + b * per, per);
+        }
+    return st;
 }
 
 void data_cache_refs_free(char ***refs, int *n_refs, int n)

@@ -15,6 +15,7 @@
 #include "captioner.h"
 #include "dataset.h"
 #include "rng.h"
+#include "train_step.h"
 
 /* Images decoded and squashed to S x S once; captions encoded once. */
 typedef struct DataCache {
@@ -69,20 +70,30 @@ void data_cache_images(const DataCache *c, const int *item, const Augment *aug, 
                        uint8_t *tmp, float *out);
 
 /* Features of a frozen backbone, computed once per cached image (and its mirror image when
- * training with flips) and kept in fp16: an epoch then costs the decoder only. */
+ * training with flips) and kept in fp16: an epoch then costs the decoder only. With the
+ * backbone's top blocks fine-tuned (cfg.bb.finetune_from = N), what is cached is the frozen
+ * trunk's output at block N (mobilenet_infer_trunk), and each step runs the top blocks on it. */
 typedef struct FeatCache {
     int n, views;   /* views: 1, or 2 with the horizontally flipped image as view 1 */
-    size_t per;     /* P * Eb */
-    uint16_t *f;    /* (n, views, P, Eb) */
+    int trunk;      /* 0: the grid features; N: the trunk's output, the input of block features.N */
+    size_t per;     /* P * Eb, or side * side * cin of block N */
+    uint16_t *f;    /* (n, views, per) */
 } FeatCache;
 
 /* The backbone features (captioner_backbone_features of cap, for m) of every image whose pixels
  * c holds (rows 0..n_local-1, so fc->n = c->n_local), view 1
- * the mirror image; then c's pixels are freed (c->pix NULL). SAC_OK or a negative status
- * (logged). Free with feat_cache_free. */
+ * the mirror image; then c's pixels are freed (c->pix NULL). With m->cfg.bb.finetune_from, the
+ * trunk's outputs instead (from m's backbone weights below that block; cap is not used and may
+ * be NULL). SAC_OK or a negative status (logged). Free with feat_cache_free. */
 int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap, int views, const char *what);
 void feat_cache_free(FeatCache *fc);
-/* out (B, P, Eb) in fp32: image item[b], view view[b] (view NULL: view 0), on the pool. */
+/* out (B, per) in fp32: image item[b], view view[b] (view NULL: view 0), on the pool. */
 void feat_cache_gather(const FeatCache *fc, const int *item, const int *view, int B, float *out);
+/* The grid features (n, views, P, Eb) of a trunk cache through ts's fine-tuned top blocks with
+ * their current weights (train_step_backbone_features), into grid (allocated on the first call,
+ * then rewritten: call it again after the weights changed; free with feat_cache_free). scratch:
+ * max_images (at most ts's) x (trunk->per + P Eb) floats. SAC_OK or a negative status (logged). */
+int feat_cache_top(FeatCache *grid, const FeatCache *trunk, TrainStep *ts, const Model *m, int max_images,
+                   float *scratch);
 
 #endif

@@ -64,6 +64,12 @@ static int backbone_validate(const ModelConfig *cfg, int *gh, int *gw)
         sac_error("config: E is %d, expected 1..65536", cfg->E);
         return SAC_ERR_INVALID;
     }
+    const int last = bb->grid == 14 ? 13 : 17; /* the last inverted residual block before the grid */
+    if (bb->finetune_from != 0 && (bb->finetune_from < 2 || bb->finetune_from > last)) {
+        sac_error("config: backbone finetune_from %d, expected 0 (frozen) or a block 2..%d for grid %d",
+                  bb->finetune_from, last, bb->grid);
+        return SAC_ERR_INVALID;
+    }
     *gh = *gw = S / (bb->grid == 14 ? 16 : 32);
     return SAC_OK;
 }
@@ -160,9 +166,11 @@ static int table_list(TableBuilder *tb)
         const int ns = mobilenet_specs(&mc, specs, SAC_MAX_BACKBONE_TENSORS);
         if (ns < 1) return SAC_ERR_INVALID;
         tb->m->n_backbone = ns;
-        for (int i = 0; i < ns; i++) { /* frozen: stored, not trained */
+        const int first = model_backbone_first_trained(tb->m);
+        for (int i = 0; i < ns; i++) { /* frozen below the fine-tuned blocks: stored, not trained */
             const int64_t *d = specs[i].shape;
-            NAME("backbone.%.*s", MOBILENET_NAME_MAX - 1, specs[i].name), ADD(t->backbone[i], 0, specs[i].ndim, d[0], d[1], d[2], d[3]);
+            NAME("backbone.%.*s", MOBILENET_NAME_MAX - 1, specs[i].name),
+                ADD(t->backbone[i], i >= first, specs[i].ndim, d[0], d[1], d[2], d[3]);
         }
         if (c->bb.proj) {
             NAME("encoder.proj.weight"), ADD(t->proj_w, 1, 2, c->E, c->bb.channels, 0, 0);
@@ -310,7 +318,8 @@ char *model_config_to_json(const ModelConfig *cfg)
         cJSON_AddStringToObject(b, "padding", cfg->bb.pad_same ? "same" : "symmetric");
         cJSON_AddNumberToObject(b, "channels", cfg->bb.channels);
         cJSON_AddBoolToObject(b, "proj", cfg->bb.proj);
-        cJSON_AddBoolToObject(b, "frozen", 1);
+        cJSON_AddBoolToObject(b, "frozen", !cfg->bb.finetune_from);
+        if (cfg->bb.finetune_from) cJSON_AddNumberToObject(b, "finetune_from", cfg->bb.finetune_from);
     } else {
         cJSON_AddBoolToObject(o, "batchnorm", cfg->enc.batchnorm);
         cJSON *convs = cJSON_AddArrayToObject(o, "conv");
@@ -397,10 +406,8 @@ int model_config_from_json(ModelConfig *cfg, const char *json, const char *sourc
         st = st ? st : json_int(bb, "channels", &c.bb.channels, source);
         st = st ? st : json_bool(bb, "proj", &c.bb.proj, source);
         st = st ? st : json_bool(bb, "frozen", &frozen, source);
-        if (!st && !frozen) {
-            sac_error("%s: the backbone is not frozen: fine-tuned backbones are not supported by this version", source);
-            st = SAC_ERR_FORMAT;
-        }
+        /* not frozen: its blocks from finetune_from on were fine-tuned (the inference is the same) */
+        if (!st && !frozen) st = json_int(bb, "finetune_from", &c.bb.finetune_from, source);
     }
     const cJSON *convs = bb ? NULL : cJSON_GetObjectItemCaseSensitive(o, "conv");
     if (!bb) st = st ? st : json_bool(o, "batchnorm", &c.enc.batchnorm, source);
@@ -576,6 +583,16 @@ Model *model_load(const char *path)
 }
 
 /* ---- the pretrained backbone ---- */
+
+int model_backbone_first_trained(const Model *m)
+{
+    MobileNetConfig mc;
+    MobileNetBlockShape sh;
+    if (m->cfg.bb.kind == SAC_BACKBONE_NONE || !m->cfg.bb.finetune_from) return m->n_backbone;
+    model_mobilenet_config(&m->cfg, &mc);
+    if (mobilenet_block_shape(&mc, m->cfg.bb.finetune_from, &sh)) return m->n_backbone; /* validated before */
+    return sh.first_spec;
+}
 
 void model_mobilenet_config(const ModelConfig *cfg, MobileNetConfig *out)
 {

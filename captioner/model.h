@@ -25,9 +25,11 @@
 #include "rng.h"
 #include "vocab.h"
 
-/* The pretrained backbone, when there is one: ImageNet MobileNetV2 (encoder/mobilenet.h),
- * frozen, its tensors stored in the model file as "backbone.<torchvision name>" (batchnorm
- * folded), then an optional trainable 1x1 projection "encoder.proj" of its Eb channels to E. */
+/* The pretrained backbone, when there is one: ImageNet MobileNetV2 (encoder/mobilenet.h), its
+ * tensors stored in the model file as "backbone.<torchvision name>" (batchnorm folded), then an
+ * optional trainable 1x1 projection "encoder.proj" of its Eb channels to E. Frozen, or with its
+ * top blocks fine-tuned (finetune_from): then those blocks' tensors are trainable parameters
+ * like any other (first in the layout), and the file is read by the same inference code. */
 enum { SAC_BACKBONE_NONE = 0, SAC_BACKBONE_MOBILENET_V2 = 1 };
 
 typedef struct BackboneConfig {
@@ -36,6 +38,8 @@ typedef struct BackboneConfig {
     int pad_same; /* 1: TensorFlow SAME padding (the TFLite weights); 0: torchvision's symmetric */
     int proj;     /* 1: encoder.proj maps the Eb channels to E; 0: E = Eb */
     int channels; /* Eb, derived from grid */
+    int finetune_from; /* 0: frozen; N: blocks features.N .. the grid's last conv are trained
+                        * (N in 2..17 with grid 7, 2..13 with grid 14; mobilenet.h) */
 } BackboneConfig;
 
 typedef struct ModelConfig {
@@ -61,7 +65,8 @@ int model_config_from_json(ModelConfig *cfg, const char *json, const char *sourc
 
 typedef struct ModelParams {
     EncoderParams enc;
-    float *backbone[SAC_MAX_BACKBONE_TENSORS]; /* in mobilenet_specs order; frozen (not trained) */
+    float *backbone[SAC_MAX_BACKBONE_TENSORS]; /* in mobilenet_specs order; trained from index
+                                                * model_backbone_first_trained() on */
     float *proj_w; /* (E, Eb) encoder.proj.weight */
     float *proj_b; /* (E) */
     DecoderParams dec;
@@ -114,6 +119,10 @@ int model_load_backbone(Model *m, const char *path, int round_f16);
 /* The backbone part of a config for a backbone file: kind and padding from its metadata
  * (grid, proj and channels are the caller's choice). SAC_OK or an error (logged). */
 int model_backbone_config(const char *path, BackboneConfig *bb);
+
+/* The index in ModelParams.backbone of the first fine-tuned backbone tensor (its later ones are
+ * trained too: mobilenet_acts_create's params), or n_backbone when the backbone is frozen. */
+int model_backbone_first_trained(const Model *m);
 
 /* Mobilenet config of a model with a backbone. */
 struct MobileNetConfig;

@@ -15,6 +15,7 @@
 
 #include "captioner.h"
 #include "matmul.h"
+#include "mobilenet.h"
 #include "sac.h"
 #include "threadpool.h"
 #include "train_step.h"
@@ -35,6 +36,13 @@ struct TrainStep {
     DecoderActs *da;
     float *feats, *dfeats; /* (Bi, P, E) */
     size_t enc_end;  /* floats [0, enc_end) belong to the encoder */
+    /* fine-tuning the backbone's top blocks (cfg.bb.finetune_from): their forward/backward from
+     * the frozen trunk's output (mobilenet.h), tensors p.backbone[bb_first..] */
+    MobileNetActs *mn;
+    int bb_first;
+    size_t bb_end;   /* floats [0, bb_end) are the fine-tuned backbone tensors (first in the layout) */
+    float lr_bb;     /* their learning rate; < 0: lr_enc */
+    float *bfeats, *dbfeats; /* (Bi, P, Eb) the top blocks' output and its gradient */
     double *norm_part; /* (n_trainable / FLAT_BLOCK rounded up) per-block sums of squares */
     /* the input of the last train_step_encode */
     const float *enc_in; /* images (Bi, 3, S, S) or backbone features (Bi, P, Eb) */
@@ -45,6 +53,8 @@ void train_step_free(TrainStep *ts)
 {
     if (!ts) return;
     free(ts->grad), free(ts->adam_m), free(ts->adam_v), free(ts->feats), free(ts->dfeats), free(ts->norm_part);
+    free(ts->bfeats), free(ts->dbfeats);
+    mobilenet_acts_free(ts->mn);
     encoder_acts_free(ts->ea);
     decoder_acts_free(ts->da);
     free(ts);
@@ -66,8 +76,18 @@ TrainStep *train_step_create(Model *m, int max_images, int max_caps)
     ts->ea = backbone ? NULL : encoder_acts_create(&m->cfg.enc, max_images);
     ts->da = decoder_acts_create(&sz, max_caps, max_images);
     ts->norm_part = sac_malloc(sizeof(double) * (m->n_trainable / FLAT_BLOCK + 1));
+    ts->lr_bb = -1.0f;
+    ts->bb_first = backbone ? model_backbone_first_trained(m) : 0;
+    const int finetune = backbone && m->cfg.bb.finetune_from;
+    if (finetune) {
+        MobileNetConfig mc;
+        model_mobilenet_config(&m->cfg, &mc);
+        ts->mn = mobilenet_acts_create(&mc, m->cfg.bb.finetune_from, max_images);
+        ts->bfeats = sac_alloc_floats((size_t)max_images * m->P * m->cfg.bb.channels);
+        ts->dbfeats = sac_alloc_floats((size_t)max_images * m->P * m->cfg.bb.channels);
+    }
     if (!ts->grad || !ts->adam_m || !ts->adam_v || !ts->feats || !ts->dfeats || (!ts->ea && !backbone) || !ts->da ||
-        !ts->norm_part) {
+        !ts->norm_part || (finetune && (!ts->mn || !ts->bfeats || !ts->dbfeats))) {
         train_step_free(ts);
         return NULL;
     }
@@ -75,10 +95,13 @@ TrainStep *train_step_create(Model *m, int max_images, int max_caps)
     memset(ts->adam_m, 0, sizeof(float) * m->n_trainable);
     memset(ts->adam_v, 0, sizeof(float) * m->n_trainable);
     model_point(m, ts->grad, &ts->g);
-    ts->enc_end = 0;
-    for (int i = 0; i < m->n_specs; i++)
-        if (m->specs[i].trainable && !strncmp(m->specs[i].name, "encoder.", 8))
-            ts->enc_end = m->specs[i].offset + m->specs[i].numel;
+    ts->enc_end = ts->bb_end = 0;
+    for (int i = 0; i < m->n_specs; i++) {
+        const ParamSpec *s = &m->specs[i];
+        if (s->trainable && (!strncmp(s->name, "encoder.", 8) || !strncmp(s->name, "backbone.", 9)))
+            ts->enc_end = s->offset + s->numel;
+        if (s->trainable && !strncmp(s->name, "backbone.", 9)) ts->bb_end = s->offset + s->numel;
+    }
     return ts;
 }
 
@@ -132,6 +155,11 @@ int train_step_grad_features(TrainStep *ts, const float *bfeats, const DecoderBa
                   ts->max_images, ts->max_caps);
         return SAC_ERR_INVALID;
     }
+    if (ts->mn) { /* bfeats are the trunk's output: the top blocks run in the step */
+        const float *feats;
+        int st = train_step_encode(ts, bfeats, Bi, &feats);
+        return st ? st : train_step_grad_encoded(ts, batch, m->cfg.lambda, dropout_rng, loss);
+    }
     sac_parallel_blocks((int)m->n_trainable, FLAT_BLOCK, zero_block, ts->grad);
     const int proj = m->cfg.bb.proj;
     /* feats (Bi, P, E) = encoder.proj(bfeats (Bi, P, Eb)); the backbone itself is frozen */
@@ -161,11 +189,20 @@ int train_step_encode(TrainStep *ts, const float *input, int Bi, const float **f
         int st = encoder_forward(ts->feats, ts->ea, input, &m->p.enc, &m->cfg.enc, Bi, 1);
         if (st) return st;
         *feats = ts->feats;
-    } else if (m->cfg.bb.proj) {
-        linear_forward(ts->feats, input, m->p.proj_w, m->p.proj_b, Bi * m->P, m->cfg.bb.channels, m->cfg.E);
-        *feats = ts->feats;
     } else {
-        *feats = input;
+        const float *bf = input; /* the backbone's features (Bi, P, Eb) */
+        if (ts->mn) {           /* from the trunk's output, through the fine-tuned blocks */
+            int st = mobilenet_forward(ts->bfeats, ts->mn, input, (const float *const *)m->p.backbone + ts->bb_first, Bi);
+            if (st) return st;
+            bf = ts->bfeats;
+        }
+        if (m->cfg.bb.proj) {
+            linear_forward(ts->feats, bf, m->p.proj_w, m->p.proj_b, Bi * m->P, m->cfg.bb.channels, m->cfg.E);
+            *feats = ts->feats;
+        } else {
+            *feats = bf;
+        }
+        input = bf;
     }
     ts->enc_in = input, ts->enc_bi = Bi;
     return SAC_OK;
@@ -188,12 +225,20 @@ int train_step_grad_encoded(TrainStep *ts, const DecoderBatch *batch, float lamb
     const float *feats = backbone && !proj ? ts->enc_in : ts->feats;
     int st = decoder_forward(loss, ts->da, feats, batch, &m->p.dec, &sz, m->cfg.dropout, lambda, dropout_rng);
     if (st) return st;
-    if (!backbone || proj) memset(ts->dfeats, 0, sizeof(float) * N * E);
-    decoder_backward(&ts->g.dec, !backbone || proj ? ts->dfeats : NULL, ts->da, feats, &m->p.dec, &sz);
+    /* the gradient wrt the decoder's features: dfeats, or straight into dbfeats when the
+     * fine-tuned blocks feed the decoder unprojected */
+    float *dfeats = !backbone || proj ? ts->dfeats : ts->mn ? ts->dbfeats : NULL;
+    const size_t Eb = backbone ? (size_t)m->cfg.bb.channels : 0;
+    if (dfeats) memset(dfeats, 0, sizeof(float) * N * E);
+    if (ts->mn && proj) memset(ts->dbfeats, 0, sizeof(float) * N * Eb);
+    decoder_backward(&ts->g.dec, dfeats, ts->da, feats, &m->p.dec, &sz);
     if (!backbone) return encoder_backward(&ts->g.enc, ts->ea, ts->dfeats, &m->p.enc, &m->cfg.enc, Bi);
-    if (proj)
-        linear_backward(NULL, ts->g.proj_w, ts->g.proj_b, ts->dfeats, ts->enc_in, m->p.proj_w, (int)N,
-                        m->cfg.bb.channels, (int)E);
+    if (proj) /* feats = bf @ proj_w^T + proj_b */
+        linear_backward(ts->mn ? ts->dbfeats : NULL, ts->g.proj_w, ts->g.proj_b, ts->dfeats, ts->enc_in, m->p.proj_w,
+                        (int)N, (int)Eb, (int)E);
+    if (ts->mn) /* bf = top blocks (trunk output) */
+        return mobilenet_backward(ts->g.backbone + ts->bb_first, NULL, ts->mn, ts->dbfeats,
+                                  (const float *const *)m->p.backbone + ts->bb_first, Bi);
     return SAC_OK;
 }
 
@@ -303,7 +348,7 @@ int scst_step_grad(ScstStep *s, TrainStep *ts, const float *input, int Bi, const
 
 typedef struct {
     TrainStep *ts;
-    float scale, c1, c2, lr_enc, lr_dec, wd;
+    float scale, c1, c2, lr_bb, lr_enc, lr_dec, wd;
 } AdamTask;
 
 static void norm_block(void *p, int i0, int i1, int block)
@@ -326,7 +371,7 @@ static void adam_block(void *p, int i0, int i1, int block)
         const ParamSpec *sp = &m->specs[s];
         const size_t lo = SAC_MAX(sp->offset, (size_t)i0), hi = SAC_MIN(sp->offset + sp->numel, (size_t)i1);
         if (!sp->trainable || lo >= hi) continue;
-        const float lr = sp->offset < ts->enc_end ? t->lr_enc : t->lr_dec;
+        const float lr = sp->offset < ts->bb_end ? t->lr_bb : sp->offset < ts->enc_end ? t->lr_enc : t->lr_dec;
         const float decay = (t->wd > 0.0f && sp->ndim >= 2) ? lr * t->wd : 0.0f;
         float *w = m->data, *g = ts->grad, *mm = ts->adam_m, *vv = ts->adam_v;
         for (size_t i = lo; i < hi; i++) {
@@ -342,7 +387,7 @@ static void adam_block(void *p, int i0, int i1, int block)
 double train_step_adam(TrainStep *ts, float lr_enc, float lr_dec, float clip, float wd)
 {
     const int n = (int)ts->m->n_trainable;
-    AdamTask t = {ts, 1.0f, 0.0f, 0.0f, lr_enc, lr_dec, wd};
+    AdamTask t = {ts, 1.0f, 0.0f, 0.0f, ts->lr_bb < 0.0f ? lr_enc : ts->lr_bb, lr_enc, lr_dec, wd};
     sac_parallel_blocks(n, FLAT_BLOCK, norm_block, &t);
     double norm2 = 0.0;
     for (int b = 0; b < (n + FLAT_BLOCK - 1) / FLAT_BLOCK; b++) norm2 += ts->norm_part[b];
@@ -352,6 +397,20 @@ double train_step_adam(TrainStep *ts, float lr_enc, float lr_dec, float clip, fl
     t.c1 = 1.0f - powf(0.9f, (float)ts->t), t.c2 = 1.0f - powf(0.999f, (float)ts->t);
     sac_parallel_blocks(n, FLAT_BLOCK, adam_block, &t);
     return norm;
+}
+
+void train_step_set_lr_backbone(TrainStep *ts, float lr) { ts->lr_bb = lr; }
+
+int train_step_backbone_features(TrainStep *ts, const float *trunk, int B, float *bfeats)
+{
+    const Model *m = ts->m;
+    if (!ts->mn || B < 1 || B > ts->max_images) {
+        sac_error("train: backbone features of %d images, expected a fine-tuned backbone and 1..%d images", B,
+                  ts->max_images);
+        return SAC_ERR_INVALID;
+    }
+    ts->enc_bi = 0; /* the activations of the last train_step_encode are gone */
+    return mobilenet_forward(bfeats, ts->mn, trunk, (const float *const *)m->p.backbone + ts->bb_first, B);
 }
 
 void train_step_optim(TrainStep *ts, float **adam_m, float **adam_v, long **t)

@@ -31,13 +31,17 @@ void train_step_free(TrainStep *ts);
 int train_step_grad(TrainStep *ts, const float *images, const DecoderBatch *batch, SacRng *dropout_rng,
                     DecoderLoss *loss);
 /* The same for a model with a frozen pretrained backbone: from its features bfeats (Bi, P, Eb)
- * (captioner_backbone_features), through encoder.proj and the decoder. */
+ * (captioner_backbone_features), through encoder.proj and the decoder. With its top blocks
+ * fine-tuned (cfg.bb.finetune_from = N), bfeats is instead the frozen trunk's output
+ * (Bi, side, side, cin) at block N (mobilenet_infer_trunk): the blocks run forward on it
+ * (mobilenet_forward), and the backward goes on through them into their tensors' gradients. */
 int train_step_grad_features(TrainStep *ts, const float *bfeats, const DecoderBatch *batch, SacRng *dropout_rng,
                              DecoderLoss *loss);
 /* The gradient step in two halves, for self-critical training (which decodes from the features
  * before it knows the captions to differentiate). train_step_encode: the decoder features
  * (Bi, P, E) of images (Bi, 3, S, S) (encoder in training mode) or, for a model with a frozen
- * backbone, of its features (Bi, P, Eb) (through encoder.proj); *feats is valid until the next
+ * backbone, of its features (Bi, P, Eb) (through encoder.proj), or with fine-tuned top blocks
+ * of the trunk's output, as train_step_grad_features; *feats is valid until the next
  * call, and input must stay valid until train_step_grad_encoded. train_step_grad_encoded: zero
  * the gradients, then decoder forward + backward of batch (its images those just encoded;
  * usually with DecoderBatch.weight) with penalty weight lambda, back through the encoder
@@ -67,6 +71,14 @@ const ModelParams *train_step_grad_params(TrainStep *ts);
  * eps 1e-8) with lr_enc for encoder tensors and lr_dec for decoder tensors, and decoupled
  * weight decay wd on matrices and conv kernels (AdamW). Returns the norm before clipping. */
 double train_step_adam(TrainStep *ts, float lr_enc, float lr_dec, float clip, float wd);
+/* The learning rate of the fine-tuned backbone tensors in the next train_step_adam calls
+ * (a negative value, the default: lr_enc, as the other encoder tensors). */
+void train_step_set_lr_backbone(TrainStep *ts, float lr);
+/* With fine-tuned top blocks: bfeats (B, P, Eb), the backbone's features of trunk outputs
+ * (B, side, side, cin) with the current weights (for evaluation; B up to max_images). It
+ * reuses the step's activations: call it between steps, not between train_step_encode and
+ * train_step_grad_encoded. SAC_OK or SAC_ERR_INVALID (logged) for a frozen backbone or bad B. */
+int train_step_backbone_features(TrainStep *ts, const float *trunk, int B, float *bfeats);
 /* The optimizer state, for checkpoints: Adam's first and second moments (n_trainable floats
  * each, the model's layout) and the number of Adam steps taken. Borrowed. */
 void train_step_optim(TrainStep *ts, float **adam_m, float **adam_v, long **t);

@@ -46,6 +46,10 @@ static void help(FILE *f, const TrainOptions *d)
             "  --grid 7|14           with --backbone: 7x7x1280 (last conv, default) or 14x14x576 (block 14)\n"
             "  --proj E              with --backbone: project its channels to E per position (default 256;\n"
             "                        0 = feed them to the decoder as they are)\n"
+            "  --finetune-from N     with --backbone: train MobileNetV2's blocks features.N up to the grid\n"
+            "                        (N = the first trained block: 2..17 for grid 7, e.g. 17 = the last block\n"
+            "                        and the 1x1 conv to 1280; 2..13 for grid 14, e.g. 13); the blocks below\n"
+            "                        stay frozen and their output is what is cached (default: all frozen)\n"
             "  --image-size S        input side (default %d; 224 with --backbone)\n"
             "  --conv SPEC           encoder layers, e.g. 32s2,64p,128p,256p,256 (s2 stride 2, p pool)\n"
             "  --no-batchnorm\n"
@@ -54,6 +58,7 @@ static void help(FILE *f, const TrainOptions *d)
             "optimisation:\n"
             "  --epochs N (%d)  --batch IMAGES (%d)  --caps-per-image K (0 = all, default %d)\n"
             "  --lr X (%g)  --lr-encoder X (%g)  --lr-decay F per epoch (%g)\n"
+            "  --lr-backbone X       the fine-tuned backbone blocks (default: --lr-encoder / 10)\n"
             "  --clip NORM (%g)  --weight-decay W (%g)  --patience N epochs (%d, 0 = never stop early)\n"
             "  --seed N (%llu)  --threads N (0 = all cores)  --max-steps N (0 = no limit)\n"
             "output:\n"
@@ -138,7 +143,7 @@ enum {
     O_ATT, O_HIDDEN, O_EMBED, O_MAX_LEN, O_DROPOUT, O_LAMBDA, O_EPOCHS, O_BATCH, O_CAPS, O_LR, O_LR_ENC, O_LR_DECAY,
     O_CLIP, O_WD, O_PATIENCE, O_SEED, O_THREADS, O_MAX_STEPS, O_OUT, O_CKPT, O_CKPT_EVERY, O_LOG, O_RESUME,
     O_EVAL_BEAM, O_EVAL_MAX, O_SELECT, O_QUIET, O_F32, O_BACKBONE, O_GRID, O_PROJ, O_REPORT, O_SCST, O_INIT, O_SCST_SAMPLES,
-    O_HELP
+    O_FINETUNE_FROM, O_LR_BACKBONE, O_HELP
 };
 
 int cmd_train(int argc, char **argv)
@@ -159,10 +164,11 @@ int cmd_train(int argc, char **argv)
         {"resume", 0, 0, O_RESUME}, {"eval-beam", 1, 0, O_EVAL_BEAM}, {"eval-max", 1, 0, O_EVAL_MAX},
         {"select", 1, 0, O_SELECT}, {"quiet", 0, 0, O_QUIET}, {"f32", 0, 0, O_F32}, {"backbone", 1, 0, O_BACKBONE},
         {"grid", 1, 0, O_GRID}, {"proj", 1, 0, O_PROJ}, {"report", 1, 0, O_REPORT}, {"scst", 0, 0, O_SCST}, {"init", 1, 0, O_INIT},
-        {"scst-samples", 1, 0, O_SCST_SAMPLES}, {"help", 0, 0, O_HELP},
+        {"scst-samples", 1, 0, O_SCST_SAMPLES}, {"finetune-from", 1, 0, O_FINETUNE_FROM},
+        {"lr-backbone", 1, 0, O_LR_BACKBONE}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0}};
     const char *report = NULL;
-    long v, threads = 0, grid = 7, proj = 256, image_size = 0;
+    long v, threads = 0, grid = 7, proj = 256, image_size = 0, finetune_from = 0;
     double x;
     int quiet = 0, c, lr_given = 0, lr_enc_given = 0;
     optind = 1;
@@ -193,6 +199,8 @@ int cmd_train(int argc, char **argv)
                 return cli_usage_error("train", "invalid value \"%s\" for --grid: expected 7 or 14", optarg);
             break;
         case O_PROJ: INT("--proj", 0, 8192, proj); break;
+        case O_FINETUNE_FROM: INT("--finetune-from", 2, 17, finetune_from); break;
+        case O_LR_BACKBONE: FLT("--lr-backbone", 0, 10, o.lr_backbone); break;
         case O_REPORT: report = optarg; break;
         case O_CONV:
             if (parse_conv(optarg, &o.cfg.enc))
@@ -250,6 +258,11 @@ int cmd_train(int argc, char **argv)
     if (!o.scst && o.init) return cli_usage_error("train", "--init MODEL is for self-critical training: add --scst");
     if (o.scst && o.backbone)
         return cli_usage_error("train", "--scst takes the model (and its backbone) from --init, not --backbone");
+    if (finetune_from && !o.backbone)
+        return cli_usage_error("train", "--finetune-from needs a pretrained backbone (--backbone FILE)");
+    if (finetune_from > (grid == 14 ? 13 : 17))
+        return cli_usage_error("train", "invalid value \"%ld\" for --finetune-from with --grid %ld: expected 2..%d",
+                               finetune_from, grid, grid == 14 ? 13 : 17);
     if (o.scst) {
         if (!lr_given) o.lr = 5e-5f;
         if (!lr_enc_given) o.lr_enc = 5e-5f;
@@ -264,6 +277,7 @@ int cmd_train(int argc, char **argv)
         o.cfg.bb.grid = (int)grid;
         o.cfg.bb.channels = grid == 14 ? 576 : 1280;
         o.cfg.bb.proj = proj > 0;
+        o.cfg.bb.finetune_from = (int)finetune_from;
         o.cfg.E = proj > 0 ? (int)proj : o.cfg.bb.channels;
         o.cfg.enc.image_size = image_size ? (int)image_size : 224;
     } else {
