@@ -11,8 +11,9 @@
 #   4. SIGTERM to one rank stops both ranks (no hang) with a checkpoint; resuming it ends where
 #      an uninterrupted run ends; SIGUSR1 to mpirun stops both with a checkpoint;
 #   5. the log (written by rank 0 only) records the communication per step;
-#   6. a failure on rank 0 (its log cannot be opened, or a write to it fails mid-run) ends both
-#      ranks with exit 1, never a hang.
+#   6. a failure on rank 0 (its log cannot be opened, or a write to it fails mid-run) or on rank 1
+#      alone (its --data cannot be read) ends both ranks with exit 1, never a hang; a task of srun
+#      without an MPI plugin refuses to train alone.
 # Skips (exit 77) when saccade was built without MPI or mpirun is missing.
 #
 # usage: test_mpi.sh SACCADE MODEL_DIFF BATCH_TESTTOOL BACKBONE_HELPER yes|no [MPIRUN]
@@ -168,6 +169,13 @@ full_rc=$?
 check "rank 0's log write fails mid-run (/dev/full): both ranks end, exit $full_rc" test $full_rc = 1 ||
     head -20 "$W/full.err"
 check "... rank 1 says another rank failed" grep -q "rank 0 failed\|other rank" "$W/full.err"
+
+# rank 1 alone cannot read the data (mpirun's MPMD form: one command line per rank)
+$MPI -np 1 "$S" train $FLAGS --epochs 2 --out "$W/mp.safetensors" : \
+    -np 1 "$S" train $FLAGS --epochs 2 --out "$W/mp.safetensors" --data "$W/no-such-data" >"$W/mp.out" 2>"$W/mp.err"
+mp_rc=$?
+check "rank 1 alone cannot open the data (setup): both ranks end, exit $mp_rc" test $mp_rc = 1 || head -20 "$W/mp.err"
+check "... rank 0 says another rank failed" grep -q "rank 0 of 2: stopping: 1 other rank" "$W/mp.err"
 
 SLURM_STEP_NUM_TASKS=4 "$S" train $FLAGS --epochs 1 --out "$W/lone.safetensors" >"$W/lone.out" 2>"$W/lone.err"
 lone_rc=$?
