@@ -9,7 +9,8 @@
  *   - the dev evaluation during training uses the fine-tuned weights: its scores for the kept
  *     epoch are eval_dataset's on the written (fp32) model;
  *   - --resume refuses another --finetune-from; a run killed and resumed ends with the bytes of
- *     an uninterrupted one.
+ *     an uninterrupted one;
+ *   - self-critical training from a fine-tuned model trains the same blocks.
  *
  * Size letters: B images, S input side, P grid positions, Eb backbone channels.
  */
@@ -481,6 +482,43 @@ START_TEST(test_finetune_resume)
 }
 END_TEST
 
+/* Self-critical training from a fine-tuned model goes on fine-tuning the same blocks (the
+ * model's config says which; the trunk cache and the top blocks' backward serve it as well),
+ * and leaves the frozen ones alone. */
+START_TEST(test_finetune_scst)
+{
+    sac_threads_set(1);
+    make_dataset();
+    make_backbone(path("backbone.safetensors"));
+    TrainOptions x = finetune_options(path("xe.safetensors"));
+    ck_assert_int_eq(train_run(&x), SAC_OK);
+    TrainOptions o;
+    train_default_options(&o);
+    o.data = path("captions.tsv");
+    o.train_split = NULL, o.dev_split = NULL;
+    o.out = path("scst.safetensors");
+    o.scst = 1, o.init = path("xe.safetensors");
+    o.batch_images = 3, o.epochs = 1, o.report_every_s = 1e9;
+    o.lr = o.lr_enc = 1e-3f, o.lr_backbone = 1e-3f;
+    ck_assert_int_eq(train_run(&o), SAC_OK);
+    Model *a = model_load(path("xe.safetensors")), *b = model_load(path("scst.safetensors"));
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(b->cfg.bb.finetune_from, FIRST);
+    for (int i = 0; i < a->n_specs; i++) {
+        const ParamSpec *s = &a->specs[i];
+        if (strncmp(s->name, "backbone.", 9)) continue;
+        size_t changed = 0;
+        for (size_t k = 0; k < s->numel; k++) changed += a->data[s->offset + k] != b->data[s->offset + k];
+        if (s->trainable)
+            ck_assert_msg(changed > 0, "%s: unchanged by self-critical training", s->name);
+        else
+            ck_assert_msg(changed == 0, "%s: %zu frozen values changed", s->name, changed);
+    }
+    model_free(a), model_free(b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("finetune");
@@ -490,7 +528,8 @@ int main(void)
     } cases[] = {{"gradcheck", test_finetune_step_gradcheck},
                  {"training", test_finetune_training},
                  {"dev", test_finetune_dev_evaluation},
-                 {"resume", test_finetune_resume}};
+                 {"resume", test_finetune_resume},
+                 {"scst", test_finetune_scst}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);
         tcase_set_timeout(tc, 300);
