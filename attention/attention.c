@@ -82,12 +82,7 @@ static void step_forward_rows(void *ctx, int b0, int b1, int chunk)
         sac_softmax_inplace(alpha, P);
         /* z = alpha @ feats; zg = sigmoid(gpre) * z */
         float *z = w->c->z + (size_t)b * E;
-        for (int k = 0; k < E; k++) z[k] = 0.0f;
-        for (int q = 0; q < P; q++) {
-            const float aq = alpha[q];
-            const float *fq = f + (size_t)q * E;
-            for (int k = 0; k < E; k++) z[k] += aq * fq[k];
-        }
+        sac_context(z, alpha, f, P, E);
         float *g = w->c->gate + (size_t)b * E;
         const float *gp = w->gpre + (size_t)b * E;
         float *out = w->zg + (size_t)b * E;

@@ -39,3 +39,31 @@ typedef void (*TanhAddFn)(float *y, const float *a, const float *b, int n);
 static const TanhAddFn tanh_add_fns[] = SAC_KERNEL_TABLE(tanh_add);
 
 void sac_tanh_add(float *y, const float *a, const float *b, int n) { tanh_add_fns[sac_kernel()](y, a, b, n); }
+
+static inline SAC_ALWAYS_INLINE void context_body(float *z, const float *alpha, const float *feat, int P, int E)
+{
+    for (int k = 0; k < E; k++) z[k] = 0.0f;
+    for (int q = 0; q < P; q++) {
+        const float aq = alpha[q];
+        const float *fq = feat + (size_t)q * E;
+        for (int k = 0; k < E; k++) z[k] += aq * fq[k];
+    }
+}
+SAC_CLONES(context, (float *z, const float *alpha, const float *feat, int P, int E), (z, alpha, feat, P, E))
+typedef void (*ContextFn)(float *z, const float *alpha, const float *feat, int P, int E);
+static const ContextFn context_fns[] = SAC_KERNEL_TABLE(context);
+
+void sac_context(float *z, const float *alpha, const float *feat, int P, int E)
+{
+    context_fns[sac_kernel()](z, alpha, feat, P, E);
+}
+
+static inline SAC_ALWAYS_INLINE void mul_sigmoid_body(float *z, const float *g, int n)
+{
+    for (int k = 0; k < n; k++) z[k] *= sac_sigmoidf(g[k]);
+}
+SAC_CLONES(mul_sigmoid, (float *z, const float *g, int n), (z, g, n))
+typedef void (*MulSigmoidFn)(float *z, const float *g, int n);
+static const MulSigmoidFn mul_sigmoid_fns[] = SAC_KERNEL_TABLE(mul_sigmoid);
+
+void sac_mul_sigmoid(float *z, const float *g, int n) { mul_sigmoid_fns[sac_kernel()](z, g, n); }

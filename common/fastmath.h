@@ -91,5 +91,9 @@ static inline float sac_max_lanes(const float *x, int n)
  * y[k] = tanh(a[k] + b[k]) (y may be a or b), k < n. */
 float sac_tanh_dot(const float *a, const float *b, const float *w, int n);
 void sac_tanh_add(float *y, const float *a, const float *b, int n);
+/* The attention's context z (E) = sum_q alpha[q] * feat[q] over P rows of E (q in order, from
+ * zero), and the gate z[k] *= sigmoid(g[k]), k < n. */
+void sac_context(float *z, const float *alpha, const float *feat, int P, int E);
+void sac_mul_sigmoid(float *z, const float *g, int n);
 
 #endif

@@ -259,15 +259,8 @@ static void attention_rows(void *arg, int r0, int r1, int chunk)
         sac_softmax_inplace(alpha, P);
         float *x = f->x + (size_t)r * (M + E), *z = x + M;
         memcpy(x, t->p->embed + (size_t)t->tokens[r] * M, sizeof(float) * M);
-        memset(z, 0, sizeof(float) * E);
-        const float *feat = f->feats + (size_t)f->img[r] * P * E;
-        for (int q = 0; q < P; q++) {
-            const float aq = alpha[q];
-            const float *fq = feat + (size_t)q * E;
-            for (int k = 0; k < E; k++) z[k] += aq * fq[k];
-        }
-        const float *gpre = f->hside + (size_t)r * W + A;
-        for (int k = 0; k < E; k++) z[k] *= sac_sigmoidf(gpre[k]);
+        sac_context(z, alpha, f->feats + (size_t)f->img[r] * P * E, P, E);
+        sac_mul_sigmoid(z, f->hside + (size_t)r * W + A, E);
     }
 }
 
