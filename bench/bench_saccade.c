@@ -286,7 +286,7 @@ static int bench_scst(cJSON *out, int K, int mnv2, int warmup, int iters)
     for (int b = 0; b < Bi; b++) refs[b] = flat + b * NREF, n_refs[b] = NREF, items[b] = b;
     SacCider *cider = st ? NULL : metrics_cider_create((const char *const *const *)refs, n_refs, Bi);
     TrainStep *ts = train_step_create(m, Bi, Bi * K);
-    ScstStep *sc = cider ? scst_step_create(m, cider, Bi, K) : NULL;
+    ScstStep *sc = cider ? scst_step_create(m, cider, Bi, K, SCST_BASELINE_GREEDY) : NULL;
     float *images = random_images(Bi, S, &rng), *bfeats = NULL;
     if (!st && (!cider || !ts || !sc || !images)) st = SAC_ERR_NOMEM;
     cJSON *tr = cJSON_AddObjectToObject(out, "scst");

@@ -28,6 +28,7 @@ char *checkpoint_flags_json(const TrainOptions *o)
         cJSON_AddBoolToObject(j, "--scst", 1);
         cJSON_AddStringToObject(j, "--init", o->init ? o->init : "");
         cJSON_AddNumberToObject(j, "--scst-samples", o->scst_samples);
+        cJSON_AddStringToObject(j, "--scst-baseline", o->scst_baseline == SCST_BASELINE_MEAN ? "mean" : "greedy");
     }
     char *t = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);

@@ -247,13 +247,14 @@ int train_step_grad_encoded(TrainStep *ts, const DecoderBatch *batch, float lamb
 struct ScstStep {
     const Model *m;
     const SacCider *cider;
-    int K, T, max_images;
+    int K, T, max_images, baseline;
     DecoderInfer *inf;   /* (max_images K rows, max_images images), fp32 step weights */
     Caption *samples;    /* (Bi K) */
     Caption *greedy;     /* (Bi) */
     double *r_greedy;    /* (Bi) */
+    double *r_sample;    /* (Bi K) */
     int *row_img, *img, *lens, *tokens; /* (Bi K), tokens (Bi K, T + 1) */
-    float *weight;       /* (Bi K) r_k - r_greedy */
+    float *weight;       /* (Bi K) r_k - baseline_k */
     SearchOptions opt;
 };
 
@@ -261,33 +262,36 @@ void scst_step_free(ScstStep *s)
 {
     if (!s) return;
     decoder_infer_free(s->inf);
-    free(s->samples), free(s->greedy), free(s->r_greedy), free(s->row_img), free(s->img), free(s->lens);
+    free(s->samples), free(s->greedy), free(s->r_greedy), free(s->r_sample), free(s->row_img), free(s->img);
+    free(s->lens);
     free(s->tokens), free(s->weight);
     free(s);
 }
 
-ScstStep *scst_step_create(const Model *m, const SacCider *cider, int max_images, int K)
+ScstStep *scst_step_create(const Model *m, const SacCider *cider, int max_images, int K, int baseline)
 {
-    if (!m || !cider || max_images < 1 || K < 1) {
-        sac_error("scst: expected a model, a reward and at least 1 image and 1 sample, found %d images, %d samples",
-                  max_images, K);
+    if (!m || !cider || max_images < 1 || K < 1 || (baseline != SCST_BASELINE_GREEDY && baseline != SCST_BASELINE_MEAN) ||
+        (baseline == SCST_BASELINE_MEAN && K < 2)) {
+        sac_error("scst: expected a model, a reward, at least 1 image and 1 sample (2 with the mean baseline), found "
+                  "%d images, %d samples, baseline %d", max_images, K, baseline);
         return NULL;
     }
     ScstStep *s = sac_calloc(1, sizeof(*s));
     if (!s) return NULL;
     const int T = m->cfg.T, R = max_images * K;
     DecoderSizes sz = model_decoder_sizes(m);
-    s->m = m, s->cider = cider, s->K = K, s->T = T, s->max_images = max_images;
+    s->m = m, s->cider = cider, s->K = K, s->T = T, s->max_images = max_images, s->baseline = baseline;
     s->inf = decoder_infer_create(&sz, R, max_images);
     s->samples = sac_calloc(R, sizeof(Caption));
     s->greedy = sac_calloc(max_images, sizeof(Caption));
     s->r_greedy = sac_malloc(sizeof(double) * max_images);
+    s->r_sample = sac_malloc(sizeof(double) * R);
     s->row_img = sac_malloc(sizeof(int) * R);
     s->img = sac_malloc(sizeof(int) * R);
     s->lens = sac_malloc(sizeof(int) * R);
     s->tokens = sac_malloc(sizeof(int) * (size_t)R * (T + 1));
     s->weight = sac_malloc(sizeof(float) * R);
-    if (!s->inf || !s->samples || !s->greedy || !s->r_greedy || !s->row_img || !s->img || !s->lens || !s->tokens ||
+    if (!s->inf || !s->samples || !s->greedy || !s->r_greedy || !s->r_sample || !s->row_img || !s->img || !s->lens || !s->tokens ||
         !s->weight) {
         scst_step_free(s);
         return NULL;
@@ -322,14 +326,19 @@ int scst_step_grad(ScstStep *s, TrainStep *ts, const float *input, int Bi, const
     if (st) return st;
     st = greedy_decode(s->greedy, s->inf, feats, Bi, &m->p.dec, &s->opt);
     for (int b = 0; b < Bi && !st; b++) st = scst_reward(s, images[b], &s->greedy[b], &s->r_greedy[b]);
+    for (int r = 0; r < R && !st; r++) st = scst_reward(s, images[r / K], &s->samples[r], &s->r_sample[r]);
     for (int r = 0; r < R && !st; r++) {
         const Caption *c = &s->samples[r];
         const int b = r / K;
-        double rk;
-        st = scst_reward(s, images[b], c, &rk);
-        if (st) break;
-        s->weight[r] = (float)(rk - s->r_greedy[b]);
-        if (sums) sums[0] += rk - s->r_greedy[b], sums[1] += rk, sums[2] += s->r_greedy[b];
+        const double rk = s->r_sample[r];
+        double base = s->r_greedy[b];
+        if (s->baseline == SCST_BASELINE_MEAN) {
+            double others = 0.0;
+            for (int j = b * K; j < (b + 1) * K; j++) others += j == r ? 0.0 : s->r_sample[j];
+            base = others / (K - 1);
+        }
+        s->weight[r] = (float)(rk - base);
+        if (sums) sums[0] += rk - base, sums[1] += rk, sums[2] += s->r_greedy[b];
         /* the sample as a teacher-forced caption: <start> s_1 .. s_L, L = n (+ 1 for <end>) */
         int *tok = s->tokens + (size_t)r * (T + 1);
         tok[0] = SAC_VOCAB_START;

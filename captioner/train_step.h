@@ -52,16 +52,21 @@ int train_step_grad_encoded(TrainStep *ts, const DecoderBatch *batch, float lamb
 /* One self-critical gradient (Rennie et al. 2017) over a batch, for the training run and the
  * benchmark: encode (train_step_encode), sample K captions per image (sample_decode, rng) and
  * decode the greedy one with the current weights (fp32), reward each sample with
- * r_k = CIDEr-D(sample_k) - CIDEr-D(greedy) against its image's references in cider, then
+ * r_k = CIDEr-D(sample_k) - b_k against its image's references in cider, then
  * train_step_grad_encoded with weights r_k (no dropout, no penalty):
- * loss = -(1/(Bi K)) sum_k r_k log p(sample_k). Created for m (borrowed), a reward object
+ * loss = -(1/(Bi K)) sum_k r_k log p(sample_k). The baseline b_k is the greedy caption's
+ * CIDEr-D (SCST_BASELINE_GREEDY, Rennie et al.) or the mean CIDEr-D of the image's other
+ * K - 1 samples (SCST_BASELINE_MEAN, Luo 2020; needs K >= 2): then each image's weights sum
+ * to zero, so a step moves probability between samples instead of pushing every sample of
+ * a model that is better than its samples down. Created for m (borrowed), a reward object
  * (borrowed) and batches of up to max_images images; free with scst_step_free. */
 typedef struct ScstStep ScstStep;
-ScstStep *scst_step_create(const Model *m, const SacCider *cider, int max_images, int K);
+enum { SCST_BASELINE_GREEDY = 0, SCST_BASELINE_MEAN = 1 };
+ScstStep *scst_step_create(const Model *m, const SacCider *cider, int max_images, int K, int baseline);
 void scst_step_free(ScstStep *s);
 /* input: images (Bi, 3, S, S) or backbone features (Bi, P, Eb) of Bi images whose
- * references are images[b] of cider. sums (may be NULL) += {sum of r_k, of the samples'
- * CIDEr-D, of the greedy CIDEr-D (once per sample)} over the Bi K samples. */
+ * references are images[b] of cider. sums (may be NULL) += {sum of the weights, of the
+ * samples' CIDEr-D, of the greedy CIDEr-D (once per sample)} over the Bi K samples. */
 int scst_step_grad(ScstStep *s, TrainStep *ts, const float *input, int Bi, const int *images, SacRng *rng,
                    DecoderLoss *loss, double sums[3]);
 /* The gradient buffer (n_trainable floats, the model's layout) and a ModelParams aimed at it. */

@@ -283,8 +283,9 @@ static int run_start_scst(TrainRun *r)
     r->ck.scst = 1;
     r->ck.best = -1.0;
     r->ck.pos = -1;
-    sac_info("self-critical training from %s: %d samples per photo, reward CIDEr-D against the greedy caption",
-             o->init, o->scst_samples);
+    sac_info("self-critical training from %s: %d samples per photo, reward CIDEr-D against %s", o->init,
+             o->scst_samples, o->scst_baseline == SCST_BASELINE_MEAN ? "the mean of the photo's other samples"
+                                                                      : "the greedy caption");
     return SAC_OK;
 }
 
@@ -349,7 +350,7 @@ static int run_cache(TrainRun *r)
     }
     if (o->scst) {
         r->cider = scst_cider(&r->tc, r->train);
-        r->sc = r->cider ? scst_step_create(m, r->cider, r->Bi, o->scst_samples) : NULL;
+        r->sc = r->cider ? scst_step_create(m, r->cider, r->Bi, o->scst_samples, o->scst_baseline) : NULL;
         if (!r->sc) return r->cider ? SAC_ERR_NOMEM : SAC_ERR_INVALID;
     }
     if (o->resume && r->ck.n_items != r->tc.n) {

@@ -62,7 +62,8 @@ typedef struct TrainOptions {
     /* Self-critical sequence training (Rennie et al., CVPR 2017): start from the trained model
      * `init` (its config and vocabulary; the model flags above are ignored) and, for each
      * photo of a batch, sample scst_samples captions (multinomial, temperature 1) and decode
-     * the greedy one; the reward of sample k is r_k = CIDEr-D(sample_k) - CIDEr-D(greedy),
+     * the greedy one; the reward of sample k is r_k = CIDEr-D(sample_k) - CIDEr-D(greedy)
+     * (or minus the mean CIDEr-D of the photo's other samples: scst_baseline),
      * with document frequencies from the training references, and the step descends
      * -(1/(Bi K)) sum_k r_k log p(sample_k) (the weighted teacher-forced loss, no dropout, no
      * attention penalty). With a dev split the starting model is scored first (epoch 0) and
@@ -70,6 +71,7 @@ typedef struct TrainOptions {
     int scst;
     const char *init;
     int scst_samples;        /* K, default 5 */
+    int scst_baseline;       /* SCST_BASELINE_GREEDY (default) or _MEAN: see scst_step_create */
     int (*progress)(const TrainProgress *p, void *user); /* nonzero cancels (after a checkpoint) */
     volatile int *cancel;    /* checked every step: nonzero stops after a checkpoint (a signal flag) */
     void *user;

@@ -419,7 +419,7 @@ static TrainOptions scst_options(const char *out, const char *init)
 }
 
 /* Cross-entropy until it plateaus, then self-critical training raises the training CIDEr-D;
- * the log carries the rewards. */
+ * the log carries the rewards (negative on average: the greedy caption beats most samples). */
 START_TEST(test_scst_raises_cider)
 {
     sac_threads_set(1);
@@ -457,6 +457,9 @@ START_TEST(test_scst_raises_cider)
     ck_assert_ptr_nonnull(log);
     ck_assert_ptr_nonnull(strstr(log, "\"reward\""));
     ck_assert_ptr_nonnull(strstr(log, "\"greedy_cider\""));
+    double sum = 0.0;
+    for (const char *q = log; (q = strstr(q, "\"reward\":")); q += 9) sum += atof(q + 9);
+    ck_assert_double_lt(sum, 0.0);
     fputs(log, stdout);
     free(log);
     ck_assert_double_gt(after, before);
@@ -493,6 +496,23 @@ START_TEST(test_scst_resume_equals_uninterrupted)
     c.epochs = 3, c.seed = 2, c.dev_split = NULL;
     ck_assert_int_eq(train_run(&c), SAC_OK);
     ck_assert(!same_file(path("a.safetensors"), path("c.safetensors")));
+    /* the mean-of-other-samples baseline: each photo's weights sum to zero (the logged mean
+     * weight is 0 where the greedy baseline's is not) and the step still moves the model */
+    TrainOptions mb = scst_options(path("m.safetensors"), path("xe.safetensors"));
+    mb.epochs = 3, mb.dev_split = NULL, mb.scst_baseline = SCST_BASELINE_MEAN, mb.log = path("m.jsonl");
+    ck_assert_int_eq(train_run(&mb), SAC_OK);
+    ck_assert(!same_file(path("a.safetensors.ckpt"), path("m.safetensors.ckpt")));
+    size_t nm, na;
+    char *lm = slurp(path("m.jsonl"), &nm), *la = slurp(path("a.jsonl"), &na);
+    ck_assert_ptr_nonnull(lm);
+    ck_assert_ptr_nonnull(la);
+    int steps = 0;
+    double greedy_sum = 0.0;
+    for (const char *q = lm; (q = strstr(q, "\"reward\":")); q += 9, steps++) ck_assert_double_lt(fabs(atof(q + 9)), 1e-6);
+    for (const char *q = la; (q = strstr(q, "\"reward\":")); q += 9) greedy_sum += fabs(atof(q + 9));
+    ck_assert_int_gt(steps, 0);
+    ck_assert_double_gt(greedy_sum, 1e-3);
+    free(lm), free(la);
     /* a self-critical checkpoint does not resume as cross-entropy, nor with another --init */
     sac_log_set_sink(keep_errors, NULL);
     TrainOptions r = bb ? backbone_options(path("a.safetensors"), 1) : tiny_options(path("a.safetensors"));
@@ -505,6 +525,10 @@ START_TEST(test_scst_resume_equals_uninterrupted)
     r.resume = 1, r.epochs = 4, r.init = other;
     ck_assert_int_eq(train_run(&r), SAC_ERR_INVALID);
     ck_assert_ptr_nonnull(strstr(last_error, "--init"));
+    r = scst_options(path("a.safetensors"), path("xe.safetensors"));
+    r.resume = 1, r.epochs = 4, r.scst_baseline = SCST_BASELINE_MEAN;
+    ck_assert_int_eq(train_run(&r), SAC_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(last_error, "--scst-baseline"));
     sac_log_set_sink(NULL, NULL);
 }
 END_TEST

@@ -75,6 +75,10 @@ static void help(FILE *f, const TrainOptions *d)
             "                        flags come from MODEL; the dev score of MODEL is the one to beat.\n"
             "                        --lr and --lr-encoder default to 5e-05 here\n"
             "  --scst-samples K      captions sampled per photo (default %d)\n"
+            "  --scst-baseline B     greedy (default: the greedy caption's CIDEr-D, as Rennie et al.) or\n"
+            "                        mean (the photo's other samples' mean CIDEr-D, Luo 2020): each photo's\n"
+            "                        weights then sum to zero; steadier when the greedy caption is far\n"
+            "                        better than the samples (a model that has memorised its training set)\n"
             "  --quiet\n",
             d->train_split, d->dev_split, d->min_count, d->cfg.enc.image_size, d->cfg.A, d->cfg.D, d->cfg.M,
             d->cfg.T, d->cfg.dropout, d->cfg.lambda, d->epochs, d->batch_images, d->caps_per_image, d->lr,
@@ -143,7 +147,7 @@ enum {
     O_ATT, O_HIDDEN, O_EMBED, O_MAX_LEN, O_DROPOUT, O_LAMBDA, O_EPOCHS, O_BATCH, O_CAPS, O_LR, O_LR_ENC, O_LR_DECAY,
     O_CLIP, O_WD, O_PATIENCE, O_SEED, O_THREADS, O_MAX_STEPS, O_OUT, O_CKPT, O_CKPT_EVERY, O_LOG, O_RESUME,
     O_EVAL_BEAM, O_EVAL_MAX, O_SELECT, O_QUIET, O_F32, O_BACKBONE, O_GRID, O_PROJ, O_REPORT, O_SCST, O_INIT, O_SCST_SAMPLES,
-    O_FINETUNE_FROM, O_LR_BACKBONE, O_HELP
+    O_SCST_BASELINE, O_FINETUNE_FROM, O_LR_BACKBONE, O_HELP
 };
 
 int cmd_train(int argc, char **argv)
@@ -164,13 +168,13 @@ int cmd_train(int argc, char **argv)
         {"resume", 0, 0, O_RESUME}, {"eval-beam", 1, 0, O_EVAL_BEAM}, {"eval-max", 1, 0, O_EVAL_MAX},
         {"select", 1, 0, O_SELECT}, {"quiet", 0, 0, O_QUIET}, {"f32", 0, 0, O_F32}, {"backbone", 1, 0, O_BACKBONE},
         {"grid", 1, 0, O_GRID}, {"proj", 1, 0, O_PROJ}, {"report", 1, 0, O_REPORT}, {"scst", 0, 0, O_SCST}, {"init", 1, 0, O_INIT},
-        {"scst-samples", 1, 0, O_SCST_SAMPLES}, {"finetune-from", 1, 0, O_FINETUNE_FROM},
-        {"lr-backbone", 1, 0, O_LR_BACKBONE}, {"help", 0, 0, O_HELP},
+        {"scst-samples", 1, 0, O_SCST_SAMPLES}, {"scst-baseline", 1, 0, O_SCST_BASELINE},
+        {"finetune-from", 1, 0, O_FINETUNE_FROM}, {"lr-backbone", 1, 0, O_LR_BACKBONE}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0}};
     const char *report = NULL;
     long v, threads = 0, grid = 7, proj = 256, image_size = 0, finetune_from = 0;
     double x;
-    int quiet = 0, c, lr_given = 0, lr_enc_given = 0;
+    int quiet = 0, c, lr_given = 0, lr_enc_given = 0, baseline_given = 0;
     optind = 1;
     opterr = 0;
 #define INT(opt, lo, hi, dst) \
@@ -222,6 +226,12 @@ int cmd_train(int argc, char **argv)
         case O_SCST: o.scst = 1; break;
         case O_INIT: o.init = optarg; break;
         case O_SCST_SAMPLES: INT("--scst-samples", 1, 64, o.scst_samples); break;
+        case O_SCST_BASELINE:
+            baseline_given = 1;
+            if (!strcmp(optarg, "greedy")) o.scst_baseline = SCST_BASELINE_GREEDY;
+            else if (!strcmp(optarg, "mean")) o.scst_baseline = SCST_BASELINE_MEAN;
+            else return cli_usage_error("train", "--scst-baseline: expected greedy or mean, found '%s'", optarg);
+            break;
         case O_LR_DECAY: FLT("--lr-decay", 0.01, 1, o.lr_decay); break;
         case O_CLIP: FLT("--clip", 0, 1e9, o.clip); break;
         case O_WD: FLT("--weight-decay", 0, 1, o.weight_decay); break;
@@ -256,6 +266,10 @@ int cmd_train(int argc, char **argv)
     if (o.scst && !o.init) /* also with --resume: the checkpoint records it */
         return cli_usage_error("train", "--scst needs the model to start from: --init MODEL");
     if (!o.scst && o.init) return cli_usage_error("train", "--init MODEL is for self-critical training: add --scst");
+    if (baseline_given && !o.scst) return cli_usage_error("train", "--scst-baseline is for self-critical training: add --scst");
+    if (o.scst && o.scst_baseline == SCST_BASELINE_MEAN && o.scst_samples < 2)
+        return cli_usage_error("train", "--scst-baseline mean needs at least 2 samples per photo, found --scst-samples %d",
+                               o.scst_samples);
     if (o.scst && o.backbone)
         return cli_usage_error("train", "--scst takes the model (and its backbone) from --init, not --backbone");
     if (finetune_from && !o.backbone)
