@@ -215,14 +215,12 @@ int saccade_model_max_length(const saccade_model *model) { return model ? model-
 void saccade_options_default(saccade_options *opt)
 {
     if (!opt) return;
+    const DecoderSizes none = {0}; /* max_len 0: the model's T */
+    const SearchOptions d = search_default_options(&none); /* the one place the defaults live */
     memset(opt, 0, sizeof(*opt));
-    opt->beam = 3;
-    opt->nbest = 1;
-    opt->max_length = 0;
-    opt->length_norm = 0.7f;
-    opt->no_repeat_word = 0;
-    opt->no_repeat_bigram = 1;
-    opt->details = 0;
+    opt->beam = d.beam, opt->nbest = d.nbest, opt->max_length = d.max_len, opt->length_norm = d.len_norm;
+    opt->no_repeat_word = d.no_repeat, opt->no_repeat_bigram = d.no_repeat_bigram;
+    opt->details = d.want_alphas;
 }
 
 /* opt (NULL: the defaults) as SearchOptions for model m; SAC_ERR_INVALID (logged) when a field

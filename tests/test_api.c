@@ -84,6 +84,23 @@ START_TEST(test_version)
 }
 END_TEST
 
+/* The defaults saccade.h documents (what `saccade caption` does without options). */
+START_TEST(test_options_default)
+{
+    saccade_options o;
+    memset(&o, 0x5a, sizeof(o));
+    saccade_options_default(&o);
+    ck_assert_int_eq(o.beam, 3);
+    ck_assert_int_eq(o.nbest, 1);
+    ck_assert_int_eq(o.max_length, 0);
+    ck_assert(fabsf(o.length_norm - 0.7f) < 1e-7f);
+    ck_assert_int_eq(o.no_repeat_word, 0);
+    ck_assert_int_eq(o.no_repeat_bigram, 1);
+    ck_assert_int_eq(o.details, 0);
+    for (int i = 0; i < 8; i++) ck_assert_int_eq(o.reserved[i], 0);
+}
+END_TEST
+
 START_TEST(test_model_info)
 {
     int rows, cols;
@@ -425,6 +442,7 @@ int main(int argc, char **argv)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_version);
+    tcase_add_test(tc, test_options_default);
     tcase_add_test(tc, test_model_info);
     tcase_add_test(tc, test_bad_arguments);
     tcase_add_test(tc, test_corrupt_model);
