@@ -36,7 +36,7 @@ typedef struct DataCache {
  * SAC_ERR_INVALID when no image could be read (logged). Free with data_cache_free. */
 int data_cache_build(DataCache *c, const Dataset *ds, int max_items, const Vocab *vocab, int S, int T,
                      const char *what);
-/* The same for rank `rank` of a data-parallel run of nproc processes (common/dist.h; every rank
+/* The same for rank `rank` of a data-parallel run of nproc processes (dist.h; every rank
  * calls it, it holds collectives): this rank decodes only the images i with i % nproc == rank,
  * the ranks agree on which images could be read, and every rank numbers the same images 0..n-1
  * and encodes every caption; c->slot tells which images' pixels are here (rows 0..n_local-1).

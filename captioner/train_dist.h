@@ -1,5 +1,5 @@
 /*
- * train_dist.h - the data-parallel part of a training step (common/dist.h under it): which share
+ * train_dist.h - the data-parallel part of a training step (dist.h under it): which share
  * of a global batch this rank computes, that share's gradient normalised as the whole batch's,
  * and the all-reduces after which every rank holds the global batch's gradient, loss and
  * stop flags, so that all take the same clip + Adam step.

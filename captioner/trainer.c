@@ -147,7 +147,7 @@ typedef struct TrainRun {
     int n_report, imgs_report;
     double last_norm;         /* gradient norm of the last step */
     int cancelled;            /* 1: cancelled (callback or signal), 2: max_steps reached */
-    /* data-parallel (common/dist.h, train_dist.h): rank 0 of nproc evaluates and writes the
+    /* data-parallel (dist.h, train_dist.h): rank 0 of nproc evaluates and writes the
      * files; every rank computes its share of each batch, and every failure is agreed on at the
      * next collective, so no rank is left waiting in one */
     int rank, nproc;

@@ -299,7 +299,7 @@ int cmd_train(int argc, char **argv)
         o.cfg.E = o.cfg.enc.conv[o.cfg.enc.n_conv - 1].cout;
     }
     if (report && !o.log) return cli_usage_error("train", "--report needs --log (the report is drawn from it)");
-    /* under mpirun or srun, one rank of a data-parallel run (common/dist.h); else one process */
+    /* under mpirun or srun, one rank of a data-parallel run (captioner/dist.h); else one process */
     if (sac_dist_init(&argc, &argv)) return CLI_FAILED;
     const int rank = sac_dist_rank();
     /* the machine's cores are shared by its ranks */
