@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <stb_image_write.h>
 
 #include "captioner.h"
 #include "eval.h"
@@ -19,6 +18,7 @@
 #include "model.h"
 #include "sac.h"
 #include "safetensors.h"
+#include "testutil.h"
 #include "threadpool.h"
 #include "trainer.h"
 
@@ -46,25 +46,11 @@ static void make_dataset(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/saccade_trainer_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    const char *colour[4] = {"red", "green", "blue", "yellow"};
-    const unsigned char rgb[4][3] = {{220, 20, 20}, {20, 200, 20}, {20, 20, 220}, {230, 230, 20}};
-    FILE *tsv = fopen(path("captions.tsv"), "w");
+    ck_assert_int_eq(make_shapes_dataset(dir, 0), 0);
+    FILE *tsv = fopen(path("captions.tsv"), "a");
     ck_assert_ptr_nonnull(tsv);
-    for (int i = 0; i < 8; i++) {
-        unsigned char px[20 * 20 * 3];
-        for (int y = 0; y < 20; y++)
-            for (int x = 0; x < 20; x++) {
-                int in = i < 4 ? (x > 5 && x < 14 && y > 5 && y < 14) : (y > 8 && y < 12);
-                for (int c = 0; c < 3; c++) px[(y * 20 + x) * 3 + c] = in ? rgb[i % 4][c] : 128;
-            }
-        char name[32];
-        snprintf(name, sizeof(name), "img%d.png", i);
-        ck_assert(stbi_write_png(path(name), 20, 20, 3, px, 60));
-        fprintf(tsv, "%s\ta %s %s\n%s\tthe %s %s on gray\n", name, colour[i % 4], i < 4 ? "square" : "stripe", name,
-                colour[i % 4], i < 4 ? "square" : "stripe");
-    }
     fprintf(tsv, "missing.png\ta picture that is not there\n");
-    fclose(tsv);
+    ck_assert_int_eq(fclose(tsv), 0);
 }
 
 static TrainOptions tiny_options(const char *out)

@@ -6,6 +6,8 @@
 #include <math.h>
 #include <stdio.h>
 
+#include <stb_image_write.h>
+
 int gradcheck(const char *name, float *x, const float *grad, size_t n, GradLossFn loss, void *ctx,
               int n_samples, double eps, double tol, double abs_floor, SacRng *rng)
 {
@@ -92,4 +94,30 @@ double dot_double(const float *a, const float *b, size_t n)
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
     return s;
+}
+
+int make_shapes_dataset(const char *dir, int dim_background)
+{
+    static const char *colour[4] = {"red", "green", "blue", "yellow"};
+    static const unsigned char rgb[4][3] = {{220, 20, 20}, {20, 200, 20}, {20, 20, 220}, {230, 230, 20}};
+    char file[512];
+    snprintf(file, sizeof(file), "%s/captions.tsv", dir);
+    FILE *tsv = fopen(file, "w");
+    if (!tsv) return -1;
+    int ok = 1;
+    for (int i = 0; i < 8 && ok; i++) {
+        unsigned char px[20 * 20 * 3];
+        for (int y = 0; y < 20; y++)
+            for (int x = 0; x < 20; x++) {
+                const int in = i < 4 ? (x > 5 && x < 14 && y > 5 && y < 14) : (y > 8 && y < 12);
+                for (int c = 0; c < 3; c++)
+                    px[(y * 20 + x) * 3 + c] = in ? rgb[i % 4][c] : dim_background ? 64 + rgb[i % 4][c] / 4 : 128;
+            }
+        snprintf(file, sizeof(file), "%s/img%d.png", dir, i);
+        ok = stbi_write_png(file, 20, 20, 3, px, 60) != 0;
+        const char *shape = i < 4 ? "square" : "stripe";
+        fprintf(tsv, "img%d.png\ta %s %s\nimg%d.png\tthe %s %s on gray\n", i, colour[i % 4], shape, i, colour[i % 4],
+                shape);
+    }
+    return fclose(tsv) == 0 && ok ? 0 : -1;
 }

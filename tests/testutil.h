@@ -4,6 +4,7 @@
  * gradcheck: central finite differences of a scalar loss, accumulated in double,
  * at random indices, compared with the analytic gradient by symmetric relative error.
  * check_tensor: |got - ref| <= atol + rtol * |ref| elementwise, printing the worst index.
+ * make_shapes_dataset: the tiny drawn-shapes captioning set the trainer tests learn.
  */
 #ifndef SACCADE_TESTUTIL_H
 #define SACCADE_TESTUTIL_H
@@ -33,5 +34,12 @@ void fill_uniform(float *x, size_t n, float lo, float hi, SacRng *rng);
 void fill_away_from_zero(float *x, size_t n, float gap, float hi, SacRng *rng);
 /* sum(a * b) in double. */
 double dot_double(const float *a, const float *b, size_t n);
+
+/* Eight 20x20 PNGs in dir, img0..img7.png: a red, green, blue or yellow square (0-3) or stripe
+ * (4-7), and dir/captions.tsv with two captions each ("a red square", "the red square on
+ * gray"). The background is gray, or with dim_background a dim version of the shape's colour
+ * (so every position of a coarse grid sees the colour). Returns 0, or -1 when a file could not
+ * be written. */
+int make_shapes_dataset(const char *dir, int dim_background);
 
 #endif
