@@ -27,11 +27,11 @@ void data_cache_free(DataCache *c)
 int data_cache_build(DataCache *c, const Dataset *ds, int max_items, const Vocab *vocab, int S, int T,
                      const char *what)
 {
-    return data_cache_build_shard(c, ds, max_items, vocab, S, T, 0, 1, what);
+    return data_cache_build_shard(c, ds, max_items, vocab, S, T, 0, 1, NULL, what);
 }
 
 int data_cache_build_shard(DataCache *c, const Dataset *ds, int max_items, const Vocab *vocab, int S, int T,
-                           int rank, int nproc, const char *what)
+                           int rank, int nproc, const volatile int *cancel, const char *what)
 {
     memset(c, 0, sizeof(*c));
     int n = ds->n_items;
@@ -56,6 +56,10 @@ int data_cache_build_shard(DataCache *c, const Dataset *ds, int max_items, const
     for (int i = 0; i < n && !st; i++) {
         row[i] = -1;
         if (i % nproc != rank) continue;
+        if (nproc == 1 && cancel && *cancel) { /* a data-parallel run stops at its next collective */
+            st = SAC_ERR_CANCELLED;
+            break;
+        }
         SacImage img = {0}, small = {0};
         int ist = sac_image_load_scaled(ds->items[i].image_path, S, &img, 0); /* a large JPEG decoded at 1/2-1/8 size */
         if (!ist) ist = sac_image_resize(&img, S, S, &small);
@@ -201,7 +205,8 @@ void data_cache_images(const DataCache *c, const int *item, const Augment *aug, 
 }
 
 /* Chunk by chunk; the pixels are not needed again. */
-int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap, int views, const char *what)
+int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap, int views,
+                     const volatile int *cancel, const char *what)
 {
     enum { chunk = 32 };
     const int S = c->S, first = m->cfg.bb.finetune_from;
@@ -229,6 +234,10 @@ int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap
     const double t0 = sac_time();
     for (int v = 0; v < views && !st; v++) {
         for (int i0 = 0; i0 < n && !st; i0 += chunk) {
+            if (cancel && *cancel) {
+                st = SAC_ERR_CANCELLED;
+                break;
+            }
             const int B = SAC_MIN(chunk, n - i0);
             int item[chunk];
             for (int b = 0; b < B; b++) {

@@ -33,7 +33,9 @@ typedef struct DataCache {
 /* Decode the first max_items (0: all) images of ds to S x S and, with vocab (NULL: images
  * only, for evaluation), encode their captions to at most T - 1 words. Unreadable images are
  * skipped with a warning; `what` names the split in messages. SAC_OK, SAC_ERR_NOMEM, or
- * SAC_ERR_INVALID when no image could be read (logged). Free with data_cache_free. */
+ * SAC_ERR_INVALID when no image could be read (logged). Free with data_cache_free. The _shard
+ * form also takes `cancel` (NULL: none): when *cancel becomes nonzero it stops between two
+ * images and returns SAC_ERR_CANCELLED with nothing held (one process only: nproc 1). */
 int data_cache_build(DataCache *c, const Dataset *ds, int max_items, const Vocab *vocab, int S, int T,
                      const char *what);
 /* The same for rank `rank` of a data-parallel run of nproc processes (dist.h; every rank
@@ -43,7 +45,7 @@ int data_cache_build(DataCache *c, const Dataset *ds, int max_items, const Vocab
  * A failure on one rank is every rank's (logged where it happened). With nproc 1, as
  * data_cache_build. */
 int data_cache_build_shard(DataCache *c, const Dataset *ds, int max_items, const Vocab *vocab, int S, int T,
-                           int rank, int nproc, const char *what);
+                           int rank, int nproc, const volatile int *cancel, const char *what);
 void data_cache_free(DataCache *c);
 
 /* The references of the cached images for the metrics: refs (n) arrays of n_refs[i] captions of
@@ -84,8 +86,11 @@ typedef struct FeatCache {
  * c holds (rows 0..n_local-1, so fc->n = c->n_local), view 1
  * the mirror image; then c's pixels are freed (c->pix NULL). With m->cfg.bb.finetune_from, the
  * trunk's outputs instead (from m's backbone weights below that block; cap is not used and may
- * be NULL). SAC_OK or a negative status (logged). Free with feat_cache_free. */
-int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap, int views, const char *what);
+ * be NULL). SAC_OK or a negative status (logged); SAC_ERR_CANCELLED, with nothing held and c
+ * untouched, when *cancel (NULL: never) becomes nonzero between two chunks. Free with
+ * feat_cache_free. */
+int feat_cache_build(FeatCache *fc, DataCache *c, const Model *m, Captioner *cap, int views,
+                     const volatile int *cancel, const char *what);
 void feat_cache_free(FeatCache *fc);
 /* out (B, per) in fp32: image item[b], view view[b] (view NULL: view 0), on the pool. */
 void feat_cache_gather(const FeatCache *fc, const int *item, const int *view, int B, float *out);

@@ -338,14 +338,18 @@ static int run_cache(TrainRun *r)
         r->cap = captioner_create(m, 64, o->eval_beam);
         if (!r->cap) return SAC_ERR_NOMEM;
     }
-    int st = data_cache_build_shard(&r->tc, r->train, 0, m->vocab, r->S, m->cfg.T, r->rank, r->nproc, "train");
+    /* Ctrl-C while caching (minutes for a large set) stops at once: no step has been taken, so
+     * there is nothing to save. A data-parallel run notices it at its first step's collective. */
+    const volatile int *cancel = r->nproc == 1 ? o->cancel : NULL;
+    int st = data_cache_build_shard(&r->tc, r->train, 0, m->vocab, r->S, m->cfg.T, r->rank, r->nproc, cancel,
+                                    "train");
     if (st) return st; /* agreed by the ranks inside */
     r->agree_pending = r->nproc > 1;
-    if (r->backbone) st = feat_cache_build(&r->tfc, &r->tc, m, r->cap, o->augment ? 2 : 1, "train");
+    if (r->backbone) st = feat_cache_build(&r->tfc, &r->tc, m, r->cap, o->augment ? 2 : 1, cancel, "train");
     if (st) return st;
     if (r->dev) {
         st = data_cache_build(&r->dc, r->dev, o->eval_max_images, NULL, r->S, m->cfg.T, "dev");
-        if (!st && r->backbone) st = feat_cache_build(&r->dfc, &r->dc, m, r->cap, 1, "dev");
+        if (!st && r->backbone) st = feat_cache_build(&r->dfc, &r->dc, m, r->cap, 1, cancel, "dev");
         if (st) return st;
     }
     if (o->scst) {

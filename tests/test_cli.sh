@@ -360,6 +360,32 @@ if [ $rc -eq 1 ] && grep -q 'image_id: 1.5 is not an integer' "$TMP/bad4.err"; t
 run bad5 score --refs "$TMP/refs.json" --results "$TMP/absent.json"
 if [ $rc -eq 1 ] && grep -q 'absent.json' "$TMP/bad5.err"; then pass "score: a missing results file is named"; else fail "score: a missing results file is named" "exit $rc"; fi
 
+# ------------------------------------------------------------------------- signals
+# Ctrl-C stops a run after a checkpoint; a second signal, while that is under way, ends the
+# process at once. Deterministic: the process is stopped, both signals wait, then it goes on.
+SIGRUN=(train --data . --dev-split none --train-split all --image-size 24 --conv 8s2,16p,16 --att 16 --hidden 32
+    --embed 16 --max-len 8 --batch 6 --min-count 1 --threads 1 --quiet)
+sigtrain() { # sigtrain NAME SIGNALS...: a long run, SIGSTOPped once its checkpoint exists, then sent SIGNALS
+    local name=$1 pid i
+    shift
+    "$SACCADE" "${SIGRUN[@]}" --epochs 100000 --out "$TMP/$name.safetensors" >/dev/null 2>"$TMP/$name.err" &
+    pid=$!
+    for i in $(seq 200); do [ -s "$TMP/$name.safetensors.ckpt" ] && break; sleep 0.05; done
+    kill -STOP $pid
+    for s in "$@"; do kill -"$s" $pid; done
+    kill -CONT $pid
+    wait $pid
+    rc=$?
+}
+sigtrain int1 INT
+expect_eq "train: Ctrl-C stops after a checkpoint (exit 1)" "$rc" 1
+expect_grep "... and says how to resume" "$TMP/int1.err" "training stopped; resume with the same command and --resume"
+sigtrain int2 INT TERM
+expect_eq "train: a second signal ends it at once (killed by SIGINT or SIGTERM)" "$( [ $rc -eq 130 ] || [ $rc -eq 143 ] && echo killed || echo "exit $rc")" killed
+expect_grep "... after saying it would" "$TMP/int2.err" "interrupt again to quit at once"
+run sigresume "${SIGRUN[@]}" --epochs 1 --out "$TMP/int2.safetensors" --resume
+expect_eq "... and its last checkpoint still resumes (exit 0)" "$rc" 0
+
 # ------------------------------------------------------------------------- never lose a user's file
 # Device nodes of our own in $TMP (as root): a regression that renames over a device then replaces
 # the test's node, never the machine's /dev/null. Without root, /dev/full is used for the write

@@ -519,6 +519,49 @@ START_TEST(test_scst_resume_equals_uninterrupted)
 }
 END_TEST
 
+/* A stop asked for while the data is being cached (Ctrl-C in the first minutes of a large run)
+ * ends the run there, before its first step: SAC_ERR_CANCELLED and no file written. Once
+ * before the images are decoded; once, on a frozen backbone, between the images and their
+ * features (the flag set when the images' "cached" message is logged). */
+static volatile int stop_flag;
+static void stop_after_images(int level, const char *msg, void *user)
+{
+    (void)level, (void)user;
+    if (strstr(msg, "captions cached")) stop_flag = 1;
+}
+
+START_TEST(test_cancel_while_caching)
+{
+    sac_threads_set(1);
+    make_dataset();
+    sac_log_set_level(SAC_LOG_ERROR);
+    TrainOptions a = tiny_options(path("a.safetensors"));
+    stop_flag = 1;
+    a.cancel = &stop_flag;
+    ck_assert_int_eq(train_run(&a), SAC_ERR_CANCELLED);
+    ck_assert_int_ne(access(path("a.safetensors"), F_OK), 0);
+    ck_assert_int_ne(access(path("a.safetensors.ckpt"), F_OK), 0);
+    sac_log_set_level(SAC_LOG_INFO);
+
+    make_backbone(path("backbone.safetensors"));
+    char out[256]; /* path() reuses its buffers */
+    snprintf(out, sizeof(out), "%s", path("b.safetensors"));
+    TrainOptions b = backbone_options(out, 0);
+    stop_flag = 0;
+    b.cancel = &stop_flag;
+    sac_log_set_sink(stop_after_images, NULL);
+    ck_assert_int_eq(train_run(&b), SAC_ERR_CANCELLED);
+    sac_log_set_sink(NULL, NULL);
+    ck_assert_int_eq(stop_flag, 1);
+    ck_assert_int_ne(access(out, F_OK), 0);
+    ck_assert_int_ne(access(path("b.safetensors.ckpt"), F_OK), 0);
+    /* and the same options without the stop train as ever */
+    stop_flag = 0;
+    ck_assert_int_eq(train_run(&b), SAC_OK);
+    ck_assert_int_eq(access(out, R_OK), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("trainer");
@@ -530,6 +573,7 @@ int main(void)
     tcase_add_loop_test(tc, test_backbone_training, 0, 2); /* without and with encoder.proj */
     tcase_add_test(tc, test_scst_raises_cider);
     tcase_add_loop_test(tc, test_scst_resume_equals_uninterrupted, 0, 2); /* images, backbone features */
+    tcase_add_test(tc, test_cancel_while_caching);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -409,10 +409,20 @@ int cli_stderr_is_tty(void) { return isatty(STDERR_FILENO); }
 
 volatile int cli_interrupted;
 
+/* The first SIGINT/SIGTERM asks the command to stop cleanly (train: after a checkpoint; batch:
+ * after the images in flight); a second one, while that is still under way, ends the process at
+ * once, as the signal's default would (the atomic writes leave no torn file behind). */
 static void on_signal(int sig)
 {
-    (void)sig;
+    if (cli_interrupted) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
     cli_interrupted = 1;
+    static const char msg[] = "\nsaccade: stopping cleanly; interrupt again to quit at once\n";
+    ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    (void)n;
 }
 
 void cli_catch_signals(void)
@@ -420,7 +430,9 @@ void cli_catch_signals(void)
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
+    sigemptyset(&sa.sa_mask); /* one handler at a time: the second signal sees the first's flag */
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 }

@@ -326,8 +326,12 @@ int cmd_train(int argc, char **argv)
     int st = sac_dist_agree(rank == 0 && !lock ? SAC_ERR_IO : SAC_OK);
     if (!st) st = train_run(&o);
     sac_lock_release(lock);
-    if (st == SAC_ERR_CANCELLED && rank == 0) /* before MPI_Finalize: mpirun may end the job after it */
-        fprintf(stderr, "saccade: training stopped; resume with the same command and --resume\n");
+    if (st == SAC_ERR_CANCELLED && rank == 0) { /* before MPI_Finalize: mpirun may end the job after it */
+        if (access(ckpt, F_OK) == 0)
+            fprintf(stderr, "saccade: training stopped; resume with the same command and --resume\n");
+        else /* stopped while caching the data, before the first step */
+            fprintf(stderr, "saccade: training stopped before its first step; nothing was written\n");
+    }
     sac_dist_finalize();
     if (rank == 0 && !lock) return busy ? CLI_USAGE : CLI_FAILED;
     return st ? CLI_FAILED : CLI_OK;
