@@ -2,7 +2,7 @@
  * conv2d.h - 3x3 convolution, padding 1, stride 1 or 2 (torch.nn.Conv2d(C, OC, 3, stride, 1)),
  * by im2col + sac_gemm over tiles of output columns sized for the cache.
  *
- * Stride-1 convolutions of 64+ channels go through winograd.h instead: the forward when the
+ * Stride-1 convolutions of 32+ channels go through winograd.h instead: the forward when the
  * input is that wide, the input gradient when the output is (on sides of 16 x 16 and up);
  * weight gradients are im2col.
  *

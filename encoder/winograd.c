@@ -14,7 +14,7 @@
  * tiles of a row at once: the four patch rows (zero-padded), B^T down the columns split into
  * even and odd entries, then B across, written straight into V as sac_pack panels of 16 tiles
  * (the tiles are the outputs of the products, the channels their k). The 16 products
- * M[xi] = U[xi] @ V[xi] are sac_packed_matmul calls with U's rows as the rows; the output
+ * M[xi] = U[xi] @ V[xi] run on register-blocked kernels per path (wino_gemm_*); the output
  * transform runs 8 tiles at a time with the bias, ReLU or accumulation fused.
  */
 #include "winograd.h"
@@ -56,18 +56,34 @@ static void wino_filter(float *u, size_t plane, const float *g0, int flip)
     }
 }
 
+/* Filters are transformed a block of WINO_WBLOCK at a time into a local buffer, then copied
+ * plane by plane: written straight, the 16 planes (OC * C floats apart, often a multiple of
+ * 4 KB) map to the same cache sets and each store missed. */
+enum { WINO_WBLOCK = 64 };
+
+/* U[xi][row][col] for row in [0, rows) and col in [0, cols): the filter of (row, col) is
+ * weight + (row * rs + col * cs) * 9, flipped when flip. */
+static void wino_weights_blocked(float *U, const float *weight, int rows, int cols, size_t rs, size_t cs, int flip)
+{
+    const size_t plane = (size_t)rows * cols;
+    float buf[16 * WINO_WBLOCK];
+    for (int r = 0; r < rows; r++)
+        for (int c0 = 0; c0 < cols; c0 += WINO_WBLOCK) {
+            const int n = SAC_MIN(WINO_WBLOCK, cols - c0);
+            for (int c = 0; c < n; c++) wino_filter(buf + c, WINO_WBLOCK, weight + (r * rs + (c0 + c) * cs) * 9, flip);
+            for (int xi = 0; xi < 16; xi++)
+                memcpy(U + xi * plane + (size_t)r * cols + c0, buf + xi * WINO_WBLOCK, sizeof(float) * n);
+        }
+}
+
 void winograd_weights(float *U, const float *weight, int C, int OC)
 {
-    const size_t plane = (size_t)OC * C;
-    for (int o = 0; o < OC; o++)
-        for (int c = 0; c < C; c++) wino_filter(U + (size_t)o * C + c, plane, weight + ((size_t)o * C + c) * 9, 0);
+    wino_weights_blocked(U, weight, OC, C, (size_t)C, 1, 0);
 }
 
 void winograd_weights_transposed(float *U, const float *weight, int C, int OC)
 {
-    const size_t plane = (size_t)OC * C;
-    for (int o = 0; o < OC; o++)
-        for (int c = 0; c < C; c++) wino_filter(U + (size_t)c * OC + o, plane, weight + ((size_t)o * C + c) * 9, 1);
+    wino_weights_blocked(U, weight, C, OC, 1, (size_t)C, 1);
 }
 
 typedef struct {
@@ -250,17 +266,140 @@ static void input_task(void *arg, int c0, int c1, int chunk)
     }
 }
 
-/* M[xi] (OC, n) = U[xi] (OC, C) @ V[xi] (C, n): U's rows against the tile panels */
+/* ---- the 16 products M[xi] (OC, ldm) = U[xi] (OC, C) @ V[xi] (C, tiles) ----
+ * V[xi] is stored as panels of SAC_PANEL tiles, k-major (panel_at). A register block is NR
+ * output channels by NP panels: per channel c, NP vectors of V and NR broadcasts of U feed
+ * NR * NP fused multiply-adds, the block's V panels staying in L1 while the row blocks pass.
+ * Each output is one chain of multiply-adds over c = 0, 1, ... from zero, on every path and
+ * for every blocking: the AVX2 and AVX-512 paths give the same bits (the C path rounds the
+ * product separately). Rows of M are ldm apart (whole panels), so a block always stores whole
+ * panels. */
+static void wino_gemm_c(float *M, int ldm, const float *V, int C, int panels, const float *U, int OC)
+{
+    for (int j = 0; j < panels; j++)
+        for (int o = 0; o < OC; o++) {
+            float acc[SAC_PANEL] = {0};
+            const float *u = U + (size_t)o * C, *v = V + (size_t)j * C * SAC_PANEL;
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < SAC_PANEL; i++) acc[i] += u[c] * v[(size_t)c * SAC_PANEL + i];
+            memcpy(M + (size_t)o * ldm + (size_t)j * SAC_PANEL, acc, sizeof(acc));
+        }
+}
+
+#if SAC_KERNEL_X86
+/* AVX-512: one vector per panel; blocks of up to 8 channels by 2 panels (16 accumulators). */
+SAC_TARGET_AVX512 static inline SAC_ALWAYS_INLINE void wino_block_avx512(float *M, int ldm, const float *V, int C,
+                                                                         const float *U, int NR, int NP)
+{
+    __m512 acc[8][2];
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)
+        _Pragma("GCC unroll 2") for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
+    const size_t pstride = (size_t)C * SAC_PANEL;
+    for (int c = 0; c < C; c++) {
+        __m512 v[2];
+        _Pragma("GCC unroll 2") for (int p = 0; p < NP; p++) v[p] = _mm512_loadu_ps(V + p * pstride + (size_t)c * SAC_PANEL);
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {
+            const __m512 u = _mm512_set1_ps(U[(size_t)r * C + c]);
+            _Pragma("GCC unroll 2") for (int p = 0; p < NP; p++) acc[r][p] = _mm512_fmadd_ps(u, v[p], acc[r][p]);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)
+        _Pragma("GCC unroll 2") for (int p = 0; p < NP; p++) _mm512_storeu_ps(M + (size_t)r * ldm + p * SAC_PANEL, acc[r][p]);
+}
+
+SAC_TARGET_AVX512 static void wino_gemm_avx512(float *M, int ldm, const float *V, int C, int panels, const float *U,
+                                               int OC)
+{
+    for (int j = 0; j < panels; j += 2) {
+        const int np = SAC_MIN(2, panels - j);
+        const float *vj = V + (size_t)j * C * SAC_PANEL;
+        float *mj = M + (size_t)j * SAC_PANEL;
+        for (int o = 0; o < OC; o += 8) {
+            const int nr = SAC_MIN(8, OC - o);
+            float *m = mj + (size_t)o * ldm;
+            const float *u = U + (size_t)o * C;
+            if (np == 2) {
+                switch (nr) {
+                case 8: wino_block_avx512(m, ldm, vj, C, u, 8, 2); break;
+                case 7: wino_block_avx512(m, ldm, vj, C, u, 7, 2); break;
+                case 6: wino_block_avx512(m, ldm, vj, C, u, 6, 2); break;
+                case 5: wino_block_avx512(m, ldm, vj, C, u, 5, 2); break;
+                case 4: wino_block_avx512(m, ldm, vj, C, u, 4, 2); break;
+                case 3: wino_block_avx512(m, ldm, vj, C, u, 3, 2); break;
+                case 2: wino_block_avx512(m, ldm, vj, C, u, 2, 2); break;
+                default: wino_block_avx512(m, ldm, vj, C, u, 1, 2); break;
+                }
+            } else {
+                switch (nr) {
+                case 8: wino_block_avx512(m, ldm, vj, C, u, 8, 1); break;
+                case 7: wino_block_avx512(m, ldm, vj, C, u, 7, 1); break;
+                case 6: wino_block_avx512(m, ldm, vj, C, u, 6, 1); break;
+                case 5: wino_block_avx512(m, ldm, vj, C, u, 5, 1); break;
+                case 4: wino_block_avx512(m, ldm, vj, C, u, 4, 1); break;
+                case 3: wino_block_avx512(m, ldm, vj, C, u, 3, 1); break;
+                case 2: wino_block_avx512(m, ldm, vj, C, u, 2, 1); break;
+                default: wino_block_avx512(m, ldm, vj, C, u, 1, 1); break;
+                }
+            }
+        }
+    }
+}
+
+/* AVX2: two vectors per panel; blocks of up to 6 channels by 1 panel (12 accumulators). */
+SAC_TARGET_AVX2 static inline SAC_ALWAYS_INLINE void wino_block_avx2(float *M, int ldm, const float *V, int C,
+                                                                     const float *U, int NR)
+{
+    __m256 acc[6][2];
+    _Pragma("GCC unroll 6") for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int c = 0; c < C; c++) {
+        const __m256 v0 = _mm256_loadu_ps(V + (size_t)c * SAC_PANEL), v1 = _mm256_loadu_ps(V + (size_t)c * SAC_PANEL + 8);
+        _Pragma("GCC unroll 6") for (int r = 0; r < NR; r++) {
+            const __m256 u = _mm256_broadcast_ss(U + (size_t)r * C + c);
+            acc[r][0] = _mm256_fmadd_ps(u, v0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(u, v1, acc[r][1]);
+        }
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < NR; r++) {
+        _mm256_storeu_ps(M + (size_t)r * ldm, acc[r][0]);
+        _mm256_storeu_ps(M + (size_t)r * ldm + 8, acc[r][1]);
+    }
+}
+
+SAC_TARGET_AVX2 static void wino_gemm_avx2(float *M, int ldm, const float *V, int C, int panels, const float *U,
+                                           int OC)
+{
+    for (int j = 0; j < panels; j++) {
+        const float *vj = V + (size_t)j * C * SAC_PANEL;
+        float *mj = M + (size_t)j * SAC_PANEL;
+        for (int o = 0; o < OC; o += 6) {
+            float *m = mj + (size_t)o * ldm;
+            const float *u = U + (size_t)o * C;
+            switch (SAC_MIN(6, OC - o)) {
+            case 6: wino_block_avx2(m, ldm, vj, C, u, 6); break;
+            case 5: wino_block_avx2(m, ldm, vj, C, u, 5); break;
+            case 4: wino_block_avx2(m, ldm, vj, C, u, 4); break;
+            case 3: wino_block_avx2(m, ldm, vj, C, u, 3); break;
+            case 2: wino_block_avx2(m, ldm, vj, C, u, 2); break;
+            default: wino_block_avx2(m, ldm, vj, C, u, 1); break;
+            }
+        }
+    }
+}
+#endif
+
+typedef void (*WinoGemmFn)(float *M, int ldm, const float *V, int C, int panels, const float *U, int OC);
+static const WinoGemmFn wino_gemm_fns[] = SAC_KERNEL_TABLE(wino_gemm);
+
 static void gemm_task(void *arg, int x0, int x1, int chunk)
 {
     (void)chunk;
     const WinoTask *t = arg;
     const size_t vplane = (size_t)t->C * t->pl->ld, mplane = (size_t)t->OC * t->pl->ld;
-    for (int xi = x0; xi < x1; xi++) {
-        const SacPacked vp = {t->n, t->C, 0, t->V + xi * vplane};
-        sac_packed_matmul(t->M + xi * mplane, t->n, &vp, 0, (t->n + SAC_PANEL - 1) / SAC_PANEL,
-                          t->U + (size_t)xi * t->OC * t->C, t->C, t->OC, 0);
-    }
+    const int panels = (t->n + SAC_PANEL - 1) / SAC_PANEL;
+    const WinoGemmFn gemm = wino_gemm_fns[sac_kernel()];
+    for (int xi = x0; xi < x1; xi++)
+        gemm(t->M + xi * mplane, panels * SAC_PANEL, t->V + xi * vplane, t->C, panels, t->U + (size_t)xi * t->OC * t->C,
+             t->OC);
 }
 
 static void output_task(void *arg, int o0, int o1, int chunk)
@@ -270,10 +409,11 @@ static void output_task(void *arg, int o0, int o1, int chunk)
     const WinoPlan *pl = t->pl;
     const size_t out_img = (size_t)t->OC * t->H * t->W, mplane = (size_t)t->OC * pl->ld;
     const OutputTileRowFn output_tile_row = output_tile_row_fns[sac_kernel()];
+    const size_t ldm = (size_t)(t->n + SAC_PANEL - 1) / SAC_PANEL * SAC_PANEL; /* M's rows: whole panels */
     for (int k = 0; k < t->nq; k++) {
         const int q = t->q0 + k, b = q / pl->th, ty = q % pl->th;
         for (int o = o0; o < o1; o++)
-            output_tile_row(t->out + b * out_img + (size_t)o * t->H * t->W, t->M + (size_t)o * t->n + k * pl->tw,
+            output_tile_row(t->out + b * out_img + (size_t)o * t->H * t->W, t->M + (size_t)o * ldm + k * pl->tw,
                             mplane, t->H, t->W, ty, pl->tw, t->bias ? t->bias[o] : 0.0f, t->relu, t->accumulate);
     }
 }

@@ -84,6 +84,9 @@ static const int conv_shapes[][7] = {
     {2, 32, 33, 31, 6, 2, 1}, {1, 3, 1, 1, 2, 1, 1},  {1, 3, 7, 6, 4, 1, 1},
     {2, 64, 30, 30, 3, 1, 1}, {1, 4, 2, 9, 3, 1, 1},
     {2, 5, 17, 16, 64, 1, 1}, {1, 64, 16, 17, 70, 1, 0}, /* Winograd input gradients, and both */
+    {2, 32, 12, 11, 5, 1, 1}, {1, 48, 10, 9, 13, 1, 0},  /* Winograd forwards from 32 channels; a
+                                                           * partial block of output channels and
+                                                           * a partial last panel of tiles */
 };
 
 START_TEST(test_conv2d_matches_direct)
