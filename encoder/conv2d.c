@@ -88,6 +88,12 @@ static int use_winograd_grad(int OC, int H, int W, int stride)
     return use_winograd(OC, stride) && H * W >= WINO_MIN_GRAD_PIXELS;
 }
 
+/* The weight gradient goes through Winograd (winograd_weight_grad) for stride 1 with at least
+ * WINO_MIN_C input and WINO_MIN_GRAD_OC output channels. */
+enum { WINO_MIN_GRAD_OC = 16 };
+
+static int use_winograd_wgrad(int C, int OC, int stride) { return use_winograd(C, stride) && OC >= WINO_MIN_GRAD_OC; }
+
 size_t conv2d_scratch_floats(int B, int C, int H, int W, int OC, int stride)
 {
     ConvPlan pl = conv_plan(B, C, H, W, stride);
@@ -100,6 +106,7 @@ size_t conv2d_scratch_floats(int B, int C, int H, int W, int OC, int stride)
         n = SAC_MAX(n, winograd_weight_floats(C, OC) + winograd_scratch_floats(C, OC, H, W));
     if (use_winograd_grad(OC, H, W, stride)) /* the input gradient: a convolution of OC channels into C */
         n = SAC_MAX(n, winograd_weight_floats(OC, C) + winograd_scratch_floats(OC, C, H, W));
+    if (use_winograd_wgrad(C, OC, stride)) n = SAC_MAX(n, winograd_wgrad_scratch_floats(C, OC, H, W));
     return n;
 }
 
@@ -412,10 +419,19 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, 
                      const float *inp, const float *weight, int B, int C, int H, int W, int OC,
                      int stride)
 {
+    if (dweight && use_winograd_wgrad(C, OC, stride)) {
+        /* the weight gradient by Winograd, the bias and input gradients below */
+        if (dbias) {
+            for (int b = 0; b < B; b++) conv_bias_backward(dbias, dout + (size_t)b * OC * H * W, H * W, OC, H * W);
+        }
+        winograd_weight_grad(dweight, scratch, inp, dout, B, C, H, W, OC);
+        if (dinp) conv2d_backward(dinp, NULL, NULL, scratch, dout, inp, weight, B, C, H, W, OC, stride);
+        return;
+    }
     if (dinp && use_winograd_grad(OC, H, W, stride)) {
         /* the weight gradient by im2col, then dinp += conv3x3(dout) with the filters transposed
          * and rotated: a stride-1 forward convolution of OC channels into C */
-        conv2d_backward(NULL, dweight, dbias, scratch, dout, inp, weight, B, C, H, W, OC, stride);
+        if (dweight || dbias) conv2d_backward(NULL, dweight, dbias, scratch, dout, inp, weight, B, C, H, W, OC, stride);
         winograd_weights_transposed(scratch, weight, C, OC);
         winograd_forward(dinp, scratch + winograd_weight_floats(OC, C), dout, scratch, NULL, B, OC, H, W, C,
                          WINO_ACCUMULATE);
@@ -442,8 +458,8 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, 
                     /* out = sum_ky wsplit[ky] @ col_ky, col_ky = col shifted down by ky rows:
                      * dwsplit[ky] += d @ col_ky^T;  dcol_ky += wsplit[ky]^T @ d */
                     int ld = (oy1 - oy0 + 2) * W;
-                    im2col_split(sc.col, ld, inp + b0 * in_img, C, H, W, oy0, oy1);
-                    for (int ky = 0; ky < 3; ky++)
+                    if (dweight) im2col_split(sc.col, ld, inp + b0 * in_img, C, H, W, oy0, oy1);
+                    for (int ky = 0; ky < 3 && dweight; ky++)
                         sac_gemm(0, 1, OC, 3 * C, n, 1.0f, d, pl.P, sc.col + (size_t)ky * W, ld, 1.0f,
                                  sc.dwsplit + ky * ws_row, 3 * C);
                     if (dimg) {
@@ -454,8 +470,10 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, 
                     }
                 } else {
                     /* out = weight @ col: dweight += d @ col^T;  dcol = weight^T @ d */
-                    im2col_rows(sc.col, n, inp + b0 * in_img, C, H, W, stride, pl.Wo, oy0, oy1);
-                    sac_gemm(0, 1, OC, pl.K, n, 1.0f, d, pl.P, sc.col, n, 1.0f, dweight, pl.K);
+                    if (dweight) {
+                        im2col_rows(sc.col, n, inp + b0 * in_img, C, H, W, stride, pl.Wo, oy0, oy1);
+                        sac_gemm(0, 1, OC, pl.K, n, 1.0f, d, pl.P, sc.col, n, 1.0f, dweight, pl.K);
+                    }
                     if (dimg) {
                         sac_gemm(1, 0, pl.K, n, OC, 1.0f, weight, pl.K, d, pl.P, 1.0f, sc.dcol, n);
                         col2im_rows(dimg, sc.dcol, n, C, H, W, stride, pl.Wo, oy0, oy1);
@@ -466,15 +484,16 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, 
             /* several whole images side by side: gather their dout into tmp (OC, n) */
             int n = nb * pl.P;
             for (int j = 0; j < nb; j++) {
-                im2col_rows(sc.col + (size_t)j * pl.P, n, inp + (b0 + j) * in_img, C, H, W, stride, pl.Wo, 0,
-                            pl.Ho);
+                if (dweight)
+                    im2col_rows(sc.col + (size_t)j * pl.P, n, inp + (b0 + j) * in_img, C, H, W, stride, pl.Wo, 0,
+                                pl.Ho);
                 const float *d = dout + (b0 + j) * out_img;
                 for (int o = 0; o < OC; o++)
                     memcpy(sc.tmp + (size_t)o * n + (size_t)j * pl.P, d + (size_t)o * pl.P,
                            sizeof(float) * (size_t)pl.P);
             }
             if (dbias) conv_bias_backward(dbias, sc.tmp, n, OC, n);
-            sac_gemm(0, 1, OC, pl.K, n, 1.0f, sc.tmp, n, sc.col, n, 1.0f, dweight, pl.K);
+            if (dweight) sac_gemm(0, 1, OC, pl.K, n, 1.0f, sc.tmp, n, sc.col, n, 1.0f, dweight, pl.K);
             if (dinp) {
                 sac_gemm(1, 0, pl.K, n, OC, 1.0f, weight, pl.K, sc.tmp, n, 1.0f, sc.dcol, n);
                 for (int j = 0; j < nb; j++)
@@ -483,7 +502,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, 
             }
         }
     }
-    if (pl.split) conv_weight_unsplit_add(dweight, sc.dwsplit, C, OC);
+    if (pl.split && dweight) conv_weight_unsplit_add(dweight, sc.dwsplit, C, OC);
 }
 
 void conv2d_forward_ref(float *out, const float *inp, const float *weight, const float *bias, int B,

@@ -440,3 +440,277 @@ void winograd_forward(float *out, float *scratch, const float *inp, const float 
         sac_parallel_for(OC, 8, output_task, &t);
     }
 }
+
+/* ---- the weight gradient ----
+ * The forward is out = A^T [sum_c U[o][c] . V[c]] A per tile, U = G g G^T, so
+ *   dU[xi][o][c] = sum over tiles of dM[xi][o][t] V[xi][c][t],   dM = A dY A^T (per tile),
+ *   dg = G^T dU G,
+ * the exact adjoint of winograd_forward's arithmetic. V is the forward's input transform (the
+ * same panels); dM is written output channel innermost, dMt (16, tiles, OCp) with OCp = OC
+ * rounded up to 16 (zero past OC), and dU likewise, dUt (16, C, OCp), so that the products
+ * dUt[xi] (C, OCp) += V[xi]^T (C, n) @ dMt[xi] (n, OCp) broadcast V and load whole vectors of
+ * output channels, accumulating over the tiles in order (one multiply-add chain per element
+ * from zero across all chunks). */
+
+static int wino_ocp(int OC) { return (OC + 15) / 16 * 16; }
+
+/* dUt planes: one cache line more than C * OCp apart, so that the 16 planes read together by
+ * the final transform do not map to the same cache sets */
+static size_t wgrad_uplane(int C, int OC) { return (size_t)C * wino_ocp(OC) + 16; }
+
+size_t winograd_wgrad_scratch_floats(int C, int OC, int H, int W)
+{
+    const WinoPlan pl = wino_plan(C, wino_ocp(OC), H, W);
+    return (size_t)16 * C * pl.ld + (size_t)16 * pl.ld * wino_ocp(OC) + 16 * wgrad_uplane(C, OC);
+}
+
+/* dMt[xi][t][o] for output channels [o0, o0 + 16) of the tw tiles of tile row ty of one image's
+ * output gradient dy (OC, H, W), as tiles t0 .. t0 + tw - 1 (rows of ld floats, planes `plane`
+ * apart). dY outside the image (odd sides) is zero. */
+static inline SAC_ALWAYS_INLINE void dm_tile_row_body(float *dM, size_t plane, int ld, int t0, const float *dy, int OC,
+                                                      int o0, int H, int W, int ty, int tw)
+{
+    const int no = SAC_MIN(16, OC - o0), two_rows = 2 * ty + 1 < H;
+    for (int s0 = 0; s0 < tw; s0 += WINO_SEG) {
+        const int n = SAC_MIN(WINO_SEG, tw - s0), x0 = 2 * s0, nx = SAC_MIN(2 * n, W - x0);
+        float d[2][2 * WINO_SEG][16]; /* the two output rows of these tiles, channel innermost */
+        if (no < 16 || nx < 2 * n || !two_rows) /* zero where nothing is copied below */
+            for (int a = 0; a < 2; a++) memset(d[a], 0, sizeof(float) * 16 * 2 * n);
+        for (int a = 0; a < 1 + two_rows; a++)
+            for (int o = 0; o < no; o++) {
+                const float *row = dy + ((size_t)(o0 + o) * H + 2 * ty + a) * W + x0;
+                for (int x = 0; x < nx; x++) d[a][x][o] = row[x];
+            }
+        for (int t = 0; t < n; t++) {
+            float *m = dM + (size_t)(t0 + s0 + t) * ld + o0;
+            /* dM = A dY A^T: across each row r_a[j] = s_j(y_a0, y_a1), s = (y0, y0 + y1, y0 - y1,
+             * -y1); then down the columns dM[i][j] = s_i(r_0[j], r_1[j]) */
+            float r[2][4][16];
+            for (int a = 0; a < 2; a++)
+                for (int o = 0; o < 16; o++) {
+                    const float y0 = d[a][2 * t][o], y1 = d[a][2 * t + 1][o];
+                    r[a][0][o] = y0, r[a][1][o] = y0 + y1, r[a][2][o] = y0 - y1, r[a][3][o] = -y1;
+                }
+            for (int j = 0; j < 4; j++)
+                for (int o = 0; o < 16; o++) {
+                    const float a0 = r[0][j][o], a1 = r[1][j][o];
+                    m[(size_t)j * plane + o] = a0;
+                    m[(size_t)(4 + j) * plane + o] = a0 + a1;
+                    m[(size_t)(8 + j) * plane + o] = a0 - a1;
+                    m[(size_t)(12 + j) * plane + o] = -a1;
+                }
+        }
+    }
+}
+
+#define DM_TILE_ROW_PARAMS \
+    (float *dM, size_t plane, int ld, int t0, const float *dy, int OC, int o0, int H, int W, int ty, int tw)
+SAC_CLONES(dm_tile_row, DM_TILE_ROW_PARAMS, (dM, plane, ld, t0, dy, OC, o0, H, W, ty, tw))
+typedef void (*DmTileRowFn) DM_TILE_ROW_PARAMS;
+static const DmTileRowFn dm_tile_row_fns[] = SAC_KERNEL_TABLE(dm_tile_row);
+
+/* dU (C, ldu) += V^T @ dM over tiles [0, n): V in panels (panel_at), dM (n, ldu). */
+static void wgrad_gemm_c(float *dU, int ldu, const float *V, int C, const float *dM, int n)
+{
+    for (int c = 0; c < C; c++)
+        for (int o0 = 0; o0 < ldu; o0 += 16) {
+            float acc[16];
+            memcpy(acc, dU + (size_t)c * ldu + o0, sizeof(acc));
+            for (int t = 0; t < n; t++) {
+                const float v = V[panel_at(t, c, C)];
+                const float *m = dM + (size_t)t * ldu + o0;
+                for (int i = 0; i < 16; i++) acc[i] += v * m[i];
+            }
+            memcpy(dU + (size_t)c * ldu + o0, acc, sizeof(acc));
+        }
+}
+
+#if SAC_KERNEL_X86
+/* AVX-512: blocks of up to 8 input channels by 2 vectors of output channels. */
+SAC_TARGET_AVX512 static inline SAC_ALWAYS_INLINE void wgrad_block_avx512(float *dU, int ldu, const float *V, int C,
+                                                                          int c0, const float *dM, int n, int NR,
+                                                                          int NS)
+{
+    __m512 acc[8][2];
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)
+        _Pragma("GCC unroll 2") for (int s = 0; s < NS; s++) acc[r][s] = _mm512_loadu_ps(dU + (size_t)r * ldu + 16 * s);
+    for (int t = 0; t < n; t++) {
+        const float *v = V + panel_at(t, c0, C); /* channel c0 + r at v[r * SAC_PANEL] */
+        __m512 m[2];
+        _Pragma("GCC unroll 2") for (int s = 0; s < NS; s++) m[s] = _mm512_loadu_ps(dM + (size_t)t * ldu + 16 * s);
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {
+            const __m512 b = _mm512_set1_ps(v[r * SAC_PANEL]);
+            _Pragma("GCC unroll 2") for (int s = 0; s < NS; s++) acc[r][s] = _mm512_fmadd_ps(b, m[s], acc[r][s]);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)
+        _Pragma("GCC unroll 2") for (int s = 0; s < NS; s++) _mm512_storeu_ps(dU + (size_t)r * ldu + 16 * s, acc[r][s]);
+}
+
+#define WGRAD_ROWS(f, ns)                                                                                              \
+    switch (nr) {                                                                                                      \
+    case 8: f(u, ldu, V, C, c, m, n, 8, ns); break;                                                                    \
+    case 7: f(u, ldu, V, C, c, m, n, 7, ns); break;                                                                    \
+    case 6: f(u, ldu, V, C, c, m, n, 6, ns); break;                                                                    \
+    case 5: f(u, ldu, V, C, c, m, n, 5, ns); break;                                                                    \
+    case 4: f(u, ldu, V, C, c, m, n, 4, ns); break;                                                                    \
+    case 3: f(u, ldu, V, C, c, m, n, 3, ns); break;                                                                    \
+    case 2: f(u, ldu, V, C, c, m, n, 2, ns); break;                                                                    \
+    default: f(u, ldu, V, C, c, m, n, 1, ns); break;                                                                   \
+    }
+
+SAC_TARGET_AVX512 static void wgrad_gemm_avx512(float *dU, int ldu, const float *V, int C, const float *dM, int n)
+{
+    for (int o = 0; o < ldu; o += 32) {
+        const int ns = SAC_MIN(2, (ldu - o) / 16);
+        const float *m = dM + o;
+        for (int c = 0; c < C; c += 8) {
+            const int nr = SAC_MIN(8, C - c);
+            float *u = dU + (size_t)c * ldu + o;
+            if (ns == 2) {
+                WGRAD_ROWS(wgrad_block_avx512, 2)
+            } else {
+                WGRAD_ROWS(wgrad_block_avx512, 1)
+            }
+        }
+    }
+}
+
+/* AVX2: blocks of up to 6 input channels by 16 output channels (two vectors). */
+SAC_TARGET_AVX2 static inline SAC_ALWAYS_INLINE void wgrad_block_avx2(float *dU, int ldu, const float *V, int C,
+                                                                      int c0, const float *dM, int n, int NR, int NS)
+{
+    (void)NS;
+    __m256 acc[6][2];
+    _Pragma("GCC unroll 6") for (int r = 0; r < NR; r++) {
+        acc[r][0] = _mm256_loadu_ps(dU + (size_t)r * ldu);
+        acc[r][1] = _mm256_loadu_ps(dU + (size_t)r * ldu + 8);
+    }
+    for (int t = 0; t < n; t++) {
+        const float *v = V + panel_at(t, c0, C);
+        const __m256 m0 = _mm256_loadu_ps(dM + (size_t)t * ldu), m1 = _mm256_loadu_ps(dM + (size_t)t * ldu + 8);
+        _Pragma("GCC unroll 6") for (int r = 0; r < NR; r++) {
+            const __m256 b = _mm256_broadcast_ss(v + r * SAC_PANEL);
+            acc[r][0] = _mm256_fmadd_ps(b, m0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(b, m1, acc[r][1]);
+        }
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < NR; r++) {
+        _mm256_storeu_ps(dU + (size_t)r * ldu, acc[r][0]);
+        _mm256_storeu_ps(dU + (size_t)r * ldu + 8, acc[r][1]);
+    }
+}
+
+SAC_TARGET_AVX2 static void wgrad_gemm_avx2(float *dU, int ldu, const float *V, int C, const float *dM, int n)
+{
+    for (int o = 0; o < ldu; o += 16) {
+        const float *m = dM + o;
+        for (int c = 0; c < C; c += 6) {
+            float *u = dU + (size_t)c * ldu + o;
+            switch (SAC_MIN(6, C - c)) {
+            case 6: wgrad_block_avx2(u, ldu, V, C, c, m, n, 6, 1); break;
+            case 5: wgrad_block_avx2(u, ldu, V, C, c, m, n, 5, 1); break;
+            case 4: wgrad_block_avx2(u, ldu, V, C, c, m, n, 4, 1); break;
+            case 3: wgrad_block_avx2(u, ldu, V, C, c, m, n, 3, 1); break;
+            case 2: wgrad_block_avx2(u, ldu, V, C, c, m, n, 2, 1); break;
+            default: wgrad_block_avx2(u, ldu, V, C, c, m, n, 1, 1); break;
+            }
+        }
+    }
+}
+#endif
+
+typedef void (*WgradGemmFn)(float *dU, int ldu, const float *V, int C, const float *dM, int n);
+static const WgradGemmFn wgrad_gemm_fns[] = SAC_KERNEL_TABLE(wgrad_gemm);
+
+typedef struct {
+    const WinoPlan *pl;
+    float *V, *dM, *dU;
+    const float *inp, *dout;
+    float *dweight;
+    int C, H, W, OC, q0, nq, n;
+} WgradTask;
+
+static void wgrad_input_task(void *arg, int c0, int c1, int chunk)
+{
+    (void)chunk;
+    const WgradTask *t = arg;
+    const WinoPlan *pl = t->pl;
+    const size_t in_img = (size_t)t->C * t->H * t->W;
+    const InputTileRowFn input_tile_row = input_tile_row_fns[sac_kernel()];
+    for (int k = 0; k < t->nq; k++) {
+        const int q = t->q0 + k, b = q / pl->th, ty = q % pl->th;
+        input_tile_row(t->V, (size_t)t->C * pl->ld, k * pl->tw, t->inp + b * in_img, t->C, c0, c1, t->H, t->W, ty,
+                       pl->tw);
+    }
+}
+
+/* output channels [16 * j0, 16 * j1) */
+static void wgrad_dm_task(void *arg, int j0, int j1, int chunk)
+{
+    (void)chunk;
+    const WgradTask *t = arg;
+    const WinoPlan *pl = t->pl;
+    const int ocp = wino_ocp(t->OC);
+    const size_t out_img = (size_t)t->OC * t->H * t->W, plane = (size_t)pl->ld * ocp;
+    const DmTileRowFn dm_tile_row = dm_tile_row_fns[sac_kernel()];
+    for (int j = j0; j < j1; j++)
+        for (int k = 0; k < t->nq; k++) {
+            const int q = t->q0 + k, b = q / pl->th, ty = q % pl->th;
+            dm_tile_row(t->dM, plane, ocp, k * pl->tw, t->dout + b * out_img, t->OC, 16 * j, t->H, t->W, ty, pl->tw);
+        }
+}
+
+static void wgrad_gemm_task(void *arg, int x0, int x1, int chunk)
+{
+    (void)chunk;
+    const WgradTask *t = arg;
+    const int ocp = wino_ocp(t->OC);
+    const size_t vplane = (size_t)t->C * t->pl->ld, mplane = (size_t)t->pl->ld * ocp, uplane = wgrad_uplane(t->C, t->OC);
+    const WgradGemmFn gemm = wgrad_gemm_fns[sac_kernel()];
+    for (int xi = x0; xi < x1; xi++) gemm(t->dU + xi * uplane, ocp, t->V + xi * vplane, t->C, t->dM + xi * mplane, t->n);
+}
+
+/* dweight[o][c] += G^T dU[o][c] G for output channels [o0, o1) */
+static void wgrad_final_task(void *arg, int o0, int o1, int chunk)
+{
+    (void)chunk;
+    const WgradTask *t = arg;
+    const int ocp = wino_ocp(t->OC), C = t->C;
+    const size_t uplane = wgrad_uplane(C, t->OC);
+    for (int o = o0; o < o1; o++)
+        for (int c = 0; c < C; c++) {
+            float u[4][4], g[4][3];
+            for (int xi = 0; xi < 16; xi++) u[xi / 4][xi % 4] = t->dU[xi * uplane + (size_t)c * ocp + o];
+            /* U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]: dg = G^T dU G */
+            for (int i = 0; i < 4; i++) { /* (dU G)[i][l] */
+                g[i][0] = u[i][0] + 0.5f * (u[i][1] + u[i][2]);
+                g[i][1] = 0.5f * (u[i][1] - u[i][2]);
+                g[i][2] = 0.5f * (u[i][1] + u[i][2]) + u[i][3];
+            }
+            float *dw = t->dweight + ((size_t)o * C + c) * 9;
+            for (int l = 0; l < 3; l++) { /* G^T (dU G) */
+                dw[l] += g[0][l] + 0.5f * (g[1][l] + g[2][l]);
+                dw[3 + l] += 0.5f * (g[1][l] - g[2][l]);
+                dw[6 + l] += 0.5f * (g[1][l] + g[2][l]) + g[3][l];
+            }
+        }
+}
+
+void winograd_weight_grad(float *dweight, float *scratch, const float *inp, const float *dout, int B, int C, int H,
+                          int W, int OC)
+{
+    const int ocp = wino_ocp(OC);
+    const WinoPlan pl = wino_plan(C, ocp, H, W);
+    WgradTask t = {&pl, scratch, scratch + (size_t)16 * C * pl.ld, NULL, inp, dout, dweight, C, H, W, OC, 0, 0, 0};
+    t.dU = t.dM + (size_t)16 * pl.ld * ocp;
+    memset(t.dU, 0, sizeof(float) * 16 * wgrad_uplane(C, OC));
+    const int total = B * pl.th;
+    for (t.q0 = 0; t.q0 < total; t.q0 += pl.rows) {
+        t.nq = SAC_MIN(pl.rows, total - t.q0), t.n = t.nq * pl.tw;
+        sac_parallel_for(C, 8, wgrad_input_task, &t);
+        sac_parallel_for(ocp / 16, 1, wgrad_dm_task, &t);
+        sac_parallel_for(16, 1, wgrad_gemm_task, &t);
+    }
+    sac_parallel_for(OC, 8, wgrad_final_task, &t);
+}

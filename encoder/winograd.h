@@ -36,4 +36,13 @@ enum { WINO_STORE, WINO_RELU, WINO_ACCUMULATE };
 void winograd_forward(float *out, float *scratch, const float *inp, const float *U, const float *bias, int B,
                       int C, int H, int W, int OC, int mode);
 
+/* The weight gradient of winograd_forward (and of any 3x3 stride-1 padding-1 convolution):
+ * dweight (OC, C, 3, 3) += sum over the batch of the correlation of inp (B, C, H, W) with
+ * dout (B, OC, H, W), computed as the adjoint of the F(2x2, 3x3) forward: 16 products of K =
+ * tiles, dU[xi] += dM[xi] V[xi]^T with dM = A dY A^T, then dweight += G^T dU G. `scratch` is
+ * winograd_wgrad_scratch_floats() floats. */
+size_t winograd_wgrad_scratch_floats(int C, int OC, int H, int W);
+void winograd_weight_grad(float *dweight, float *scratch, const float *inp, const float *dout, int B, int C, int H,
+                          int W, int OC);
+
 #endif

@@ -87,6 +87,8 @@ static const int conv_shapes[][7] = {
     {2, 32, 12, 11, 5, 1, 1}, {1, 48, 10, 9, 13, 1, 0},  /* Winograd forwards from 32 channels; a
                                                            * partial block of output channels and
                                                            * a partial last panel of tiles */
+    {3, 32, 9, 13, 40, 1, 1}, {2, 40, 4, 3, 16, 1, 0},   /* Winograd weight gradients: odd sides,
+                                                           * partial blocks of both channels */
 };
 
 START_TEST(test_conv2d_matches_direct)
