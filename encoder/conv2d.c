@@ -78,10 +78,11 @@ enum { WINO_MIN_C = 32 };
 static int use_winograd(int C, int stride) { return stride == 1 && C >= WINO_MIN_C; }
 
 /* The input gradient goes through Winograd too (a convolution of the OC output channels into
- * C) on sides of 16 x 16 and up: there it beat im2col's shared pass by 1.15-1.3x per layer of
- * the default encoder (backward of 32->64 at 64x64, 64->128 at 32x32, 128->256 at 16x16);
- * at 8 x 8 (256->256) the separate pass lost (24.6 vs 20.9 ms for 8 images). */
-enum { WINO_MIN_GRAD_PIXELS = 256 };
+ * C) on sides of 8 x 8 and up: with the im2col weight gradient it once beat im2col's shared
+ * pass only from 16 x 16; with winograd.c's own products and the weight gradient by Winograd as
+ * well, the separate pass won at 8 x 8 too (backward of 256->256 at 8 x 8, 16 images, one
+ * thread: 19.4 -> 13.0 ms). */
+enum { WINO_MIN_GRAD_PIXELS = 64 };
 
 static int use_winograd_grad(int OC, int H, int W, int stride)
 {

@@ -3,7 +3,7 @@
  * by im2col + sac_gemm over tiles of output columns sized for the cache.
  *
  * Stride-1 convolutions of 32+ channels go through winograd.h instead: the forward when the
- * input is that wide, the input gradient when the output is (on sides of 16 x 16 and up), the
+ * input is that wide, the input gradient when the output is (on sides of 8 x 8 and up), the
  * weight gradient when the input is and the output has 16+ channels.
  *
  * Size letters: B batch, C input channels, OC output channels, H W input height and width,
