@@ -215,6 +215,17 @@ int cli_option_error(const char *cmd, int c, char **argv)
     return cli_usage_error(cmd, "unknown option '%s'", arg);
 }
 
+int cli_common_option(const char *cmd, int c, char **argv, void (*help)(FILE *), long *threads, int *quiet)
+{
+    switch (c) {
+    case CLI_OPT_THREADS: return cli_parse_int("--threads", optarg, 0, 1024, threads) ? CLI_USAGE : CLI_MORE;
+    case CLI_OPT_QUIET: *quiet = 1; return CLI_MORE;
+    case 'h':
+    case CLI_OPT_HELP: help(stdout); return CLI_OK;
+    default: return cli_option_error(cmd, c, argv);
+    }
+}
+
 static int readable(const char *p) { return access(p, R_OK) == 0; }
 
 const char *cli_find_model(const char *explicit_path, const char *argv0)

@@ -30,6 +30,15 @@ int cli_parse_shard(const char *opt, const char *s, int *index, int *count);
  * as `saccade CMD: unknown option '--bogus'`; returns CLI_USAGE. */
 int cli_option_error(const char *cmd, int c, char **argv);
 
+/* The options caption, attend, batch, classify, eval and report take alike, at these getopt_long
+ * ids: --threads N (0 = all cores), --quiet, --help (and -h). */
+enum { CLI_OPT_THREADS = 900, CLI_OPT_QUIET, CLI_OPT_HELP };
+#define CLI_MORE (-1)
+/* For the default of a command's getopt switch: --threads N (0..1024) into *threads, --quiet into
+ * *quiet, -h/--help printed to stdout by help; anything else reported by cli_option_error.
+ * Returns CLI_MORE when parsing goes on, else the exit status (CLI_OK after the help, CLI_USAGE). */
+int cli_common_option(const char *cmd, int c, char **argv, void (*help)(FILE *), long *threads, int *quiet);
+
 /* Print "saccade CMD: <message>\nTry 'saccade CMD --help'." to stderr; returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)

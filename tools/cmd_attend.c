@@ -289,14 +289,15 @@ static int same_output(const char *a, const char *b)
     return !strcmp(a, b);
 }
 
-enum { O_MODEL = 256, O_PANEL, O_COLUMNS, O_HTML, O_JSON, O_PROBS, O_FONT, O_THREADS, O_QUIET, O_HELP };
+enum { O_MODEL = 256, O_PANEL, O_COLUMNS, O_HTML, O_JSON, O_PROBS, O_FONT };
 
 int cmd_attend(int argc, char **argv)
 {
     struct option longopts[13 + CLI_DEC_MAX_OPTIONS] = {
         {"model", 1, 0, O_MODEL}, {"panel", 1, 0, O_PANEL}, {"columns", 1, 0, O_COLUMNS},
         {"output", 1, 0, 'o'}, {"html", 1, 0, O_HTML}, {"json", 1, 0, O_JSON}, {"probs", 0, 0, O_PROBS},
-        {"font", 1, 0, O_FONT}, {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP}};
+        {"font", 1, 0, O_FONT}, {"threads", 1, 0, CLI_OPT_THREADS}, {"quiet", 0, 0, CLI_OPT_QUIET},
+        {"help", 0, 0, CLI_OPT_HELP}};
     cli_decode_longopts(ATTEND_DECODING, longopts + 11);
     const char *model_path = NULL, *out_png = NULL, *out_html = NULL, *out_json = NULL, *font_path = NULL;
     long panel = 256, columns = 6, threads = 0;
@@ -320,13 +321,8 @@ int cmd_attend(int argc, char **argv)
         case O_JSON: out_json = optarg; break;
         case O_PROBS: probs = 1; break;
         case O_FONT: font_path = optarg; break;
-        case O_THREADS:
-            if (cli_parse_int("--threads", optarg, 0, 1024, &threads)) return CLI_USAGE;
-            break;
-        case O_QUIET: quiet = 1; break;
-        case 'h':
-        case O_HELP: help(stdout); return CLI_OK;
-        default: return cli_option_error("attend", c, argv);
+        default:
+            if ((status = cli_common_option("attend", c, argv, help, &threads, &quiet)) != CLI_MORE) return status;
         }
     }
     if (optind >= argc) return cli_usage_error("attend", "no image given");

@@ -522,7 +522,7 @@ static int output_is_input(const char *out_path, BatchFormat fmt, const BatchFil
     return 0;
 }
 
-enum { O_FORMAT = 256, O_MODEL, O_BATCH, O_THREADS, O_RESUME, O_SHARD, O_ATTENTION, O_QUIET, O_MERGE };
+enum { O_FORMAT = 256, O_MODEL, O_BATCH, O_RESUME, O_SHARD, O_ATTENTION, O_MERGE };
 
 /* The command line into b. Returns -1 to go on, else the exit status (help, a usage error, or
  * --merge done). */
@@ -530,10 +530,11 @@ static int parse_args(Batch *b, int argc, char **argv)
 {
     struct option longopts[12 + CLI_DEC_MAX_OPTIONS] = {
         {"output", 1, 0, 'o'}, {"format", 1, 0, O_FORMAT}, {"model", 1, 0, O_MODEL}, {"batch", 1, 0, O_BATCH},
-        {"threads", 1, 0, O_THREADS}, {"resume", 0, 0, O_RESUME}, {"shard", 1, 0, O_SHARD},
-        {"attention", 0, 0, O_ATTENTION}, {"quiet", 0, 0, O_QUIET}, {"merge", 0, 0, O_MERGE}, {"help", 0, 0, 'h'}};
+        {"threads", 1, 0, CLI_OPT_THREADS}, {"resume", 0, 0, O_RESUME}, {"shard", 1, 0, O_SHARD},
+        {"attention", 0, 0, O_ATTENTION}, {"quiet", 0, 0, CLI_OPT_QUIET}, {"merge", 0, 0, O_MERGE},
+        {"help", 0, 0, CLI_OPT_HELP}};
     cli_decode_longopts(BATCH_DECODING, longopts + 11);
-    int fmt = -1, shard_auto = 0, merge = 0, c;
+    int fmt = -1, shard_auto = 0, merge = 0, c, rc;
     b->shard_n = 1;
     cli_decode_defaults(&b->dec);
     optind = 1;
@@ -551,9 +552,6 @@ static int parse_args(Batch *b, int argc, char **argv)
         case O_BATCH:
             if (cli_parse_int("--batch", optarg, 1, 1024, &b->group_opt)) return CLI_USAGE;
             break;
-        case O_THREADS:
-            if (cli_parse_int("--threads", optarg, 0, 1024, &b->threads)) return CLI_USAGE;
-            break;
         case O_RESUME: b->resume = 1; break;
         case O_SHARD:
             shard_auto = !strcmp(optarg, "auto");
@@ -561,9 +559,8 @@ static int parse_args(Batch *b, int argc, char **argv)
             break;
         case O_MERGE: merge = 1; break;
         case O_ATTENTION: b->attention = 1; break;
-        case O_QUIET: b->quiet = 1; break;
-        case 'h': help(stdout); return CLI_OK;
-        default: return cli_option_error("batch", c, argv);
+        default:
+            if ((rc = cli_common_option("batch", c, argv, help, &b->threads, &b->quiet)) != CLI_MORE) return rc;
         }
     }
     const char *out_path = b->out_path;

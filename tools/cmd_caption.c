@@ -209,13 +209,13 @@ static void run_add(Run *r, const char *path)
     if (++r->n == CAPTION_BATCH) run_flush(r);
 }
 
-enum { O_MODEL = 256, O_JSON, O_THREADS, O_QUIET, O_HELP };
+enum { O_MODEL = 256, O_JSON };
 
 int cmd_caption(int argc, char **argv)
 {
     struct option longopts[8 + CLI_DEC_MAX_OPTIONS] = {
-        {"model", 1, 0, O_MODEL}, {"json", 0, 0, O_JSON}, {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET},
-        {"help", 0, 0, O_HELP}};
+        {"model", 1, 0, O_MODEL}, {"json", 0, 0, O_JSON}, {"threads", 1, 0, CLI_OPT_THREADS},
+        {"quiet", 0, 0, CLI_OPT_QUIET}, {"help", 0, 0, CLI_OPT_HELP}};
     cli_decode_longopts(CLI_DEC_ALL, longopts + 5);
     const char *model_path = NULL;
     long threads = 0;
@@ -229,13 +229,8 @@ int cmd_caption(int argc, char **argv)
         case CLI_DEC_USAGE: return CLI_USAGE;
         case O_MODEL: model_path = optarg; break;
         case O_JSON: json = 1; break;
-        case O_THREADS:
-            if (cli_parse_int("--threads", optarg, 0, 1024, &threads)) return CLI_USAGE;
-            break;
-        case O_QUIET: quiet = 1; break;
-        case 'h':
-        case O_HELP: help(stdout); return CLI_OK;
-        default: return cli_option_error("caption", c, argv);
+        default:
+            if ((status = cli_common_option("caption", c, argv, help, &threads, &quiet)) != CLI_MORE) return status;
         }
     }
     if (cli_decode_check("caption", &dec)) return CLI_USAGE;

@@ -87,16 +87,16 @@ static void top_k(const float *logits, int N, int K, float *prob, int *idx)
     }
 }
 
-enum { O_BACKBONE = 256, O_TOP, O_THREADS, O_QUIET, O_HELP };
+enum { O_BACKBONE = 256, O_TOP };
 
 int cmd_classify(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"backbone", 1, 0, O_BACKBONE}, {"top", 1, 0, O_TOP},
-                                             {"threads", 1, 0, O_THREADS},   {"quiet", 0, 0, O_QUIET},
-                                             {"help", 0, 0, O_HELP},         {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"backbone", 1, 0, O_BACKBONE},   {"top", 1, 0, O_TOP},
+                                             {"threads", 1, 0, CLI_OPT_THREADS}, {"quiet", 0, 0, CLI_OPT_QUIET},
+                                             {"help", 0, 0, CLI_OPT_HELP},       {0, 0, 0, 0}};
     const char *path = getenv("SACCADE_BACKBONE");
     long top = 5, threads = 0;
-    int quiet = 0, c;
+    int quiet = 0, c, rc;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -105,13 +105,8 @@ int cmd_classify(int argc, char **argv)
         case O_TOP:
             if (cli_parse_int("--top", optarg, 1, 100000, &top)) return CLI_USAGE;
             break;
-        case O_THREADS:
-            if (cli_parse_int("--threads", optarg, 0, 1024, &threads)) return CLI_USAGE;
-            break;
-        case O_QUIET: quiet = 1; break;
-        case 'h':
-        case O_HELP: help(stdout); return CLI_OK;
-        default: return cli_option_error("classify", c, argv);
+        default:
+            if ((rc = cli_common_option("classify", c, argv, help, &threads, &quiet)) != CLI_MORE) return rc;
         }
     }
     if (!path || !*path) return cli_usage_error("classify", "--backbone FILE is required (or set SACCADE_BACKBONE)");

@@ -85,16 +85,15 @@ static int write_results(const char *path, const EvalResult *r)
     return sac_output_close(out); /* a write error is logged, naming the file */
 }
 
-enum {
-    O_MODEL = 256, O_DATA, O_SPLIT, O_IMAGES, O_MAX_IMAGES, O_RESULTS, O_JSON, O_THREADS, O_QUIET, O_F32, O_HELP
-};
+enum { O_MODEL = 256, O_DATA, O_SPLIT, O_IMAGES, O_MAX_IMAGES, O_RESULTS, O_JSON, O_F32 };
 
 int cmd_eval(int argc, char **argv)
 {
     struct option longopts[12 + CLI_DEC_MAX_OPTIONS] = {
         {"model", 1, 0, O_MODEL}, {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT}, {"images", 1, 0, O_IMAGES},
         {"max-images", 1, 0, O_MAX_IMAGES}, {"results", 1, 0, O_RESULTS}, {"json", 0, 0, O_JSON},
-        {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"f32", 0, 0, O_F32}, {"help", 0, 0, O_HELP}};
+        {"threads", 1, 0, CLI_OPT_THREADS}, {"quiet", 0, 0, CLI_OPT_QUIET}, {"f32", 0, 0, O_F32},
+        {"help", 0, 0, CLI_OPT_HELP}};
     cli_decode_longopts(EVAL_DECODING, longopts + 11);
     const char *model_path = NULL, *data = NULL, *split = "dev", *images = NULL, *results = NULL;
     long max_images = 0, threads = 0;
@@ -115,14 +114,9 @@ int cmd_eval(int argc, char **argv)
             break;
         case O_RESULTS: results = optarg; break;
         case O_JSON: json = 1; break;
-        case O_THREADS:
-            if (cli_parse_int("--threads", optarg, 0, 1024, &threads)) return CLI_USAGE;
-            break;
-        case O_QUIET: quiet = 1; break;
         case O_F32: f32 = 1; break;
-        case 'h':
-        case O_HELP: help(stdout); return CLI_OK;
-        default: return cli_option_error("eval", c, argv);
+        default:
+            if ((status = cli_common_option("eval", c, argv, help, &threads, &quiet)) != CLI_MORE) return status;
         }
     }
     if (optind < argc) return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);

@@ -655,17 +655,18 @@ int cmd_report_write(const char *log_path, const char *out_path, int quiet)
     return report_run(log_path, out_path, NULL, NULL, NULL, 0, 1, NULL, quiet, 0);
 }
 
-enum { O_MODEL = 256, O_IMAGES, O_MAX_PHOTOS, O_TITLE, O_THREADS, O_QUIET, O_HELP };
+enum { O_MODEL = 256, O_IMAGES, O_MAX_PHOTOS, O_TITLE };
 
 int cmd_report(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"output", 1, 0, 'o'}, {"model", 1, 0, O_MODEL}, {"images", 1, 0, O_IMAGES}, {"max-photos", 1, 0, O_MAX_PHOTOS},
-        {"title", 1, 0, O_TITLE}, {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
+        {"title", 1, 0, O_TITLE}, {"threads", 1, 0, CLI_OPT_THREADS}, {"quiet", 0, 0, CLI_OPT_QUIET},
+        {"help", 0, 0, CLI_OPT_HELP},
         {0, 0, 0, 0}};
     const char *out_path = NULL, *model_path = NULL, *title = NULL;
     const char **image_args = sac_calloc((size_t)argc + 1, sizeof(char *));
-    int n_image_args = 0, quiet = 0, c;
+    int n_image_args = 0, quiet = 0, c, opt_rc;
     long max_photos = 4, threads = 0;
     if (!image_args) return CLI_FAILED;
     optind = 1;
@@ -680,16 +681,10 @@ int cmd_report(int argc, char **argv)
             if (cli_parse_int("--max-photos", optarg, 1, 32, &max_photos)) goto out;
             break;
         case O_TITLE: title = optarg; break;
-        case O_THREADS:
-            if (cli_parse_int("--threads", optarg, 0, 1024, &threads)) goto out;
-            break;
-        case O_QUIET: quiet = 1; break;
-        case 'h':
-        case O_HELP:
-            help(stdout);
-            rc = CLI_OK;
+        default:
+            if ((opt_rc = cli_common_option("report", c, argv, help, &threads, &quiet)) == CLI_MORE) break;
+            rc = opt_rc;
             goto out;
-        default: rc = cli_option_error("report", c, argv); goto out;
         }
     }
     if (optind >= argc) {
