@@ -366,6 +366,47 @@ static char *line_next(LineReader *r, size_t *len)
     return s;
 }
 
+/* Next line that is not blank (nor, with comments, a '#' line), as line_next. */
+static char *line_next_text(LineReader *r, size_t *len, int comments)
+{
+    char *line;
+    while ((line = line_next(r, len))) {
+        const char *s = line;
+        size_t ls = *len;
+        trim(&s, &ls);
+        if (ls > 0 && !(comments && s[0] == '#')) return line;
+    }
+    return NULL;
+}
+
+/* The captions of a file read line by line (token file, captions.tsv): the lines, and the
+ * captions skipped as empty (how many, the first's line) or as invalid text. */
+typedef struct {
+    LineReader r;
+    int n_empty, first_empty;
+    BadText bad;
+} CaptionLines;
+
+/* The caption after the tab of the current line (len bytes) for item idx, trimmed: an empty
+ * one counted, an invalid one reported as at ds->source:line. SAC_OK or a negative status. */
+static int lines_add_caption(Dataset *ds, CaptionLines *cl, int idx, const char *line, size_t len, const char *tab)
+{
+    const char *text = tab + 1;
+    int st = add_caption_trimmed(ds, idx, text, len - (size_t)(text - line), &cl->bad, "%s:%d", ds->source,
+                                 cl->r.line);
+    if (st == CAPTION_EMPTY && !cl->n_empty++) cl->first_empty = cl->r.line;
+    return st < 0 ? st : SAC_OK;
+}
+
+/* After the last line: the skipped captions reported, the images left without one dropped
+ * (`why` as drop_captionless says). */
+static int lines_finish(Dataset *ds, const CaptionLines *cl, const char *why)
+{
+    report_empty_captions(ds, cl->n_empty, cl->first_empty);
+    report_bad_text(ds, &cl->bad);
+    return drop_captionless(ds, why);
+}
+
 static int file_exists(const char *path, int want_dir)
 {
     struct stat st;
@@ -404,10 +445,9 @@ Dataset *dataset_load_flickr(const char *token_path, const char *split_list,
         if (!(lbuf = file_read(split_list, &len))) goto fail;
         LineReader lr = {lbuf, lbuf + len, 0};
         int dups = 0, first_dup = 0;
-        while ((line = line_next(&lr, &n))) {
+        while ((line = line_next_text(&lr, &n, 0))) {
             const char *s = line;
             trim(&s, &n);
-            if (n == 0) continue;
             ((char *)s)[n] = '\0';
             if (dataset_find(ds, s) >= 0) {
                 if (!dups++) first_dup = lr.line;
@@ -424,14 +464,8 @@ Dataset *dataset_load_flickr(const char *token_path, const char *split_list,
         }
     }
     if (!(buf = file_read(token_path, &len))) goto fail;
-    LineReader r = {buf, buf + len, 0};
-    int n_empty = 0, first_empty = 0;
-    BadText bad = {0};
-    while ((line = line_next(&r, &n))) {
-        const char *s = line;
-        size_t ls = n;
-        trim(&s, &ls);
-        if (ls == 0) continue;
+    CaptionLines cl = {{buf, buf + len, 0}, 0, 0, {0}};
+    while ((line = line_next_text(&cl.r, &n, 0))) {
         char *tab = memchr(line, '\t', n);
         char *hash = NULL;
         if (tab) {
@@ -443,7 +477,7 @@ Dataset *dataset_load_flickr(const char *token_path, const char *split_list,
         if (!ok) {
             if (tab) *tab = '\t';
             sac_error("%s:%d: expected '<image>#<n><TAB><caption>', found '%.80s'", token_path,
-                      r.line, line);
+                      cl.r.line, line);
             goto fail;
         }
         *hash = '\0';
@@ -456,17 +490,10 @@ Dataset *dataset_load_flickr(const char *token_path, const char *split_list,
             if (split_list) continue;
             if ((idx = dataset_add_item(ds, name, -1)) < 0) goto fail;
         }
-        char *text = tab + 1;
-        int st = add_caption_trimmed(ds, idx, text, n - (size_t)(text - line), &bad, "%s:%d",
-                                     token_path, r.line);
-        if (st < 0) goto fail;
-        if (st == CAPTION_EMPTY && !n_empty++) first_empty = r.line;
+        if (lines_add_caption(ds, &cl, idx, line, n, tab) < 0) goto fail;
     }
-    report_empty_captions(ds, n_empty, first_empty);
-    report_bad_text(ds, &bad);
-    if (drop_captionless(ds, split_list ? "of the split list have no usable captions in the "
-                                          "token file"
-                                        : "have no usable captions") < 0)
+    if (lines_finish(ds, &cl, split_list ? "of the split list have no usable captions in the token file"
+                                         : "have no usable captions") < 0)
         goto fail;
     if (ds->n_items == 0) {
         sac_error("%s: expected '<image>#<n><TAB><caption>' lines%s, found none", token_path,
@@ -494,36 +521,24 @@ Dataset *dataset_load_tsv(const char *tsv_path, const char *image_dir)
     ds->format = SAC_DATASET_TSV;
     size_t len, n;
     if (!(buf = file_read(tsv_path, &len))) goto fail;
-    LineReader r = {buf, buf + len, 0};
+    CaptionLines cl = {{buf, buf + len, 0}, 0, 0, {0}};
     char *line;
-    int n_empty = 0, first_empty = 0;
-    BadText bad = {0};
-    while ((line = line_next(&r, &n))) {
-        const char *s = line;
-        size_t ls = n;
-        trim(&s, &ls);
-        if (ls == 0 || s[0] == '#') continue;
+    while ((line = line_next_text(&cl.r, &n, 1))) {
         char *tab = memchr(line, '\t', n);
         const char *name = line;
         size_t ln = tab ? (size_t)(tab - line) : 0;
         trim(&name, &ln);
         if (!tab || ln == 0) {
             sac_error("%s:%d: expected '<image path><TAB><caption>', found '%.80s'", tsv_path,
-                      r.line, line);
+                      cl.r.line, line);
             goto fail;
         }
         ((char *)name)[ln] = '\0';
         int idx = dataset_find(ds, name);
         if (idx < 0 && (idx = dataset_add_item(ds, name, -1)) < 0) goto fail;
-        char *text = tab + 1;
-        int st = add_caption_trimmed(ds, idx, text, n - (size_t)(text - line), &bad, "%s:%d",
-                                     tsv_path, r.line);
-        if (st < 0) goto fail;
-        if (st == CAPTION_EMPTY && !n_empty++) first_empty = r.line;
+        if (lines_add_caption(ds, &cl, idx, line, n, tab) < 0) goto fail;
     }
-    report_empty_captions(ds, n_empty, first_empty);
-    report_bad_text(ds, &bad);
-    if (drop_captionless(ds, "have no usable captions") < 0) goto fail;
+    if (lines_finish(ds, &cl, "have no usable captions") < 0) goto fail;
     if (ds->n_items == 0) {
         sac_error("%s: expected '<image path><TAB><caption>' lines, found none", tsv_path);
         goto fail;
