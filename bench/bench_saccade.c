@@ -190,6 +190,82 @@ static float *random_images(int B, int S, SacRng *rng)
     return x;
 }
 
+/* The frozen backbone's features (Bi, P, Eb) of the batch, computed once before the timing (the
+ * peer's --frozen-encoder: cached = enc(x)); their scale goes into tr (check_features). */
+static int frozen_features(Model *m, const float *images, int Bi, const char *what, cJSON *tr, float **bfeats)
+{
+    const size_t n = (size_t)Bi * m->P * m->cfg.bb.channels;
+    Captioner *cap = captioner_create(m, Bi, 1);
+    *bfeats = sac_alloc_floats(n);
+    int st = cap && *bfeats ? captioner_backbone_features(cap, images, Bi, *bfeats) : SAC_ERR_NOMEM;
+    captioner_free(cap);
+    return st ? st : check_features(what, *bfeats, n, tr);
+}
+
+/* A training step's gradient (the loss into *loss); timed apart from the Adam update after it. */
+typedef int (*GradFn)(void *ctx, DecoderLoss *loss);
+
+typedef struct {
+    Samples tot, grad, adam; /* seconds: the whole step, its gradient, its Adam update */
+    DecoderLoss loss;        /* the last step's */
+} StepTimes;
+
+/* warmup + iters steps of grad then Adam at learning rate lr, the last iters timed into t; a
+ * last loss that is not finite fails (`what` loss names it). */
+static int time_steps(GradFn grad, void *ctx, TrainStep *ts, float lr, int warmup, int iters, const char *what,
+                      StepTimes *t)
+{
+    int st = SAC_OK;
+    for (int i = 0; i < warmup + iters && !st; i++) {
+        double t0 = sac_time();
+        st = grad(ctx, &t->loss);
+        double t1 = sac_time();
+        train_step_adam(ts, lr, lr, 5.0f, 0.0f);
+        double t2 = sac_time();
+        if (i >= warmup) {
+            t->tot.t[t->tot.n++] = t2 - t0;
+            t->grad.t[t->grad.n++] = t1 - t0;
+            t->adam.t[t->adam.n++] = t2 - t1;
+        }
+    }
+    if (!st && !isfinite(t->loss.loss)) {
+        fprintf(stderr, "bench_saccade: %s loss %g, expected a finite value\n", what, t->loss.loss);
+        st = SAC_ERR_INVALID;
+    }
+    return st;
+}
+
+/* The timed steps in tr: the model, per_image (its key names what the count is), the gradient's
+ * (and with_adam, Adam's) times, the whole step's and images/s. Returns the median step time. */
+static double add_step_times(cJSON *tr, int mnv2, const char *per_image, int count, StepTimes *t, int with_adam,
+                             int Bi)
+{
+    cJSON_AddStringToObject(tr, "model", mnv2 ? "mnv2 grid 14, frozen backbone" : "from scratch");
+    cJSON_AddNumberToObject(tr, per_image, count);
+    cJSON_AddItemToObject(tr, "grad", stats_json(&t->grad));
+    if (with_adam) cJSON_AddItemToObject(tr, "adam", stats_json(&t->adam));
+    cJSON *total = stats_json(&t->tot);
+    double med = median_of(total);
+    cJSON_AddItemToObject(tr, "total", total);
+    cJSON_AddNumberToObject(tr, "images_per_s", Bi / med);
+    return med;
+}
+
+typedef struct {
+    TrainStep *ts;
+    const float *input; /* images (Bi, 3, S, S), or with features the backbone's (Bi, P, Eb) */
+    int features;
+    const DecoderBatch *batch;
+    SacRng *drop;
+} XeGrad;
+
+static int xe_grad(void *p, DecoderLoss *loss)
+{
+    XeGrad *x = p;
+    return x->features ? train_step_grad_features(x->ts, x->input, x->batch, x->drop, loss)
+                       : train_step_grad(x->ts, x->input, x->batch, x->drop, loss);
+}
+
 static int bench_train(cJSON *out, int caps, int mnv2, int warmup, int iters)
 {
     Model *m = bench_model(1, mnv2);
@@ -203,17 +279,8 @@ static int bench_train(cJSON *out, int caps, int mnv2, int warmup, int iters)
     int *tokens = sac_malloc(sizeof(int) * Bc * (T + 1));
     int st = ts && images && img && lens && tokens ? SAC_OK : SAC_ERR_NOMEM;
     cJSON *tr = cJSON_AddObjectToObject(out, "train");
-    /* mnv2: the frozen backbone's features of the batch, computed once (the peer's
-     * --frozen-encoder: cached = enc(x) before its timing) */
     float *bfeats = NULL;
-    if (!st && mnv2) {
-        const size_t n = (size_t)Bi * m->P * m->cfg.bb.channels;
-        Captioner *cap = captioner_create(m, Bi, 1);
-        bfeats = sac_alloc_floats(n);
-        st = cap && bfeats ? captioner_backbone_features(cap, images, Bi, bfeats) : SAC_ERR_NOMEM;
-        captioner_free(cap);
-        if (!st) st = check_features("train", bfeats, n, tr);
-    }
+    if (!st && mnv2) st = frozen_features(m, images, Bi, "train", tr, &bfeats);
     for (int c = 0; c < Bc && !st; c++) {
         img[c] = c / caps;
         lens[c] = T; /* 20 steps, like the peer */
@@ -221,46 +288,39 @@ static int bench_train(cJSON *out, int caps, int mnv2, int warmup, int iters)
         for (int t = 1; t <= T; t++) tokens[(size_t)c * (T + 1) + t] = 4 + (int)sac_rng_below(&rng, BENCH_V - 4);
     }
     DecoderBatch batch = {Bc, Bi, img, tokens, lens, NULL};
-    Samples tot = {.n = 0}, grad = {.n = 0}, adam = {.n = 0};
-    DecoderLoss loss = {0};
     SacRng drop;
     sac_rng_seed(&drop, 3, 1);
-    for (int i = 0; i < warmup + iters && !st; i++) {
-        double t0 = sac_time();
-        st = mnv2 ? train_step_grad_features(ts, bfeats, &batch, &drop, &loss)
-                  : train_step_grad(ts, images, &batch, &drop, &loss);
-        double t1 = sac_time();
-        train_step_adam(ts, 4e-4f, 4e-4f, 5.0f, 0.0f);
-        double t2 = sac_time();
-        if (i >= warmup) {
-            tot.t[tot.n++] = t2 - t0;
-            grad.t[grad.n++] = t1 - t0;
-            adam.t[adam.n++] = t2 - t1;
-        }
-    }
-    if (!st && !isfinite(loss.loss)) {
-        fprintf(stderr, "bench_saccade: training loss %g, expected a finite value\n", loss.loss);
-        st = SAC_ERR_INVALID;
-    }
+    XeGrad step = {ts, mnv2 ? bfeats : images, mnv2, &batch, &drop};
+    StepTimes t = {0};
+    if (!st) st = time_steps(xe_grad, &step, ts, 4e-4f, warmup, iters, "training", &t);
     if (!st) {
-        cJSON_AddStringToObject(tr, "model", mnv2 ? "mnv2 grid 14, frozen backbone" : "from scratch");
-        cJSON_AddNumberToObject(tr, "caps_per_image", caps);
-        cJSON_AddItemToObject(tr, "grad", stats_json(&grad));
-        cJSON_AddItemToObject(tr, "adam", stats_json(&adam));
-        cJSON *t = stats_json(&tot);
-        double med = median_of(t);
-        cJSON_AddItemToObject(tr, "total", t);
-        cJSON_AddNumberToObject(tr, "images_per_s", Bi / med);
-        cJSON_AddNumberToObject(tr, "last_loss", loss.loss);
+        double med = add_step_times(tr, mnv2, "caps_per_image", caps, &t, 1, Bi);
+        cJSON_AddNumberToObject(tr, "last_loss", t.loss.loss);
         cJSON_AddNumberToObject(tr, "peak_rss_kb", (double)peak_rss_kb());
         fprintf(stderr, "train%s B=%d caps/img=%d: %.1f ms/step (grad %.1f, adam %.1f), %.1f images/s, loss %.3f\n",
                 mnv2 ? " (mnv2, frozen)" : "", Bi, caps, 1e3 * med, 1e3 * median_of(cJSON_GetObjectItem(tr, "grad")),
-                1e3 * median_of(cJSON_GetObjectItem(tr, "adam")), Bi / med, loss.loss);
+                1e3 * median_of(cJSON_GetObjectItem(tr, "adam")), Bi / med, t.loss.loss);
     }
     free(images), free(img), free(lens), free(tokens), free(bfeats);
     train_step_free(ts);
     model_free(m);
     return st;
+}
+
+typedef struct {
+    ScstStep *sc;
+    TrainStep *ts;
+    const float *input; /* as XeGrad's */
+    int Bi;
+    const int *items;
+    SacRng *rng;
+    double *sums;
+} ScstGrad;
+
+static int scst_grad(void *p, DecoderLoss *loss)
+{
+    ScstGrad *s = p;
+    return scst_step_grad(s->sc, s->ts, s->input, s->Bi, s->items, s->rng, loss, s->sums);
 }
 
 /* The self-critical step (scst_step_grad + Adam) on the batch of bench_train, K samples per
@@ -290,42 +350,15 @@ static int bench_scst(cJSON *out, int K, int mnv2, int warmup, int iters)
     float *images = random_images(Bi, S, &rng), *bfeats = NULL;
     if (!st && (!cider || !ts || !sc || !images)) st = SAC_ERR_NOMEM;
     cJSON *tr = cJSON_AddObjectToObject(out, "scst");
-    if (!st && mnv2) {
-        const size_t n = (size_t)Bi * m->P * m->cfg.bb.channels;
-        Captioner *cap = captioner_create(m, Bi, 1);
-        bfeats = sac_alloc_floats(n);
-        st = cap && bfeats ? captioner_backbone_features(cap, images, Bi, bfeats) : SAC_ERR_NOMEM;
-        captioner_free(cap);
-        if (!st) st = check_features("scst", bfeats, n, tr);
-    }
-    Samples tot = {.n = 0}, grad = {.n = 0};
-    DecoderLoss loss = {0};
+    if (!st && mnv2) st = frozen_features(m, images, Bi, "scst", tr, &bfeats);
     double sums[3] = {0};
     SacRng srng;
     sac_rng_seed(&srng, 3, 4);
-    for (int i = 0; i < warmup + iters && !st; i++) {
-        double t0 = sac_time();
-        st = scst_step_grad(sc, ts, mnv2 ? bfeats : images, Bi, items, &srng, &loss, sums);
-        double t1 = sac_time();
-        train_step_adam(ts, 5e-5f, 5e-5f, 5.0f, 0.0f);
-        double t2 = sac_time();
-        if (i >= warmup) {
-            tot.t[tot.n++] = t2 - t0;
-            grad.t[grad.n++] = t1 - t0;
-        }
-    }
-    if (!st && !isfinite(loss.loss)) {
-        fprintf(stderr, "bench_saccade: self-critical loss %g, expected a finite value\n", loss.loss);
-        st = SAC_ERR_INVALID;
-    }
+    ScstGrad step = {sc, ts, mnv2 ? bfeats : images, Bi, items, &srng, sums};
+    StepTimes t = {0};
+    if (!st) st = time_steps(scst_grad, &step, ts, 5e-5f, warmup, iters, "self-critical", &t);
     if (!st) {
-        cJSON_AddStringToObject(tr, "model", mnv2 ? "mnv2 grid 14, frozen backbone" : "from scratch");
-        cJSON_AddNumberToObject(tr, "samples_per_image", K);
-        cJSON_AddItemToObject(tr, "grad", stats_json(&grad));
-        cJSON *t = stats_json(&tot);
-        double med = median_of(t);
-        cJSON_AddItemToObject(tr, "total", t);
-        cJSON_AddNumberToObject(tr, "images_per_s", Bi / med);
+        double med = add_step_times(tr, mnv2, "samples_per_image", K, &t, 0, Bi);
         cJSON_AddNumberToObject(tr, "peak_rss_kb", (double)peak_rss_kb());
         fprintf(stderr, "scst%s B=%d samples/img=%d: %.1f ms/step (sample + greedy + reward + backward %.1f), "
                 "%.1f images/s\n", mnv2 ? " (mnv2, frozen)" : "", Bi, K, 1e3 * med,
