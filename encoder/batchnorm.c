@@ -8,7 +8,9 @@
  * the channel's first value (so the one-pass variance does not cancel when the mean is large
  * against the spread), in 8 float lanes over chunks of BN_CHUNK values, in double across chunks.
  * The lanes are GCC/Clang vector extensions: GCC 12 does not vectorise these reductions from
- * plain C (measured 2.4x slower), and on a 2-core machine they run while BLAS waits.
+ * plain C (measured 2.4x slower). The statistics and the backward passes split the channels
+ * across the thread pool (threadpool.h; serial inside a pool task): every channel is summed
+ * by one thread in one order, so the results do not depend on the split.
  *
  * Backward (training), per channel, with xhat = (x - mean) * rstd, out = xhat * gamma + beta:
  *   dbeta = sum(dout), dgamma = sum(dout * xhat),
@@ -21,6 +23,7 @@
 #include <string.h>
 
 #include "sac.h"
+#include "threadpool.h"
 
 enum { BN_CHUNK = 256 };
 
@@ -107,28 +110,47 @@ static void bn_grad_coefs(double sd, double sdx, double count, float gamma, floa
     *k = (float)(sdxhat / count) * rstd;
 }
 
-void batchnorm_stats(float *mean, float *rstd, const float *inp, float *running_mean,
-                     float *running_var, int B, int C, int N)
+typedef struct {
+    float *mean, *rstd, *running_mean, *running_var;
+    const float *inp;
+    int B, C, N;
+} BnStatsTask;
+
+static void bn_stats_channels(void *arg, int c0, int c1, int chunk)
 {
-    double count = (double)B * N;
-    for (int c = 0; c < C; c++) {
-        float shift = inp[(size_t)c * N];
+    (void)chunk;
+    const BnStatsTask *t = arg;
+    const int B = t->B, C = t->C, N = t->N;
+    const double count = (double)B * N;
+    for (int c = c0; c < c1; c++) {
+        float shift = t->inp[(size_t)c * N];
         double s1 = 0.0, s2 = 0.0;
-        for (int b = 0; b < B; b++) bn_sums(inp + ((size_t)b * C + c) * N, (size_t)N, shift, &s1, &s2);
+        for (int b = 0; b < B; b++) bn_sums(t->inp + ((size_t)b * C + c) * N, (size_t)N, shift, &s1, &s2);
         double m1 = s1 / count;
         double var = s2 / count - m1 * m1; /* biased: what normalises */
         if (var < 0.0) var = 0.0;
         double mu = shift + m1;
-        mean[c] = (float)mu;
-        rstd[c] = (float)(1.0 / sqrt(var + (double)SAC_BN_EPS));
-        if (running_mean) {
+        t->mean[c] = (float)mu;
+        t->rstd[c] = (float)(1.0 / sqrt(var + (double)SAC_BN_EPS));
+        if (t->running_mean) {
             /* torch: running = (1 - momentum) * running + momentum * batch statistic, with the
              * unbiased variance */
             double unbiased = count > 1.0 ? var * count / (count - 1.0) : var;
-            running_mean[c] = (float)((1.0 - SAC_BN_MOMENTUM) * running_mean[c] + SAC_BN_MOMENTUM * mu);
-            running_var[c] = (float)((1.0 - SAC_BN_MOMENTUM) * running_var[c] + SAC_BN_MOMENTUM * unbiased);
+            t->running_mean[c] = (float)((1.0 - SAC_BN_MOMENTUM) * t->running_mean[c] + SAC_BN_MOMENTUM * mu);
+            t->running_var[c] = (float)((1.0 - SAC_BN_MOMENTUM) * t->running_var[c] + SAC_BN_MOMENTUM * unbiased);
         }
     }
+}
+
+/* Channels per chunk of the parallel passes (each channel's sums are its own: the same bits
+ * for any split). */
+enum { BN_GRAIN = 4 };
+
+void batchnorm_stats(float *mean, float *rstd, const float *inp, float *running_mean,
+                     float *running_var, int B, int C, int N)
+{
+    BnStatsTask t = {mean, rstd, running_mean, running_var, inp, B, C, N};
+    sac_parallel_for(C, BN_GRAIN, bn_stats_channels, &t);
 }
 
 void batchnorm_affine(float *scale, float *shift, const float *mean, const float *rstd,
@@ -261,24 +283,33 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
     batchnorm_relu_backward(dinp, dgamma, dbeta, dout, NULL, inp, mean, rstd, gamma, B, C, N);
 }
 
-void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                             const float *out, const float *inp, const float *mean,
-                             const float *rstd, const float *gamma, int B, int C, int N)
+typedef struct {
+    float *dinp, *dgamma, *dbeta;
+    const float *dout, *out, *inp, *mean, *rstd, *gamma, *pooled_in;
+    const uint8_t *argmax;
+    int B, C, H, W, N;
+} BnBackTask;
+
+static void bn_relu_backward_channels(void *arg, int c0, int c1, int chunk)
 {
+    (void)chunk;
+    const BnBackTask *t = arg;
+    const int B = t->B, C = t->C, N = t->N;
+    const float *dout = t->dout, *out = t->out, *inp = t->inp;
     const double count = (double)B * N;
-    for (int c = 0; c < C; c++) {
+    for (int c = c0; c < c1; c++) {
         double sd = 0.0, sdx = 0.0;
         for (int b = 0; b < B; b++) {
             size_t off = ((size_t)b * C + c) * N;
-            bn_grad_sums(dout + off, out ? out + off : NULL, inp + off, (size_t)N, mean[c], &sd, &sdx);
+            bn_grad_sums(dout + off, out ? out + off : NULL, inp + off, (size_t)N, t->mean[c], &sd, &sdx);
         }
         float a, md, k;
-        bn_grad_coefs(sd, sdx, count, gamma[c], rstd[c], &dgamma[c], &dbeta[c], &a, &md, &k);
-        const float mu = mean[c];
+        bn_grad_coefs(sd, sdx, count, t->gamma[c], t->rstd[c], &t->dgamma[c], &t->dbeta[c], &a, &md, &k);
+        const float mu = t->mean[c];
         for (int b = 0; b < B; b++) {
             size_t off = ((size_t)b * C + c) * N;
             const float *d = dout + off, *x = inp + off;
-            float *dx = dinp + off;
+            float *dx = t->dinp + off;
             if (out) {
                 /* relu: g = dout where out > 0 */
                 const float *y = out + off;
@@ -294,30 +325,38 @@ void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const flo
     }
 }
 
-void batchnorm_pool_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                                  const float *out, const uint8_t *argmax, const float *pooled_in,
-                                  const float *inp, const float *mean, const float *rstd,
-                                  const float *gamma, int B, int C, int H, int W)
+void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *out, const float *inp, const float *mean,
+                             const float *rstd, const float *gamma, int B, int C, int N)
 {
+    BnBackTask t = {dinp, dgamma, dbeta, dout, out, inp, mean, rstd, gamma, NULL, NULL, B, C, 0, 0, N};
+    sac_parallel_for(C, BN_GRAIN, bn_relu_backward_channels, &t);
+}
+
+static void bn_pool_relu_backward_channels(void *arg, int c0, int c1, int chunk)
+{
+    (void)chunk;
+    const BnBackTask *t = arg;
     /* The batchnorm output's gradient g is dout at each window's argmax where the pooled output
      * is positive (relu), and 0 elsewhere: its sums run over the pooled grid, with the input
      * values the forward kept there (pooled_in). */
+    const int B = t->B, C = t->C, H = t->H, W = t->W;
     const int Ho = H / 2, Wo = W / 2, N = H * W, No = Ho * Wo;
     const double count = (double)B * N;
-    for (int c = 0; c < C; c++) {
-        const float mu = mean[c];
+    for (int c = c0; c < c1; c++) {
+        const float mu = t->mean[c];
         double sd = 0.0, sdx = 0.0;
         for (int b = 0; b < B; b++) {
             size_t q = ((size_t)b * C + c) * No;
-            bn_grad_sums(dout + q, out + q, pooled_in + q, (size_t)No, mu, &sd, &sdx);
+            bn_grad_sums(t->dout + q, t->out + q, t->pooled_in + q, (size_t)No, mu, &sd, &sdx);
         }
         float a, md, k;
-        bn_grad_coefs(sd, sdx, count, gamma[c], rstd[c], &dgamma[c], &dbeta[c], &a, &md, &k);
+        bn_grad_coefs(sd, sdx, count, t->gamma[c], t->rstd[c], &t->dgamma[c], &t->dbeta[c], &a, &md, &k);
         for (int b = 0; b < B; b++) {
             size_t p = (size_t)b * C + c;
-            const float *x = inp + p * N, *d = dout + p * No, *y = out + p * No;
-            const uint8_t *am = argmax + p * No;
-            float *dx = dinp + p * N;
+            const float *x = t->inp + p * N, *d = t->dout + p * No, *y = t->out + p * No;
+            const uint8_t *am = t->argmax + p * No;
+            float *dx = t->dinp + p * N;
             /* dx = a * (g - md - (x - mean) * k): the g = 0 part everywhere, then a * g at the
              * routed positions (branch-free: the mask is data, a branch would mispredict) */
             for (int i = 0; i < N; i++) dx[i] += a * (-md - (x[i] - mu) * k);
@@ -331,4 +370,13 @@ void batchnorm_pool_relu_backward(float *dinp, float *dgamma, float *dbeta, cons
             }
         }
     }
+}
+
+void batchnorm_pool_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                  const float *out, const uint8_t *argmax, const float *pooled_in,
+                                  const float *inp, const float *mean, const float *rstd,
+                                  const float *gamma, int B, int C, int H, int W)
+{
+    BnBackTask t = {dinp, dgamma, dbeta, dout, out, inp, mean, rstd, gamma, pooled_in, argmax, B, C, H, W, H * W};
+    sac_parallel_for(C, BN_GRAIN, bn_pool_relu_backward_channels, &t);
 }

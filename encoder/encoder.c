@@ -170,6 +170,23 @@ static void enc_from_grid(float *x, const float *feats, int B, int E, int P)
 
 static void enc_zero(float *x, size_t n) { memset(x, 0, sizeof(float) * n); }
 
+enum { ENC_ZERO_BLOCK = 1 << 16 };
+
+static void enc_zero_block(void *arg, int i0, int i1, int chunk)
+{
+    (void)chunk;
+    float *x = arg;
+    enc_zero(x + (size_t)i0 * ENC_ZERO_BLOCK, (size_t)(i1 - i0) * ENC_ZERO_BLOCK);
+}
+
+/* enc_zero across the pool, for the batch-sized gradient buffers */
+static void enc_zero_par(float *x, size_t n)
+{
+    const size_t blocks = n / ENC_ZERO_BLOCK;
+    sac_parallel_for((int)blocks, 4, enc_zero_block, x);
+    enc_zero(x + blocks * ENC_ZERO_BLOCK, n - blocks * ENC_ZERO_BLOCK);
+}
+
 /* ---- training graph ----------------------------------------------------------------------- */
 
 struct EncoderActs {
@@ -445,7 +462,7 @@ int encoder_backward(EncoderParams *grads, EncoderActs *acts, const float *dfeat
         const int C = s->cout, HW = s->h_out * s->w_out;
         const size_t full = conv_out_floats(s, B);
         float *dconv = acts->dconv;
-        enc_zero(dconv, full);
+        enc_zero_par(dconv, full);
         if (bn && s->pool) {
             /* out = relu(maxpool(batchnorm(conv_out))) */
             batchnorm_pool_relu_backward(dconv, G->bn_gamma, G->bn_beta, dy, acts->pooled[l], acts->argmax[l],
@@ -477,7 +494,7 @@ int encoder_backward(EncoderParams *grads, EncoderActs *acts, const float *dfeat
         LayerTask t = {acts, s, L, G, x, dx, l, bn};
         const int grain = enc_grain(B, acts->lanes), chunks = sac_parallel_chunks(B, grain);
         if (chunks == 1) {
-            if (dx) enc_zero(dx, layer_in_floats(s, B));
+            if (dx) enc_zero_par(dx, layer_in_floats(s, B));
             conv2d_backward(dx, G->weight, bn ? NULL : G->bias, acts->scratch[0], dconv, x, L->weight, B, s->cin,
                             s->h_in, s->w_in, C, s->stride);
         } else {
