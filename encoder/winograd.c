@@ -119,6 +119,9 @@ static inline size_t panel_at(int t, int c, int C)
 /* Tiles of a tile row taken at a time by the input transform (its buffers are on the stack). */
 enum { WINO_SEG = 64 };
 
+/* The patch rows above and below the image. */
+static const float wino_zeros[2 * WINO_SEG + 2];
+
 /* V[xi] (packed panels of tiles, the xi-th of 16 planes `plane` apart) for channels [c0, c1)
  * of the tw tiles of tile row ty of one image img (C, H, W), as tiles t0 .. t0 + tw - 1. */
 static inline SAC_ALWAYS_INLINE void input_tile_row_body(float *V, size_t plane, int t0, const float *img, int C,
@@ -131,16 +134,30 @@ static inline SAC_ALWAYS_INLINE void input_tile_row_body(float *V, size_t plane,
              * B^T d down the columns, split into even and odd entries: tile t reads
              * p[2t .. 2t + 3] = e[t], o[t], e[t + 1], o[t + 1] */
             float p[4][2 * WINO_SEG + 2], e[4][WINO_SEG + 1], o[4][WINO_SEG + 1];
+            const float *pr[4]; /* row i: the image row itself when the patch lies inside it */
             for (int i = 0; i < 4; i++) {
                 const int y = 2 * ty - 1 + i;
-                memset(p[i], 0, sizeof(float) * np);
-                if (y < 0 || y >= H) continue;
+                if (y < 0 || y >= H) {
+                    pr[i] = wino_zeros;
+                    continue;
+                }
+                const float *src = img + ((size_t)c * H + y) * W;
+                if (x0 >= 0 && x0 + np <= W) {
+                    pr[i] = src + x0;
+                    continue;
+                }
+                /* an edge of the image: a copy with its padding (at most one value on the left,
+                 * two on the right; set one by one, as a memset of a few values compiles to a
+                 * slow `rep stos`) */
                 const int lo = SAC_MAX(0, x0), hi = SAC_MIN(W, x0 + np);
-                if (hi > lo) memcpy(p[i] + (lo - x0), img + ((size_t)c * H + y) * W + lo, sizeof(float) * (hi - lo));
+                if (lo > x0) p[i][0] = 0.0f;
+                if (hi > lo) memcpy(p[i] + (lo - x0), src + lo, sizeof(float) * (hi - lo));
+                for (int j = SAC_MAX(hi - x0, lo - x0); j < np; j++) p[i][j] = 0.0f;
+                pr[i] = p[i];
             }
             for (int k = 0; k <= n; k++) {
-                const float a0 = p[0][2 * k], a1 = p[1][2 * k], a2 = p[2][2 * k], a3 = p[3][2 * k];
-                const float b0 = p[0][2 * k + 1], b1 = p[1][2 * k + 1], b2 = p[2][2 * k + 1], b3 = p[3][2 * k + 1];
+                const float a0 = pr[0][2 * k], a1 = pr[1][2 * k], a2 = pr[2][2 * k], a3 = pr[3][2 * k];
+                const float b0 = pr[0][2 * k + 1], b1 = pr[1][2 * k + 1], b2 = pr[2][2 * k + 1], b3 = pr[3][2 * k + 1];
                 e[0][k] = a0 - a2, e[1][k] = a1 + a2, e[2][k] = a2 - a1, e[3][k] = a1 - a3;
                 o[0][k] = b0 - b2, o[1][k] = b1 + b2, o[2][k] = b2 - b1, o[3][k] = b1 - b3;
             }

@@ -89,6 +89,7 @@ static const int conv_shapes[][7] = {
                                                            * a partial last panel of tiles */
     {3, 32, 9, 13, 40, 1, 1}, {2, 40, 4, 3, 16, 1, 0},   /* Winograd weight gradients: odd sides,
                                                            * partial blocks of both channels */
+    {1, 32, 3, 261, 16, 1, 1}, /* rows of several segments of 64 tiles, one inside the image */
 };
 
 START_TEST(test_conv2d_matches_direct)
