@@ -406,12 +406,19 @@ static int run_encode_nb(void *p)
     return captioner_encode(c->cap, c->xb, BENCH_NB, c->fb);
 }
 
+/* The model's default decoding options at beam width `beam` (1: greedy). */
+static SearchOptions beam_options(const Model *m, int beam)
+{
+    DecoderSizes sz = model_decoder_sizes(m);
+    SearchOptions o = search_default_options(&sz);
+    o.beam = beam;
+    return o;
+}
+
 static int run_search1(void *p)
 {
     InferCtx *c = p;
-    DecoderSizes sz = model_decoder_sizes(c->m);
-    SearchOptions o = search_default_options(&sz);
-    o.beam = c->beam;
+    SearchOptions o = beam_options(c->m, c->beam);
     int n = c->beam == 1 ? (greedy_decode(c->caps, c->inf, c->f1, 1, &c->m->p.dec, &o) ? -1 : 1)
                          : beam_search_run(c->caps, c->inf, c->f1, &c->m->p.dec, &o);
     if (n < 0) return n;
@@ -423,9 +430,7 @@ static int run_search1(void *p)
 static int run_caption1(void *p)
 {
     InferCtx *c = p;
-    DecoderSizes sz = model_decoder_sizes(c->m);
-    SearchOptions o = search_default_options(&sz);
-    o.beam = 1;
+    SearchOptions o = beam_options(c->m, 1);
     int st = captioner_run_preprocessed(c->cap, c->x1, 1, &o, c->caps, NULL);
     if (!st) caption_clear(&c->caps[0]);
     return st;
@@ -434,9 +439,7 @@ static int run_caption1(void *p)
 static int run_greedy_nb(void *p)
 {
     InferCtx *c = p;
-    DecoderSizes sz = model_decoder_sizes(c->m);
-    SearchOptions o = search_default_options(&sz);
-    o.beam = 1;
+    SearchOptions o = beam_options(c->m, 1);
     int st = greedy_decode(c->caps, c->inf, c->fb, BENCH_NB, &c->m->p.dec, &o);
     for (int i = 0; i < BENCH_NB && !st; i++) caption_clear(&c->caps[i]);
     return st;
@@ -445,9 +448,7 @@ static int run_greedy_nb(void *p)
 static int run_caption_nb(void *p)
 {
     InferCtx *c = p;
-    DecoderSizes sz = model_decoder_sizes(c->m);
-    SearchOptions o = search_default_options(&sz);
-    o.beam = 1;
+    SearchOptions o = beam_options(c->m, 1);
     int st = captioner_run_preprocessed(c->cap, c->xb, BENCH_NB, &o, c->caps, NULL);
     for (int i = 0; i < BENCH_NB && !st; i++) caption_clear(&c->caps[i]);
     return st;
