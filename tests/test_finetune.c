@@ -35,23 +35,12 @@
 
 enum { FIRST = 16, S_IN = 64 }; /* blocks 16, 17 and the 1x1 conv to 1280; a 2x2 grid at 64 x 64 */
 
-static char dir[64];
-
-static const char *path(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof(buf[k]), "%s/%s", dir, name);
-    return buf[k];
-}
-
 /* Eight 20x20 PNGs (a coloured square or stripe on a dim version of its colour, so that every
  * position of the 2x2 grid sees the colour) and a captions.tsv, two captions each. */
 static void make_dataset(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/saccade_finetune_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const char *dir = scratch_dir_make("saccade_finetune");
+    ck_assert_ptr_nonnull(dir);
     ck_assert_int_eq(make_shapes_dataset(dir, 1), 0);
 }
 
@@ -92,7 +81,7 @@ static TrainOptions finetune_options(const char *out)
 {
     TrainOptions o;
     train_default_options(&o);
-    o.data = path("captions.tsv");
+    o.data = scratch_path("captions.tsv");
     o.train_split = NULL;
     o.dev_split = NULL;
     o.out = out;
@@ -103,43 +92,13 @@ static TrainOptions finetune_options(const char *out)
     o.lr_backbone = 1e-3f;
     o.checkpoint_every = 2;
     o.report_every_s = 1e9;
-    o.backbone = path("backbone.safetensors");
+    o.backbone = scratch_path("backbone.safetensors");
     ck_assert_int_eq(model_backbone_config(o.backbone, &o.cfg.bb), SAC_OK);
     o.cfg.bb.grid = 7, o.cfg.bb.channels = 1280, o.cfg.bb.proj = 1, o.cfg.bb.finetune_from = FIRST;
     o.cfg.enc.image_size = S_IN;
     o.cfg.E = 8, o.cfg.A = 8, o.cfg.D = 12, o.cfg.M = 6, o.cfg.T = 7;
     o.cfg.dropout = 0.2f;
     return o;
-}
-
-static void *slurp(const char *p, size_t *n)
-{
-    FILE *f = fopen(p, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(*n + 1);
-    ck_assert_uint_eq(fread(b, 1, *n, f), *n);
-    b[*n] = 0;
-    fclose(f);
-    return b;
-}
-
-static int same_file(const char *a, const char *b)
-{
-    size_t na, nb;
-    void *x = slurp(a, &na), *y = slurp(b, &nb);
-    const int same = x && y && na == nb && !memcmp(x, y, na);
-    free(x), free(y);
-    return same;
-}
-
-static char last_error[1024];
-static void keep_errors(int level, const char *msg, void *user)
-{
-    (void)user;
-    if (level == SAC_LOG_ERROR) snprintf(last_error, sizeof(last_error), "%s", msg);
 }
 
 /* ---------------------------------------------------------------- the step's gradient */
@@ -198,9 +157,9 @@ START_TEST(test_finetune_step_gradcheck)
 {
     sac_threads_set(1);
     make_dataset();
-    make_backbone(path("backbone.safetensors"));
+    make_backbone(scratch_path("backbone.safetensors"));
     const int Bi = 2, Bc = 4, V = 9;
-    TrainOptions o = finetune_options(path("unused"));
+    TrainOptions o = finetune_options(scratch_path("unused"));
     ModelConfig cfg = o.cfg;
     cfg.V = V, cfg.A = 6, cfg.D = 10, cfg.M = 5, cfg.T = 6, cfg.dropout = 0.25f, cfg.lambda = 0.5f;
     Model *m = model_create(&cfg);
@@ -208,7 +167,7 @@ START_TEST(test_finetune_step_gradcheck)
     SacRng rng;
     sac_rng_seed(&rng, 23, 1);
     model_init(m, &rng);
-    ck_assert_int_eq(model_load_backbone(m, path("backbone.safetensors"), 0), SAC_OK);
+    ck_assert_int_eq(model_load_backbone(m, scratch_path("backbone.safetensors"), 0), SAC_OK);
     /* decoder weights 4x their init scale: the loss then depends strongly on the features, and
      * the gradients reaching the backbone stand above the float32 noise of the differences */
     for (int i = 0; i < m->n_specs; i++)
@@ -278,7 +237,7 @@ END_TEST
  * loads it (store_f16). */
 static float *file_tensor(const char *name, size_t numel, int ndim, const int64_t *shape)
 {
-    SafeTensors *bf = safetensors_read(path("backbone.safetensors"));
+    SafeTensors *bf = safetensors_read(scratch_path("backbone.safetensors"));
     ck_assert_ptr_nonnull(bf);
     float *x = malloc(sizeof(float) * numel);
     ck_assert_int_eq(safetensors_load_f32(bf, name, x, ndim, shape), SAC_OK);
@@ -291,10 +250,10 @@ START_TEST(test_finetune_training)
 {
     sac_threads_set(1);
     make_dataset();
-    make_backbone(path("backbone.safetensors"));
-    TrainOptions a = finetune_options(path("a.safetensors"));
+    make_backbone(scratch_path("backbone.safetensors"));
+    TrainOptions a = finetune_options(scratch_path("a.safetensors"));
     ck_assert_int_eq(train_run(&a), SAC_OK);
-    Model *m = model_load(path("a.safetensors")); /* the fp16 file saccade caption reads */
+    Model *m = model_load(scratch_path("a.safetensors")); /* the fp16 file saccade caption reads */
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(m->cfg.bb.finetune_from, FIRST);
     const int first = model_backbone_first_trained(m);
@@ -322,7 +281,7 @@ START_TEST(test_finetune_training)
 
     /* the model the run ended with, in fp32 (the checkpoint), and the training forward on it:
      * trunk (mobilenet_infer_trunk) then the fine-tuned blocks (train_step_backbone_features) */
-    SafeTensors *ck = safetensors_read(path("a.safetensors.ckpt"));
+    SafeTensors *ck = safetensors_read(scratch_path("a.safetensors.ckpt"));
     ck_assert_ptr_nonnull(ck);
     Model *m32 = model_from_safetensors(ck);
     safetensors_free(ck);
@@ -383,8 +342,8 @@ START_TEST(test_finetune_dev_evaluation)
 {
     sac_threads_set(1);
     make_dataset();
-    make_backbone(path("backbone.safetensors"));
-    TrainOptions o = finetune_options(path("e.safetensors"));
+    make_backbone(scratch_path("backbone.safetensors"));
+    TrainOptions o = finetune_options(scratch_path("e.safetensors"));
     o.dev_split = "all";
     o.store_f16 = 0;
     o.epochs = 12, o.patience = 0, o.augment = 0, o.cfg.dropout = 0.0f; /* captions that name colours */
@@ -393,9 +352,9 @@ START_TEST(test_finetune_dev_evaluation)
     n_evaluated = 0;
     ck_assert_int_eq(train_run(&o), SAC_OK);
     ck_assert_int_eq(n_evaluated, 12);
-    Model *m = model_load(path("e.safetensors"));
+    Model *m = model_load(scratch_path("e.safetensors"));
     ck_assert_ptr_nonnull(m);
-    Dataset *ds = dataset_open(path("captions.tsv"), NULL, NULL);
+    Dataset *ds = dataset_open(scratch_path("captions.tsv"), NULL, NULL);
     ck_assert_ptr_nonnull(ds);
     const DecoderSizes sz = model_decoder_sizes(m);
     SearchOptions opt = search_default_options(&sz);
@@ -432,10 +391,10 @@ START_TEST(test_finetune_resume)
 {
     sac_threads_set(1);
     make_dataset();
-    make_backbone(path("backbone.safetensors"));
-    TrainOptions a = finetune_options(path("a.safetensors"));
+    make_backbone(scratch_path("backbone.safetensors"));
+    TrainOptions a = finetune_options(scratch_path("a.safetensors"));
     ck_assert_int_eq(train_run(&a), SAC_OK);
-    TrainOptions b = finetune_options(path("b.safetensors"));
+    TrainOptions b = finetune_options(scratch_path("b.safetensors"));
     b.max_steps = 4; /* mid-epoch 2 */
     ck_assert_int_eq(train_run(&b), SAC_ERR_CANCELLED);
     b.resume = 1;
@@ -454,13 +413,13 @@ START_TEST(test_finetune_resume)
     sac_log_set_sink(NULL, NULL);
     b.max_steps = 0;
     ck_assert_int_eq(train_run(&b), SAC_OK);
-    ck_assert(same_file(path("a.safetensors"), path("b.safetensors")));
-    ck_assert(same_file(path("a.safetensors.ckpt"), path("b.safetensors.ckpt")));
+    ck_assert(same_file(scratch_path("a.safetensors"), scratch_path("b.safetensors")));
+    ck_assert(same_file(scratch_path("a.safetensors.ckpt"), scratch_path("b.safetensors.ckpt")));
     /* and the fine-tuning did something: a frozen run ends elsewhere */
-    TrainOptions c = finetune_options(path("c.safetensors"));
+    TrainOptions c = finetune_options(scratch_path("c.safetensors"));
     c.cfg.bb.finetune_from = 0;
     ck_assert_int_eq(train_run(&c), SAC_OK);
-    ck_assert(!same_file(path("a.safetensors"), path("c.safetensors")));
+    ck_assert(!same_file(scratch_path("a.safetensors"), scratch_path("c.safetensors")));
 }
 END_TEST
 
@@ -471,19 +430,19 @@ START_TEST(test_finetune_scst)
 {
     sac_threads_set(1);
     make_dataset();
-    make_backbone(path("backbone.safetensors"));
-    TrainOptions x = finetune_options(path("xe.safetensors"));
+    make_backbone(scratch_path("backbone.safetensors"));
+    TrainOptions x = finetune_options(scratch_path("xe.safetensors"));
     ck_assert_int_eq(train_run(&x), SAC_OK);
     TrainOptions o;
     train_default_options(&o);
-    o.data = path("captions.tsv");
+    o.data = scratch_path("captions.tsv");
     o.train_split = NULL, o.dev_split = NULL;
-    o.out = path("scst.safetensors");
-    o.scst = 1, o.init = path("xe.safetensors");
+    o.out = scratch_path("scst.safetensors");
+    o.scst = 1, o.init = scratch_path("xe.safetensors");
     o.batch_images = 3, o.epochs = 1, o.report_every_s = 1e9;
     o.lr = o.lr_enc = 1e-3f, o.lr_backbone = 1e-3f;
     ck_assert_int_eq(train_run(&o), SAC_OK);
-    Model *a = model_load(path("xe.safetensors")), *b = model_load(path("scst.safetensors"));
+    Model *a = model_load(scratch_path("xe.safetensors")), *b = model_load(scratch_path("scst.safetensors"));
     ck_assert_ptr_nonnull(a);
     ck_assert_ptr_nonnull(b);
     ck_assert_int_eq(b->cfg.bb.finetune_from, FIRST);

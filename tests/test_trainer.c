@@ -29,25 +29,14 @@
 #define SCST_EPOCHS 10
 #endif
 
-static char dir[64];
-
-static const char *path(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof(buf[k]), "%s/%s", dir, name);
-    return buf[k];
-}
-
 /* Eight 20x20 PNGs: a coloured square or stripe on gray, and a captions.tsv with two captions
  * each, plus one line naming an image that does not exist. */
 static void make_dataset(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/saccade_trainer_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const char *dir = scratch_dir_make("saccade_trainer");
+    ck_assert_ptr_nonnull(dir);
     ck_assert_int_eq(make_shapes_dataset(dir, 0), 0);
-    FILE *tsv = fopen(path("captions.tsv"), "a");
+    FILE *tsv = fopen(scratch_path("captions.tsv"), "a");
     ck_assert_ptr_nonnull(tsv);
     fprintf(tsv, "missing.png\ta picture that is not there\n");
     ck_assert_int_eq(fclose(tsv), 0);
@@ -57,7 +46,7 @@ static TrainOptions tiny_options(const char *out)
 {
     TrainOptions o;
     train_default_options(&o);
-    o.data = path("captions.tsv");
+    o.data = scratch_path("captions.tsv");
     o.train_split = NULL;
     o.dev_split = NULL;
     o.out = out;
@@ -78,29 +67,6 @@ static TrainOptions tiny_options(const char *out)
     return o;
 }
 
-static void *slurp(const char *p, size_t *n)
-{
-    FILE *f = fopen(p, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(*n + 1);
-    ck_assert_uint_eq(fread(b, 1, *n, f), *n);
-    b[*n] = 0; /* the logs are searched as strings */
-    fclose(f);
-    return b;
-}
-
-static int same_file(const char *a, const char *b)
-{
-    size_t na, nb;
-    void *x = slurp(a, &na), *y = slurp(b, &nb);
-    int same = x && y && na == nb && !memcmp(x, y, na);
-    free(x), free(y);
-    return same;
-}
-
 static int warnings;
 static void count_warnings(int level, const char *msg, void *user)
 {
@@ -111,45 +77,38 @@ static void count_warnings(int level, const char *msg, void *user)
     }
 }
 
-static char last_error[1024];
-static void keep_errors(int level, const char *msg, void *user)
-{
-    (void)user;
-    if (level == SAC_LOG_ERROR) snprintf(last_error, sizeof(last_error), "%s", msg);
-}
-
 START_TEST(test_resume_equals_uninterrupted)
 {
     sac_threads_set(1);
     make_dataset();
     sac_log_set_sink(count_warnings, NULL);
     /* uninterrupted */
-    TrainOptions a = tiny_options(path("a.safetensors"));
+    TrainOptions a = tiny_options(scratch_path("a.safetensors"));
     ck_assert_int_eq(train_run(&a), SAC_OK);
     ck_assert_int_eq(warnings, 1); /* missing.png, reported once */
     /* the same seed again: the same bytes */
-    TrainOptions a2 = tiny_options(path("a2.safetensors"));
+    TrainOptions a2 = tiny_options(scratch_path("a2.safetensors"));
     ck_assert_int_eq(train_run(&a2), SAC_OK);
-    ck_assert(same_file(path("a.safetensors"), path("a2.safetensors")));
+    ck_assert(same_file(scratch_path("a.safetensors"), scratch_path("a2.safetensors")));
     /* killed after 4 steps (mid-epoch 2), then resumed twice more after further kills */
-    TrainOptions b = tiny_options(path("b.safetensors"));
+    TrainOptions b = tiny_options(scratch_path("b.safetensors"));
     b.max_steps = 4;
     ck_assert_int_eq(train_run(&b), SAC_ERR_CANCELLED);
-    ck_assert_int_eq(access(path("b.safetensors.ckpt"), R_OK), 0);
+    ck_assert_int_eq(access(scratch_path("b.safetensors.ckpt"), R_OK), 0);
     b.resume = 1;
     b.max_steps = 6; /* the end of epoch 2: stops right after its checkpoint */
     ck_assert_int_eq(train_run(&b), SAC_ERR_CANCELLED);
     b.max_steps = 0;
     ck_assert_int_eq(train_run(&b), SAC_OK);
-    ck_assert(same_file(path("a.safetensors"), path("b.safetensors")));
-    ck_assert(same_file(path("a.safetensors.ckpt"), path("b.safetensors.ckpt")));
+    ck_assert(same_file(scratch_path("a.safetensors"), scratch_path("b.safetensors")));
+    ck_assert(same_file(scratch_path("a.safetensors.ckpt"), scratch_path("b.safetensors.ckpt")));
     /* a different seed gives a different model */
-    TrainOptions c = tiny_options(path("c.safetensors"));
+    TrainOptions c = tiny_options(scratch_path("c.safetensors"));
     c.seed = 2;
     ck_assert_int_eq(train_run(&c), SAC_OK);
-    ck_assert(!same_file(path("a.safetensors"), path("c.safetensors")));
+    ck_assert(!same_file(scratch_path("a.safetensors"), scratch_path("c.safetensors")));
     /* the result is a valid model with the tiny vocabulary */
-    Model *m = model_load(path("a.safetensors"));
+    Model *m = model_load(scratch_path("a.safetensors"));
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(vocab_size(m->vocab), 4 + 10); /* specials; a the on gray square stripe; 4 colours */
     model_free(m);
@@ -161,13 +120,13 @@ START_TEST(test_dev_evaluation_and_resume_refusal)
 {
     sac_threads_set(1);
     make_dataset();
-    TrainOptions o = tiny_options(path("d.safetensors"));
+    TrainOptions o = tiny_options(scratch_path("d.safetensors"));
     o.dev_split = "all"; /* evaluate on the training images: exercises decoding + scoring */
     o.epochs = 2;
-    o.log = path("log.jsonl");
+    o.log = scratch_path("log.jsonl");
     ck_assert_int_eq(train_run(&o), SAC_OK);
     size_t n;
-    char *log = slurp(path("log.jsonl"), &n);
+    char *log = slurp(scratch_path("log.jsonl"), &n);
     ck_assert_ptr_nonnull(log);
     ck_assert_ptr_nonnull(strstr(log, "\"cider_d\""));
     ck_assert_ptr_nonnull(strstr(log, "\"grad_norm\""));
@@ -188,11 +147,11 @@ START_TEST(test_dev_evaluation_and_resume_refusal)
     ck_assert_int_eq(train_run(&r), SAC_OK);
     sac_log_set_sink(NULL, NULL);
     /* resuming with a checkpoint that is not one fails cleanly */
-    FILE *f = fopen(path("bad.ckpt"), "w");
+    FILE *f = fopen(scratch_path("bad.ckpt"), "w");
     fputs("not a checkpoint", f);
     fclose(f);
     o.resume = 1;
-    o.checkpoint = path("bad.ckpt");
+    o.checkpoint = scratch_path("bad.ckpt");
     sac_log_set_level(-1);
     ck_assert_int_lt(train_run(&o), 0);
     sac_log_set_level(SAC_LOG_INFO);
@@ -222,7 +181,7 @@ START_TEST(test_dev_evaluation_decodes_as_eval)
 {
     sac_threads_set(1);
     make_dataset();
-    TrainOptions o = tiny_options(path("e.safetensors"));
+    TrainOptions o = tiny_options(scratch_path("e.safetensors"));
     o.dev_split = "all";
     o.epochs = 3; /* a model that still repeats itself: "gray gray on on on on on" */
     o.eval_beam = 2;
@@ -230,9 +189,9 @@ START_TEST(test_dev_evaluation_decodes_as_eval)
     n_evaluated = 0;
     ck_assert_int_eq(train_run(&o), SAC_OK);
     ck_assert_int_eq(n_evaluated, 3);
-    Model *m = model_load(path("e.safetensors"));
+    Model *m = model_load(scratch_path("e.safetensors"));
     ck_assert_ptr_nonnull(m);
-    Dataset *ds = dataset_open(path("captions.tsv"), NULL, NULL);
+    Dataset *ds = dataset_open(scratch_path("captions.tsv"), NULL, NULL);
     ck_assert_ptr_nonnull(ds);
     const DecoderSizes sz = model_decoder_sizes(m);
     SearchOptions opt = search_default_options(&sz);
@@ -293,7 +252,7 @@ static void make_backbone(const char *file)
 static TrainOptions backbone_options(const char *out, int proj)
 {
     TrainOptions o = tiny_options(out);
-    o.backbone = path("backbone.safetensors");
+    o.backbone = scratch_path("backbone.safetensors");
     ck_assert_int_eq(model_backbone_config(o.backbone, &o.cfg.bb), SAC_OK);
     o.cfg.bb.grid = 14, o.cfg.bb.channels = 576, o.cfg.bb.proj = proj;
     o.cfg.E = proj ? 8 : 576;
@@ -310,21 +269,21 @@ START_TEST(test_backbone_training)
 {
     sac_threads_set(1);
     make_dataset();
-    make_backbone(path("backbone.safetensors"));
+    make_backbone(scratch_path("backbone.safetensors"));
     const int proj = _i;
-    TrainOptions a = backbone_options(path("a.safetensors"), proj);
+    TrainOptions a = backbone_options(scratch_path("a.safetensors"), proj);
     a.lr = a.lr_enc = 1e-2f;
     ck_assert_int_eq(train_run(&a), SAC_OK);
-    TrainOptions b = backbone_options(path("b.safetensors"), proj);
+    TrainOptions b = backbone_options(scratch_path("b.safetensors"), proj);
     b.lr = b.lr_enc = 1e-2f;
     b.max_steps = 4;
     ck_assert_int_eq(train_run(&b), SAC_ERR_CANCELLED);
     b.resume = 1, b.max_steps = 0;
     ck_assert_int_eq(train_run(&b), SAC_OK);
-    ck_assert(same_file(path("a.safetensors"), path("b.safetensors")));
-    ck_assert(same_file(path("a.safetensors.ckpt"), path("b.safetensors.ckpt")));
+    ck_assert(same_file(scratch_path("a.safetensors"), scratch_path("b.safetensors")));
+    ck_assert(same_file(scratch_path("a.safetensors.ckpt"), scratch_path("b.safetensors.ckpt")));
 
-    Model *m = model_load(path("a.safetensors"));
+    Model *m = model_load(scratch_path("a.safetensors"));
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(m->cfg.bb.kind, SAC_BACKBONE_MOBILENET_V2);
     ck_assert_int_eq(m->P, 16);
@@ -332,7 +291,7 @@ START_TEST(test_backbone_training)
     ck_assert_ptr_nonnull(strstr(m->backbone_info, "test weights"));
     ck_assert_float_eq(m->cfg.mean[0], 0.5f);
     /* the fp16 file holds exactly the (fp16-rounded) backbone weights it was trained with */
-    SafeTensors *bf = safetensors_read(path("backbone.safetensors"));
+    SafeTensors *bf = safetensors_read(scratch_path("backbone.safetensors"));
     ck_assert_ptr_nonnull(bf);
     for (int i = 0; i < m->n_specs; i++) {
         const ParamSpec *s = &m->specs[i];
@@ -366,7 +325,7 @@ START_TEST(test_backbone_training)
     captioner_free(cap);
     model_free(m);
     /* a backbone file for another padding is refused */
-    TrainOptions c = backbone_options(path("c.safetensors"), proj);
+    TrainOptions c = backbone_options(scratch_path("c.safetensors"), proj);
     c.cfg.bb.pad_same = 0;
     sac_log_set_level(-1);
     ck_assert_int_lt(train_run(&c), 0);
@@ -379,7 +338,7 @@ static double train_cider(const char *model)
 {
     Model *m = model_load(model);
     ck_assert_ptr_nonnull(m);
-    Dataset *ds = dataset_open(path("captions.tsv"), NULL, NULL);
+    Dataset *ds = dataset_open(scratch_path("captions.tsv"), NULL, NULL);
     ck_assert_ptr_nonnull(ds);
     SearchOptions opt = {.beam = 1, .nbest = 1, .max_len = m->cfg.T, .len_norm = 0.7f};
     EvalResult r;
@@ -410,18 +369,18 @@ START_TEST(test_scst_raises_cider)
 {
     sac_threads_set(1);
     make_dataset();
-    TrainOptions x = tiny_options(path("xe.safetensors"));
+    TrainOptions x = tiny_options(scratch_path("xe.safetensors"));
     x.epochs = XE_EPOCHS;
     x.augment = 0;
     x.cfg.dropout = 0.0f;
-    x.log = path("xe.jsonl");
+    x.log = scratch_path("xe.jsonl");
     x.dev_split = "all"; /* keeps the cross-entropy epoch with the best training CIDEr-D */
     x.patience = 0;
     ck_assert_int_eq(train_run(&x), SAC_OK);
-    const double before = train_cider(path("xe.safetensors"));
+    const double before = train_cider(scratch_path("xe.safetensors"));
     /* cross-entropy has plateaued: its last epochs do not beat the best */
     size_t nx;
-    char *xlog = slurp(path("xe.jsonl"), &nx);
+    char *xlog = slurp(scratch_path("xe.jsonl"), &nx);
     ck_assert_ptr_nonnull(xlog);
     int last_best = 0;
     for (const char *q = xlog; (q = strstr(q, "\"best\":true")); q++) {
@@ -432,14 +391,14 @@ START_TEST(test_scst_raises_cider)
     free(xlog);
     printf("cross-entropy: best training CIDEr-D at epoch %d of %d\n", last_best, XE_EPOCHS);
     ck_assert_int_le(last_best, XE_EPOCHS - 10);
-    TrainOptions o = scst_options(path("scst.safetensors"), path("xe.safetensors"));
+    TrainOptions o = scst_options(scratch_path("scst.safetensors"), scratch_path("xe.safetensors"));
     o.augment = 0;
     o.epochs = SCST_EPOCHS;
-    o.log = path("scst.jsonl");
+    o.log = scratch_path("scst.jsonl");
     ck_assert_int_eq(train_run(&o), SAC_OK);
-    const double after = train_cider(path("scst.safetensors"));
+    const double after = train_cider(scratch_path("scst.safetensors"));
     size_t n;
-    char *log = slurp(path("scst.jsonl"), &n);
+    char *log = slurp(scratch_path("scst.jsonl"), &n);
     ck_assert_ptr_nonnull(log);
     ck_assert_ptr_nonnull(strstr(log, "\"reward\""));
     ck_assert_ptr_nonnull(strstr(log, "\"greedy_cider\""));
@@ -461,35 +420,35 @@ START_TEST(test_scst_resume_equals_uninterrupted)
     sac_threads_set(1);
     make_dataset();
     const int bb = _i;
-    if (bb) make_backbone(path("backbone.safetensors"));
-    TrainOptions x = bb ? backbone_options(path("xe.safetensors"), 1) : tiny_options(path("xe.safetensors"));
+    if (bb) make_backbone(scratch_path("backbone.safetensors"));
+    TrainOptions x = bb ? backbone_options(scratch_path("xe.safetensors"), 1) : tiny_options(scratch_path("xe.safetensors"));
     x.dev_split = NULL;
     ck_assert_int_eq(train_run(&x), SAC_OK);
-    TrainOptions a = scst_options(path("a.safetensors"), path("xe.safetensors"));
+    TrainOptions a = scst_options(scratch_path("a.safetensors"), scratch_path("xe.safetensors"));
     a.epochs = 3;
-    a.log = path("a.jsonl");
+    a.log = scratch_path("a.jsonl");
     ck_assert_int_eq(train_run(&a), SAC_OK);
-    TrainOptions b = scst_options(path("b.safetensors"), path("xe.safetensors"));
+    TrainOptions b = scst_options(scratch_path("b.safetensors"), scratch_path("xe.safetensors"));
     b.epochs = 3;
     b.max_steps = 4; /* mid-epoch 2 */
     ck_assert_int_eq(train_run(&b), SAC_ERR_CANCELLED);
     b.resume = 1, b.max_steps = 0;
     ck_assert_int_eq(train_run(&b), SAC_OK);
-    ck_assert(same_file(path("a.safetensors"), path("b.safetensors")));
-    ck_assert(same_file(path("a.safetensors.ckpt"), path("b.safetensors.ckpt")));
+    ck_assert(same_file(scratch_path("a.safetensors"), scratch_path("b.safetensors")));
+    ck_assert(same_file(scratch_path("a.safetensors.ckpt"), scratch_path("b.safetensors.ckpt")));
     /* another seed samples other captions: another model */
-    TrainOptions c = scst_options(path("c.safetensors"), path("xe.safetensors"));
+    TrainOptions c = scst_options(scratch_path("c.safetensors"), scratch_path("xe.safetensors"));
     c.epochs = 3, c.seed = 2, c.dev_split = NULL;
     ck_assert_int_eq(train_run(&c), SAC_OK);
-    ck_assert(!same_file(path("a.safetensors"), path("c.safetensors")));
+    ck_assert(!same_file(scratch_path("a.safetensors"), scratch_path("c.safetensors")));
     /* the mean-of-other-samples baseline: each photo's weights sum to zero (the logged mean
      * weight is 0 where the greedy baseline's is not) and the step still moves the model */
-    TrainOptions mb = scst_options(path("m.safetensors"), path("xe.safetensors"));
-    mb.epochs = 3, mb.dev_split = NULL, mb.scst_baseline = SCST_BASELINE_MEAN, mb.log = path("m.jsonl");
+    TrainOptions mb = scst_options(scratch_path("m.safetensors"), scratch_path("xe.safetensors"));
+    mb.epochs = 3, mb.dev_split = NULL, mb.scst_baseline = SCST_BASELINE_MEAN, mb.log = scratch_path("m.jsonl");
     ck_assert_int_eq(train_run(&mb), SAC_OK);
-    ck_assert(!same_file(path("a.safetensors.ckpt"), path("m.safetensors.ckpt")));
+    ck_assert(!same_file(scratch_path("a.safetensors.ckpt"), scratch_path("m.safetensors.ckpt")));
     size_t nm, na;
-    char *lm = slurp(path("m.jsonl"), &nm), *la = slurp(path("a.jsonl"), &na);
+    char *lm = slurp(scratch_path("m.jsonl"), &nm), *la = slurp(scratch_path("a.jsonl"), &na);
     ck_assert_ptr_nonnull(lm);
     ck_assert_ptr_nonnull(la);
     int steps = 0;
@@ -501,17 +460,17 @@ START_TEST(test_scst_resume_equals_uninterrupted)
     free(lm), free(la);
     /* a self-critical checkpoint does not resume as cross-entropy, nor with another --init */
     sac_log_set_sink(keep_errors, NULL);
-    TrainOptions r = bb ? backbone_options(path("a.safetensors"), 1) : tiny_options(path("a.safetensors"));
+    TrainOptions r = bb ? backbone_options(scratch_path("a.safetensors"), 1) : tiny_options(scratch_path("a.safetensors"));
     r.resume = 1, r.epochs = 4;
     ck_assert_int_eq(train_run(&r), SAC_ERR_INVALID);
     ck_assert_ptr_nonnull(strstr(last_error, "self-critical"));
-    char other[256]; /* not path(): its rotating buffers hold a's paths */
-    snprintf(other, sizeof(other), "%s/c.safetensors", dir);
-    r = scst_options(path("a.safetensors"), path("xe.safetensors"));
+    char other[256]; /* a copy: scratch_path's rotating buffers hold a's paths */
+    snprintf(other, sizeof(other), "%s", scratch_path("c.safetensors"));
+    r = scst_options(scratch_path("a.safetensors"), scratch_path("xe.safetensors"));
     r.resume = 1, r.epochs = 4, r.init = other;
     ck_assert_int_eq(train_run(&r), SAC_ERR_INVALID);
     ck_assert_ptr_nonnull(strstr(last_error, "--init"));
-    r = scst_options(path("a.safetensors"), path("xe.safetensors"));
+    r = scst_options(scratch_path("a.safetensors"), scratch_path("xe.safetensors"));
     r.resume = 1, r.epochs = 4, r.scst_baseline = SCST_BASELINE_MEAN;
     ck_assert_int_eq(train_run(&r), SAC_ERR_INVALID);
     ck_assert_ptr_nonnull(strstr(last_error, "--scst-baseline"));
@@ -535,17 +494,17 @@ START_TEST(test_cancel_while_caching)
     sac_threads_set(1);
     make_dataset();
     sac_log_set_level(SAC_LOG_ERROR);
-    TrainOptions a = tiny_options(path("a.safetensors"));
+    TrainOptions a = tiny_options(scratch_path("a.safetensors"));
     stop_flag = 1;
     a.cancel = &stop_flag;
     ck_assert_int_eq(train_run(&a), SAC_ERR_CANCELLED);
-    ck_assert_int_ne(access(path("a.safetensors"), F_OK), 0);
-    ck_assert_int_ne(access(path("a.safetensors.ckpt"), F_OK), 0);
+    ck_assert_int_ne(access(scratch_path("a.safetensors"), F_OK), 0);
+    ck_assert_int_ne(access(scratch_path("a.safetensors.ckpt"), F_OK), 0);
     sac_log_set_level(SAC_LOG_INFO);
 
-    make_backbone(path("backbone.safetensors"));
-    char out[256]; /* path() reuses its buffers */
-    snprintf(out, sizeof(out), "%s", path("b.safetensors"));
+    make_backbone(scratch_path("backbone.safetensors"));
+    char out[256]; /* scratch_path reuses its buffers */
+    snprintf(out, sizeof(out), "%s", scratch_path("b.safetensors"));
     TrainOptions b = backbone_options(out, 0);
     stop_flag = 0;
     b.cancel = &stop_flag;
@@ -554,7 +513,7 @@ START_TEST(test_cancel_while_caching)
     sac_log_set_sink(NULL, NULL);
     ck_assert_int_eq(stop_flag, 1);
     ck_assert_int_ne(access(out, F_OK), 0);
-    ck_assert_int_ne(access(path("b.safetensors.ckpt"), F_OK), 0);
+    ck_assert_int_ne(access(scratch_path("b.safetensors.ckpt"), F_OK), 0);
     /* and the same options without the stop train as ever */
     stop_flag = 0;
     ck_assert_int_eq(train_run(&b), SAC_OK);

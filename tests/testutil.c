@@ -1,12 +1,16 @@
 /*
- * testutil.c - gradient and tensor checks, see testutil.h.
+ * testutil.c - gradient and tensor checks, the shapes data set, scratch files; see testutil.h.
  */
 #include "testutil.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <stb_image_write.h>
+
+#include "sac.h"
 
 int gradcheck(const char *name, float *x, const float *grad, size_t n, GradLossFn loss, void *ctx,
               int n_samples, double eps, double tol, double abs_floor, SacRng *rng)
@@ -120,4 +124,56 @@ int make_shapes_dataset(const char *dir, int dim_background)
                 shape);
     }
     return fclose(tsv) == 0 && ok ? 0 : -1;
+}
+
+static char scratch_dir[64];
+
+const char *scratch_dir_make(const char *prefix)
+{
+    snprintf(scratch_dir, sizeof(scratch_dir), "/tmp/%s_XXXXXX", prefix);
+    return mkdtemp(scratch_dir);
+}
+
+const char *scratch_path(const char *name)
+{
+    static char buf[4][256];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof(buf[k]), "%s/%s", scratch_dir, name);
+    return buf[k];
+}
+
+char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc(*n + 1);
+    if (b && fread(b, 1, *n, f) == *n) {
+        b[*n] = 0;
+    } else {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    return b;
+}
+
+int same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    const int same = x && y && na == nb && !memcmp(x, y, na);
+    free(x), free(y);
+    return same;
+}
+
+char last_error[1024];
+
+void keep_errors(int level, const char *msg, void *user)
+{
+    (void)user;
+    if (level == SAC_LOG_ERROR) snprintf(last_error, sizeof(last_error), "%s", msg);
 }

@@ -5,6 +5,8 @@
  * at random indices, compared with the analytic gradient by symmetric relative error.
  * check_tensor: |got - ref| <= atol + rtol * |ref| elementwise, printing the worst index.
  * make_shapes_dataset: the tiny drawn-shapes captioning set the trainer tests learn.
+ * scratch_dir_make, scratch_path, slurp, same_file, keep_errors: the files and messages of a
+ * test that runs the program's file-writing parts (test_trainer, test_finetune).
  */
 #ifndef SACCADE_TESTUTIL_H
 #define SACCADE_TESTUTIL_H
@@ -41,5 +43,21 @@ double dot_double(const float *a, const float *b, size_t n);
  * (so every position of a coarse grid sees the colour). Returns 0, or -1 when a file could not
  * be written. */
 int make_shapes_dataset(const char *dir, int dim_background);
+
+/* A new empty directory /tmp/PREFIX_XXXXXX for the test's files: its path (static storage,
+ * until the next call), or NULL when it could not be made. */
+const char *scratch_dir_make(const char *prefix);
+/* "DIR/name" in the directory scratch_dir_make made last, in one of 4 rotating static buffers
+ * (so up to 4 paths can be held at once; copy one to keep it longer). */
+const char *scratch_path(const char *name);
+/* The whole file, NUL-terminated (searchable as a string; *n bytes before the NUL), for the
+ * caller to free; NULL when it cannot be read. */
+char *slurp(const char *path, size_t *n);
+/* 1 when both files can be read and hold the same bytes. */
+int same_file(const char *a, const char *b);
+
+/* A log sink (sac_log_set_sink) that keeps the last error message in last_error. */
+extern char last_error[1024];
+void keep_errors(int level, const char *msg, void *user);
 
 #endif
