@@ -23,18 +23,7 @@ export OPENBLAS_NUM_THREADS=1
 
 TMP=$(mktemp -d /tmp/saccade-test-backbone.XXXXXX) || exit 1
 trap 'rm -rf "$TMP"' EXIT
-fails=0
-checks=0
-pass() { checks=$((checks + 1)); echo "ok   $1"; }
-fail() {
-    checks=$((checks + 1)) fails=$((fails + 1))
-    echo "FAIL $1"
-    shift
-    for line in "$@"; do echo "     $line"; done
-}
-expect_eq() {
-    if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "expected: $(printf %q "$3")" "found:    $(printf %q "$2")"; fi
-}
+. "$(dirname "$0")/lib.sh" || exit 1
 
 cd "$TMP" || exit 1
 mkdir data
@@ -126,5 +115,4 @@ else
     echo "skip the ImageNet weights: $TFLITE not found"
 fi
 
-echo "$((checks - fails)) of $checks checks passed"
-[ $fails -eq 0 ]
+checks_done

@@ -27,31 +27,7 @@ fi
 
 TMP=$(mktemp -d /tmp/saccade-test-cli.XXXXXX) || exit 1
 trap 'rm -rf "$TMP"' EXIT
-fails=0
-checks=0
-
-pass() { checks=$((checks + 1)); echo "ok   $1"; }
-fail() {
-    checks=$((checks + 1)) fails=$((fails + 1))
-    echo "FAIL $1"
-    shift
-    for line in "$@"; do echo "     $line"; done
-}
-# expect_eq DESCRIPTION FOUND EXPECTED
-expect_eq() {
-    if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "expected: $(printf %q "$3")" "found:    $(printf %q "$2")"; fi
-}
-# expect_grep DESCRIPTION FILE REGEX: FILE has a line matching the extended regex
-expect_grep() {
-    if grep -Eq -- "$3" "$2"; then pass "$1"; else fail "$1" "no line of $(basename "$2") matches /$3/:" "$(head -c 600 "$2")"; fi
-}
-# run NAME ARGS...: run saccade with stdout in NAME.out, stderr in NAME.err, exit status in $rc
-run() {
-    local name=$1
-    shift
-    "$SACCADE" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
-    rc=$?
-}
+. "$(dirname "$0")/lib.sh" || exit 1
 out() { cat "$TMP/$1.out"; }
 
 cd "$TMP" || exit 1
@@ -105,8 +81,7 @@ if [ "$MODE" = html ]; then
     if [ "${red0:-0}" -gt 15000 ]; then pass "the page shows the photo"; else fail "the page shows the photo" "red pixels $red0, expected > 15000"; fi
     if [ "${red1:-0}" -lt $((red0 / 4)) ]; then pass "#w1 shows word 1's map over the photo"; else fail "#w1 shows word 1's map over the photo" "red pixels $red1, expected < $((red0 / 4))"; fi
     if [ "${hl0:-1}" -eq 0 ] && [ "${hl1:-0}" -gt 200 ]; then pass "#w1 highlights word 1"; else fail "#w1 highlights word 1" "highlight pixels $hl0 / $hl1, expected 0 / > 200"; fi
-    echo "$checks checks, $fails failed"
-    [ $fails -eq 0 ]
+    checks_done
     exit
 fi
 
@@ -506,5 +481,4 @@ fi
 run escaped_help caption --help
 expect_grep "caption --help documents the escaping" "$TMP/escaped_help.out" '\\t'
 
-echo "$checks checks, $fails failed"
-[ $fails -eq 0 ]
+checks_done

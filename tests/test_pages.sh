@@ -29,15 +29,7 @@ PHOTO=$SRC/models/samples/chelsea.jpg
 export OPENBLAS_NUM_THREADS=1
 TMP=$(mktemp -d /tmp/saccade-test-pages.XXXXXX) || exit 1
 trap 'rm -rf "$TMP"' EXIT
-fails=0 checks=0
-pass() { checks=$((checks + 1)); echo "ok   $1"; }
-fail() {
-    checks=$((checks + 1)) fails=$((fails + 1))
-    echo "FAIL $1"
-    shift
-    for line in "$@"; do echo "     $line"; done
-}
-expect_eq() { if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "expected: $(printf %q "$3")" "found:    $(printf %q "$2")"; fi; }
+. "$(dirname "$0")/lib.sh" || exit 1
 
 # chromium NAME URL [ARGS...]: headless Chromium on URL with console messages logged to NAME.log
 chromium() {
@@ -169,5 +161,4 @@ esac
 if [ -n "${SACCADE_PAGES_KEEP:-}" ]; then
     mkdir -p "$SACCADE_PAGES_KEEP" && cp "$TMP"/*.png "$TMP"/*.html "$SACCADE_PAGES_KEEP"/ 2>/dev/null
 fi
-echo "$checks checks, $fails failed"
-[ $fails -eq 0 ]
+checks_done

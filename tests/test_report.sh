@@ -17,21 +17,7 @@ case $HELPER in /*) ;; *) HELPER=$PWD/$HELPER ;; esac
 export OPENBLAS_NUM_THREADS=1
 TMP=$(mktemp -d /tmp/saccade-test-report.XXXXXX) || exit 1
 trap 'rm -rf "$TMP"' EXIT
-fails=0 checks=0
-pass() { checks=$((checks + 1)); echo "ok   $1"; }
-fail() {
-    checks=$((checks + 1)) fails=$((fails + 1))
-    echo "FAIL $1"
-    shift
-    for line in "$@"; do echo "     $line"; done
-}
-expect_eq() { if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "expected: $(printf %q "$3")" "found:    $(printf %q "$2")"; fi; }
-run() { # run NAME ARGS...: stdout NAME.out, stderr NAME.err, status $rc
-    local name=$1
-    shift
-    "$SACCADE" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
-    rc=$?
-}
+. "$(dirname "$0")/lib.sh" || exit 1
 # attr FILE ELEMENT-ID ATTR: the attribute's value on the element with that id
 attr() { grep -oE "id=\"$2\"[^>]*" "$1" | head -1 | grep -oE " $3=\"[^\"]*\"" | cut -d'"' -f2; }
 # chart_points FILE CHART-ID CLASS: circles of class "pt" inside <g class="CLASS"> of that chart
@@ -175,5 +161,4 @@ run badimg report "$TMP/train.jsonl" -o "$TMP/badimg.html" --model "$TMP/tiny.sa
 expect_eq "a photo that does not decode: exit 1, named, the page still written" \
     "$rc:$(grep -q 'notes.png' "$TMP/badimg.err" && echo named):$(tail -1 "$TMP/badimg.html")" "1:named:</html>"
 
-echo "$checks checks, $fails failed"
-[ $fails -eq 0 ]
+checks_done
