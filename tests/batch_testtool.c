@@ -21,6 +21,8 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include "helperutil.h"
+
 static int fail(const char *file, long line, const char *why)
 {
     fprintf(stderr, "batch_testtool: %s:%ld: %s\n", file, line, why);
@@ -63,23 +65,6 @@ static int make_images(const char *dir, int count, int size, const char *exts, c
     }
     free(px);
     return 0;
-}
-
-/* 1 when the n bytes at s are valid UTF-8 (no overlong forms, surrogates or values > U+10FFFF). */
-static int utf8_ok(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        size_t len = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
-        if (!len || i + len > n) return 0;
-        for (size_t k = 1; k < len; k++)
-            if ((s[i + k] & 0xc0) != 0x80) return 0;
-        if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0) || (c == 0xf0 && s[i + 1] < 0x90) ||
-            (c == 0xf4 && s[i + 1] >= 0x90))
-            return 0;
-        i += len;
-    }
-    return 1;
 }
 
 /* Decode base64 and check it is a PNG stb_image reads. */

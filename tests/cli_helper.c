@@ -20,6 +20,8 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include "helperutil.h"
+
 #define SIDE 32
 
 typedef struct {
@@ -131,23 +133,6 @@ static int make_data(const char *dir)
     snprintf(path, sizeof(path), "%s/notes.png", dir);
     const char *text = "this is a text file, not an image\n";
     return write_file(path, text, strlen(text));
-}
-
-/* 1 when the n bytes at s are valid UTF-8 (no overlong forms, surrogates or values > U+10FFFF). */
-static int utf8_ok(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        size_t len = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
-        if (!len || i + len > n) return 0;
-        for (size_t k = 1; k < len; k++)
-            if ((s[i + k] & 0xc0) != 0x80) return 0;
-        if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0) || (c == 0xf0 && s[i + 1] < 0x90) ||
-            (c == 0xf4 && s[i + 1] >= 0x90))
-            return 0;
-        i += len;
-    }
-    return 1;
 }
 
 static int check_json_lines(const char *path)
