@@ -375,6 +375,30 @@ static void cider_norms(const Cooked *ck, const Sentence *s, const double *idf,
     for (int k = 0; k < SAC_BLEU_N; k++) norm[k] = sqrt(norm[k]);
 }
 
+/* One reference's part of compute_cider: the summed products val per order made cosine
+ * similarities (divided by the norms), times the Gaussian penalty on the length difference,
+ * added to score. */
+static void cider_add_ref(double score[SAC_BLEU_N], double val[SAC_BLEU_N], const double norm_c[SAC_BLEU_N],
+                          const double norm_r[SAC_BLEU_N], int64_t len_c, const Sentence *r)
+{
+    int64_t len_r = r->n_tokens > 1 ? r->n_tokens - 1 : 0;
+    double delta = (double)(len_c - len_r);
+    double penalty = exp(-(delta * delta) / (2 * CIDER_SIGMA * CIDER_SIGMA));
+    for (int k = 0; k < SAC_BLEU_N; k++) {
+        if (norm_c[k] != 0 && norm_r[k] != 0) val[k] /= norm_c[k] * norm_r[k];
+        score[k] += val[k] * penalty;
+    }
+}
+
+/* CIDEr-D from the summed scores of n_refs references: 10 * their mean over orders / n_refs. */
+static double cider_final(const double score[SAC_BLEU_N], double n_refs)
+{
+    double mean = 0.0;
+    for (int k = 0; k < SAC_BLEU_N; k++) mean += score[k];
+    mean /= SAC_BLEU_N;
+    return mean / n_refs * 10.0;
+}
+
 /* compute_cider for one image: 10 * mean over orders of the summed sims / n_refs. */
 static double cider_image(const Cooked *ck, const Sentence *c, const Sentence *refs, int n_refs,
                           const double *idf)
@@ -401,18 +425,9 @@ static double cider_image(const Cooked *ck, const Sentence *c, const Sentence *r
                 p++, q++;
             }
         }
-        int64_t len_r = r->n_tokens > 1 ? r->n_tokens - 1 : 0;
-        double delta = (double)(len_c - len_r);
-        double penalty = exp(-(delta * delta) / (2 * CIDER_SIGMA * CIDER_SIGMA));
-        for (int k = 0; k < SAC_BLEU_N; k++) {
-            if (norm_c[k] != 0 && norm_r[k] != 0) val[k] /= norm_c[k] * norm_r[k];
-            score[k] += val[k] * penalty;
-        }
+        cider_add_ref(score, val, norm_c, norm_r, len_c, r);
     }
-    double mean = 0.0;
-    for (int k = 0; k < SAC_BLEU_N; k++) mean += score[k];
-    mean /= SAC_BLEU_N;
-    return mean / n_refs * 10.0;
+    return cider_final(score, n_refs);
 }
 
 void metrics_bleu_from_counts(const SacBleuCounts *counts, double bleu[SAC_BLEU_N])
@@ -756,18 +771,9 @@ int metrics_cider_score(const SacCider *c, int image, const char *cand, double *
                 p++, u++;
             }
         }
-        int64_t len_r = r->n_tokens > 1 ? r->n_tokens - 1 : 0;
-        double delta = (double)(len_c - len_r);
-        double penalty = exp(-(delta * delta) / (2 * CIDER_SIGMA * CIDER_SIGMA));
-        for (int k = 0; k < SAC_BLEU_N; k++) {
-            if (norm_c[k] != 0 && norm_r[k] != 0) val[k] /= norm_c[k] * norm_r[k];
-            sc[k] += val[k] * penalty;
-        }
+        cider_add_ref(sc, val, norm_c, norm_r, len_c, r);
     }
-    double mean = 0.0;
-    for (int k = 0; k < SAC_BLEU_N; k++) mean += sc[k];
-    mean /= SAC_BLEU_N;
-    *score = mean / (double)(r1 - r0) * 10.0;
+    *score = cider_final(sc, (double)(r1 - r0));
     free(tok), free(new_s), free(new_n), free(g), free(new_keys);
     return SAC_OK;
 }
