@@ -32,6 +32,7 @@
 #include "threadpool.h"
 #include "train_step.h"
 #include "trainer.h"
+#include "trainutil.h"
 
 enum { FIRST = 16, S_IN = 64 }; /* blocks 16, 17 and the 1x1 conv to 1280; a 2x2 grid at 64 x 64 */
 
@@ -79,25 +80,13 @@ static void make_backbone(const char *file)
 
 static TrainOptions finetune_options(const char *out)
 {
-    TrainOptions o;
-    train_default_options(&o);
-    o.data = scratch_path("captions.tsv");
-    o.train_split = NULL;
-    o.dev_split = NULL;
-    o.out = out;
-    o.min_count = 1;
-    o.batch_images = 3; /* 8 images: batches of 3, 3, 2 */
-    o.epochs = 3;
+    TrainOptions o = shapes_train_options(out);
     o.lr = o.lr_enc = 1e-2f;
     o.lr_backbone = 1e-3f;
-    o.checkpoint_every = 2;
-    o.report_every_s = 1e9;
     o.backbone = scratch_path("backbone.safetensors");
     ck_assert_int_eq(model_backbone_config(o.backbone, &o.cfg.bb), SAC_OK);
     o.cfg.bb.grid = 7, o.cfg.bb.channels = 1280, o.cfg.bb.proj = 1, o.cfg.bb.finetune_from = FIRST;
     o.cfg.enc.image_size = S_IN;
-    o.cfg.E = 8, o.cfg.A = 8, o.cfg.D = 12, o.cfg.M = 6, o.cfg.T = 7;
-    o.cfg.dropout = 0.2f;
     return o;
 }
 
@@ -329,15 +318,6 @@ END_TEST
  * dev features come from the fp16 trunk cache, eval_dataset's from the images); and the same
  * model with the backbone it started from scores otherwise, so a dev evaluation on stale
  * backbone weights would not have passed. */
-static SacScores kept_dev;
-static int n_evaluated;
-static int keep_best_dev(const TrainProgress *p, void *user)
-{
-    (void)user;
-    if (p->evaluated && (n_evaluated++ == 0 || p->dev.cider_d > kept_dev.cider_d)) kept_dev = p->dev;
-    return 0;
-}
-
 START_TEST(test_finetune_dev_evaluation)
 {
     sac_threads_set(1);
@@ -348,10 +328,10 @@ START_TEST(test_finetune_dev_evaluation)
     o.store_f16 = 0;
     o.epochs = 12, o.patience = 0, o.augment = 0, o.cfg.dropout = 0.0f; /* captions that name colours */
     o.lr_backbone = 3e-3f;
-    o.progress = keep_best_dev;
-    n_evaluated = 0;
+    DevKept kept = {0};
+    o.progress = keep_best_dev, o.user = &kept;
     ck_assert_int_eq(train_run(&o), SAC_OK);
-    ck_assert_int_eq(n_evaluated, 12);
+    ck_assert_int_eq(kept.n_evaluated, 12);
     Model *m = model_load(scratch_path("e.safetensors"));
     ck_assert_ptr_nonnull(m);
     Dataset *ds = dataset_open(scratch_path("captions.tsv"), NULL, NULL);
@@ -373,11 +353,11 @@ START_TEST(test_finetune_dev_evaluation)
     }
     ck_assert_int_eq(eval_dataset(m, ds, &opt, 0, 1, &q), SAC_OK);
     printf("dev CIDEr-D: reported by the run %.6f, eval_dataset on its model %.6f, with the starting backbone %.6f\n",
-           kept_dev.cider_d, r.scores.cider_d, q.scores.cider_d);
+           kept.best.cider_d, r.scores.cider_d, q.scores.cider_d);
     for (int i = 0; i < r.n_images; i++) printf("  %s | %s\n", r.captions[i], q.captions[i]);
-    for (int i = 0; i < 4; i++) ck_assert_double_eq_tol(r.scores.bleu[i], kept_dev.bleu[i], 1e-12);
-    ck_assert_double_eq_tol(r.scores.cider_d, kept_dev.cider_d, 1e-12);
-    ck_assert_double_ne_tol(q.scores.cider_d, kept_dev.cider_d, 1e-6);
+    for (int i = 0; i < 4; i++) ck_assert_double_eq_tol(r.scores.bleu[i], kept.best.bleu[i], 1e-12);
+    ck_assert_double_eq_tol(r.scores.cider_d, kept.best.cider_d, 1e-12);
+    ck_assert_double_ne_tol(q.scores.cider_d, kept.best.cider_d, 1e-6);
     eval_result_clear(&r);
     eval_result_clear(&q);
     dataset_free(ds);

@@ -21,6 +21,7 @@
 #include "testutil.h"
 #include "threadpool.h"
 #include "trainer.h"
+#include "trainutil.h"
 
 #ifndef XE_EPOCHS
 #define XE_EPOCHS 150
@@ -44,26 +45,14 @@ static void make_dataset(void)
 
 static TrainOptions tiny_options(const char *out)
 {
-    TrainOptions o;
-    train_default_options(&o);
-    o.data = scratch_path("captions.tsv");
-    o.train_split = NULL;
-    o.dev_split = NULL;
-    o.out = out;
-    o.min_count = 1;
-    o.batch_images = 3; /* 8 images: batches of 3, 3, 2 */
-    o.epochs = 3;
+    TrainOptions o = shapes_train_options(out);
     o.lr = o.lr_enc = 3e-3f;
     o.augment = 1;
-    o.checkpoint_every = 2;
     o.store_f16 = 0;
-    o.report_every_s = 1e9;
     o.cfg.enc.image_size = 16;
     o.cfg.enc.n_conv = 2;
     o.cfg.enc.conv[0] = (ConvSpec){6, 2, 0};
     o.cfg.enc.conv[1] = (ConvSpec){8, 1, 1};
-    o.cfg.E = 8, o.cfg.A = 8, o.cfg.D = 12, o.cfg.M = 6, o.cfg.T = 7;
-    o.cfg.dropout = 0.2f;
     return o;
 }
 
@@ -161,15 +150,6 @@ END_TEST
 /* The dev evaluation of a training run decodes as `saccade eval` does (search_default_options:
  * the bigram repetition guard on, at beam --eval-beam): the scores it reports for the epoch it
  * kept are eval_dataset's on the model it wrote. */
-static SacScores kept_dev;
-static int n_evaluated;
-static int keep_best_dev(const TrainProgress *p, void *user)
-{
-    (void)user;
-    if (p->evaluated && (n_evaluated++ == 0 || p->dev.cider_d > kept_dev.cider_d)) kept_dev = p->dev;
-    return 0;
-}
-
 static void assert_same_scores(const SacScores *a, const SacScores *b)
 {
     for (int i = 0; i < 4; i++) ck_assert_double_eq(a->bleu[i], b->bleu[i]);
@@ -185,10 +165,10 @@ START_TEST(test_dev_evaluation_decodes_as_eval)
     o.dev_split = "all";
     o.epochs = 3; /* a model that still repeats itself: "gray gray on on on on on" */
     o.eval_beam = 2;
-    o.progress = keep_best_dev;
-    n_evaluated = 0;
+    DevKept kept = {0};
+    o.progress = keep_best_dev, o.user = &kept;
     ck_assert_int_eq(train_run(&o), SAC_OK);
-    ck_assert_int_eq(n_evaluated, 3);
+    ck_assert_int_eq(kept.n_evaluated, 3);
     Model *m = model_load(scratch_path("e.safetensors"));
     ck_assert_ptr_nonnull(m);
     Dataset *ds = dataset_open(scratch_path("captions.tsv"), NULL, NULL);
@@ -198,7 +178,7 @@ START_TEST(test_dev_evaluation_decodes_as_eval)
     opt.beam = o.eval_beam;
     EvalResult r, q;
     ck_assert_int_eq(eval_dataset(m, ds, &opt, 0, 1, &r), SAC_OK);
-    assert_same_scores(&r.scores, &kept_dev);
+    assert_same_scores(&r.scores, &kept.best);
     /* the guard matters for this model: without it some captions and the scores differ */
     opt.no_repeat_bigram = 0;
     ck_assert_int_eq(eval_dataset(m, ds, &opt, 0, 1, &q), SAC_OK);
@@ -206,7 +186,7 @@ START_TEST(test_dev_evaluation_decodes_as_eval)
     int differ = 0;
     for (int i = 0; i < r.n_images; i++) differ += strcmp(r.captions[i], q.captions[i]) != 0;
     ck_assert_int_gt(differ, 0);
-    ck_assert(q.scores.bleu[0] != kept_dev.bleu[0] || q.scores.rouge_l != kept_dev.rouge_l);
+    ck_assert(q.scores.bleu[0] != kept.best.bleu[0] || q.scores.rouge_l != kept.best.rouge_l);
     eval_result_clear(&r);
     eval_result_clear(&q);
     dataset_free(ds);

@@ -1,0 +1,26 @@
+/*
+ * trainutil.h - what the training-run suites (test_trainer, test_finetune) share: the options
+ * of a run on the drawn-shapes set (make_shapes_dataset in the scratch directory, testutil.h)
+ * and a progress callback that keeps the dev evaluations' best scores.
+ */
+#ifndef SACCADE_TRAINUTIL_H
+#define SACCADE_TRAINUTIL_H
+
+#include "trainer.h"
+
+/* A run on scratch_path("captions.tsv") (all of it: no train or dev split) writing `out`: min
+ * count 1, batches of 3 images (8 images: 3, 3, 2), 3 epochs, a checkpoint every 2 steps, no
+ * timed progress reports, the tiny sizes E 8, A 8, D 12, M 6, T 7 and dropout 0.2; the encoder,
+ * learning rates and the rest are the caller's (train_default_options otherwise). */
+TrainOptions shapes_train_options(const char *out);
+
+/* What keep_best_dev keeps of a run (zero it before the run). */
+typedef struct {
+    int n_evaluated; /* dev evaluations made */
+    SacScores best;  /* the scores of the one with the highest CIDEr-D */
+} DevKept;
+
+/* A TrainOptions.progress callback: user is a DevKept. Returns 0 (the run goes on). */
+int keep_best_dev(const TrainProgress *p, void *user);
+
+#endif
