@@ -45,37 +45,19 @@ static void make_dataset(void)
     ck_assert_int_eq(make_shapes_dataset(dir, 1), 0);
 }
 
-/* A grid-7 backbone file as saccade import writes it, seeded random weights with
- * variance-keeping bounds (as tests/backbone_helper.c) and small random biases. */
+/* The bounds of make_backbone's weights: variance-keeping (as tests/backbone_helper.c) for the
+ * convolutions, small random biases. */
+static float finetune_bound(const MobileNetSpec *spec)
+{
+    const int64_t *s = spec->shape;
+    const int linear = strstr(spec->name, "conv.2.weight") || !strcmp(spec->name, "features.1.conv.1.weight");
+    return spec->ndim == 4 ? sqrtf((linear ? 3.0f : 6.0f) / (float)(s[1] * s[2] * s[3])) : 0.05f;
+}
+
+/* A grid-7 backbone file as saccade import writes it, seeded random weights. */
 static void make_backbone(const char *file)
 {
-    MobileNetConfig mc;
-    mobilenet_config_default(&mc);
-    mc.grid = MOBILENET_GRID7;
-    MobileNetSpec specs[MOBILENET_MAX_SPECS];
-    const int n = mobilenet_specs(&mc, specs, MOBILENET_MAX_SPECS);
-    ck_assert_int_gt(n, 0);
-    SafeTensorsWriter *w = safetensors_writer_create();
-    SacRng rng;
-    sac_rng_seed(&rng, 17, 7);
-    for (int i = 0; i < n; i++) {
-        size_t numel = 1;
-        const int64_t *s = specs[i].shape;
-        for (int d = 0; d < specs[i].ndim; d++) numel *= (size_t)s[d];
-        const char *nm = specs[i].name;
-        const int linear = strstr(nm, "conv.2.weight") || !strcmp(nm, "features.1.conv.1.weight");
-        const float bound = specs[i].ndim == 4 ? sqrtf((linear ? 3.0f : 6.0f) / (float)(s[1] * s[2] * s[3])) : 0.05f;
-        float *x = malloc(sizeof(float) * numel);
-        for (size_t k = 0; k < numel; k++) x[k] = bound * (2.0f * sac_rng_uniform(&rng) - 1.0f);
-        ck_assert_int_eq(safetensors_writer_add_f32(w, nm, specs[i].ndim, s, x, SAC_DTYPE_F32), SAC_OK);
-        free(x);
-    }
-    const char *meta[][2] = {{"format", "saccade-backbone-1"}, {"arch", "mobilenet_v2"}, {"padding", "same"},
-                             {"mean", "[0.5,0.5,0.5]"}, {"std", "[0.5,0.5,0.5]"}, {"source", "test weights"},
-                             {"license", "none"}};
-    for (size_t k = 0; k < sizeof(meta) / sizeof(meta[0]); k++) safetensors_writer_meta(w, meta[k][0], meta[k][1]);
-    ck_assert_int_eq(safetensors_writer_write(w, file), SAC_OK);
-    safetensors_writer_free(w);
+    ck_assert_int_eq(make_random_backbone(file, MOBILENET_GRID7, 17, finetune_bound), SAC_OK);
 }
 
 static TrainOptions finetune_options(const char *out)

@@ -194,39 +194,19 @@ START_TEST(test_dev_evaluation_decodes_as_eval)
 }
 END_TEST
 
-/* A backbone file as saccade import writes it, with seeded random weights (He-scaled, so the
- * activations stay O(1)) for the grid-14 network. */
+/* The bounds of make_backbone's weights: He-scaled convolutions (so the activations stay O(1)),
+ * biases up to 0.1. */
+static float he_bound(const MobileNetSpec *spec)
+{
+    const float fan_in = spec->ndim == 4 ? (float)(spec->shape[1] * spec->shape[2] * spec->shape[3]) : 1;
+    return spec->ndim == 4 ? sqrtf(3.0f / fan_in) : 0.1f;
+}
+
+/* A backbone file as saccade import writes it, with seeded random weights, for the grid-14
+ * network. */
 static void make_backbone(const char *file)
 {
-    MobileNetConfig mc;
-    mobilenet_config_default(&mc);
-    mc.grid = MOBILENET_GRID14;
-    MobileNetSpec specs[MOBILENET_MAX_SPECS];
-    const int n = mobilenet_specs(&mc, specs, MOBILENET_MAX_SPECS);
-    ck_assert_int_gt(n, 0);
-    SafeTensorsWriter *w = safetensors_writer_create();
-    SacRng rng;
-    sac_rng_seed(&rng, 7, 7);
-    for (int i = 0; i < n; i++) {
-        size_t numel = 1;
-        for (int d = 0; d < specs[i].ndim; d++) numel *= (size_t)specs[i].shape[d];
-        float *x = malloc(sizeof(float) * numel);
-        const float fan_in = specs[i].ndim == 4 ? (float)(specs[i].shape[1] * specs[i].shape[2] * specs[i].shape[3]) : 1;
-        const float bound = specs[i].ndim == 4 ? sqrtf(3.0f / fan_in) : 0.1f;
-        for (size_t k = 0; k < numel; k++) x[k] = bound * (2.0f * sac_rng_uniform(&rng) - 1.0f);
-        ck_assert_int_eq(safetensors_writer_add_f32(w, specs[i].name, specs[i].ndim, specs[i].shape, x, SAC_DTYPE_F32),
-                         SAC_OK);
-        free(x);
-    }
-    safetensors_writer_meta(w, "format", "saccade-backbone-1");
-    safetensors_writer_meta(w, "arch", "mobilenet_v2");
-    safetensors_writer_meta(w, "padding", "same");
-    safetensors_writer_meta(w, "mean", "[0.5,0.5,0.5]");
-    safetensors_writer_meta(w, "std", "[0.5,0.5,0.5]");
-    safetensors_writer_meta(w, "source", "test weights");
-    safetensors_writer_meta(w, "license", "none");
-    ck_assert_int_eq(safetensors_writer_write(w, file), SAC_OK);
-    safetensors_writer_free(w);
+    ck_assert_int_eq(make_random_backbone(file, MOBILENET_GRID14, 7, he_bound), SAC_OK);
 }
 
 static TrainOptions backbone_options(const char *out, int proj)

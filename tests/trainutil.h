@@ -1,11 +1,14 @@
 /*
  * trainutil.h - what the training-run suites (test_trainer, test_finetune) share: the options
  * of a run on the drawn-shapes set (make_shapes_dataset in the scratch directory, testutil.h)
- * and a progress callback that keeps the dev evaluations' best scores.
+ * a progress callback that keeps the dev evaluations' best scores, and random backbone files.
  */
 #ifndef SACCADE_TRAINUTIL_H
 #define SACCADE_TRAINUTIL_H
 
+#include <stdint.h>
+
+#include "mobilenet.h"
 #include "trainer.h"
 
 /* A run on scratch_path("captions.tsv") (all of it: no train or dev split) writing `out`: min
@@ -22,5 +25,10 @@ typedef struct {
 
 /* A TrainOptions.progress callback: user is a DevKept. Returns 0 (the run goes on). */
 int keep_best_dev(const TrainProgress *p, void *user);
+
+/* A backbone file as saccade import writes it (SAME padding, mean and std 0.5) for MobileNetV2
+ * up to grid `grid` (MOBILENET_GRID7 or _GRID14): every tensor uniform in +-bound(spec), drawn
+ * in spec order from one generator seeded `seed`. SAC_OK or an error status. */
+int make_random_backbone(const char *file, int grid, uint64_t seed, float (*bound)(const MobileNetSpec *spec));
 
 #endif
