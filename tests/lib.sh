@@ -9,6 +9,16 @@
 fails=0
 checks=0
 
+# The six training images `cli_helper data DIR` writes, and the captions of a model trained on
+# them until it overfits (IMAGE<TAB>caption, in this order)
+HELPER_IMAGES=(red.png green.png blue.png yellow.png cross.png checker.png)
+HELPER_CAPTIONS=$'red.png\ta red square on black
+green.png\ta green circle on white
+blue.png\tblue stripes on white
+yellow.png\tyellow on the left
+cross.png\ta white cross on black
+checker.png\ta purple checker board'
+
 # pass DESCRIPTION
 pass() { checks=$((checks + 1)); echo "ok   $1"; }
 # fail DESCRIPTION [DETAIL-LINE...]

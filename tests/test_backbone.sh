@@ -40,15 +40,8 @@ expect_eq "train on a frozen backbone (exit status)" "$rc" 0
 [ $rc -eq 0 ] || { cat "$TMP/train.err"; exit 1; }
 M=(--model "$TMP/m.safetensors" --threads 1)
 
-IMAGES=(red.png green.png blue.png yellow.png cross.png checker.png)
-EXPECTED=$'red.png\ta red square on black
-green.png\ta green circle on white
-blue.png\tblue stripes on white
-yellow.png\tyellow on the left
-cross.png\ta white cross on black
-checker.png\ta purple checker board'
-expect_eq "caption --greedy: every training caption" "$("$SACCADE" caption "${M[@]}" --greedy "${IMAGES[@]}" 2>&1)" "$EXPECTED"
-expect_eq "caption --beam 3: every training caption" "$("$SACCADE" caption "${M[@]}" --beam 3 "${IMAGES[@]}" 2>&1)" "$EXPECTED"
+expect_eq "caption --greedy: every training caption" "$("$SACCADE" caption "${M[@]}" --greedy "${HELPER_IMAGES[@]}" 2>&1)" "$HELPER_CAPTIONS"
+expect_eq "caption --beam 3: every training caption" "$("$SACCADE" caption "${M[@]}" --beam 3 "${HELPER_IMAGES[@]}" 2>&1)" "$HELPER_CAPTIONS"
 
 "$SACCADE" eval "${M[@]}" --data . --split all --beam 3 --json >"$TMP/eval.json" 2>"$TMP/eval.err"
 expect_eq "eval (exit status)" "$?" 0
@@ -63,10 +56,10 @@ rc=$?
 [ $rc -eq 0 ] && [ -s "$TMP/red-att.png" ] && pass "attend draws the 4x4 maps" || fail "attend" "$(cat "$TMP/attend.err")"
 
 mkdir "$TMP/tree"
-cp "${IMAGES[@]}" "$TMP/tree/"
+cp "${HELPER_IMAGES[@]}" "$TMP/tree/"
 "$SACCADE" batch "${M[@]}" "$TMP/tree" -o "$TMP/b.tsv" --format tsv >/dev/null 2>"$TMP/batch.err"
 expect_eq "batch (exit status)" "$?" 0
-expect_eq "batch: the same captions" "$(sed "s|^$TMP/tree/||" "$TMP/b.tsv" | sort)" "$(sort <<<"$EXPECTED")"
+expect_eq "batch: the same captions" "$(sed "s|^$TMP/tree/||" "$TMP/b.tsv" | sort)" "$(sort <<<"$HELPER_CAPTIONS")"
 
 # a model file whose backbone tensor is damaged is refused, naming the tensor
 "$SACCADE" caption --model ../bb.safetensors red.png >/dev/null 2>"$TMP/bad.err"

@@ -45,14 +45,6 @@ expect_eq "train a tiny model (exit status)" "$rc" 0
 echo "     trained in $((($(date +%s%N) - t0) / 1000000)) ms"
 M=(--model "$TMP/tiny.safetensors" --threads 1)
 
-IMAGES=(red.png green.png blue.png yellow.png cross.png checker.png)
-EXPECTED=$'red.png\ta red square on black
-green.png\ta green circle on white
-blue.png\tblue stripes on white
-yellow.png\tyellow on the left
-cross.png\ta white cross on black
-checker.png\ta purple checker board'
-
 # ------------------------------------------------------------------------- html (chromium)
 if [ "$MODE" = html ]; then
     run attend attend "${M[@]}" red.png --html "$TMP/red.html"
@@ -96,15 +88,15 @@ for cmd in caption attend eval score; do
 done
 
 # ------------------------------------------------------------------------- caption
-run cap caption "${M[@]}" "${IMAGES[@]}"
+run cap caption "${M[@]}" "${HELPER_IMAGES[@]}"
 expect_eq "caption: exit status" "$rc" 0
-expect_eq "caption: exact captions of the training images (beam 3)" "$(out cap)" "$EXPECTED"
+expect_eq "caption: exact captions of the training images (beam 3)" "$(out cap)" "$HELPER_CAPTIONS"
 
-run greedy caption "${M[@]}" --greedy "${IMAGES[@]}"
-expect_eq "caption --greedy: exact captions" "$(out greedy)" "$EXPECTED"
+run greedy caption "${M[@]}" --greedy "${HELPER_IMAGES[@]}"
+expect_eq "caption --greedy: exact captions" "$(out greedy)" "$HELPER_CAPTIONS"
 # --greedy decodes the 6 images as one batch; --beam 1 beam-searches each image with K = 1
-run greedyj caption "${M[@]}" --greedy --json "${IMAGES[@]}" red.bmp red.jpg
-run beam1j caption "${M[@]}" --beam 1 --json "${IMAGES[@]}" red.bmp red.jpg
+run greedyj caption "${M[@]}" --greedy --json "${HELPER_IMAGES[@]}" red.bmp red.jpg
+run beam1j caption "${M[@]}" --beam 1 --json "${HELPER_IMAGES[@]}" red.bmp red.jpg
 strip_logprob() { sed -E 's/"logprob":[-0-9.e]+,//' "$TMP/$1.out"; }
 expect_eq "caption --beam 1 == --greedy (words, ended)" "$(strip_logprob beam1j)" "$(strip_logprob greedyj)"
 # logprobs agree to 1e-4 (batched and single-row matrix products may round differently)
@@ -134,7 +126,7 @@ expect_eq "caption --nbest 2 --json: ranks" "$(grep -oE '"rank":[0-9]+' "$TMP/nb
 
 printf 'red.png\n\ngreen.png\r\nblue.png\nyellow.png\ncross.png\nchecker.png' | "$SACCADE" caption "${M[@]}" - \
     >"$TMP/stdin.out" 2>"$TMP/stdin.err"
-expect_eq "caption -: paths from stdin (blank line, CRLF, no final newline)" "$(out stdin)" "$EXPECTED"
+expect_eq "caption -: paths from stdin (blank line, CRLF, no final newline)" "$(out stdin)" "$HELPER_CAPTIONS"
 
 run formats caption "${M[@]}" red.bmp red.jpg
 expect_eq "caption: BMP and JPEG inputs" "$(out formats)" $'red.bmp\ta red square on black\nred.jpg\ta red square on black'
