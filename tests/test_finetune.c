@@ -310,19 +310,12 @@ START_TEST(test_finetune_dev_evaluation)
     o.store_f16 = 0;
     o.epochs = 12, o.patience = 0, o.augment = 0, o.cfg.dropout = 0.0f; /* captions that name colours */
     o.lr_backbone = 3e-3f;
-    DevKept kept = {0};
-    o.progress = keep_best_dev, o.user = &kept;
-    ck_assert_int_eq(train_run(&o), SAC_OK);
-    ck_assert_int_eq(kept.n_evaluated, 12);
-    Model *m = model_load(scratch_path("e.safetensors"));
-    ck_assert_ptr_nonnull(m);
-    Dataset *ds = dataset_open(scratch_path("captions.tsv"), NULL, NULL);
-    ck_assert_ptr_nonnull(ds);
-    const DecoderSizes sz = model_decoder_sizes(m);
-    SearchOptions opt = search_default_options(&sz);
-    opt.beam = o.eval_beam;
-    EvalResult r, q;
-    ck_assert_int_eq(eval_dataset(m, ds, &opt, 0, 1, &r), SAC_OK);
+    DevRun d;
+    ck_assert_int_eq(dev_run(&o, &d), SAC_OK);
+    ck_assert_int_eq(d.kept.n_evaluated, 12);
+    Model *m = d.model;
+    const EvalResult *r = &d.eval;
+    const SacScores *kept = &d.kept.best;
     /* the starting backbone under the same decoder */
     for (int i = model_backbone_first_trained(m); i < m->n_backbone; i++) {
         const ParamSpec *s = NULL;
@@ -333,17 +326,16 @@ START_TEST(test_finetune_dev_evaluation)
         memcpy(m->p.backbone[i], x, sizeof(float) * s->numel);
         free(x);
     }
-    ck_assert_int_eq(eval_dataset(m, ds, &opt, 0, 1, &q), SAC_OK);
+    EvalResult q;
+    ck_assert_int_eq(eval_dataset(m, d.data, &d.opt, 0, 1, &q), SAC_OK);
     printf("dev CIDEr-D: reported by the run %.6f, eval_dataset on its model %.6f, with the starting backbone %.6f\n",
-           kept.best.cider_d, r.scores.cider_d, q.scores.cider_d);
-    for (int i = 0; i < r.n_images; i++) printf("  %s | %s\n", r.captions[i], q.captions[i]);
-    for (int i = 0; i < 4; i++) ck_assert_double_eq_tol(r.scores.bleu[i], kept.best.bleu[i], 1e-12);
-    ck_assert_double_eq_tol(r.scores.cider_d, kept.best.cider_d, 1e-12);
-    ck_assert_double_ne_tol(q.scores.cider_d, kept.best.cider_d, 1e-6);
-    eval_result_clear(&r);
+           kept->cider_d, r->scores.cider_d, q.scores.cider_d);
+    for (int i = 0; i < r->n_images; i++) printf("  %s | %s\n", r->captions[i], q.captions[i]);
+    for (int i = 0; i < 4; i++) ck_assert_double_eq_tol(r->scores.bleu[i], kept->bleu[i], 1e-12);
+    ck_assert_double_eq_tol(r->scores.cider_d, kept->cider_d, 1e-12);
+    ck_assert_double_ne_tol(q.scores.cider_d, kept->cider_d, 1e-6);
     eval_result_clear(&q);
-    dataset_free(ds);
-    model_free(m);
+    dev_run_clear(&d);
 }
 END_TEST
 

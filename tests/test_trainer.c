@@ -165,32 +165,23 @@ START_TEST(test_dev_evaluation_decodes_as_eval)
     o.dev_split = "all";
     o.epochs = 3; /* a model that still repeats itself: "gray gray on on on on on" */
     o.eval_beam = 2;
-    DevKept kept = {0};
-    o.progress = keep_best_dev, o.user = &kept;
-    ck_assert_int_eq(train_run(&o), SAC_OK);
-    ck_assert_int_eq(kept.n_evaluated, 3);
-    Model *m = model_load(scratch_path("e.safetensors"));
-    ck_assert_ptr_nonnull(m);
-    Dataset *ds = dataset_open(scratch_path("captions.tsv"), NULL, NULL);
-    ck_assert_ptr_nonnull(ds);
-    const DecoderSizes sz = model_decoder_sizes(m);
-    SearchOptions opt = search_default_options(&sz);
-    opt.beam = o.eval_beam;
-    EvalResult r, q;
-    ck_assert_int_eq(eval_dataset(m, ds, &opt, 0, 1, &r), SAC_OK);
-    assert_same_scores(&r.scores, &kept.best);
+    DevRun d;
+    ck_assert_int_eq(dev_run(&o, &d), SAC_OK);
+    ck_assert_int_eq(d.kept.n_evaluated, 3);
+    const EvalResult *r = &d.eval;
+    assert_same_scores(&r->scores, &d.kept.best);
     /* the guard matters for this model: without it some captions and the scores differ */
+    SearchOptions opt = d.opt;
     opt.no_repeat_bigram = 0;
-    ck_assert_int_eq(eval_dataset(m, ds, &opt, 0, 1, &q), SAC_OK);
-    ck_assert_int_eq(q.n_images, r.n_images);
+    EvalResult q;
+    ck_assert_int_eq(eval_dataset(d.model, d.data, &opt, 0, 1, &q), SAC_OK);
+    ck_assert_int_eq(q.n_images, r->n_images);
     int differ = 0;
-    for (int i = 0; i < r.n_images; i++) differ += strcmp(r.captions[i], q.captions[i]) != 0;
+    for (int i = 0; i < r->n_images; i++) differ += strcmp(r->captions[i], q.captions[i]) != 0;
     ck_assert_int_gt(differ, 0);
-    ck_assert(q.scores.bleu[0] != kept.best.bleu[0] || q.scores.rouge_l != kept.best.rouge_l);
-    eval_result_clear(&r);
+    ck_assert(q.scores.bleu[0] != d.kept.best.bleu[0] || q.scores.rouge_l != d.kept.best.rouge_l);
     eval_result_clear(&q);
-    dataset_free(ds);
-    model_free(m);
+    dev_run_clear(&d);
 }
 END_TEST
 

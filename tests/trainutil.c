@@ -34,6 +34,28 @@ int keep_best_dev(const TrainProgress *p, void *user)
     return 0;
 }
 
+int dev_run(TrainOptions *o, DevRun *d)
+{
+    *d = (DevRun){0};
+    o->progress = keep_best_dev, o->user = &d->kept;
+    int st = train_run(o);
+    if (!st && !(d->model = model_load(o->out))) st = SAC_ERR_IO;
+    if (!st && !(d->data = dataset_open(o->data, NULL, NULL))) st = SAC_ERR_IO;
+    if (st) return st;
+    const DecoderSizes sz = model_decoder_sizes(d->model);
+    d->opt = search_default_options(&sz);
+    d->opt.beam = o->eval_beam;
+    return eval_dataset(d->model, d->data, &d->opt, 0, 1, &d->eval);
+}
+
+void dev_run_clear(DevRun *d)
+{
+    eval_result_clear(&d->eval);
+    dataset_free(d->data);
+    model_free(d->model);
+    *d = (DevRun){0};
+}
+
 int make_random_backbone(const char *file, int grid, uint64_t seed, float (*bound)(const MobileNetSpec *spec))
 {
     MobileNetConfig mc;
