@@ -4,9 +4,9 @@
  *
  * Size letters (project legend): none of the tensor sizes appear here.
  *
- * Strings live in a chunked arena owned by the dataset; an open-addressing hash (FNV-1a,
- * linear probing) maps image names to item indices, so grouping 40k Flickr caption lines is
- * one hash lookup per line.
+ * Strings live in a chunked arena owned by the dataset; an index (strindex.h: open addressing,
+ * FNV-1a, linear probing) maps image names to item indices, so grouping 40k Flickr caption
+ * lines is one hash lookup per line.
  */
 #include "dataset.h"
 
@@ -22,6 +22,7 @@
 #include "fileio.h"
 #include "image.h"
 #include "sac.h"
+#include "strindex.h"
 
 enum { REPORT_NAMES = 5 }; /* names listed in a once-per-load report */
 
@@ -37,8 +38,7 @@ typedef struct ArenaBlock {
 struct DatasetPriv {
     ArenaBlock *arena;
     int cap_items;
-    int *slots; /* (nslots) item index, -1 = empty */
-    size_t nslots;
+    StrIndex names; /* item names -> item indices */
 };
 
 static char *arena_strndup(DatasetPriv *pv, const char *s, size_t len)
@@ -60,39 +60,18 @@ static char *arena_strndup(DatasetPriv *pv, const char *s, size_t len)
     return p;
 }
 
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static size_t name_slot(const Dataset *ds, const char *name)
-{
-    const DatasetPriv *pv = ds->priv;
-    size_t mask = pv->nslots - 1, i = (size_t)name_hash(name) & mask;
-    while (pv->slots[i] >= 0 && strcmp(ds->items[pv->slots[i]].name, name) != 0)
-        i = (i + 1) & mask;
-    return i;
-}
+/* The name index's key: item k's name (ctx: the dataset). */
+static const char *item_name(const void *ctx, int k) { return ((const Dataset *)ctx)->items[k].name; }
 
 static int index_rebuild(Dataset *ds, size_t nslots)
 {
-    DatasetPriv *pv = ds->priv;
-    int *slots = sac_malloc(nslots * sizeof(int));
-    if (!slots) return SAC_ERR_NOMEM;
-    for (size_t i = 0; i < nslots; i++) slots[i] = -1;
-    free(pv->slots);
-    pv->slots = slots;
-    pv->nslots = nslots;
-    for (int k = 0; k < ds->n_items; k++) pv->slots[name_slot(ds, ds->items[k].name)] = k;
-    return SAC_OK;
+    return strindex_rebuild(&ds->priv->names, nslots, ds->n_items, item_name, ds);
 }
 
 int dataset_find(const Dataset *ds, const char *name)
 {
-    if (!name || ds->priv->nslots == 0) return -1;
-    return ds->priv->slots[name_slot(ds, name)];
+    if (!name) return -1;
+    return strindex_find(&ds->priv->names, name, item_name, ds);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -141,7 +120,7 @@ void dataset_free(Dataset *ds)
             free(b);
             b = next;
         }
-        free(ds->priv->slots);
+        strindex_free(&ds->priv->names);
         free(ds->priv);
     }
     free(ds);
@@ -158,7 +137,7 @@ int dataset_add_item(Dataset *ds, const char *name, int64_t image_id)
         sac_error("%s: image '%s' is already in the dataset", ds->source, name);
         return SAC_ERR_INVALID;
     }
-    if ((size_t)(ds->n_items + 1) * 2 > pv->nslots && index_rebuild(ds, pv->nslots * 2) < 0)
+    if ((size_t)(ds->n_items + 1) * 2 > pv->names.nslots && index_rebuild(ds, pv->names.nslots * 2) < 0)
         return SAC_ERR_NOMEM;
     if (ds->n_items == pv->cap_items) {
         int cap = pv->cap_items ? pv->cap_items * 2 : 256;
@@ -182,7 +161,7 @@ int dataset_add_item(Dataset *ds, const char *name, int64_t image_id)
     }
     int idx = ds->n_items++;
     ds->items[idx] = it;
-    pv->slots[name_slot(ds, it.name)] = idx;
+    strindex_add(&pv->names, it.name, idx, item_name, ds);
     return idx;
 }
 
@@ -286,7 +265,7 @@ static int drop_items(Dataset *ds, const unsigned char *drop)
             ds->items[w++] = ds->items[i];
     }
     ds->n_items = w;
-    return index_rebuild(ds, ds->priv->nslots);
+    return index_rebuild(ds, ds->priv->names.nslots);
 }
 
 /* Append "name" to a comma-separated report of at most REPORT_NAMES names. */

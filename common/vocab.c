@@ -1,7 +1,7 @@
 /*
  * vocab.c - the caption tokenizer (a PTB approximation, rule in vocab.h), word counting and
- * the vocabulary: an array of words in id order plus an open-addressing hash (FNV-1a,
- * linear probing, power-of-two table at most half full) from word to id.
+ * the vocabulary: an array of words in id order plus an index from word to id (strindex.h:
+ * open addressing, FNV-1a, linear probing; a power-of-two table at most half full).
  *
  * Size letters (project legend): V vocabulary size, T caption steps.
  */
@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "sac.h"
+#include "strindex.h"
 
 /* ------------------------------------------------------------------------------------ */
 /* text validity */
@@ -267,48 +268,22 @@ typedef struct {
     char **words; /* (n) */
     int *counts;  /* (n) */
     int n, cap;
-    int *slots; /* (nslots) index into words, -1 = empty */
-    size_t nslots;
+    StrIndex index; /* words -> their indices */
 } StrTable;
 
-static uint64_t str_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-/* Slot holding `word`, or the empty slot where it would go. */
-static size_t table_slot(const StrTable *tb, const char *word)
-{
-    size_t mask = tb->nslots - 1, i = (size_t)str_hash(word) & mask;
-    while (tb->slots[i] >= 0 && strcmp(tb->words[tb->slots[i]], word) != 0) i = (i + 1) & mask;
-    return i;
-}
+/* The index's key: word w (ctx: the table). */
+static const char *table_word(const void *ctx, int w) { return ((const StrTable *)ctx)->words[w]; }
 
 static int table_find(const StrTable *tb, const char *word)
 {
-    if (tb->nslots == 0) return -1;
-    return tb->slots[table_slot(tb, word)];
-}
-
-static int table_rehash(StrTable *tb, size_t nslots)
-{
-    int *slots = sac_malloc(nslots * sizeof(int));
-    if (!slots) return SAC_ERR_NOMEM;
-    for (size_t i = 0; i < nslots; i++) slots[i] = -1;
-    free(tb->slots);
-    tb->slots = slots;
-    tb->nslots = nslots;
-    for (int w = 0; w < tb->n; w++) tb->slots[table_slot(tb, tb->words[w])] = w;
-    return SAC_OK;
+    return strindex_find(&tb->index, word, table_word, tb);
 }
 
 /* Append a word known to be absent; returns its index or a negative status. */
 static int table_add(StrTable *tb, const char *word, int count)
 {
-    if ((size_t)(tb->n + 1) * 2 > tb->nslots) {
-        int st = table_rehash(tb, tb->nslots ? tb->nslots * 2 : 64);
+    if ((size_t)(tb->n + 1) * 2 > tb->index.nslots) {
+        int st = strindex_rebuild(&tb->index, tb->index.nslots ? tb->index.nslots * 2 : 64, tb->n, table_word, tb);
         if (st < 0) return st;
     }
     if (tb->n == tb->cap) {
@@ -330,7 +305,7 @@ static int table_add(StrTable *tb, const char *word, int count)
     }
     tb->words[tb->n] = copy;
     tb->counts[tb->n] = count;
-    tb->slots[table_slot(tb, copy)] = tb->n;
+    strindex_add(&tb->index, copy, tb->n, table_word, tb);
     return tb->n++;
 }
 
@@ -339,7 +314,7 @@ static void table_clear(StrTable *tb)
     for (int i = 0; i < tb->n; i++) free(tb->words[i]);
     free(tb->words);
     free(tb->counts);
-    free(tb->slots);
+    strindex_free(&tb->index);
     memset(tb, 0, sizeof(*tb));
 }
 
