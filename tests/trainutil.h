@@ -1,6 +1,6 @@
 /*
  * trainutil.h - what the training-run suites (test_trainer, test_finetune) share: the options
- * of a run on the drawn-shapes set (make_shapes_dataset in the scratch directory, testutil.h)
+ * of a run on the drawn-shapes set (make_shapes_dataset in the scratch directory, testutil.h),
  * a run whose dev evaluations are checked against `saccade eval` on the model it wrote, and
  * random backbone files.
  */
