@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +32,43 @@ struct SacOutput {
     int kind, fd;
     int err;      /* errno of the first failed write, 0 while all went well */
     int reported; /* the failure has been logged */
+    int slot;     /* atomic: its entry in live_temps, -1 when none was free */
     FILE *f;
 };
+
+/* ---- the temporary files being written, for a process that must end at once ----
+ * A fixed table (a signal handler may read it: no allocation, no lock): a writer claims a free
+ * entry, copies its path in, then marks it live; sac_output_remove_temps unlinks the live ones. */
+enum { LIVE_TEMPS = 32, LIVE_FREE = 0, LIVE_CLAIMED = 1, LIVE_READY = 2 };
+static struct {
+    atomic_int state;
+    char path[PATH_MAX];
+} live_temps[LIVE_TEMPS];
+
+static int temp_register(const char *path)
+{
+    if (strlen(path) >= PATH_MAX) return -1;
+    for (int i = 0; i < LIVE_TEMPS; i++) {
+        int expect = LIVE_FREE;
+        if (atomic_compare_exchange_strong(&live_temps[i].state, &expect, LIVE_CLAIMED)) {
+            strcpy(live_temps[i].path, path);
+            atomic_store(&live_temps[i].state, LIVE_READY);
+            return i;
+        }
+    }
+    return -1; /* more than LIVE_TEMPS at once: that one is not removed by a forced quit */
+}
+
+static void temp_unregister(int slot)
+{
+    if (slot >= 0) atomic_store(&live_temps[slot].state, LIVE_FREE);
+}
+
+void sac_output_remove_temps(void)
+{
+    for (int i = 0; i < LIVE_TEMPS; i++)
+        if (atomic_load(&live_temps[i].state) == LIVE_READY) unlink(live_temps[i].path);
+}
 
 /* ---- paths ---- */
 
@@ -168,6 +204,7 @@ static ssize_t cookie_write(void *cookie, const char *buf, size_t n)
 
 static void output_free(SacOutput *o)
 {
+    temp_unregister(o->slot);
     free(o->name), free(o->target), free(o->tmp);
     free(o);
 }
@@ -195,6 +232,7 @@ static int make_temp(SacOutput *o, mode_t mode, const struct stat *old)
     }
     snprintf(o->tmp, len, "%s/.%.200s.XXXXXX", dir, base);
     o->fd = mkstemp(o->tmp);
+    if (o->fd >= 0) o->slot = temp_register(o->tmp);
     if (o->fd < 0) {
         sac_error("%s: cannot create a temporary file in %s to write it (%s)", o->name, dir, strerror(errno));
         free(dir);
@@ -217,7 +255,7 @@ SacOutput *sac_output_open(const char *path, int flags)
 {
     SacOutput *o = sac_calloc(1, sizeof(*o));
     if (!o) return NULL;
-    o->fd = -1;
+    o->fd = -1, o->slot = -1;
     if (!(o->name = strdup(path))) goto nomem;
     if (!strcmp(path, "-")) {
         o->kind = KIND_STDOUT;

@@ -63,6 +63,10 @@ void sac_output_discard(SacOutput *o);
 /* Write n bytes to path in one go (open, write, close as above). SAC_OK or a logged status. */
 int sac_output_write_file(const char *path, const void *data, size_t n, int flags);
 
+/* Unlink the temporary files of the atomic outputs open now (their targets stay as they were).
+ * Async-signal-safe: for a handler that ends the process at once (tools/cli.c). */
+void sac_output_remove_temps(void);
+
 /* 1 when paths a and b name the same existing file (same st_dev and st_ino, links followed),
  * else 0. */
 int sac_same_file(const char *a, const char *b);

@@ -350,6 +350,7 @@ expect_grep "... and says how to resume" "$TMP/int1.err" "training stopped; resu
 sigtrain int2 INT TERM
 expect_eq "train: a second signal ends it at once (killed by SIGINT or SIGTERM)" "$( [ $rc -eq 130 ] || [ $rc -eq 143 ] && echo killed || echo "exit $rc")" killed
 expect_grep "... after saying it would" "$TMP/int2.err" "interrupt again to quit at once"
+expect_eq "... and leaves no temporary file beside its outputs" "$(cd "$TMP" && ls -A | grep '^\.int2' || true)" ""
 run sigresume "${SIGRUN[@]}" --epochs 1 --out "$TMP/int2.safetensors" --resume
 expect_eq "... and its last checkpoint still resumes (exit 0)" "$rc" 0
 

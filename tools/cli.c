@@ -422,10 +422,12 @@ volatile int cli_interrupted;
 
 /* The first SIGINT/SIGTERM asks the command to stop cleanly (train: after a checkpoint; batch:
  * after the images in flight); a second one, while that is still under way, ends the process at
- * once, as the signal's default would (the atomic writes leave no torn file behind). */
+ * once, as the signal's default would: the atomic writes leave no torn file, and their temporary
+ * files are removed. */
 static void on_signal(int sig)
 {
     if (cli_interrupted) {
+        sac_output_remove_temps(); /* no hidden half-written file left beside the user's */
         signal(sig, SIG_DFL);
         raise(sig);
         return;
