@@ -74,6 +74,12 @@ static void gemm_task(void *p, int u0, int u1, int chunk)
     }
 }
 
+const char *sac_blas_core(void)
+{
+    const char *core = openblas_get_corename();
+    return core ? core : "?";
+}
+
 void sac_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc)
 {

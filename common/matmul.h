@@ -20,6 +20,10 @@ void sac_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
 void sac_gemv(int ta, int M, int N, float alpha, const float *A, int lda, const float *x,
               float beta, float *y);
 
+/* The OpenBLAS kernel set in use ("Haswell", "SkylakeX", ...; OPENBLAS_CORETYPE chooses it when
+ * set), for --version and bug reports. */
+const char *sac_blas_core(void);
+
 /* ---- packed weights: the products of step-by-step decoding ----
  * A decoding step multiplies a few rows (one image, its beams, a batch of images) by weight
  * matrices W (O, K) read from memory every step. sac_pack copies W once into panels of

@@ -68,6 +68,7 @@ int main(int argc, char **argv)
         printf("saccade %s\n", sac_version());
         /* the kernel path (common/cpu.h), capped by SACCADE_KERNELS: what a bug report needs */
         printf("kernels: %s (this CPU: %s)\n", sac_kernel_name(sac_kernel()), sac_kernel_name(sac_kernel_cpu()));
+        printf("blas: OpenBLAS, %s kernels\n", sac_blas_core());
         return finish(CLI_OK);
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
