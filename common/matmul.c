@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "gemm_avx512.h"
 #include "sac.h"
 #if SAC_KERNEL_X86
 #include <immintrin.h>
@@ -29,10 +30,13 @@
 /* Chunks are multiples of this many rows / columns (the BLAS kernels' register blocking). */
 #define SPLIT_UNIT 16
 
-static void gemm_serial(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+/* own: run saccade's AVX-512 sgemm (gemm_avx512.h), decided by sac_gemm on the whole product so
+ * every chunk of a split takes the same path; BLAS if it cannot allocate its packing buffer. */
+static void gemm_serial(int own, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                         const float *B, int ldb, float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0) return;
+    if (own && K > 0 && sac_gemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return;
     if (K <= 0) {
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
@@ -55,6 +59,7 @@ typedef struct {
     float *C;
     int lda, ldb, ldc;
     int by_rows; /* split M (rows of C) or N (columns) */
+    int own;     /* gemm_serial's own */
 } GemmTask;
 
 static void gemm_task(void *p, int u0, int u1, int chunk)
@@ -64,12 +69,12 @@ static void gemm_task(void *p, int u0, int u1, int chunk)
     if (g->by_rows) {
         const int r0 = u0 * SPLIT_UNIT, r1 = SAC_MIN(u1 * SPLIT_UNIT, g->M);
         const float *A = g->ta ? g->A + r0 : g->A + (size_t)r0 * g->lda;
-        gemm_serial(g->ta, g->tb, r1 - r0, g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta,
+        gemm_serial(g->own, g->ta, g->tb, r1 - r0, g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta,
                     g->C + (size_t)r0 * g->ldc, g->ldc);
     } else {
         const int c0 = u0 * SPLIT_UNIT, c1 = SAC_MIN(u1 * SPLIT_UNIT, g->N);
         const float *B = g->tb ? g->B + (size_t)c0 * g->ldb : g->B + c0;
-        gemm_serial(g->ta, g->tb, g->M, c1 - c0, g->K, g->alpha, g->A, g->lda, B, g->ldb, g->beta, g->C + c0,
+        gemm_serial(g->own, g->ta, g->tb, g->M, c1 - c0, g->K, g->alpha, g->A, g->lda, B, g->ldb, g->beta, g->C + c0,
                     g->ldc);
     }
 }
@@ -84,13 +89,15 @@ void sac_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
               const float *B, int ldb, float beta, float *C, int ldc)
 {
     const int threads = sac_threads(); /* first call: sets OpenBLAS to one thread */
+    const int own = sac_kernel() == SAC_KERNEL_AVX512 && M >= SAC_GEMM_OWN_MIN && N >= SAC_GEMM_OWN_MIN &&
+                    K >= SAC_GEMM_OWN_MIN;
     const int by_rows = M >= N;
     const int units = ((by_rows ? M : N) + SPLIT_UNIT - 1) / SPLIT_UNIT;
     if (threads < 2 || units < 2 || (double)M * N * (K > 0 ? K : 1) < GEMM_SPLIT_MIN || sac_in_parallel()) {
-        gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm_serial(own, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    GemmTask g = {ta, tb, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, by_rows};
+    GemmTask g = {ta, tb, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, by_rows, own};
     sac_parallel_for(units, 1, gemm_task, &g);
 }
 

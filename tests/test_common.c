@@ -6,8 +6,11 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "cpu.h"
 #include "fastmath.h"
+#include "gemm_avx512.h"
 #include "matmul.h"
 #include "rng.h"
 #include "sac.h"
@@ -58,6 +61,76 @@ START_TEST(test_gemm_matches_reference)
             }
         }
     }
+}
+END_TEST
+
+/* One product of the AVX-512 sgemm (own) or sac_gemm against the reference: random A, B, C with
+ * leading dimensions past the widths, NaN in C (and in the gaps) when beta == 0, which must be
+ * overwritten. Returns check_tensor's result, or 1 when sac_gemm_avx512 declined. */
+static int gemm_case(int own, int ta, int tb, int M, int N, int K, float alpha, float beta, int pad, SacRng *rng)
+{
+    const int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+    const size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+    float *A = malloc(sizeof(float) * na), *B = malloc(sizeof(float) * nb);
+    float *C = malloc(sizeof(float) * nc), *R = malloc(sizeof(float) * nc);
+    ck_assert(A && B && C && R);
+    fill_uniform(A, na, -1, 1, rng);
+    fill_uniform(B, nb, -1, 1, rng);
+    fill_uniform(C, nc, -1, 1, rng);
+    if (beta == 0.0f)
+        for (size_t i = 0; i < nc; i++) C[i] = NAN;
+    for (size_t i = 0; i < nc; i++) R[i] = C[i];
+    int bad = 0;
+    if (own) bad = sac_gemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) != 0;
+    else sac_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    sac_gemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
+    /* float sums of K terms of size <= 1 against double: error grows like sqrt(K) * 6e-8 * K-ish
+     * bound; 1e-5 relative + 2e-6 * sqrt(K) absolute is ~10x the worst seen */
+    char name[96];
+    snprintf(name, sizeof(name), "gemm own %d ta %d tb %d %dx%dx%d pad %d", own, ta, tb, M, N, K, pad);
+    for (int i = 0; i < M; i++) {
+        /* the gaps between rows (columns N..ldc-1) are never written */
+        for (int j = N; j < ldc; j++) {
+            const float c = C[(size_t)i * ldc + j], r = R[(size_t)i * ldc + j];
+            if (!(c == r || (isnan(c) && isnan(r)))) bad = 1;
+        }
+        memmove(C + (size_t)i * N, C + (size_t)i * ldc, sizeof(float) * N); /* pack rows for one check */
+        memmove(R + (size_t)i * N, R + (size_t)i * ldc, sizeof(float) * N);
+    }
+    if (!bad) bad = check_tensor(name, C, R, (size_t)M * N, 2e-6 * sqrt((double)K), 1e-5);
+    free(A), free(B), free(C), free(R);
+    return bad;
+}
+
+START_TEST(test_gemm_avx512_matches_reference)
+{
+    SacRng rng;
+    sac_rng_seed(&rng, 7, 1);
+    const int own = sac_kernel() == SAC_KERNEL_AVX512;
+    if (!own) fprintf(stderr, "test_gemm_avx512: this CPU or SACCADE_KERNELS has no AVX-512, sac_gemm only\n");
+    /* edges around the 12 x 32 tile, the K block of 256, the A block of 144 rows */
+    const int dims[] = {1, 13, 31, 33, 100, 257};
+    const float ab[][2] = {{1.0f, 0.0f}, {0.5f, 0.25f}, {-1.5f, 1.0f}};
+    int n = 0;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int mi = 0; mi < 6; mi++)
+                for (int ni = 0; ni < 6; ni++)
+                    for (int ki = 0; ki < 6; ki++, n++) {
+                        const int M = dims[mi], N = dims[ni], K = dims[ki];
+                        if ((double)M * N * K > 3e6 && n % 3) continue; /* the big ones: a third of them */
+                        const float *a = ab[n % 3];
+                        const int pad = n % 2 ? 3 : 0;
+                        if (own) ck_assert_int_eq(gemm_case(1, ta, tb, M, N, K, a[0], a[1], pad, &rng), 0);
+                        ck_assert_int_eq(gemm_case(0, ta, tb, M, N, K, a[0], a[1], pad, &rng), 0);
+                    }
+    /* larger: several K, M and N blocks (K 1000 = 3 full blocks + 232, N past the 2048 block) */
+    const int big[][3] = {{1000, 40, 1000}, {300, 2100, 70}, {150, 100, 513}};
+    for (int s = 0; s < 3; s++)
+        for (int t = 0; t < 4; t++) {
+            if (own) ck_assert_int_eq(gemm_case(1, t >> 1, t & 1, big[s][0], big[s][1], big[s][2], 1.0f, t % 2 ? 0.0f : 1.0f, 5, &rng), 0);
+            ck_assert_int_eq(gemm_case(0, t >> 1, t & 1, big[s][0], big[s][1], big[s][2], 0.75f, 0.5f, 1, &rng), 0);
+        }
 }
 END_TEST
 
@@ -132,6 +205,7 @@ static Suite *common_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_rng_reproducible);
     tcase_add_test(tc, test_gemm_matches_reference);
+    tcase_add_test(tc, test_gemm_avx512_matches_reference);
     tcase_add_test(tc, test_linear_gradcheck);
     tcase_add_test(tc, test_fastmath_accuracy);
     suite_add_tcase(s, tc);
