@@ -1,8 +1,8 @@
 /*
  * gemm_avx512.c - saccade's own sgemm for the AVX-512 path (see gemm_avx512.h), the GotoBLAS /
  * BLIS structure: op(B) is packed in blocks of KC x NC as k-major panels of NR = 32 columns,
- * op(A) in blocks of MC x KC as k-major panels of MR = 12 rows, and a micro-kernel keeps a 12 x 32
- * tile of C in 24 zmm accumulators, one FMA per row and 16 columns per k. Edges are zero-padded in
+ * op(A) in blocks of MC x KC as k-major panels of MR = 14 rows, and a micro-kernel keeps a 14 x 32
+ * tile of C in 28 zmm accumulators, one FMA per row and 16 columns per k. Edges are zero-padded in
  * the packing and written back with masked stores; the four transpose cases differ only in the
  * packing. The OpenBLAS build this machine uses runs its AVX2 kernels (OPENBLAS_CORETYPE=Haswell),
  * half the vector width this CPU has.
@@ -26,10 +26,10 @@
 #if SAC_KERNEL_X86
 
 enum {
-    MR = 12,   /* rows of a micro-tile */
+    MR = 14,   /* rows of a micro-tile */
     NR = 32,   /* columns of a micro-tile: two zmm */
     KC = 256,  /* depth of a packed block: a B panel (32 KB) stays in L1 */
-    MC = 144,  /* rows of a packed A block (144 KB, in L2) */
+    MC = 168,  /* rows of a packed A block (168 KB, in L2) */
     NC = 2048, /* columns of a packed B block (2 MB) */
 };
 
@@ -42,7 +42,7 @@ SAC_TARGET_AVX512 static void pack_a(float *ap, int ta, const float *A, int lda,
             const __mmask16 m = (__mmask16)((1u << mr) - 1);
             for (int k = 0; k < kc; k++) {
                 const float *src = A + (size_t)(p0 + k) * lda + i0 + ir;
-                _mm512_mask_storeu_ps(ap + (size_t)k * MR, 0x0FFF, _mm512_maskz_loadu_ps(m, src));
+                _mm512_mask_storeu_ps(ap + (size_t)k * MR, (__mmask16)((1u << MR) - 1), _mm512_maskz_loadu_ps(m, src));
             }
         } else {
             for (int r = 0; r < MR; r++) {
@@ -90,11 +90,11 @@ SAC_TARGET_AVX512 static void kernel(int kc, const float *restrict ap, const flo
                                      int ldc, int mr, int nr, float alpha, float beta, int first)
 {
     __m512 acc[MR][2];
-    _Pragma("GCC unroll 12")
+    _Pragma("GCC unroll 16")
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int k = 0; k < kc; k++, ap += MR, bp += NR) {
         const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
-        _Pragma("GCC unroll 12")
+        _Pragma("GCC unroll 16")
         for (int r = 0; r < MR; r++) {
             const __m512 a = _mm512_set1_ps(ap[r]);
             acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);

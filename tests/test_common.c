@@ -108,7 +108,7 @@ START_TEST(test_gemm_avx512_matches_reference)
     sac_rng_seed(&rng, 7, 1);
     const int own = sac_kernel() == SAC_KERNEL_AVX512;
     if (!own) fprintf(stderr, "test_gemm_avx512: this CPU or SACCADE_KERNELS has no AVX-512, sac_gemm only\n");
-    /* edges around the 12 x 32 tile, the K block of 256, the A block of 144 rows */
+    /* edges around the 14 x 32 tile, the K block of 256, the A block of 168 rows */
     const int dims[] = {1, 13, 31, 33, 100, 257};
     const float ab[][2] = {{1.0f, 0.0f}, {0.5f, 0.25f}, {-1.5f, 1.0f}};
     int n = 0;
