@@ -102,6 +102,31 @@ static int gemm_case(int own, int ta, int tb, int M, int N, int K, float alpha, 
     return bad;
 }
 
+/* The AVX-512 sgemm gives the same bits for a product whole and split by rows or by columns (the
+ * splits sac_gemm makes across threads), so training resumes bit-exactly for any thread count. */
+static void gemm_split_same_bits(int ta, int tb, int M, int N, int K, SacRng *rng)
+{
+    const int lda = ta ? M : K, ldb = tb ? K : N;
+    float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
+    float *C[3] = {malloc(sizeof(float) * M * N), malloc(sizeof(float) * M * N), malloc(sizeof(float) * M * N)};
+    ck_assert(A && B && C[0] && C[1] && C[2]);
+    fill_uniform(A, (size_t)M * K, -1, 1, rng);
+    fill_uniform(B, (size_t)K * N, -1, 1, rng);
+    fill_uniform(C[0], (size_t)M * N, -1, 1, rng);
+    memcpy(C[1], C[0], sizeof(float) * M * N);
+    memcpy(C[2], C[0], sizeof(float) * M * N);
+    ck_assert_int_eq(sac_gemm_avx512(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.75f, C[0], N), 0);
+    for (int r = 0; r < M; r += 16) /* rows r..r+15 */
+        ck_assert_int_eq(sac_gemm_avx512(ta, tb, SAC_MIN(16, M - r), N, K, 0.5f, ta ? A + r : A + (size_t)r * lda, lda,
+                                         B, ldb, 0.75f, C[1] + (size_t)r * N, N), 0);
+    for (int c = 0; c < N; c += 48) /* columns c..c+47 */
+        ck_assert_int_eq(sac_gemm_avx512(ta, tb, M, SAC_MIN(48, N - c), K, 0.5f, A, lda,
+                                         tb ? B + (size_t)c * ldb : B + c, ldb, 0.75f, C[2] + c, N), 0);
+    ck_assert_msg(memcmp(C[0], C[1], sizeof(float) * M * N) == 0, "gemm ta %d tb %d: split by rows changed bits", ta, tb);
+    ck_assert_msg(memcmp(C[0], C[2], sizeof(float) * M * N) == 0, "gemm ta %d tb %d: split by columns changed bits", ta, tb);
+    free(A), free(B), free(C[0]), free(C[1]), free(C[2]);
+}
+
 START_TEST(test_gemm_avx512_matches_reference)
 {
     SacRng rng;
@@ -124,6 +149,8 @@ START_TEST(test_gemm_avx512_matches_reference)
                         if (own) ck_assert_int_eq(gemm_case(1, ta, tb, M, N, K, a[0], a[1], pad, &rng), 0);
                         ck_assert_int_eq(gemm_case(0, ta, tb, M, N, K, a[0], a[1], pad, &rng), 0);
                     }
+    if (own)
+        for (int t = 0; t < 4; t++) gemm_split_same_bits(t >> 1, t & 1, 200, 150, 600, &rng);
     /* larger: several K, M and N blocks (K 1000 = 3 full blocks + 232, N past the 2048 block) */
     const int big[][3] = {{1000, 40, 1000}, {300, 2100, 70}, {150, 100, 513}};
     for (int s = 0; s < 3; s++)
