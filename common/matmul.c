@@ -6,6 +6,9 @@
  * call. Every element of C is still one BLAS dot product over the whole K (the last bits may
  * differ from an unsplit call, as BLAS treats edge blocks its own way); how a product is split
  * depends only on its sizes and the pool size, so results are repeatable for a thread count.
+ * On the AVX-512 path (common/cpu.h) products with M, N and K all >= SAC_GEMM_OWN_MIN run
+ * saccade's own sgemm instead (gemm_avx512.c: OpenBLAS runs its AVX2 kernels on this machine),
+ * whose sums do not depend on the split at all.
  *
  * The packed products (sac_packed_matmul) run on the kernel path of common/cpu.h: packed_tmpl.c
  * compiled for AVX2 (8 lanes) and AVX-512 (16 lanes; the same bits), or plain C.

@@ -13,7 +13,8 @@
 
 /* C (M,N) = alpha * op(A) @ op(B) + beta * C, op = transpose when ta/tb is nonzero.
  * op(A) is (M,K), op(B) is (K,N). Large products are split by rows or columns of C across
- * the thread pool (threadpool.h); inside a pool task they run serially. */
+ * the thread pool (threadpool.h); inside a pool task they run serially. On the AVX-512 path,
+ * products with M, N, K >= 32 run saccade's own sgemm (gemm_avx512.h), the rest OpenBLAS. */
 void sac_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 /* y (M) = alpha * A (M,N) @ x + beta * y, or with ta: y (N) = alpha * A^T @ x + beta * y. */

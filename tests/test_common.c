@@ -1,6 +1,6 @@
 /*
- * test_common.c - rng, the BLAS wrapper against its naive reference, the linear layer's
- * gradient by finite differences.
+ * test_common.c - rng, the BLAS wrapper and the AVX-512 sgemm (gemm_avx512.h) against their naive
+ * reference, the linear layer's gradient by finite differences.
  */
 #include <check.h>
 #include <math.h>
