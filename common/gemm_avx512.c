@@ -33,6 +33,15 @@ enum {
     NC = 2048, /* columns of a packed B block (2 MB) */
 };
 
+/* One k-major panel of width w from n <= w strided rows src + r * ld (k contiguous in each):
+ * panel[k * w + r] = src[r * ld + k] for k < kc, zero for r >= n (the transposing case of both
+ * packings). */
+static void pack_rows(float *panel, int w, int n, const float *src, size_t ld, int kc)
+{
+    for (int r = 0; r < w; r++)
+        for (int k = 0; k < kc; k++) panel[(size_t)k * w + r] = r < n ? src[(size_t)r * ld + k] : 0.0f;
+}
+
 /* rows i0.. of op(A), k p0.., into ceil(mc / MR) panels, ap[(panel * kc + k) * MR + r]. */
 SAC_TARGET_AVX512 static void pack_a(float *ap, int ta, const float *A, int lda, int i0, int mc, int p0, int kc)
 {
@@ -45,14 +54,7 @@ SAC_TARGET_AVX512 static void pack_a(float *ap, int ta, const float *A, int lda,
                 _mm512_mask_storeu_ps(ap + (size_t)k * MR, (__mmask16)((1u << MR) - 1), _mm512_maskz_loadu_ps(m, src));
             }
         } else {
-            for (int r = 0; r < MR; r++) {
-                if (r < mr) {
-                    const float *src = A + (size_t)(i0 + ir + r) * lda + p0;
-                    for (int k = 0; k < kc; k++) ap[(size_t)k * MR + r] = src[k];
-                } else {
-                    for (int k = 0; k < kc; k++) ap[(size_t)k * MR + r] = 0.0f;
-                }
-            }
+            pack_rows(ap, MR, mr, A + (size_t)(i0 + ir) * lda + p0, (size_t)lda, kc);
         }
     }
 }
@@ -71,14 +73,7 @@ SAC_TARGET_AVX512 static void pack_b(float *bp, int tb, const float *B, int ldb,
                 _mm512_storeu_ps(bp + (size_t)k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
             }
         } else { /* op(B)[k][j] = B[j][k] */
-            for (int c = 0; c < NR; c++) {
-                if (c < nr) {
-                    const float *src = B + (size_t)(j0 + jr + c) * ldb + p0;
-                    for (int k = 0; k < kc; k++) bp[(size_t)k * NR + c] = src[k];
-                } else {
-                    for (int k = 0; k < kc; k++) bp[(size_t)k * NR + c] = 0.0f;
-                }
-            }
+            pack_rows(bp, NR, nr, B + (size_t)(j0 + jr) * ldb + p0, (size_t)ldb, kc);
         }
     }
 }

@@ -269,18 +269,24 @@ typedef struct {
     int C, H, W, OC, relu, accumulate, q0, nq, n;
 } WinoTask;
 
+/* V of channels [c0, c1) for the nq tile rows from q0 (image q / th, tile row q % th): the input
+ * transform of the forward and of the weight gradient alike. */
+static void input_rows(const WinoPlan *pl, float *V, const float *inp, int C, int H, int W, int q0, int nq, int c0,
+                       int c1)
+{
+    const size_t in_img = (size_t)C * H * W;
+    const InputTileRowFn input_tile_row = input_tile_row_fns[sac_kernel()];
+    for (int k = 0; k < nq; k++) {
+        const int q = q0 + k, b = q / pl->th, ty = q % pl->th;
+        input_tile_row(V, (size_t)C * pl->ld, k * pl->tw, inp + b * in_img, C, c0, c1, H, W, ty, pl->tw);
+    }
+}
+
 static void input_task(void *arg, int c0, int c1, int chunk)
 {
     (void)chunk;
     const WinoTask *t = arg;
-    const WinoPlan *pl = t->pl;
-    const size_t in_img = (size_t)t->C * t->H * t->W;
-    const InputTileRowFn input_tile_row = input_tile_row_fns[sac_kernel()];
-    for (int k = 0; k < t->nq; k++) {
-        const int q = t->q0 + k, b = q / pl->th, ty = q % pl->th;
-        input_tile_row(t->V, (size_t)t->C * pl->ld, k * pl->tw, t->inp + b * in_img, t->C, c0, c1, t->H, t->W, ty,
-                       pl->tw);
-    }
+    input_rows(t->pl, t->V, t->inp, t->C, t->H, t->W, t->q0, t->nq, c0, c1);
 }
 
 /* ---- the 16 products M[xi] (OC, ldm) = U[xi] (OC, C) @ V[xi] (C, tiles) ----
@@ -652,14 +658,7 @@ static void wgrad_input_task(void *arg, int c0, int c1, int chunk)
 {
     (void)chunk;
     const WgradTask *t = arg;
-    const WinoPlan *pl = t->pl;
-    const size_t in_img = (size_t)t->C * t->H * t->W;
-    const InputTileRowFn input_tile_row = input_tile_row_fns[sac_kernel()];
-    for (int k = 0; k < t->nq; k++) {
-        const int q = t->q0 + k, b = q / pl->th, ty = q % pl->th;
-        input_tile_row(t->V, (size_t)t->C * pl->ld, k * pl->tw, t->inp + b * in_img, t->C, c0, c1, t->H, t->W, ty,
-                       pl->tw);
-    }
+    input_rows(t->pl, t->V, t->inp, t->C, t->H, t->W, t->q0, t->nq, c0, c1);
 }
 
 /* output channels [16 * j0, 16 * j1) */
