@@ -346,12 +346,12 @@ static int bench_scst(cJSON *out, int K, int mnv2, int warmup, int iters)
     for (int b = 0; b < Bi; b++) refs[b] = flat + b * NREF, n_refs[b] = NREF, items[b] = b;
     SacCider *cider = st ? NULL : metrics_cider_create((const char *const *const *)refs, n_refs, Bi);
     TrainStep *ts = train_step_create(m, Bi, Bi * K);
-    ScstStep *sc = cider ? scst_step_create(m, cider, Bi, K, SCST_BASELINE_GREEDY) : NULL;
+    ScstStep *sc = cider ? scst_step_create(m, cider, Bi, K, SCST_BASELINE_GREEDY, SCST_SAMPLE_MULTINOMIAL) : NULL;
     float *images = random_images(Bi, S, &rng), *bfeats = NULL;
     if (!st && (!cider || !ts || !sc || !images)) st = SAC_ERR_NOMEM;
     cJSON *tr = cJSON_AddObjectToObject(out, "scst");
     if (!st && mnv2) st = frozen_features(m, images, Bi, "scst", tr, &bfeats);
-    double sums[3] = {0};
+    double sums[4] = {0};
     SacRng srng;
     sac_rng_seed(&srng, 3, 4);
     ScstGrad step = {sc, ts, mnv2 ? bfeats : images, Bi, items, &srng, sums};

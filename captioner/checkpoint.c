@@ -29,6 +29,8 @@ char *checkpoint_flags_json(const TrainOptions *o)
         cJSON_AddStringToObject(j, "--init", o->init ? o->init : "");
         cJSON_AddNumberToObject(j, "--scst-samples", o->scst_samples);
         cJSON_AddStringToObject(j, "--scst-baseline", o->scst_baseline == SCST_BASELINE_MEAN ? "mean" : "greedy");
+        if (o->scst_sample == SCST_SAMPLE_BEAM) /* (multinomial checkpoints keep their bytes) */
+            cJSON_AddStringToObject(j, "--scst-sample", "beam");
     }
     char *t = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
@@ -107,6 +109,15 @@ static int resume_check(const char *ckpt, const TrainOptions *o, const Model *m,
             st = SAC_ERR_INVALID;
         }
         free(ev), free(fv);
+    }
+    /* a flag the checkpoint recorded that this command's defaults leave out (--scst-sample beam) */
+    for (cJSON *f = y && !st ? y->child : NULL; f && !st; f = f->next) {
+        if (cJSON_GetObjectItemCaseSensitive(x, f->string)) continue;
+        char *fv = cJSON_PrintUnformatted(f);
+        sac_error("%s: the checkpoint was made with %s %s, this command leaves it out: resume with the same data "
+                  "flags (or start a new run)", ckpt, f->string, fv ? fv : "?");
+        free(fv);
+        st = SAC_ERR_INVALID;
     }
     cJSON_Delete(x), cJSON_Delete(y);
     free(mine);

@@ -247,13 +247,14 @@ int train_step_grad_encoded(TrainStep *ts, const DecoderBatch *batch, float lamb
 struct ScstStep {
     const Model *m;
     const SacCider *cider;
-    int K, T, max_images, baseline;
+    int K, T, max_images, baseline, sample;
     DecoderInfer *inf;   /* (max_images K rows, max_images images), fp32 step weights */
     Caption *samples;    /* (Bi K) */
     Caption *greedy;     /* (Bi) */
     double *r_greedy;    /* (Bi) */
     double *r_sample;    /* (Bi K) */
     int *row_img, *img, *lens, *tokens; /* (Bi K), tokens (Bi K, T + 1) */
+    int *count;          /* (Bi) captions found per image (K, or fewer from a beam) */
     float *weight;       /* (Bi K) r_k - baseline_k */
     SearchOptions opt;
 };
@@ -263,17 +264,17 @@ void scst_step_free(ScstStep *s)
     if (!s) return;
     decoder_infer_free(s->inf);
     free(s->samples), free(s->greedy), free(s->r_greedy), free(s->r_sample), free(s->row_img), free(s->img);
-    free(s->lens);
+    free(s->lens), free(s->count);
     free(s->tokens), free(s->weight);
     free(s);
 }
 
-ScstStep *scst_step_create(const Model *m, const SacCider *cider, int max_images, int K, int baseline)
+ScstStep *scst_step_create(const Model *m, const SacCider *cider, int max_images, int K, int baseline, int sample)
 {
     if (!m || !cider || max_images < 1 || K < 1 || (baseline != SCST_BASELINE_GREEDY && baseline != SCST_BASELINE_MEAN) ||
-        (baseline == SCST_BASELINE_MEAN && K < 2)) {
+        (baseline == SCST_BASELINE_MEAN && K < 2) || (sample != SCST_SAMPLE_MULTINOMIAL && sample != SCST_SAMPLE_BEAM)) {
         sac_error("scst: expected a model, a reward, at least 1 image and 1 sample (2 with the mean baseline), found "
-                  "%d images, %d samples, baseline %d", max_images, K, baseline);
+                  "%d images, %d samples, baseline %d, sampling %d", max_images, K, baseline, sample);
         return NULL;
     }
     ScstStep *s = sac_calloc(1, sizeof(*s));
@@ -281,6 +282,7 @@ ScstStep *scst_step_create(const Model *m, const SacCider *cider, int max_images
     const int T = m->cfg.T, R = max_images * K;
     DecoderSizes sz = model_decoder_sizes(m);
     s->m = m, s->cider = cider, s->K = K, s->T = T, s->max_images = max_images, s->baseline = baseline;
+    s->sample = sample;
     s->inf = decoder_infer_create(&sz, R, max_images);
     s->samples = sac_calloc(R, sizeof(Caption));
     s->greedy = sac_calloc(max_images, sizeof(Caption));
@@ -289,9 +291,10 @@ ScstStep *scst_step_create(const Model *m, const SacCider *cider, int max_images
     s->row_img = sac_malloc(sizeof(int) * R);
     s->img = sac_malloc(sizeof(int) * R);
     s->lens = sac_malloc(sizeof(int) * R);
+    s->count = sac_malloc(sizeof(int) * max_images);
     s->tokens = sac_malloc(sizeof(int) * (size_t)R * (T + 1));
     s->weight = sac_malloc(sizeof(float) * R);
-    if (!s->inf || !s->samples || !s->greedy || !s->r_greedy || !s->r_sample || !s->row_img || !s->img || !s->lens || !s->tokens ||
+    if (!s->inf || !s->samples || !s->greedy || !s->r_greedy || !s->r_sample || !s->row_img || !s->img || !s->lens || !s->count || !s->tokens ||
         !s->weight) {
         scst_step_free(s);
         return NULL;
@@ -310,7 +313,7 @@ static int scst_reward(const ScstStep *s, int image, const Caption *c, double *r
 }
 
 int scst_step_grad(ScstStep *s, TrainStep *ts, const float *input, int Bi, const int *images, SacRng *rng,
-                   DecoderLoss *loss, double sums[3])
+                   DecoderLoss *loss, double sums[4])
 {
     const Model *m = s->m;
     const int K = s->K, T = s->T, R = Bi * K;
@@ -322,31 +325,44 @@ int scst_step_grad(ScstStep *s, TrainStep *ts, const float *input, int Bi, const
     int st = train_step_encode(ts, input, Bi, &feats);
     if (!st) st = decoder_infer_prepare(s->inf, &m->p.dec, 0); /* the weights changed since the last step */
     for (int r = 0; r < R; r++) s->row_img[r] = r / K;
-    if (!st) st = sample_decode(s->samples, s->inf, feats, Bi, s->row_img, R, &m->p.dec, &s->opt, rng);
+    if (!st && s->sample == SCST_SAMPLE_BEAM) {
+        SearchOptions bo = s->opt;
+        bo.beam = bo.nbest = K, bo.len_norm = search_default_options(decoder_infer_sizes(s->inf)).len_norm;
+        st = beam_search_batch(s->samples, s->count, s->inf, feats, Bi, &m->p.dec, &bo);
+    } else if (!st) {
+        st = sample_decode(s->samples, s->inf, feats, Bi, s->row_img, R, &m->p.dec, &s->opt, rng);
+        for (int b = 0; b < Bi; b++) s->count[b] = K;
+    }
     if (st) return st;
     st = greedy_decode(s->greedy, s->inf, feats, Bi, &m->p.dec, &s->opt);
     for (int b = 0; b < Bi && !st; b++) st = scst_reward(s, images[b], &s->greedy[b], &s->r_greedy[b]);
-    for (int r = 0; r < R && !st; r++) st = scst_reward(s, images[r / K], &s->samples[r], &s->r_sample[r]);
+    for (int r = 0; r < R && !st; r++)
+        if (r % K < s->count[r / K]) st = scst_reward(s, images[r / K], &s->samples[r], &s->r_sample[r]);
     for (int r = 0; r < R && !st; r++) {
         const Caption *c = &s->samples[r];
-        const int b = r / K;
+        const int b = r / K, n = s->count[b], here = r % K < n;
+        int *tok = s->tokens + (size_t)r * (T + 1);
+        s->img[r] = b;
+        if (!here) { /* a beam that found fewer than K distinct captions: an empty row, weight 0 */
+            tok[0] = SAC_VOCAB_START, tok[1] = SAC_VOCAB_END, s->lens[r] = 1, s->weight[r] = 0.0f;
+            for (int t = 2; t <= T; t++) tok[t] = SAC_VOCAB_PAD;
+            continue;
+        }
         const double rk = s->r_sample[r];
         double base = s->r_greedy[b];
         if (s->baseline == SCST_BASELINE_MEAN) {
             double others = 0.0;
-            for (int j = b * K; j < (b + 1) * K; j++) others += j == r ? 0.0 : s->r_sample[j];
-            base = others / (K - 1);
+            for (int j = b * K; j < b * K + n; j++) others += j == r ? 0.0 : s->r_sample[j];
+            base = n > 1 ? others / (n - 1) : rk;
         }
         s->weight[r] = (float)(rk - base);
-        if (sums) sums[0] += rk - base, sums[1] += rk, sums[2] += s->r_greedy[b];
-        /* the sample as a teacher-forced caption: <start> s_1 .. s_L, L = n (+ 1 for <end>) */
-        int *tok = s->tokens + (size_t)r * (T + 1);
+        if (sums) sums[0] += rk - base, sums[1] += rk, sums[2] += s->r_greedy[b], sums[3] += 1.0;
+        /* the caption teacher-forced: <start> s_1 .. s_L, L = n (+ 1 for <end>) */
         tok[0] = SAC_VOCAB_START;
         memcpy(tok + 1, c->tokens, sizeof(int) * c->n);
         if (c->ended) tok[c->n + 1] = SAC_VOCAB_END;
         s->lens[r] = c->n + c->ended;
         for (int t = s->lens[r] + 1; t <= T; t++) tok[t] = SAC_VOCAB_PAD;
-        s->img[r] = b;
     }
     for (int b = 0; b < Bi; b++) caption_clear(&s->greedy[b]);
     for (int r = 0; r < R; r++) caption_clear(&s->samples[r]);

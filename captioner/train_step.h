@@ -62,13 +62,21 @@ int train_step_grad_encoded(TrainStep *ts, const DecoderBatch *batch, float lamb
  * (borrowed) and batches of up to max_images images; free with scst_step_free. */
 typedef struct ScstStep ScstStep;
 enum { SCST_BASELINE_GREEDY = 0, SCST_BASELINE_MEAN = 1 };
-ScstStep *scst_step_create(const Model *m, const SacCider *cider, int max_images, int K, int baseline);
+/* Where the K captions come from: multinomial samples (SCST_SAMPLE_MULTINOMIAL, the unbiased
+ * policy gradient of Rennie et al.), or the K best distinct captions of a beam search of
+ * width K with the default length normalisation (SCST_SAMPLE_BEAM, as Cornia et al., CVPR
+ * 2020: biased, but it moves probability among the captions beam search chooses between;
+ * deterministic, rng unused). A photo whose beam finds fewer than K distinct captions gives
+ * the missing rows weight 0 (and the mean baseline averages over those it found). */
+enum { SCST_SAMPLE_MULTINOMIAL = 0, SCST_SAMPLE_BEAM = 1 };
+ScstStep *scst_step_create(const Model *m, const SacCider *cider, int max_images, int K, int baseline, int sample);
 void scst_step_free(ScstStep *s);
 /* input: images (Bi, 3, S, S) or backbone features (Bi, P, Eb) of Bi images whose
  * references are images[b] of cider. sums (may be NULL) += {sum of the weights, of the
- * samples' CIDEr-D, of the greedy CIDEr-D (once per sample)} over the Bi K samples. */
+ * samples' CIDEr-D, of the greedy CIDEr-D (once per sample), the number of samples} over
+ * the (up to) Bi K samples. */
 int scst_step_grad(ScstStep *s, TrainStep *ts, const float *input, int Bi, const int *images, SacRng *rng,
-                   DecoderLoss *loss, double sums[3]);
+                   DecoderLoss *loss, double sums[4]);
 /* The gradient buffer (n_trainable floats, the model's layout) and a ModelParams aimed at it. */
 float *train_step_grads(TrainStep *ts);
 const ModelParams *train_step_grad_params(TrainStep *ts);

@@ -142,8 +142,7 @@ typedef struct TrainRun {
     int b0;                   /* the batch the epoch (re)started at */
     /* since the last report */
     double t_report, sum_loss, sum_ce;
-    double scst_sums[3];      /* rewards, sample and greedy CIDEr-D */
-    long scst_n;
+    double scst_sums[4];      /* rewards, sample and greedy CIDEr-D, captions rewarded */
     int n_report, imgs_report;
     double last_norm;         /* gradient norm of the last step */
     int cancelled;            /* 1: cancelled (callback or signal), 2: max_steps reached */
@@ -283,8 +282,8 @@ static int run_start_scst(TrainRun *r)
     r->ck.scst = 1;
     r->ck.best = -1.0;
     r->ck.pos = -1;
-    sac_info("self-critical training from %s: %d samples per photo, reward CIDEr-D against %s", o->init,
-             o->scst_samples, o->scst_baseline == SCST_BASELINE_MEAN ? "the mean of the photo's other samples"
+    sac_info("self-critical training from %s: %d %s per photo, reward CIDEr-D against %s", o->init, o->scst_samples,
+             o->scst_sample == SCST_SAMPLE_BEAM ? "beam captions" : "samples", o->scst_baseline == SCST_BASELINE_MEAN ? "the mean of the photo's other samples"
                                                                       : "the greedy caption");
     return SAC_OK;
 }
@@ -354,7 +353,7 @@ static int run_cache(TrainRun *r)
     }
     if (o->scst) {
         r->cider = scst_cider(&r->tc, r->train);
-        r->sc = r->cider ? scst_step_create(m, r->cider, r->Bi, o->scst_samples, o->scst_baseline) : NULL;
+        r->sc = r->cider ? scst_step_create(m, r->cider, r->Bi, o->scst_samples, o->scst_baseline, o->scst_sample) : NULL;
         if (!r->sc) return r->cider ? SAC_ERR_NOMEM : SAC_ERR_INVALID;
     }
     if (o->resume && r->ck.n_items != r->tc.n) {
@@ -541,7 +540,6 @@ static int run_gradient(TrainRun *r, int nb, DecoderLoss *loss)
     else
         data_cache_images(&r->tc, r->items, r->augs, nb, &r->m->cfg, r->tmp, r->images);
     if (o->scst) {
-        r->scst_n += nb * o->scst_samples;
         return scst_step_grad(r->sc, r->ts, input, nb, r->items, &r->ck.sample_rng, loss, r->scst_sums);
     }
     if (r->backbone) return train_step_grad_features(r->ts, r->bfeats, &r->batch, &r->ck.drop_rng, loss);
@@ -642,10 +640,11 @@ static int run_report(TrainRun *r, int nb, const DecoderLoss *loss)
     if (r->m->cfg.bb.finetune_from) cJSON_AddNumberToObject(j, "lr_backbone", r->lr_bb);
     cJSON_AddNumberToObject(j, "grad_norm", r->last_norm);
     cJSON_AddNumberToObject(j, "images_per_s", p.images_per_s);
-    if (o->scst && r->scst_n) {
+    const double scst_n = r->scst_sums[3];
+    if (o->scst && scst_n > 0) {
         p.scst = 1;
-        p.reward = r->scst_sums[0] / r->scst_n, p.sample_cider = r->scst_sums[1] / r->scst_n;
-        p.greedy_cider = r->scst_sums[2] / r->scst_n;
+        p.reward = r->scst_sums[0] / scst_n, p.sample_cider = r->scst_sums[1] / scst_n;
+        p.greedy_cider = r->scst_sums[2] / scst_n;
         cJSON_AddNumberToObject(j, "reward", p.reward);
         cJSON_AddNumberToObject(j, "sample_cider", p.sample_cider);
         cJSON_AddNumberToObject(j, "greedy_cider", p.greedy_cider);
@@ -670,7 +669,7 @@ static int run_report(TrainRun *r, int nb, const DecoderLoss *loss)
         else r->cancelled = 1;
     }
     r->t_report = now, r->sum_loss = r->sum_ce = 0, r->n_report = r->imgs_report = 0;
-    r->scst_sums[0] = r->scst_sums[1] = r->scst_sums[2] = 0, r->scst_n = 0;
+    memset(r->scst_sums, 0, sizeof(r->scst_sums));
     return SAC_OK;
 }
 

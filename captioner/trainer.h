@@ -72,6 +72,7 @@ typedef struct TrainOptions {
     const char *init;
     int scst_samples;        /* K, default 5 */
     int scst_baseline;       /* SCST_BASELINE_GREEDY (default) or _MEAN: see scst_step_create */
+    int scst_sample;         /* SCST_SAMPLE_MULTINOMIAL (default) or _BEAM: see scst_step_create */
     int (*progress)(const TrainProgress *p, void *user); /* nonzero cancels (after a checkpoint) */
     volatile int *cancel;    /* checked every step: nonzero stops after a checkpoint (a signal flag) */
     void *user;

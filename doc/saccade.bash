@@ -29,6 +29,7 @@ _saccade() {
     --grid) COMPREPLY=($(compgen -W "7 14" -- "$cur")); return ;;
     --select) COMPREPLY=($(compgen -W "cider bleu4" -- "$cur")); return ;;
     --scst-baseline) COMPREPLY=($(compgen -W "greedy mean" -- "$cur")); return ;;
+    --scst-sample) COMPREPLY=($(compgen -W "multinomial beam" -- "$cur")); return ;;
     --format) COMPREPLY=($(compgen -W "jsonl tsv coco html" -- "$cur")); return ;;
     --images | --data)
         COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;

@@ -387,6 +387,31 @@ START_TEST(test_scst_resume_equals_uninterrupted)
     ck_assert_int_eq(train_run(&b), SAC_OK);
     ck_assert(same_file(scratch_path("a.safetensors"), scratch_path("b.safetensors")));
     ck_assert(same_file(scratch_path("a.safetensors.ckpt"), scratch_path("b.safetensors.ckpt")));
+    /* the beam's K best captions in place of samples (mean baseline): resumes exactly too */
+    static char xe_path[256], ba_path[256], bb_path[256], ba_log[256];
+    snprintf(xe_path, sizeof(xe_path), "%s", scratch_path("xe.safetensors"));
+    snprintf(ba_path, sizeof(ba_path), "%s", scratch_path("ba.safetensors"));
+    snprintf(bb_path, sizeof(bb_path), "%s", scratch_path("bb.safetensors"));
+    snprintf(ba_log, sizeof(ba_log), "%s", scratch_path("ba.jsonl"));
+    TrainOptions ba = scst_options(ba_path, xe_path);
+    ba.epochs = 3, ba.dev_split = NULL, ba.scst_sample = SCST_SAMPLE_BEAM, ba.scst_baseline = SCST_BASELINE_MEAN;
+    ba.log = ba_log;
+    ck_assert_int_eq(train_run(&ba), SAC_OK);
+    TrainOptions bm = ba;
+    bm.out = bb_path, bm.log = NULL, bm.max_steps = 4;
+    ck_assert_int_eq(train_run(&bm), SAC_ERR_CANCELLED);
+    bm.resume = 1, bm.max_steps = 0;
+    ck_assert_int_eq(train_run(&bm), SAC_OK);
+    ck_assert(same_file(ba_path, bb_path));
+    ck_assert(!same_file(ba_path, scratch_path("a.safetensors")));
+    ck_assert(!same_file(ba_path, xe_path));
+    size_t nba;
+    char *lba = slurp(ba_log, &nba);
+    ck_assert_ptr_nonnull(lba);
+    int bsteps = 0;
+    for (const char *q = lba; (q = strstr(q, "\"reward\":")); q += 9, bsteps++) ck_assert_double_lt(fabs(atof(q + 9)), 1e-6);
+    ck_assert_int_gt(bsteps, 0);
+    free(lba);
     /* another seed samples other captions: another model */
     TrainOptions c = scst_options(scratch_path("c.safetensors"), scratch_path("xe.safetensors"));
     c.epochs = 3, c.seed = 2, c.dev_split = NULL;
@@ -425,6 +450,9 @@ START_TEST(test_scst_resume_equals_uninterrupted)
     r.resume = 1, r.epochs = 4, r.scst_baseline = SCST_BASELINE_MEAN;
     ck_assert_int_eq(train_run(&r), SAC_ERR_INVALID);
     ck_assert_ptr_nonnull(strstr(last_error, "--scst-baseline"));
+    r = ba, r.resume = 1, r.epochs = 4, r.scst_sample = SCST_SAMPLE_MULTINOMIAL;
+    ck_assert_int_eq(train_run(&r), SAC_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(last_error, "--scst-sample"));
     sac_log_set_sink(NULL, NULL);
 }
 END_TEST

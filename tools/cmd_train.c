@@ -79,6 +79,9 @@ static void help(FILE *f, const TrainOptions *d)
             "                        mean (the photo's other samples' mean CIDEr-D, Luo 2020): each photo's\n"
             "                        weights then sum to zero; steadier when the greedy caption is far\n"
             "                        better than the samples (a model that has memorised its training set)\n"
+            "  --scst-sample S       multinomial (default) or beam: the K best distinct captions of a beam\n"
+            "                        search of width K instead of K samples (Cornia et al. 2020; biased,\n"
+            "                        but it trains on the captions beam search chooses between)\n"
             "  --quiet\n",
             d->train_split, d->dev_split, d->min_count, d->cfg.enc.image_size, d->cfg.A, d->cfg.D, d->cfg.M,
             d->cfg.T, d->cfg.dropout, d->cfg.lambda, d->epochs, d->batch_images, d->caps_per_image, d->lr,
@@ -147,7 +150,7 @@ enum {
     O_ATT, O_HIDDEN, O_EMBED, O_MAX_LEN, O_DROPOUT, O_LAMBDA, O_EPOCHS, O_BATCH, O_CAPS, O_LR, O_LR_ENC, O_LR_DECAY,
     O_CLIP, O_WD, O_PATIENCE, O_SEED, O_THREADS, O_MAX_STEPS, O_OUT, O_CKPT, O_CKPT_EVERY, O_LOG, O_RESUME,
     O_EVAL_BEAM, O_EVAL_MAX, O_SELECT, O_QUIET, O_F32, O_BACKBONE, O_GRID, O_PROJ, O_REPORT, O_SCST, O_INIT, O_SCST_SAMPLES,
-    O_SCST_BASELINE, O_FINETUNE_FROM, O_LR_BACKBONE, O_HELP
+    O_SCST_BASELINE, O_SCST_SAMPLE, O_FINETUNE_FROM, O_LR_BACKBONE, O_HELP
 };
 
 int cmd_train(int argc, char **argv)
@@ -169,12 +172,13 @@ int cmd_train(int argc, char **argv)
         {"select", 1, 0, O_SELECT}, {"quiet", 0, 0, O_QUIET}, {"f32", 0, 0, O_F32}, {"backbone", 1, 0, O_BACKBONE},
         {"grid", 1, 0, O_GRID}, {"proj", 1, 0, O_PROJ}, {"report", 1, 0, O_REPORT}, {"scst", 0, 0, O_SCST}, {"init", 1, 0, O_INIT},
         {"scst-samples", 1, 0, O_SCST_SAMPLES}, {"scst-baseline", 1, 0, O_SCST_BASELINE},
+        {"scst-sample", 1, 0, O_SCST_SAMPLE},
         {"finetune-from", 1, 0, O_FINETUNE_FROM}, {"lr-backbone", 1, 0, O_LR_BACKBONE}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0}};
     const char *report = NULL;
     long v, threads = 0, grid = 7, proj = 256, image_size = 0, finetune_from = 0;
     double x;
-    int quiet = 0, c, lr_given = 0, lr_enc_given = 0, baseline_given = 0;
+    int quiet = 0, c, lr_given = 0, lr_enc_given = 0, baseline_given = 0, sample_given = 0;
     optind = 1;
     opterr = 0;
 #define INT(opt, lo, hi, dst) \
@@ -232,6 +236,12 @@ int cmd_train(int argc, char **argv)
             else if (!strcmp(optarg, "mean")) o.scst_baseline = SCST_BASELINE_MEAN;
             else return cli_usage_error("train", "--scst-baseline: expected greedy or mean, found '%s'", optarg);
             break;
+        case O_SCST_SAMPLE:
+            sample_given = 1;
+            if (!strcmp(optarg, "multinomial")) o.scst_sample = SCST_SAMPLE_MULTINOMIAL;
+            else if (!strcmp(optarg, "beam")) o.scst_sample = SCST_SAMPLE_BEAM;
+            else return cli_usage_error("train", "--scst-sample: expected multinomial or beam, found '%s'", optarg);
+            break;
         case O_LR_DECAY: FLT("--lr-decay", 0.01, 1, o.lr_decay); break;
         case O_CLIP: FLT("--clip", 0, 1e9, o.clip); break;
         case O_WD: FLT("--weight-decay", 0, 1, o.weight_decay); break;
@@ -267,6 +277,7 @@ int cmd_train(int argc, char **argv)
         return cli_usage_error("train", "--scst needs the model to start from: --init MODEL");
     if (!o.scst && o.init) return cli_usage_error("train", "--init MODEL is for self-critical training: add --scst");
     if (baseline_given && !o.scst) return cli_usage_error("train", "--scst-baseline is for self-critical training: add --scst");
+    if (sample_given && !o.scst) return cli_usage_error("train", "--scst-sample is for self-critical training: add --scst");
     if (o.scst && o.scst_baseline == SCST_BASELINE_MEAN && o.scst_samples < 2)
         return cli_usage_error("train", "--scst-baseline mean needs at least 2 samples per photo, found --scst-samples %d",
                                o.scst_samples);
