@@ -202,6 +202,7 @@ sac sac_mnv2_train1 --mnv2 --train 1
 peer_run peer_mnv2_train5 $mnv2_peer --frozen-encoder --caps-per-image 5 --skip-infer $peer_q
 sac sac_mnv2_train5 --mnv2 --train 5
 sac sac_mnv2_scst5 --mnv2 --scst 5
+sac sac_mnv2_scst5b --mnv2 --scst 5 --scst-beam
 peer_run peer_mnv2_infer $mnv2_peer --skip-train $peer_q
 sac sac_mnv2_infer --mnv2 --infer
 if [ $have_saccade = 1 ]; then

@@ -22,6 +22,8 @@
  *                  each: <end> never wins, see below), CIDEr-D rewards against 5 random
  *                  references per image, the weighted teacher-forced backward + Adam
  *                  (scst_step_grad). With --mnv2 on cached backbone features, as --train
+ *   --scst-beam    with --scst K: the K best captions of a beam of width K in place of the
+ *                  K samples (train --scst-sample beam), mean baseline
  *   --infer        encoder time for 1 and 64 images, one image captioned end to end (encoder +
  *                  greedy), greedy / beam 3 / beam 5 for one image, greedy decoding of 64 feature
  *                  grids, captioning 64 images (encoder + greedy)
@@ -325,7 +327,7 @@ static int scst_grad(void *p, DecoderLoss *loss)
 
 /* The self-critical step (scst_step_grad + Adam) on the batch of bench_train, K samples per
  * image; the reward's references are 5 random 12-word captions per image. */
-static int bench_scst(cJSON *out, int K, int mnv2, int warmup, int iters)
+static int bench_scst(cJSON *out, int K, int mnv2, int beam, int warmup, int iters)
 {
     Model *m = bench_model(1, mnv2);
     if (!m) return SAC_ERR_NOMEM;
@@ -346,7 +348,8 @@ static int bench_scst(cJSON *out, int K, int mnv2, int warmup, int iters)
     for (int b = 0; b < Bi; b++) refs[b] = flat + b * NREF, n_refs[b] = NREF, items[b] = b;
     SacCider *cider = st ? NULL : metrics_cider_create((const char *const *const *)refs, n_refs, Bi);
     TrainStep *ts = train_step_create(m, Bi, Bi * K);
-    ScstStep *sc = cider ? scst_step_create(m, cider, Bi, K, SCST_BASELINE_GREEDY, SCST_SAMPLE_MULTINOMIAL) : NULL;
+    ScstStep *sc = cider ? scst_step_create(m, cider, Bi, K, beam ? SCST_BASELINE_MEAN : SCST_BASELINE_GREEDY,
+                                                 beam ? SCST_SAMPLE_BEAM : SCST_SAMPLE_MULTINOMIAL) : NULL;
     float *images = random_images(Bi, S, &rng), *bfeats = NULL;
     if (!st && (!cider || !ts || !sc || !images)) st = SAC_ERR_NOMEM;
     cJSON *tr = cJSON_AddObjectToObject(out, "scst");
@@ -360,8 +363,9 @@ static int bench_scst(cJSON *out, int K, int mnv2, int warmup, int iters)
     if (!st) {
         double med = add_step_times(tr, mnv2, "samples_per_image", K, &t, 0, Bi);
         cJSON_AddNumberToObject(tr, "peak_rss_kb", (double)peak_rss_kb());
-        fprintf(stderr, "scst%s B=%d samples/img=%d: %.1f ms/step (sample + greedy + reward + backward %.1f), "
-                "%.1f images/s\n", mnv2 ? " (mnv2, frozen)" : "", Bi, K, 1e3 * med,
+        cJSON_AddBoolToObject(tr, "beam", beam);
+        fprintf(stderr, "scst%s B=%d %s/img=%d: %.1f ms/step (sample + greedy + reward + backward %.1f), "
+                "%.1f images/s\n", mnv2 ? " (mnv2, frozen)" : "", Bi, beam ? "beam captions" : "samples", K, 1e3 * med,
                 1e3 * median_of(cJSON_GetObjectItem(tr, "grad")), Bi / med);
     }
     free(text), free(flat), free(images), free(bfeats);
@@ -693,16 +697,17 @@ static int report(const char *dir)
     }
     /* self-critical training has no PyTorch peer: its rate and its ratio to saccade's own
      * cross-entropy steps */
-    static const char *scst_files[2] = {"sac_scst5.json", "sac_mnv2_scst5.json"};
+    static const char *scst_files[3] = {"sac_scst5.json", "sac_mnv2_scst5.json", "sac_mnv2_scst5b.json"};
     static const char *xe_files[2][2] = {{"sac_train1.json", "sac_train5.json"}, {"sac_mnv2_train1.json", "sac_mnv2_train5.json"}};
-    for (int k = 0; k < 2; k++) {
-        cJSON *sc = read_json(dir, scst_files[k]), *x1 = read_json(dir, xe_files[k][0]), *x5 = read_json(dir, xe_files[k][1]);
+    for (int k = 0; k < 3; k++) {
+        cJSON *sc = read_json(dir, scst_files[k]), *x1 = read_json(dir, xe_files[k > 0][0]),
+              *x5 = read_json(dir, xe_files[k > 0][1]);
         const double r = get_path(sc, "scst", "images_per_s", NULL), r1 = get_path(x1, "train", "images_per_s", NULL),
                      r5 = get_path(x5, "train", "images_per_s", NULL);
         if (sc)
-            printf("%sself-critical step, batch 32, 5 samples + greedy + weighted backward: %.1f img/s (%.2fx saccade's "
+            printf("%sself-critical step, batch 32, %s + greedy + weighted backward: %.1f img/s (%.2fx saccade's "
                    "cross-entropy step at 1 caption/image, %.2fx at 5; no PyTorch peer)\n",
-                   k ? "MobileNetV2 14x14: " : "", r, r / r1, r / r5);
+                   k ? "MobileNetV2 14x14: " : "", k == 2 ? "the 5 best of a beam of 5" : "5 samples", r, r / r1, r / r5);
         cJSON_Delete(sc), cJSON_Delete(x1), cJSON_Delete(x5);
     }
     if (!p1 && !pi && !mpi) printf("(no PyTorch numbers: the peer was skipped)\n");
@@ -715,21 +720,21 @@ static int report(const char *dir)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bench_saccade [--mnv2] [--threads N] [--train K] [--scst K] [--infer] [--iters N] [--quick] [--json FILE]\n"
+    fprintf(f, "usage: bench_saccade [--mnv2] [--threads N] [--train K] [--scst K [--scst-beam]] [--infer] [--iters N] [--quick] [--json FILE]\n"
                "       bench_saccade [--mnv2] --write-model PATH [--write-image PATH]\n"
                "       bench_saccade --report DIR\n");
 }
 
 int main(int argc, char **argv)
 {
-    enum { O_THREADS = 256, O_TRAIN, O_INFER, O_JSON, O_ITERS, O_WMODEL, O_WIMAGE, O_REPORT, O_MNV2, O_QUICK, O_SCST };
+    enum { O_THREADS = 256, O_TRAIN, O_INFER, O_JSON, O_ITERS, O_WMODEL, O_WIMAGE, O_REPORT, O_MNV2, O_QUICK, O_SCST, O_SCST_BEAM };
     static const struct option longopts[] = {
         {"threads", 1, 0, O_THREADS}, {"train", 1, 0, O_TRAIN}, {"infer", 0, 0, O_INFER}, {"json", 1, 0, O_JSON},
         {"iters", 1, 0, O_ITERS}, {"write-model", 1, 0, O_WMODEL}, {"write-image", 1, 0, O_WIMAGE},
         {"report", 1, 0, O_REPORT}, {"mnv2", 0, 0, O_MNV2}, {"quick", 0, 0, O_QUICK}, {"scst", 1, 0, O_SCST},
-        {"help", 0, 0, 'h'},
+        {"scst-beam", 0, 0, O_SCST_BEAM}, {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
-    int threads = 2, train_caps = 0, infer = 0, iters = 0, mnv2 = 0, quick = 0, scst = 0, c;
+    int threads = 2, train_caps = 0, infer = 0, iters = 0, mnv2 = 0, quick = 0, scst = 0, scst_beam = 0, c;
     const char *json = NULL, *wmodel = NULL, *wimage = NULL, *rdir = NULL;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -744,6 +749,7 @@ int main(int argc, char **argv)
         case O_MNV2: mnv2 = 1; break;
         case O_QUICK: quick = 1; break;
         case O_SCST: scst = atoi(optarg); break;
+        case O_SCST_BEAM: scst_beam = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -766,7 +772,7 @@ int main(int argc, char **argv)
     cJSON_AddBoolToObject(out, "quick", quick);
     int st = SAC_OK;
     if (train_caps > 0) st = bench_train(out, train_caps, mnv2, quick ? 1 : 3, iters ? iters : quick ? 3 : 10);
-    if (!st && scst > 0) st = bench_scst(out, scst, mnv2, quick ? 1 : 2, iters ? iters : quick ? 2 : 6);
+    if (!st && scst > 0) st = bench_scst(out, scst, mnv2, scst_beam, quick ? 1 : 2, iters ? iters : quick ? 2 : 6);
     if (!st && infer) st = bench_infer(out, mnv2, quick, iters ? iters : quick ? 5 : 30);
     cJSON_AddNumberToObject(out, "peak_rss_kb", (double)peak_rss_kb());
     if (json) {
