@@ -191,6 +191,15 @@ int cmd_train(int argc, char **argv)
         if (cli_parse_float(opt, optarg, lo, hi, &x)) return CLI_USAGE; \
         dst = x; \
     } while (0)
+/* a two-valued option: dst = 0 for a, 1 for b (the enums' order) */
+    _Static_assert(SCST_BASELINE_GREEDY == 0 && SCST_BASELINE_MEAN == 1 && SCST_SAMPLE_MULTINOMIAL == 0 &&
+                       SCST_SAMPLE_BEAM == 1, "CHOICE maps the first name to 0");
+#define CHOICE(opt, a, b, dst, given) \
+    do { \
+        if (strcmp(optarg, a) && strcmp(optarg, b)) \
+            return cli_usage_error("train", opt ": expected " a " or " b ", found '%s'", optarg); \
+        dst = !strcmp(optarg, b), given = 1; \
+    } while (0)
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
         case O_DATA: o.data = optarg; break;
@@ -230,18 +239,8 @@ int cmd_train(int argc, char **argv)
         case O_SCST: o.scst = 1; break;
         case O_INIT: o.init = optarg; break;
         case O_SCST_SAMPLES: INT("--scst-samples", 1, 64, o.scst_samples); break;
-        case O_SCST_BASELINE:
-            baseline_given = 1;
-            if (!strcmp(optarg, "greedy")) o.scst_baseline = SCST_BASELINE_GREEDY;
-            else if (!strcmp(optarg, "mean")) o.scst_baseline = SCST_BASELINE_MEAN;
-            else return cli_usage_error("train", "--scst-baseline: expected greedy or mean, found '%s'", optarg);
-            break;
-        case O_SCST_SAMPLE:
-            sample_given = 1;
-            if (!strcmp(optarg, "multinomial")) o.scst_sample = SCST_SAMPLE_MULTINOMIAL;
-            else if (!strcmp(optarg, "beam")) o.scst_sample = SCST_SAMPLE_BEAM;
-            else return cli_usage_error("train", "--scst-sample: expected multinomial or beam, found '%s'", optarg);
-            break;
+        case O_SCST_BASELINE: CHOICE("--scst-baseline", "greedy", "mean", o.scst_baseline, baseline_given); break;
+        case O_SCST_SAMPLE: CHOICE("--scst-sample", "multinomial", "beam", o.scst_sample, sample_given); break;
         case O_LR_DECAY: FLT("--lr-decay", 0.01, 1, o.lr_decay); break;
         case O_CLIP: FLT("--clip", 0, 1e9, o.clip); break;
         case O_WD: FLT("--weight-decay", 0, 1, o.weight_decay); break;
@@ -270,6 +269,7 @@ int cmd_train(int argc, char **argv)
     }
 #undef INT
 #undef FLT
+#undef CHOICE
     if (optind < argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
     if (!o.data) return cli_usage_error("train", "--data is required");
     if (!o.out) return cli_usage_error("train", "--out is required");
