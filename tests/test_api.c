@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkrun.h"
 #include "saccade.h"
 
 static const char *model_path, *samples;
@@ -438,23 +439,10 @@ int main(int argc, char **argv)
     }
     model_path = argv[1], samples = argv[2];
     Suite *s = suite_create("api");
-    TCase *tc = tcase_create("api");
+    const TTest *tests[] = {test_version, test_options_default, test_model_info, test_bad_arguments,
+        test_corrupt_model, test_bad_image, test_pixels_equal_file, test_nbest_distinct, test_attention_maps,
+        test_threads_share_model, NULL};
+    TCase *tc = check_case(s, "api", 300, tests);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_version);
-    tcase_add_test(tc, test_options_default);
-    tcase_add_test(tc, test_model_info);
-    tcase_add_test(tc, test_bad_arguments);
-    tcase_add_test(tc, test_corrupt_model);
-    tcase_add_test(tc, test_bad_image);
-    tcase_add_test(tc, test_pixels_equal_file);
-    tcase_add_test(tc, test_nbest_distinct);
-    tcase_add_test(tc, test_attention_maps);
-    tcase_add_test(tc, test_threads_share_model);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

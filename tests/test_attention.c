@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "checkrun.h"
 #include "sac.h"
 #include "testutil.h"
 
@@ -151,14 +152,8 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("attention");
-    TCase *tc = tcase_create("gradients");
-    tcase_add_test(tc, test_attention_step_gradcheck);
-    tcase_add_test(tc, test_attention_project_gradcheck);
-    tcase_add_test(tc, test_attention_penalty);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *tests[] = {test_attention_step_gradcheck, test_attention_project_gradcheck, test_attention_penalty,
+        NULL};
+    check_case(s, "gradients", 0, tests);
+    return check_run(s);
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkrun.h"
 #include "cpu.h"
 #include "fastmath.h"
 #include "gemm_avx512.h"
@@ -226,24 +227,11 @@ START_TEST(test_fastmath_accuracy)
 }
 END_TEST
 
-static Suite *common_suite(void)
-{
-    Suite *s = suite_create("common");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_rng_reproducible);
-    tcase_add_test(tc, test_gemm_matches_reference);
-    tcase_add_test(tc, test_gemm_avx512_matches_reference);
-    tcase_add_test(tc, test_linear_gradcheck);
-    tcase_add_test(tc, test_fastmath_accuracy);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(common_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    Suite *s = suite_create("common");
+    const TTest *tests[] = {test_rng_reproducible, test_gemm_matches_reference, test_gemm_avx512_matches_reference,
+        test_linear_gradcheck, test_fastmath_accuracy, NULL};
+    check_case(s, "core", 0, tests);
+    return check_run(s);
 }

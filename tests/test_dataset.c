@@ -15,6 +15,7 @@
 
 #include <stb_image_write.h>
 
+#include "checkrun.h"
 #include "dataset.h"
 #include "sac.h"
 #include "vocab.h"
@@ -693,27 +694,11 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("dataset");
-    TCase *tc = tcase_create("dataset");
+    const TTest *tests[] = {test_flickr_split_list_order, test_flickr_open_dir_splits, test_flickr_malformed,
+        test_check_images_drops_missing, test_check_images_report_is_short, test_flickr_parse_speed,
+        test_karpathy_splits, test_karpathy_malformed, test_coco_captions, test_tsv_folder, test_memory_dataset,
+        test_bad_caption_text_skipped, test_bad_ids_rejected, test_fifo_dataset, test_check_images_hostile, NULL};
+    TCase *tc = check_case(s, "dataset", 0, tests);
     tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
-    tcase_add_test(tc, test_flickr_split_list_order);
-    tcase_add_test(tc, test_flickr_open_dir_splits);
-    tcase_add_test(tc, test_flickr_malformed);
-    tcase_add_test(tc, test_check_images_drops_missing);
-    tcase_add_test(tc, test_check_images_report_is_short);
-    tcase_add_test(tc, test_flickr_parse_speed);
-    tcase_add_test(tc, test_karpathy_splits);
-    tcase_add_test(tc, test_karpathy_malformed);
-    tcase_add_test(tc, test_coco_captions);
-    tcase_add_test(tc, test_tsv_folder);
-    tcase_add_test(tc, test_memory_dataset);
-    tcase_add_test(tc, test_bad_caption_text_skipped);
-    tcase_add_test(tc, test_bad_ids_rejected);
-    tcase_add_test(tc, test_fifo_dataset);
-    tcase_add_test(tc, test_check_images_hostile);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

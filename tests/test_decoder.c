@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkrun.h"
 #include "decoder.h"
 #include "embedding.h"
 #include "loss.h"
@@ -335,17 +336,8 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("decoder");
-    TCase *tc = tcase_create("gradients");
-    tcase_add_test(tc, test_lstm_gradcheck);
-    tcase_add_test(tc, test_embedding_gradcheck);
-    tcase_add_test(tc, test_crossentropy_gradcheck);
-    tcase_add_test(tc, test_decoder_gradcheck);
-    tcase_add_test(tc, test_decoder_weighted_gradcheck);
-    tcase_add_test(tc, test_decoder_rejects_bad_batch);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *tests[] = {test_lstm_gradcheck, test_embedding_gradcheck, test_crossentropy_gradcheck,
+        test_decoder_gradcheck, test_decoder_weighted_gradcheck, test_decoder_rejects_bad_batch, NULL};
+    check_case(s, "gradients", 0, tests);
+    return check_run(s);
 }

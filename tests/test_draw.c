@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkrun.h"
 #include "draw.h"
 #include "image.h"
 #include "sac.h"
@@ -557,21 +558,9 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("draw");
-    TCase *tc = tcase_create("draw");
-    tcase_add_test(tc, test_upsample_one_hot);
-    tcase_add_test(tc, test_upsample_uniform_and_linear);
-    tcase_add_test(tc, test_blur_and_smooth);
-    tcase_add_test(tc, test_colour_map);
-    tcase_add_test(tc, test_text);
-    tcase_add_test(tc, test_draw_layout_bitmap);
-    tcase_add_test(tc, test_draw_layout_truetype);
-    tcase_add_test(tc, test_draw_heat_on_attended_cell);
-    tcase_add_test(tc, test_draw_errors);
-    tcase_add_test(tc, test_draw_example);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *tests[] = {test_upsample_one_hot, test_upsample_uniform_and_linear, test_blur_and_smooth,
+        test_colour_map, test_text, test_draw_layout_bitmap, test_draw_layout_truetype,
+        test_draw_heat_on_attended_cell, test_draw_errors, test_draw_example, NULL};
+    check_case(s, "draw", 0, tests);
+    return check_run(s);
 }

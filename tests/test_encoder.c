@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "batchnorm.h"
+#include "checkrun.h"
 #include "conv2d.h"
 #include "encoder.h"
 #include "maxpool.h"
@@ -968,33 +969,15 @@ START_TEST(test_encoder_torch_reference)
 }
 END_TEST
 
-static Suite *encoder_suite(void)
-{
-    Suite *s = suite_create("encoder");
-    TCase *tc = tcase_create("layers");
-    tcase_add_test(tc, test_conv2d_matches_direct);
-    tcase_add_test(tc, test_conv2d_gradcheck);
-    tcase_add_test(tc, test_batchnorm_gradcheck);
-    tcase_add_test(tc, test_batchnorm_running_stats_by_hand);
-    tcase_add_test(tc, test_batchnorm_fused_matches_composition);
-    tcase_add_test(tc, test_relu);
-    tcase_add_test(tc, test_maxpool);
-    suite_add_tcase(s, tc);
-    TCase *te = tcase_create("encoder");
-    tcase_add_test(te, test_encoder_shapes);
-    tcase_add_test(te, test_encoder_gradcheck_bn);
-    tcase_add_test(te, test_encoder_gradcheck_plain);
-    tcase_add_test(te, test_encoder_folded_inference);
-    tcase_add_test(te, test_encoder_torch_reference);
-    suite_add_tcase(s, te);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(encoder_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    Suite *s = suite_create("encoder");
+    const TTest *layers[] = {test_conv2d_matches_direct, test_conv2d_gradcheck, test_batchnorm_gradcheck,
+        test_batchnorm_running_stats_by_hand, test_batchnorm_fused_matches_composition, test_relu, test_maxpool,
+        NULL};
+    check_case(s, "layers", 0, layers);
+    const TTest *encoder[] = {test_encoder_shapes, test_encoder_gradcheck_bn, test_encoder_gradcheck_plain,
+        test_encoder_folded_inference, test_encoder_torch_reference, NULL};
+    check_case(s, "encoder", 0, encoder);
+    return check_run(s);
 }

@@ -23,6 +23,7 @@
 
 
 #include "captioner.h"
+#include "checkrun.h"
 #include "eval.h"
 #include "mobilenet.h"
 #include "model.h"
@@ -417,23 +418,15 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("finetune");
+    /* one case per test, so CK_RUN_CASE=name runs one */
     const struct {
-        const char *name; /* CK_RUN_CASE=name runs one */
-        const TTest *test;
-    } cases[] = {{"gradcheck", test_finetune_step_gradcheck},
-                 {"training", test_finetune_training},
-                 {"dev", test_finetune_dev_evaluation},
-                 {"resume", test_finetune_resume},
-                 {"scst", test_finetune_scst}};
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 300);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+        const char *name;
+        const TTest *tests[2];
+    } cases[] = {{"gradcheck", {test_finetune_step_gradcheck}},
+                 {"training", {test_finetune_training}},
+                 {"dev", {test_finetune_dev_evaluation}},
+                 {"resume", {test_finetune_resume}},
+                 {"scst", {test_finetune_scst}}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_case(s, cases[i].name, 300, cases[i].tests);
+    return check_run(s);
 }

@@ -20,6 +20,7 @@
 
 #include <stb_image_write.h>
 
+#include "checkrun.h"
 #include "image.h"
 #include "jpeg_turbo.h"
 #include "rng.h"
@@ -1172,36 +1173,13 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("image");
-    TCase *tc = tcase_create("image");
+    const TTest *tests[] = {test_lossless_formats, test_jpeg_and_hdr, test_gray_and_alpha, test_16bit,
+        test_paletted, test_exif_orientation_jpeg, test_orient_all_eight, test_errors, test_not_regular_files,
+        test_jpeg_bad_huffman_tables, test_size_claims_beyond_data, test_psd_claims_beyond_data, test_pic_refused,
+        test_pnm_header_overflow, test_psd_channels, test_png_empty_first_idat, test_png_chunk_past_end,
+        test_jpeg_undefined_tables, test_preprocess_constant, test_preprocess_gradient, test_flip_resize_write,
+        test_scaled_jpeg, test_scaled_jpeg_orientation, test_scaled_jpeg_rejects, NULL};
+    TCase *tc = check_case(s, "image", 0, tests);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_lossless_formats);
-    tcase_add_test(tc, test_jpeg_and_hdr);
-    tcase_add_test(tc, test_gray_and_alpha);
-    tcase_add_test(tc, test_16bit);
-    tcase_add_test(tc, test_paletted);
-    tcase_add_test(tc, test_exif_orientation_jpeg);
-    tcase_add_test(tc, test_orient_all_eight);
-    tcase_add_test(tc, test_errors);
-    tcase_add_test(tc, test_not_regular_files);
-    tcase_add_test(tc, test_jpeg_bad_huffman_tables);
-    tcase_add_test(tc, test_size_claims_beyond_data);
-    tcase_add_test(tc, test_psd_claims_beyond_data);
-    tcase_add_test(tc, test_pic_refused);
-    tcase_add_test(tc, test_pnm_header_overflow);
-    tcase_add_test(tc, test_psd_channels);
-    tcase_add_test(tc, test_png_empty_first_idat);
-    tcase_add_test(tc, test_png_chunk_past_end);
-    tcase_add_test(tc, test_jpeg_undefined_tables);
-    tcase_add_test(tc, test_preprocess_constant);
-    tcase_add_test(tc, test_preprocess_gradient);
-    tcase_add_test(tc, test_flip_resize_write);
-    tcase_add_test(tc, test_scaled_jpeg);
-    tcase_add_test(tc, test_scaled_jpeg_orientation);
-    tcase_add_test(tc, test_scaled_jpeg_rejects);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkrun.h"
 #include "metrics.h"
 #include "sac.h"
 
@@ -395,32 +396,13 @@ START_TEST(test_cider_reward_matches_score)
 }
 END_TEST
 
-static Suite *metrics_suite(void)
-{
-    Suite *s = suite_create("metrics");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_design_single_image);
-    tcase_add_test(tc, test_design_two_images);
-    tcase_add_test(tc, test_bleu_from_counts);
-    tcase_add_test(tc, test_identical_caption);
-    tcase_add_test(tc, test_cider_identical_two_images);
-    tcase_add_test(tc, test_brevity_penalty);
-    tcase_add_test(tc, test_clipping);
-    tcase_add_test(tc, test_empty_candidate);
-    tcase_add_test(tc, test_whitespace_and_case);
-    tcase_add_test(tc, test_invalid_input);
-    tcase_add_test(tc, test_large_corpus);
-    tcase_add_test(tc, test_cider_reward_matches_score);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-
 int main(void)
 {
-    SRunner *sr = srunner_create(metrics_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    Suite *s = suite_create("metrics");
+    const TTest *tests[] = {test_design_single_image, test_design_two_images, test_bleu_from_counts,
+        test_identical_caption, test_cider_identical_two_images, test_brevity_penalty, test_clipping,
+        test_empty_candidate, test_whitespace_and_case, test_invalid_input, test_large_corpus,
+        test_cider_reward_matches_score, NULL};
+    check_case(s, "core", 0, tests);
+    return check_run(s);
 }

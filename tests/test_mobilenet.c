@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkrun.h"
 #include "depthwise.h"
 #include "mobilenet.h"
 #include "pointwise.h"
@@ -594,28 +595,11 @@ END_TEST
 START_TEST(test_top_gradcheck_grid14) { run_top_gradcheck(MOBILENET_GRID14, 0, 12, 25, 32); }
 END_TEST
 
-static Suite *mobilenet_suite(void)
-{
-    Suite *s = suite_create("mobilenet");
-    TCase *tc = tcase_create("mobilenet");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_depthwise_kernels);
-    tcase_add_test(tc, test_pointwise_kernels);
-    tcase_add_test(tc, test_specs);
-    tcase_add_test(tc, test_invalid_batch);
-    tcase_add_test(tc, test_reference_64);
-    tcase_add_test(tc, test_reference_224);
-    tcase_add_test(tc, test_top_gradcheck_grid14);
-    tcase_add_test(tc, test_top_gradcheck_grid7);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(mobilenet_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    Suite *s = suite_create("mobilenet");
+    const TTest *tests[] = {test_depthwise_kernels, test_pointwise_kernels, test_specs, test_invalid_batch,
+        test_reference_64, test_reference_224, test_top_gradcheck_grid14, test_top_gradcheck_grid7, NULL};
+    check_case(s, "mobilenet", 300, tests);
+    return check_run(s);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "captioner.h"
+#include "checkrun.h"
 #include "model.h"
 #include "safetensors.h"
 #include "sac.h"
@@ -397,16 +398,8 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("model");
-    TCase *tc = tcase_create("model");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_model_matches_pytorch);
+    const TTest *tests[] = {test_model_matches_pytorch, test_model_file_round_trip, test_overfit_tiny_model, NULL};
+    TCase *tc = check_case(s, "model", 120, tests);
     tcase_add_loop_test(tc, test_model_gradcheck, 0, 2);
-    tcase_add_test(tc, test_model_file_round_trip);
-    tcase_add_test(tc, test_overfit_tiny_model);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "checkrun.h"
 #include "output.h"
 #include "sac.h"
 #include "safetensors.h"
@@ -492,35 +493,15 @@ START_TEST(test_safetensors_writer_uses_it)
 }
 END_TEST
 
-static Suite *output_suite(void)
-{
-    Suite *s = suite_create("output");
-    TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_new_file_atomic);
-    tcase_add_test(tc, test_replace_keeps_old_until_close);
-    tcase_add_test(tc, test_symlink_target_written);
-    tcase_add_test(tc, test_fifo_written_directly);
-    tcase_add_test(tc, test_devices_never_replaced);
-    tcase_add_test(tc, test_write_error_named);
-    tcase_add_test(tc, test_bad_targets);
-    tcase_add_test(tc, test_in_place_and_append);
-    tcase_add_test(tc, test_output_is_input);
-    tcase_add_test(tc, test_lock);
-    tcase_add_test(tc, test_stdout_checked);
-    tcase_add_test(tc, test_utf8_escape);
-    tcase_add_test(tc, test_term_clean);
-    tcase_add_test(tc, test_safetensors_writer_uses_it);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
     umask(022);
-    SRunner *sr = srunner_create(output_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    Suite *s = suite_create("output");
+    const TTest *tests[] = {test_new_file_atomic, test_replace_keeps_old_until_close, test_symlink_target_written,
+        test_fifo_written_directly, test_devices_never_replaced, test_write_error_named, test_bad_targets,
+        test_in_place_and_append, test_output_is_input, test_lock, test_stdout_checked, test_utf8_escape,
+        test_term_clean, test_safetensors_writer_uses_it, NULL};
+    TCase *tc = check_case(s, "core", 0, tests);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    return check_run(s);
 }

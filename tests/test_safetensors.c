@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkrun.h"
 #include "rng.h"
 #include "sac.h"
 #include "safetensors.h"
@@ -645,25 +646,6 @@ static void tmpdir_remove(void)
     rmdir(tmpdir);
 }
 
-static Suite *safetensors_suite(void)
-{
-    Suite *s = suite_create("safetensors");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_half_table);
-    tcase_add_test(tc, test_half_exhaustive);
-    tcase_add_test(tc, test_roundtrip);
-    tcase_add_test(tc, test_reference_bytes);
-    tcase_add_test(tc, test_float_dtypes);
-    tcase_add_test(tc, test_reject_file_level);
-    tcase_add_test(tc, test_reject_header);
-    tcase_add_test(tc, test_reject_load);
-    tcase_add_test(tc, test_writer_errors);
-    tcase_add_test(tc, test_fuzz);
-    tcase_set_timeout(tc, 60);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_safetensors.XXXXXX");
@@ -671,10 +653,12 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    SRunner *sr = srunner_create(safetensors_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    Suite *s = suite_create("safetensors");
+    const TTest *tests[] = {test_half_table, test_half_exhaustive, test_roundtrip, test_reference_bytes,
+        test_float_dtypes, test_reject_file_level, test_reject_header, test_reject_load, test_writer_errors,
+        test_fuzz, NULL};
+    check_case(s, "core", 60, tests);
+    const int status = check_run(s);
     tmpdir_remove();
-    return failed ? 1 : 0;
+    return status;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkrun.h"
 #include "search.h"
 #include "sac.h"
 #include "testutil.h"
@@ -273,16 +274,8 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("search");
-    TCase *tc = tcase_create("search");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_sample_reproducible);
-    tcase_add_test(tc, test_sample_distribution);
-    tcase_add_test(tc, test_repetition_guard);
-    tcase_add_test(tc, test_nbest_distinct);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *tests[] = {test_sample_reproducible, test_sample_distribution, test_repetition_guard,
+        test_nbest_distinct, NULL};
+    check_case(s, "search", 120, tests);
+    return check_run(s);
 }

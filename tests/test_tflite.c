@@ -28,6 +28,7 @@
 
 #include "backbone_file.h"
 #include "backbone_import.h"
+#include "checkrun.h"
 #include "rng.h"
 #include "sac.h"
 #include "safetensors.h"
@@ -1195,36 +1196,13 @@ int main(int argc, char **argv)
         }
     }
     Suite *s = suite_create("tflite");
-    TCase *tc = tcase_create("core");
+    const TTest *real[] = {test_real_parse, test_real_convert, test_real_edits_rejected, test_real_mutants,
+        test_real_add_either_order, test_real_bias_scale_warning, test_real_import, NULL};
+    const TTest *fixtures[] = {test_fixture_parsed, test_names, test_every_truncation, test_random_changes,
+        test_hand_made_bad_files, test_shared_table_amplification, test_read_limits, test_fixture_is_not_mobilenet,
+        test_sha256, test_layer_table, test_state_dict_import, test_state_dict_rejects, test_backbone_check_rejects,
+        NULL};
+    TCase *tc = check_case(s, "core", 600, pretrained ? real : fixtures);
     tcase_add_checked_fixture(tc, make_tmpdir, remove_tmpdir);
-    tcase_set_timeout(tc, 600);
-    if (pretrained) {
-        tcase_add_test(tc, test_real_parse);
-        tcase_add_test(tc, test_real_convert);
-        tcase_add_test(tc, test_real_edits_rejected);
-        tcase_add_test(tc, test_real_mutants);
-        tcase_add_test(tc, test_real_add_either_order);
-        tcase_add_test(tc, test_real_bias_scale_warning);
-        tcase_add_test(tc, test_real_import);
-    } else {
-        tcase_add_test(tc, test_fixture_parsed);
-        tcase_add_test(tc, test_names);
-        tcase_add_test(tc, test_every_truncation);
-        tcase_add_test(tc, test_random_changes);
-        tcase_add_test(tc, test_hand_made_bad_files);
-        tcase_add_test(tc, test_shared_table_amplification);
-        tcase_add_test(tc, test_read_limits);
-        tcase_add_test(tc, test_fixture_is_not_mobilenet);
-        tcase_add_test(tc, test_sha256);
-        tcase_add_test(tc, test_layer_table);
-        tcase_add_test(tc, test_state_dict_import);
-        tcase_add_test(tc, test_state_dict_rejects);
-        tcase_add_test(tc, test_backbone_check_rejects);
-    }
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkrun.h"
 #include "matmul.h"
 #include "model.h"
 #include "rng.h"
@@ -450,27 +451,12 @@ START_TEST(test_training_step_deterministic)
 }
 END_TEST
 
-static Suite *threadpool_suite(void)
-{
-    Suite *s = suite_create("threadpool");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_parallel_for_covers_once);
-    tcase_add_test(tc, test_parallel_blocks_fixed);
-    tcase_add_test(tc, test_nested_loops_run_serially);
-    tcase_add_test(tc, test_concurrent_callers);
-    tcase_add_test(tc, test_split_products);
-    tcase_add_test(tc, test_packed);
-    tcase_add_test(tc, test_decode_paths);
-    tcase_add_test(tc, test_training_step_deterministic);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(threadpool_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    Suite *s = suite_create("threadpool");
+    const TTest *tests[] = {test_parallel_for_covers_once, test_parallel_blocks_fixed,
+        test_nested_loops_run_serially, test_concurrent_callers, test_split_products, test_packed,
+        test_decode_paths, test_training_step_deterministic, NULL};
+    check_case(s, "core", 0, tests);
+    return check_run(s);
 }

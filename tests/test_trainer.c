@@ -13,6 +13,7 @@
 
 
 #include "captioner.h"
+#include "checkrun.h"
 #include "eval.h"
 #include "mobilenet.h"
 #include "model.h"
@@ -503,19 +504,10 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("trainer");
-    TCase *tc = tcase_create("trainer");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_resume_equals_uninterrupted);
-    tcase_add_test(tc, test_dev_evaluation_and_resume_refusal);
-    tcase_add_test(tc, test_dev_evaluation_decodes_as_eval);
+    const TTest *tests[] = {test_resume_equals_uninterrupted, test_dev_evaluation_and_resume_refusal,
+        test_dev_evaluation_decodes_as_eval, test_scst_raises_cider, test_cancel_while_caching, NULL};
+    TCase *tc = check_case(s, "trainer", 120, tests);
     tcase_add_loop_test(tc, test_backbone_training, 0, 2); /* without and with encoder.proj */
-    tcase_add_test(tc, test_scst_raises_cider);
     tcase_add_loop_test(tc, test_scst_resume_equals_uninterrupted, 0, 2); /* images, backbone features */
-    tcase_add_test(tc, test_cancel_while_caching);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkrun.h"
 #include "sac.h"
 #include "vocab.h"
 
@@ -397,22 +398,10 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("vocab");
-    TCase *tc = tcase_create("vocab");
-    tcase_add_test(tc, test_tokenize_case_punct_space);
-    tcase_add_test(tc, test_tokenize_clitics);
-    tcase_add_test(tc, test_tokenize_hyphens_numbers_symbols);
-    tcase_add_test(tc, test_tokenize_list_reuse);
-    tcase_add_test(tc, test_vocab_build_order_min_count);
-    tcase_add_test(tc, test_vocab_build_deterministic);
-    tcase_add_test(tc, test_vocab_encode_decode);
-    tcase_add_test(tc, test_vocab_string_round_trip);
-    tcase_add_test(tc, test_vocab_string_rejects);
-    tcase_add_test(tc, test_text_problem);
-    tcase_add_test(tc, test_vocab_words_always_valid);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *tests[] = {test_tokenize_case_punct_space, test_tokenize_clitics,
+        test_tokenize_hyphens_numbers_symbols, test_tokenize_list_reuse, test_vocab_build_order_min_count,
+        test_vocab_build_deterministic, test_vocab_encode_decode, test_vocab_string_round_trip,
+        test_vocab_string_rejects, test_text_problem, test_vocab_words_always_valid, NULL};
+    check_case(s, "vocab", 0, tests);
+    return check_run(s);
 }
