@@ -33,15 +33,12 @@ typedef struct {
 
 static int u32vec_push(U32Vec *a, uint32_t x)
 {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 256;
-        uint32_t *v = realloc(a->v, cap * sizeof(*v));
-        if (!v) {
-            sac_error("metrics: out of memory growing an array to %zu entries", cap);
-            return SAC_ERR_NOMEM;
-        }
-        a->v = v, a->cap = cap;
+    uint32_t *v = sac_grow(a->v, &a->cap, a->n + 1, sizeof(*v));
+    if (!v) {
+        sac_error("metrics: out of memory growing an array past %zu entries", a->n);
+        return SAC_ERR_NOMEM;
     }
+    a->v = v;
     a->v[a->n++] = x;
     return SAC_OK;
 }

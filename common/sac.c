@@ -4,6 +4,7 @@
 #include "sac.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,17 @@ void *sac_malloc(size_t size)
     void *p = malloc(size ? size : 1);
     if (!p) sac_error("out of memory allocating %zu bytes", size);
     return p;
+}
+
+void *sac_grow(void *p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return p;
+    size_t c = *cap > SIZE_MAX / 2 ? need : SAC_MAX(2 * *cap, need);
+    c = SAC_MAX(c, 16);
+    if (!elem || c > SIZE_MAX / elem) return NULL;
+    void *q = realloc(p, c * elem);
+    if (q) *cap = c;
+    return q;
 }
 
 void *sac_calloc(size_t n, size_t size)

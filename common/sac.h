@@ -69,6 +69,11 @@ void sac_abort(const char *file, int line, const char *expr);
 /* malloc/calloc that log on failure and return NULL. */
 void *sac_malloc(size_t size);
 void *sac_calloc(size_t n, size_t size);
+/* Room for at least need elements of elem bytes in the array p of *cap elements: p when it has
+ * room, else p reallocated to max(need, 2 * *cap, 16) elements and *cap updated. NULL when out
+ * of memory or the size overflows: p is then untouched and still the caller's, and nothing is
+ * logged (the caller says what it was growing). */
+void *sac_grow(void *p, size_t *cap, size_t need, size_t elem);
 /* 64-byte aligned allocation for tensors; release with free(). */
 float *sac_alloc_floats(size_t n);
 

@@ -496,9 +496,9 @@ typedef struct {
 
 struct SafeTensorsWriter {
     WriterTensor *t;
-    int n, cap;
+    int n, n_meta;
+    size_t cap, cap_meta;
     struct { char *key, *value; } *meta;
-    int n_meta, cap_meta;
 };
 
 SafeTensorsWriter *safetensors_writer_create(void)
@@ -514,16 +514,6 @@ void safetensors_writer_free(SafeTensorsWriter *w)
     free(w->t);
     free(w->meta);
     free(w);
-}
-
-/* p (of *cap elements of size elem) grown to hold at least need, or NULL (p untouched). */
-static void *grow(void *p, int *cap, int need, size_t elem)
-{
-    if (need <= *cap) return p;
-    int c = *cap ? 2 * *cap : 16;
-    void *q = realloc(p, (size_t)c * elem);
-    if (q) *cap = c;
-    return q;
 }
 
 /* Validate and append an entry with an uninitialised data buffer of the right size. */
@@ -554,7 +544,7 @@ static WriterTensor *writer_append(SafeTensorsWriter *w, const char *name, int d
         }
         bytes *= (size_t)shape[i];
     }
-    WriterTensor *t = grow(w->t, &w->cap, w->n + 1, sizeof(*w->t));
+    WriterTensor *t = sac_grow(w->t, &w->cap, (size_t)w->n + 1, sizeof(*w->t));
     if (!t) {
         sac_error("safetensors writer: out of memory adding tensor '%s'", name);
         *rc = SAC_ERR_NOMEM;
@@ -619,7 +609,7 @@ int safetensors_writer_meta(SafeTensorsWriter *w, const char *key, const char *v
             return 0;
         }
     if (!(k = strdup(key))) goto nomem;
-    if (!(p = grow(w->meta, &w->cap_meta, w->n_meta + 1, sizeof(*w->meta)))) goto nomem;
+    if (!(p = sac_grow(w->meta, &w->cap_meta, (size_t)w->n_meta + 1, sizeof(*w->meta)))) goto nomem;
     w->meta = p;
     w->meta[w->n_meta].key = k, w->meta[w->n_meta].value = v;
     w->n_meta++;

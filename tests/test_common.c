@@ -4,6 +4,7 @@
  */
 #include <check.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,32 @@ START_TEST(test_linear_gradcheck)
 }
 END_TEST
 
+/* sac_grow: doubles (at least 16, at least what is needed), keeps the contents, leaves a full
+ * enough array alone, and refuses a size that overflows without touching the array. */
+START_TEST(test_grow)
+{
+    int *a = NULL;
+    size_t cap = 0, n = 0;
+    for (int i = 0; i < 1000; i++) {
+        int *b = sac_grow(a, &cap, n + 1, sizeof(*a));
+        ck_assert_ptr_nonnull(b);
+        ck_assert_uint_ge(cap, n + 1);
+        a = b, a[n++] = i;
+    }
+    ck_assert_uint_eq(cap, 1024); /* 16, 32, ..., 1024 */
+    for (int i = 0; i < 1000; i++) ck_assert_int_eq(a[i], i);
+    ck_assert_ptr_eq(sac_grow(a, &cap, 1024, sizeof(*a)), a);
+    ck_assert_uint_eq(cap, 1024);
+    ck_assert_ptr_nonnull(a = sac_grow(a, &cap, 5000, sizeof(*a))); /* more than twice: what is needed */
+    ck_assert_uint_eq(cap, 5000);
+    ck_assert_int_eq(a[999], 999);
+    ck_assert_ptr_null(sac_grow(a, &cap, SIZE_MAX / 2, sizeof(*a)));
+    ck_assert_uint_eq(cap, 5000);
+    ck_assert_int_eq(a[999], 999);
+    free(a);
+}
+END_TEST
+
 START_TEST(test_fastmath_accuracy)
 {
     /* the bounds documented in fastmath.h, over a dense grid */
@@ -231,7 +258,7 @@ int main(void)
 {
     Suite *s = suite_create("common");
     const TTest *tests[] = {test_rng_reproducible, test_gemm_matches_reference, test_gemm_avx512_matches_reference,
-        test_linear_gradcheck, test_fastmath_accuracy, NULL};
+        test_linear_gradcheck, test_fastmath_accuracy, test_grow, NULL};
     check_case(s, "core", 0, tests);
     return check_run(s);
 }

@@ -209,16 +209,13 @@ static int read_shard(const char *path, int input, MergeList *l)
         }
         *nl = 0;
         if (*p) {
-            if (l->n == l->cap) {
-                size_t cap = l->cap ? 2 * l->cap : 1024;
-                MergeRecord *r = realloc(l->r, cap * sizeof(*r));
-                if (!r) {
-                    cli_message("batch", "out of memory reading %s", path);
-                    st = -1;
-                    break;
-                }
-                l->r = r, l->cap = cap;
+            MergeRecord *r = sac_grow(l->r, &l->cap, l->n + 1, sizeof(*r));
+            if (!r) {
+                cli_message("batch", "out of memory reading %s", path);
+                st = -1;
+                break;
             }
+            l->r = r;
             st = parse_line(path, line_no, p, input, &l->r[l->n]);
             if (!st) l->n++;
         }

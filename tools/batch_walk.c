@@ -105,15 +105,12 @@ typedef struct {
 
 static int list_add(BatchFileList *l, const char *path, size_t rel_off, const struct stat *sb)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 256;
-        BatchFile *f = realloc(l->files, cap * sizeof(*f));
-        if (!f) {
-            sac_error("out of memory listing %zu files", cap);
-            return SAC_ERR_NOMEM;
-        }
-        l->files = f, l->cap = cap;
+    BatchFile *f = sac_grow(l->files, &l->cap, l->n + 1, sizeof(*f));
+    if (!f) {
+        sac_error("out of memory listing more than %zu files", l->n);
+        return SAC_ERR_NOMEM;
     }
+    l->files = f;
     char *p = strdup(path);
     if (!p) return SAC_ERR_NOMEM;
     l->files[l->n].path = p;
@@ -156,15 +153,12 @@ static int walk_dir(Walk *w, const char *dir, size_t rel_off)
     int st = SAC_OK;
     for (struct dirent *e; (errno = 0, e = readdir(d));) {
         if (e->d_name[0] == '.') continue; /* ".", "..", hidden files and folders */
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nn = realloc(names, cap * sizeof(*nn));
-            if (!nn) {
-                st = SAC_ERR_NOMEM;
-                break;
-            }
-            names = nn;
+        char **nn = sac_grow(names, &cap, n + 1, sizeof(*nn));
+        if (!nn) {
+            st = SAC_ERR_NOMEM;
+            break;
         }
+        names = nn;
         if (!(names[n] = strdup(e->d_name))) {
             st = SAC_ERR_NOMEM;
             break;
