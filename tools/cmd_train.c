@@ -153,10 +153,20 @@ enum {
     O_SCST_BASELINE, O_SCST_SAMPLE, O_FINETUNE_FROM, O_LR_BACKBONE, O_HELP
 };
 
-int cmd_train(int argc, char **argv)
-{
+/* The command line: the run's options and what the command decides from the rest. */
+typedef struct {
     TrainOptions o;
-    train_default_options(&o);
+    const char *report;
+    long threads, grid, proj, image_size, finetune_from;
+    int quiet, lr_given, lr_enc_given, baseline_given, sample_given;
+} TrainArgs;
+
+/* argv into a. Returns CLI_MORE to go on, else the exit status (the help, a usage error). */
+static int parse_args(TrainArgs *a, int argc, char **argv)
+{
+    *a = (TrainArgs){.grid = 7, .proj = 256};
+    TrainOptions *o = &a->o;
+    train_default_options(o);
     static const struct option longopts[] = {
         {"data", 1, 0, O_DATA}, {"images", 1, 0, O_IMAGES}, {"train-split", 1, 0, O_TRAIN_SPLIT},
         {"dev-split", 1, 0, O_DEV_SPLIT}, {"min-count", 1, 0, O_MIN_COUNT}, {"no-augment", 0, 0, O_NO_AUGMENT},
@@ -175,10 +185,9 @@ int cmd_train(int argc, char **argv)
         {"scst-sample", 1, 0, O_SCST_SAMPLE},
         {"finetune-from", 1, 0, O_FINETUNE_FROM}, {"lr-backbone", 1, 0, O_LR_BACKBONE}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0}};
-    const char *report = NULL;
-    long v, threads = 0, grid = 7, proj = 256, image_size = 0, finetune_from = 0;
+    long v;
     double x;
-    int quiet = 0, c, lr_given = 0, lr_enc_given = 0, baseline_given = 0, sample_given = 0;
+    int c;
     optind = 1;
     opterr = 0;
 #define INT(opt, lo, hi, dst) \
@@ -202,68 +211,68 @@ int cmd_train(int argc, char **argv)
     } while (0)
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
-        case O_DATA: o.data = optarg; break;
-        case O_IMAGES: o.image_dir = optarg; break;
-        case O_TRAIN_SPLIT: o.train_split = optarg; break;
-        case O_DEV_SPLIT: o.dev_split = strcmp(optarg, "none") ? optarg : NULL; break;
-        case O_MIN_COUNT: INT("--min-count", 1, INT_MAX, o.min_count); break;
-        case O_NO_AUGMENT: o.augment = 0; break;
-        case O_IMAGE_SIZE: INT("--image-size", 8, 1024, image_size); break;
-        case O_BACKBONE: o.backbone = optarg; break;
+        case O_DATA: o->data = optarg; break;
+        case O_IMAGES: o->image_dir = optarg; break;
+        case O_TRAIN_SPLIT: o->train_split = optarg; break;
+        case O_DEV_SPLIT: o->dev_split = strcmp(optarg, "none") ? optarg : NULL; break;
+        case O_MIN_COUNT: INT("--min-count", 1, INT_MAX, o->min_count); break;
+        case O_NO_AUGMENT: o->augment = 0; break;
+        case O_IMAGE_SIZE: INT("--image-size", 8, 1024, a->image_size); break;
+        case O_BACKBONE: o->backbone = optarg; break;
         case O_GRID:
-            if (cli_parse_int("--grid", optarg, 7, 14, &grid)) return CLI_USAGE;
-            if (grid != 7 && grid != 14)
+            if (cli_parse_int("--grid", optarg, 7, 14, &a->grid)) return CLI_USAGE;
+            if (a->grid != 7 && a->grid != 14)
                 return cli_usage_error("train", "invalid value \"%s\" for --grid: expected 7 or 14", optarg);
             break;
-        case O_PROJ: INT("--proj", 0, 8192, proj); break;
-        case O_FINETUNE_FROM: INT("--finetune-from", 2, 17, finetune_from); break;
-        case O_LR_BACKBONE: FLT("--lr-backbone", 0, 10, o.lr_backbone); break;
-        case O_REPORT: report = optarg; break;
+        case O_PROJ: INT("--proj", 0, 8192, a->proj); break;
+        case O_FINETUNE_FROM: INT("--finetune-from", 2, 17, a->finetune_from); break;
+        case O_LR_BACKBONE: FLT("--lr-backbone", 0, 10, o->lr_backbone); break;
+        case O_REPORT: a->report = optarg; break;
         case O_CONV:
-            if (parse_conv(optarg, &o.cfg.enc))
+            if (parse_conv(optarg, &o->cfg.enc))
                 return cli_usage_error("train", "invalid value \"%s\" for --conv: expected e.g. 32s2,64p,128p,256", optarg);
-            o.cfg.E = o.cfg.enc.conv[o.cfg.enc.n_conv - 1].cout;
+            o->cfg.E = o->cfg.enc.conv[o->cfg.enc.n_conv - 1].cout;
             break;
-        case O_NO_BN: o.cfg.enc.batchnorm = 0; break;
-        case O_ATT: INT("--att", 1, 8192, o.cfg.A); break;
-        case O_HIDDEN: INT("--hidden", 1, 8192, o.cfg.D); break;
-        case O_EMBED: INT("--embed", 1, 8192, o.cfg.M); break;
-        case O_MAX_LEN: INT("--max-len", 2, 256, o.cfg.T); break;
-        case O_DROPOUT: FLT("--dropout", 0, 0.95, o.cfg.dropout); break;
-        case O_LAMBDA: FLT("--lambda", 0, 100, o.cfg.lambda); break;
-        case O_EPOCHS: INT("--epochs", 1, 100000, o.epochs); break;
-        case O_BATCH: INT("--batch", 1, 4096, o.batch_images); break;
-        case O_CAPS: INT("--caps-per-image", 0, 1000, o.caps_per_image); break;
-        case O_LR: FLT("--lr", 0, 10, o.lr); lr_given = 1; break;
-        case O_LR_ENC: FLT("--lr-encoder", 0, 10, o.lr_enc); lr_enc_given = 1; break;
-        case O_SCST: o.scst = 1; break;
-        case O_INIT: o.init = optarg; break;
-        case O_SCST_SAMPLES: INT("--scst-samples", 1, 64, o.scst_samples); break;
-        case O_SCST_BASELINE: CHOICE("--scst-baseline", "greedy", "mean", o.scst_baseline, baseline_given); break;
-        case O_SCST_SAMPLE: CHOICE("--scst-sample", "multinomial", "beam", o.scst_sample, sample_given); break;
-        case O_LR_DECAY: FLT("--lr-decay", 0.01, 1, o.lr_decay); break;
-        case O_CLIP: FLT("--clip", 0, 1e9, o.clip); break;
-        case O_WD: FLT("--weight-decay", 0, 1, o.weight_decay); break;
-        case O_PATIENCE: INT("--patience", 0, 100000, o.patience); break;
-        case O_SEED: INT("--seed", 0, LONG_MAX, o.seed); break;
-        case O_THREADS: INT("--threads", 0, 1024, threads); break;
-        case O_MAX_STEPS: INT("--max-steps", 0, LONG_MAX, o.max_steps); break;
-        case O_OUT: o.out = optarg; break;
-        case O_CKPT: o.checkpoint = optarg; break;
-        case O_CKPT_EVERY: INT("--checkpoint-every", 0, LONG_MAX, o.checkpoint_every); break;
-        case O_LOG: o.log = optarg; break;
-        case O_RESUME: o.resume = 1; break;
-        case O_EVAL_BEAM: INT("--eval-beam", 1, 64, o.eval_beam); break;
-        case O_EVAL_MAX: INT("--eval-max", 0, INT_MAX, o.eval_max_images); break;
+        case O_NO_BN: o->cfg.enc.batchnorm = 0; break;
+        case O_ATT: INT("--att", 1, 8192, o->cfg.A); break;
+        case O_HIDDEN: INT("--hidden", 1, 8192, o->cfg.D); break;
+        case O_EMBED: INT("--embed", 1, 8192, o->cfg.M); break;
+        case O_MAX_LEN: INT("--max-len", 2, 256, o->cfg.T); break;
+        case O_DROPOUT: FLT("--dropout", 0, 0.95, o->cfg.dropout); break;
+        case O_LAMBDA: FLT("--lambda", 0, 100, o->cfg.lambda); break;
+        case O_EPOCHS: INT("--epochs", 1, 100000, o->epochs); break;
+        case O_BATCH: INT("--batch", 1, 4096, o->batch_images); break;
+        case O_CAPS: INT("--caps-per-image", 0, 1000, o->caps_per_image); break;
+        case O_LR: FLT("--lr", 0, 10, o->lr); a->lr_given = 1; break;
+        case O_LR_ENC: FLT("--lr-encoder", 0, 10, o->lr_enc); a->lr_enc_given = 1; break;
+        case O_SCST: o->scst = 1; break;
+        case O_INIT: o->init = optarg; break;
+        case O_SCST_SAMPLES: INT("--scst-samples", 1, 64, o->scst_samples); break;
+        case O_SCST_BASELINE: CHOICE("--scst-baseline", "greedy", "mean", o->scst_baseline, a->baseline_given); break;
+        case O_SCST_SAMPLE: CHOICE("--scst-sample", "multinomial", "beam", o->scst_sample, a->sample_given); break;
+        case O_LR_DECAY: FLT("--lr-decay", 0.01, 1, o->lr_decay); break;
+        case O_CLIP: FLT("--clip", 0, 1e9, o->clip); break;
+        case O_WD: FLT("--weight-decay", 0, 1, o->weight_decay); break;
+        case O_PATIENCE: INT("--patience", 0, 100000, o->patience); break;
+        case O_SEED: INT("--seed", 0, LONG_MAX, o->seed); break;
+        case O_THREADS: INT("--threads", 0, 1024, a->threads); break;
+        case O_MAX_STEPS: INT("--max-steps", 0, LONG_MAX, o->max_steps); break;
+        case O_OUT: o->out = optarg; break;
+        case O_CKPT: o->checkpoint = optarg; break;
+        case O_CKPT_EVERY: INT("--checkpoint-every", 0, LONG_MAX, o->checkpoint_every); break;
+        case O_LOG: o->log = optarg; break;
+        case O_RESUME: o->resume = 1; break;
+        case O_EVAL_BEAM: INT("--eval-beam", 1, 64, o->eval_beam); break;
+        case O_EVAL_MAX: INT("--eval-max", 0, INT_MAX, o->eval_max_images); break;
         case O_SELECT:
             if (strcmp(optarg, "cider") && strcmp(optarg, "bleu4"))
                 return cli_usage_error("train", "invalid value \"%s\" for --select: expected cider or bleu4", optarg);
-            o.select_metric = optarg;
+            o->select_metric = optarg;
             break;
-        case O_QUIET: quiet = 1; break;
-        case O_F32: o.store_f16 = 0; break;
+        case O_QUIET: a->quiet = 1; break;
+        case O_F32: o->store_f16 = 0; break;
         case 'h':
-        case O_HELP: help(stdout, &o); return CLI_OK;
+        case O_HELP: help(stdout, o); return CLI_OK;
         default: return cli_option_error("train", c, argv);
         }
     }
@@ -271,56 +280,73 @@ int cmd_train(int argc, char **argv)
 #undef FLT
 #undef CHOICE
     if (optind < argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
-    if (!o.data) return cli_usage_error("train", "--data is required");
-    if (!o.out) return cli_usage_error("train", "--out is required");
-    if (o.scst && !o.init) /* also with --resume: the checkpoint records it */
+    return CLI_MORE;
+}
+
+/* The option combinations a parsed, and the model configuration they imply. Returns CLI_MORE
+ * to go on, else the exit status. */
+static int check_args(TrainArgs *a)
+{
+    TrainOptions *o = &a->o;
+    if (!o->data) return cli_usage_error("train", "--data is required");
+    if (!o->out) return cli_usage_error("train", "--out is required");
+    if (o->scst && !o->init) /* also with --resume: the checkpoint records it */
         return cli_usage_error("train", "--scst needs the model to start from: --init MODEL");
-    if (!o.scst && o.init) return cli_usage_error("train", "--init MODEL is for self-critical training: add --scst");
-    if (baseline_given && !o.scst) return cli_usage_error("train", "--scst-baseline is for self-critical training: add --scst");
-    if (sample_given && !o.scst) return cli_usage_error("train", "--scst-sample is for self-critical training: add --scst");
-    if (o.scst && o.scst_baseline == SCST_BASELINE_MEAN && o.scst_samples < 2)
+    if (!o->scst && o->init) return cli_usage_error("train", "--init MODEL is for self-critical training: add --scst");
+    if (a->baseline_given && !o->scst)
+        return cli_usage_error("train", "--scst-baseline is for self-critical training: add --scst");
+    if (a->sample_given && !o->scst)
+        return cli_usage_error("train", "--scst-sample is for self-critical training: add --scst");
+    if (o->scst && o->scst_baseline == SCST_BASELINE_MEAN && o->scst_samples < 2)
         return cli_usage_error("train", "--scst-baseline mean needs at least 2 samples per photo, found --scst-samples %d",
-                               o.scst_samples);
-    if (o.scst && o.backbone)
+                               o->scst_samples);
+    if (o->scst && o->backbone)
         return cli_usage_error("train", "--scst takes the model (and its backbone) from --init, not --backbone");
-    if (finetune_from && !o.backbone)
+    if (a->finetune_from && !o->backbone)
         return cli_usage_error("train", "--finetune-from needs a pretrained backbone (--backbone FILE)");
-    if (finetune_from > (grid == 14 ? 13 : 17))
+    if (a->finetune_from > (a->grid == 14 ? 13 : 17))
         return cli_usage_error("train", "invalid value \"%ld\" for --finetune-from with --grid %ld: expected 2..%d",
-                               finetune_from, grid, grid == 14 ? 13 : 17);
-    if (o.scst) {
-        if (!lr_given) o.lr = 5e-5f;
-        if (!lr_enc_given) o.lr_enc = 5e-5f;
+                               a->finetune_from, a->grid, a->grid == 14 ? 13 : 17);
+    if (o->scst) {
+        if (!a->lr_given) o->lr = 5e-5f;
+        if (!a->lr_enc_given) o->lr_enc = 5e-5f;
     }
-    if (o.backbone) {
+    if (o->backbone) {
         /* the padding convention comes from the backbone file (train checks the rest); a
          * checkpoint holds the weights, so --resume does not read it */
-        if (o.resume)
-            o.cfg.bb.kind = SAC_BACKBONE_MOBILENET_V2;
-        else if (model_backbone_config(o.backbone, &o.cfg.bb) != SAC_OK)
+        if (o->resume)
+            o->cfg.bb.kind = SAC_BACKBONE_MOBILENET_V2;
+        else if (model_backbone_config(o->backbone, &o->cfg.bb) != SAC_OK)
             return CLI_FAILED;
-        o.cfg.bb.grid = (int)grid;
-        o.cfg.bb.channels = grid == 14 ? 576 : 1280;
-        o.cfg.bb.proj = proj > 0;
-        o.cfg.bb.finetune_from = (int)finetune_from;
-        o.cfg.E = proj > 0 ? (int)proj : o.cfg.bb.channels;
-        o.cfg.enc.image_size = image_size ? (int)image_size : 224;
+        o->cfg.bb.grid = (int)a->grid;
+        o->cfg.bb.channels = a->grid == 14 ? 576 : 1280;
+        o->cfg.bb.proj = a->proj > 0;
+        o->cfg.bb.finetune_from = (int)a->finetune_from;
+        o->cfg.E = a->proj > 0 ? (int)a->proj : o->cfg.bb.channels;
+        o->cfg.enc.image_size = a->image_size ? (int)a->image_size : 224;
     } else {
-        if (image_size) o.cfg.enc.image_size = (int)image_size;
-        o.cfg.E = o.cfg.enc.conv[o.cfg.enc.n_conv - 1].cout;
+        if (a->image_size) o->cfg.enc.image_size = (int)a->image_size;
+        o->cfg.E = o->cfg.enc.conv[o->cfg.enc.n_conv - 1].cout;
     }
-    if (report && !o.log) return cli_usage_error("train", "--report needs --log (the report is drawn from it)");
+    if (a->report && !o->log) return cli_usage_error("train", "--report needs --log (the report is drawn from it)");
+    return CLI_MORE;
+}
+
+/* Train as a says: one process, or one rank of a data-parallel run; the exit status. */
+static int run(TrainArgs *a, int argc, char **argv)
+{
+    TrainOptions *o = &a->o;
     /* under mpirun or srun, one rank of a data-parallel run (captioner/dist.h); else one process */
     if (sac_dist_init(&argc, &argv)) return CLI_FAILED;
     const int rank = sac_dist_rank();
     /* the machine's cores are shared by its ranks */
-    sac_threads_set(threads > 0 ? (int)threads : SAC_MAX(1, cli_cores() / sac_dist_local_size()));
-    if (quiet || rank > 0) sac_log_set_level(SAC_LOG_WARN); /* rank 0 speaks for the run */
-    Printer pr = {quiet, cli_stderr_is_tty(), o.log, report};
-    o.progress = rank == 0 ? on_progress : NULL;
-    o.user = &pr;
-    o.cancel = &cli_interrupted;
-    o.report_every_s = pr.tty ? 1.0 : 30.0;
+    sac_threads_set(a->threads > 0 ? (int)a->threads : SAC_MAX(1, cli_cores() / sac_dist_local_size()));
+    if (a->quiet || rank > 0) sac_log_set_level(SAC_LOG_WARN); /* rank 0 speaks for the run */
+    Printer pr = {a->quiet, cli_stderr_is_tty(), o->log, a->report};
+    o->progress = rank == 0 ? on_progress : NULL;
+    o->user = &pr;
+    o->cancel = &cli_interrupted;
+    o->report_every_s = pr.tty ? 1.0 : 30.0;
     cli_catch_signals();
     /* SIGUSR1 stops the run with a checkpoint too: mpirun forwards it to every rank (SIGTERM to
      * mpirun kills the ranks a second later), so `kill -USR1 MPIRUN_PID` stops a data-parallel run */
@@ -331,11 +357,11 @@ int cmd_train(int argc, char **argv)
     sigaction(SIGUSR1, &usr1, NULL);
     /* one run per checkpoint: a second one on the same files would interleave their writes */
     char ckpt[4096];
-    snprintf(ckpt, sizeof(ckpt), "%s%s", o.checkpoint ? o.checkpoint : o.out, o.checkpoint ? "" : ".ckpt");
+    snprintf(ckpt, sizeof(ckpt), "%s%s", o->checkpoint ? o->checkpoint : o->out, o->checkpoint ? "" : ".ckpt");
     int busy = 0;
     SacLock *lock = rank == 0 ? sac_lock_acquire(ckpt, NULL, &busy) : NULL; /* rank 0 writes for the run */
     int st = sac_dist_agree(rank == 0 && !lock ? SAC_ERR_IO : SAC_OK);
-    if (!st) st = train_run(&o);
+    if (!st) st = train_run(o);
     sac_lock_release(lock);
     if (st == SAC_ERR_CANCELLED && rank == 0) { /* before MPI_Finalize: mpirun may end the job after it */
         if (access(ckpt, F_OK) == 0)
@@ -346,4 +372,12 @@ int cmd_train(int argc, char **argv)
     sac_dist_finalize();
     if (rank == 0 && !lock) return busy ? CLI_USAGE : CLI_FAILED;
     return st ? CLI_FAILED : CLI_OK;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    TrainArgs a;
+    int st = parse_args(&a, argc, argv);
+    if (st == CLI_MORE) st = check_args(&a);
+    return st == CLI_MORE ? run(&a, argc, argv) : st;
 }
