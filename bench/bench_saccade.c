@@ -322,7 +322,7 @@ typedef struct {
 static int scst_grad(void *p, DecoderLoss *loss)
 {
     ScstGrad *s = p;
-    return scst_step_grad(s->sc, s->ts, s->input, s->Bi, s->items, s->rng, loss, s->sums);
+    return scst_step_grad(s->sc, s->ts, s->input, s->Bi, s->Bi, s->items, s->rng, loss, s->sums);
 }
 
 /* The self-critical step (scst_step_grad + Adam) on the batch of bench_train, K samples per

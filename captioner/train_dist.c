@@ -165,7 +165,7 @@ void train_dist_comm(TrainDist *d, TrainDistComm *out, int reset)
     if (reset) memset(&d->comm, 0, sizeof(d->comm));
 }
 
-void train_dist_dropout_rng(SacRng *run, SacRng *out)
+void train_dist_rank_rng(SacRng *run, SacRng *out)
 {
     const uint64_t hi = sac_rng_u32(run), lo = sac_rng_u32(run);
     sac_rng_seed(out, hi << 32 | lo, 1000 + (uint64_t)sac_dist_rank());

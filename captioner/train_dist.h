@@ -73,8 +73,9 @@ typedef struct TrainDistComm {
 /* The sums since the last reset (reset: start again from zero). */
 void train_dist_comm(TrainDist *d, TrainDistComm *out, int reset);
 
-/* Per-step dropout for a share: derived from the run's dropout stream (one draw per step on
- * every rank, so all ranks keep the same stream state for checkpoints) and the rank. */
-void train_dist_dropout_rng(SacRng *run, SacRng *out);
+/* A share's random stream for one step (its dropout masks, its self-critical samples): derived
+ * from the run's stream (one draw per step on every rank, so all ranks keep the same stream
+ * state for checkpoints) and the rank. */
+void train_dist_rank_rng(SacRng *run, SacRng *out);
 
 #endif

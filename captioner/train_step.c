@@ -312,15 +312,17 @@ static int scst_reward(const ScstStep *s, int image, const Caption *c, double *r
     return st;
 }
 
-int scst_step_grad(ScstStep *s, TrainStep *ts, const float *input, int Bi, const int *images, SacRng *rng,
+int scst_step_grad(ScstStep *s, TrainStep *ts, const float *input, int Bi, int Bi_all, const int *images, SacRng *rng,
                    DecoderLoss *loss, double sums[4])
 {
     const Model *m = s->m;
     const int K = s->K, T = s->T, R = Bi * K;
-    if (Bi < 1 || Bi > s->max_images || ts->m != m) {
-        sac_error("scst: batch of %d images, expected 1..%d, and the TrainStep of the same model", Bi, s->max_images);
+    if (Bi < 1 || Bi > s->max_images || Bi_all < Bi || ts->m != m) {
+        sac_error("scst: batch of %d images of %d, expected 1..%d of at least as many, and the TrainStep of the same "
+                  "model", Bi, Bi_all, s->max_images);
         return SAC_ERR_INVALID;
     }
+    const double share = (double)Bi / Bi_all; /* 1 for one process: the weights bit for bit r_k */
     const float *feats;
     int st = train_step_encode(ts, input, Bi, &feats);
     if (!st) st = decoder_infer_prepare(s->inf, &m->p.dec, 0); /* the weights changed since the last step */
@@ -355,7 +357,7 @@ int scst_step_grad(ScstStep *s, TrainStep *ts, const float *input, int Bi, const
             for (int j = b * K; j < b * K + n; j++) others += j == r ? 0.0 : s->r_sample[j];
             base = n > 1 ? others / (n - 1) : rk;
         }
-        s->weight[r] = (float)(rk - base);
+        s->weight[r] = (float)((rk - base) * share);
         if (sums) sums[0] += rk - base, sums[1] += rk, sums[2] += s->r_greedy[b], sums[3] += 1.0;
         /* the caption teacher-forced: <start> s_1 .. s_L, L = n (+ 1 for <end>) */
         tok[0] = SAC_VOCAB_START;

@@ -54,7 +54,7 @@ int train_step_grad_encoded(TrainStep *ts, const DecoderBatch *batch, float lamb
  * decode the greedy one with the current weights (fp32), reward each sample with
  * r_k = CIDEr-D(sample_k) - b_k against its image's references in cider, then
  * train_step_grad_encoded with weights r_k (no dropout, no penalty):
- * loss = -(1/(Bi K)) sum_k r_k log p(sample_k). The baseline b_k is the greedy caption's
+ * loss = -(1/(Bi_all K)) sum_k r_k log p(sample_k). The baseline b_k is the greedy caption's
  * CIDEr-D (SCST_BASELINE_GREEDY, Rennie et al.) or the mean CIDEr-D of the image's other
  * K - 1 samples (SCST_BASELINE_MEAN, Luo 2020; needs K >= 2): then each image's weights sum
  * to zero, so a step moves probability between samples instead of pushing every sample of
@@ -72,10 +72,12 @@ enum { SCST_SAMPLE_MULTINOMIAL = 0, SCST_SAMPLE_BEAM = 1 };
 ScstStep *scst_step_create(const Model *m, const SacCider *cider, int max_images, int K, int baseline, int sample);
 void scst_step_free(ScstStep *s);
 /* input: images (Bi, 3, S, S) or backbone features (Bi, P, Eb) of Bi images whose
- * references are images[b] of cider. sums (may be NULL) += {sum of the weights, of the
- * samples' CIDEr-D, of the greedy CIDEr-D (once per sample), the number of samples} over
- * the (up to) Bi K samples. */
-int scst_step_grad(ScstStep *s, TrainStep *ts, const float *input, int Bi, const int *images, SacRng *rng,
+ * references are images[b] of cider. The loss is averaged over Bi_all >= Bi images: Bi, or in
+ * a data-parallel run the global batch's images, of which these Bi are this rank's share (the
+ * weights are then r_k (Bi / Bi_all), so that the ranks' gradients sum to the whole batch's).
+ * sums (may be NULL) += {sum of the weights r_k, of the samples' CIDEr-D, of the greedy CIDEr-D
+ * (once per sample), the number of samples} over the (up to) Bi K samples. */
+int scst_step_grad(ScstStep *s, TrainStep *ts, const float *input, int Bi, int Bi_all, const int *images, SacRng *rng,
                    DecoderLoss *loss, double sums[4]);
 /* The gradient buffer (n_trainable floats, the model's layout) and a ModelParams aimed at it. */
 float *train_step_grads(TrainStep *ts);

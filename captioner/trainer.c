@@ -156,6 +156,7 @@ typedef struct TrainRun {
     const uint8_t **rows;     /* (Bi) image b's row here (pixels or a view's features) when held here */
     int *litems;              /* (Bi) 0, 1, ...: the share's rows in the staged rows */
     Augment *laugs;           /* (Bi) */
+    int *simages;             /* (Bi) self-critical: the share's images (their references in cider) */
     int agree_pending;        /* a setup phase may have failed on one rank: agree in teardown */
     int pending_st, pending_stop; /* rank 0's log failure or progress stop, for the next collective */
 } TrainRun;
@@ -418,10 +419,6 @@ static int run_setup(TrainRun *r, const TrainOptions *o)
         return SAC_ERR_INVALID;
     }
     r->max_caps = o->scst ? r->Bi * o->scst_samples : r->Bi * r->k;
-    if (o->scst && r->nproc > 1) {
-        sac_error("train: self-critical training runs on one process (started as %d MPI ranks)", r->nproc);
-        return SAC_ERR_UNSUPPORTED;
-    }
     st = o->resume ? run_resume(r) : o->scst ? run_start_scst(r) : run_start_new(r);
     if (st) return st;
     const Model *m = r->m;
@@ -483,7 +480,8 @@ static int run_setup(TrainRun *r, const TrainOptions *o)
         r->rows = sac_malloc(sizeof(*r->rows) * Bi);
         r->litems = sac_malloc(sizeof(int) * Bi);
         r->laugs = sac_malloc(sizeof(Augment) * Bi);
-        st = r->td && r->mine && r->owner && r->rows && r->litems && r->laugs ? SAC_OK : SAC_ERR_NOMEM;
+        r->simages = sac_malloc(sizeof(int) * Bi);
+        st = r->td && r->mine && r->owner && r->rows && r->litems && r->laugs && r->simages ? SAC_OK : SAC_ERR_NOMEM;
         r->agree_pending = 0;
         if ((st = sac_dist_agree(st))) return st;
         sac_info("data-parallel over %d ranks: global batch %d images, %zu gradient floats (%.1f MB) all-reduced "
@@ -495,6 +493,7 @@ static int run_setup(TrainRun *r, const TrainOptions *o)
     r->eval_opt.beam = o->eval_beam;
     r->t_report = sac_time();
     if (o->scst && !o->resume && r->dev) st = run_score_init(r);
+    if (o->scst && !o->resume && r->nproc > 1) st = sac_dist_agree(st); /* rank 0's evaluation of --init */
     return st;
 }
 
@@ -540,10 +539,27 @@ static int run_gradient(TrainRun *r, int nb, DecoderLoss *loss)
     else
         data_cache_images(&r->tc, r->items, r->augs, nb, &r->m->cfg, r->tmp, r->images);
     if (o->scst) {
-        return scst_step_grad(r->sc, r->ts, input, nb, r->items, &r->ck.sample_rng, loss, r->scst_sums);
+        return scst_step_grad(r->sc, r->ts, input, nb, nb, r->items, &r->ck.sample_rng, loss, r->scst_sums);
     }
     if (r->backbone) return train_step_grad_features(r->ts, r->bfeats, &r->batch, &r->ck.drop_rng, loss);
     return train_step_grad(r->ts, r->images, &r->batch, &r->ck.drop_rng, loss);
+}
+
+/* Data-parallel self-critical step: the share's nl images (at positions pos of the batch of nb,
+ * their inputs staged) with the loss averaged over the whole batch, and the step's reward sums
+ * added over the ranks (an all-reduce: every rank calls it once per step, also after a failure).
+ * Multinomial samples come from a stream of the rank's (train_dist_rank_rng), so they depend on
+ * N, as dropout masks do; beam captions do not. */
+static int run_scst_share(TrainRun *r, const float *input, int nl, const int *pos, int nb, DecoderLoss *loss)
+{
+    SacRng own, *rng = &r->ck.sample_rng;
+    if (r->o->scst_sample == SCST_SAMPLE_MULTINOMIAL) train_dist_rank_rng(&r->ck.sample_rng, rng = &own);
+    for (int j = 0; j < nl; j++) r->simages[j] = r->items[pos[j]];
+    double sums[4] = {0.0, 0.0, 0.0, 0.0};
+    const int st = nl > 0 ? scst_step_grad(r->sc, r->ts, input, nl, nb, r->simages, rng, loss, sums) : SAC_OK;
+    const int rst = sac_dist_allreduce_f64(sums, 4, SAC_DIST_SUM);
+    for (int i = 0; i < 4; i++) r->scst_sums[i] += sums[i];
+    return st ? st : rst;
 }
 
 /* Data-parallel: the gradient of this rank's share of the batch (an even block of it, its rows
@@ -551,6 +567,7 @@ static int run_gradient(TrainRun *r, int nb, DecoderLoss *loss)
  * share leaves *loss zero. */
 static int run_gradient_share(TrainRun *r, DecoderLoss *loss)
 {
+    const TrainOptions *o = r->o;
     const DataCache *tc = &r->tc;
     const FeatCache *fc = &r->tfc;
     const int nb = r->batch.n_images;
@@ -572,8 +589,10 @@ static int run_gradient_share(TrainRun *r, DecoderLoss *loss)
     const int nl = share->n_images;
     for (int j = 0; j < nl; j++) r->litems[j] = j, r->laugs[j] = r->augs[pos[j]];
     SacRng drop, *dr = NULL;
-    if (r->m->cfg.dropout > 0.0f) train_dist_dropout_rng(&r->ck.drop_rng, dr = &drop);
-    if (nl == 0 || share->n_caps == 0) return SAC_OK;
+    if (!o->scst && r->m->cfg.dropout > 0.0f) train_dist_rank_rng(&r->ck.drop_rng, dr = &drop);
+    if (nl == 0) /* an empty share: no gradient, but the step's collectives */
+        return o->scst ? run_scst_share(r, NULL, 0, pos, nb, loss) : SAC_OK;
+    if (!o->scst && share->n_caps == 0) return SAC_OK;
     if (r->backbone) { /* the staged rows: one view each */
         FeatCache staged = *fc;
         staged.f = (uint16_t *)stage, staged.n = nl, staged.views = 1;
@@ -583,6 +602,7 @@ static int run_gradient_share(TrainRun *r, DecoderLoss *loss)
         staged.pix = (uint8_t *)stage, staged.n = staged.n_local = nl;
         data_cache_images(&staged, r->litems, r->laugs, nl, &r->m->cfg, r->tmp, r->images);
     }
+    if (o->scst) return run_scst_share(r, r->backbone ? r->bfeats : r->images, nl, pos, nb, loss);
     const float *feats;
     st = train_step_encode(r->ts, r->backbone ? r->bfeats : r->images, nl, &feats);
     if (!st) st = train_step_grad_encoded(r->ts, share, lambda, dr, loss);
@@ -779,7 +799,7 @@ static int run_teardown(TrainRun *r, int st)
         sac_info("communication: %.1f s in MPI calls, %.1f MB per rank", ds.seconds, 1e-6 * (double)ds.bytes);
     }
     train_dist_free(r->td);
-    free(r->mine), free(r->owner), free(r->rows), free(r->litems), free(r->laugs);
+    free(r->mine), free(r->owner), free(r->rows), free(r->litems), free(r->laugs), free(r->simages);
     if (sac_output_close(r->log) && !st) st = SAC_ERR_IO;
     free(r->order), free(r->img), free(r->tokens), free(r->lens), free(r->pick), free(r->images), free(r->tmp);
     free(r->items), free(r->augs), free(r->bfeats), free(r->views);

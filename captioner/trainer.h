@@ -86,8 +86,8 @@ void train_default_options(TrainOptions *o);
  * the same options: each caches 1/N of the training photos and computes its share of every
  * batch, all take the same step (train_dist.h); rank 0 alone evaluates, calls progress and
  * writes out, the checkpoint and the log; a failure or a cancel on any rank ends every rank's
- * call (SAC_ERR_CANCELLED on those that did not fail). Self-critical training refuses N > 1
- * (SAC_ERR_UNSUPPORTED). */
+ * call (SAC_ERR_CANCELLED on those that did not fail). Self-critical training too: each rank
+ * decodes and rewards the captions of its share's photos. */
 int train_run(const TrainOptions *opt);
 
 #endif

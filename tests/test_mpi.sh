@@ -7,7 +7,8 @@
 #      an uninterrupted `mpirun -np 2` run, bit for bit (also with dropout, whose masks each rank
 #      draws from its own stream); resumed with -np 1 instead, the same within the tolerance of 2.;
 #      on a frozen backbone (cached features and their mirror images, held 1/N per rank), -np 2
-#      equals -np 1 within that tolerance too;
+#      equals -np 1 within that tolerance too; so does self-critical training (--scst) with beam
+#      captions, and with samples a stopped and resumed -np 2 run is the uninterrupted one;
 #   4. SIGTERM to one rank stops both ranks (no hang) with a checkpoint; resuming it ends where
 #      an uninterrupted run ends; SIGUSR1 to mpirun stops both with a checkpoint;
 #   5. the log (written by rank 0 only) records the communication per step;
@@ -113,11 +114,12 @@ check "the log records the communication of each step (seconds and bytes)" \
 train np3 $MPI -np 3 "$S" train $FLAGS --epochs 2
 check "mpirun -np 3 (uneven shares: 3+3+2 of 8 images, 7+7+6 photos held) equals one process within $TOL" \
     "$D" $SKIP "$W/np3.safetensors.ckpt" "$W/np1.safetensors.ckpt" $TOL
-same_in_log() { # same_in_log KEY: the last value of KEY in the logs of -np 2 and -np 1, to 1e-4 relative
-    a=$(grep -o "\"$1\":[0-9.e+-]*" "$W/np2.jsonl" | tail -1 | cut -d: -f2)
-    b=$(grep -o "\"$1\":[0-9.e+-]*" "$W/np1.jsonl" | tail -1 | cut -d: -f2)
+same_in_log() { # same_in_log KEY [RUN2 RUN1]: the last value of KEY in the logs of -np 2 and -np 1 (np2, np1),
+    # to 1e-4 relative
+    a=$(grep -o "\"$1\":[0-9.e+-]*" "$W/${2:-np2}.jsonl" | tail -1 | cut -d: -f2)
+    b=$(grep -o "\"$1\":[0-9.e+-]*" "$W/${3:-np1}.jsonl" | tail -1 | cut -d: -f2)
     awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= 1e-4 * b) }' ||
-        { echo "  $1: $a (-np 2) vs $b (-np 1)"; return 1; }
+        { echo "  $1: $a (${2:-np2}) vs $b (${3:-np1})"; return 1; }
 }
 check "the training loss of -np 2 equals -np 1's (1e-4 relative)" same_in_log loss
 check "the gradient norm of -np 2 equals -np 1's (1e-4 relative)" same_in_log grad_norm
@@ -138,7 +140,7 @@ train r1 "$S" train $FLAGS --epochs 2 --resume
 check "a -np 2 checkpoint resumed by one process finishes" test "$(rc r1)" = 0 || show r1
 check "... within $TOL of the uninterrupted runs" "$D" $SKIP "$W/r1.safetensors.ckpt" "$W/np1.safetensors.ckpt" $TOL
 
-# dropout: each rank's masks come from a stream derived from the run's (train_dist_dropout_rng),
+# dropout: each rank's masks come from a stream derived from the run's (train_dist_rank_rng),
 # so results depend on N, but a stopped and resumed run is still the uninterrupted one
 DROP=$(echo "$FLAGS" | sed 's/--dropout 0/--dropout 0.3/')
 train d2 $MPI -np 2 "$S" train $DROP --epochs 2
@@ -157,6 +159,34 @@ train b1 $MPI -np 1 "$S" train $BFLAGS
 train b2 $MPI -np 2 "$S" train $BFLAGS
 check "frozen backbone: -np 1 and -np 2 train" test "$(rc b1)$(rc b2)" = 00 || { show b1; show b2; }
 check "frozen backbone: -np 2 equals -np 1 within $TOL" "$D" $SKIP "$W/b2.safetensors.ckpt" "$W/b1.safetensors.ckpt" $TOL
+
+# self-critical training from the -np 1 model: each rank decodes and rewards the captions of its
+# share's photos, its weights normalised over the whole batch. Beam captions do not depend on N:
+# -np 2 equals one process within $TOL (and the log's gradient norm and sampled CIDEr-D agree, so
+# a share weighted by the wrong factor cannot pass). Multinomial samples come from each rank's
+# stream (train_dist_rank_rng), so they depend on N, but a stopped and resumed run is the
+# uninterrupted one bit for bit.
+SFLAGS="--data $W/data --train-split all --dev-split all --eval-beam 1 --threads 1 --quiet --seed 7 --f32
+    --batch 8 --lr 3e-3 --lr-encoder 3e-3 --epochs 2 --scst --init $W/np1.safetensors --scst-baseline mean"
+train sb1 "$S" train $SFLAGS --scst-sample beam
+train sb2 $MPI -np 2 "$S" train $SFLAGS --scst-sample beam
+check "--scst, beam captions: one process and -np 2 train" test "$(rc sb1)$(rc sb2)" = 00 || { show sb1; show sb2; }
+moved() { # moved RUN: its log's last gradient norm is above 1e-6 (the step changed the parameters)
+    awk -v g="$(grep -o '"grad_norm":[0-9.e+-]*' "$W/$1.jsonl" | tail -1 | cut -d: -f2)" \
+        'BEGIN { exit !(g != "" && g > 1e-6) }'
+}
+check "--scst, beam captions: the steps change the parameters (gradient norm > 0)" moved sb1
+check "--scst, beam captions: -np 2 equals one process within $TOL" \
+    "$D" $SKIP "$W/sb2.safetensors.ckpt" "$W/sb1.safetensors.ckpt" $TOL
+check "--scst, beam captions: the gradient norm of -np 2 equals one process's" same_in_log grad_norm sb2 sb1
+check "--scst, beam captions: the captions' CIDEr-D of -np 2 equals one process's" same_in_log sample_cider sb2 sb1
+train sm2 $MPI -np 2 "$S" train $SFLAGS
+train smr2 $MPI -np 2 "$S" train $SFLAGS --max-steps 4
+train smr2 $MPI -np 2 "$S" train $SFLAGS --resume
+check "--scst, samples: -np 2 trains, stopped and resumed too" test "$(rc sm2)$(rc smr2)" = 00 || { show sm2; show smr2; }
+check "--scst, samples: the steps change the parameters" moved sm2
+check "--scst, samples, -np 2 stopped + resumed: bit for bit the uninterrupted run" \
+    "$D" "$W/smr2.safetensors.ckpt" "$W/sm2.safetensors.ckpt" exact
 
 # ---- failures on one rank end every rank (exit 1), never a hang (timeout's 124) ----
 $MPI -np 2 "$S" train $FLAGS --epochs 2 --out "$W/fs.safetensors" --log "$W/no/such/dir/log.jsonl" \
