@@ -10,7 +10,9 @@
  * sum over its tokens / R, and with lambda_r = lambda Bc_r / Bc, so that its penalty term is
  * lambda sum over its captions / Bc; the sum over ranks of their gradients is then the global
  * batch's gradient (up to the order of float summation). One process (N = 1) runs the plain
- * unweighted step instead, bit for bit the program without MPI.
+ * unweighted step instead, bit for bit the program without MPI. A self-critical step has no
+ * reference captions to share out: the trainer passes the share's images to scst_step_grad,
+ * whose Bi_all averages its loss over the whole batch (train_step.h).
  *
  * Shares: position b of a global batch of nb images is computed by rank b N / nb (even contiguous
  * blocks), whichever rank holds the image (each holds a fixed 1/N of the photos, data_cache.h):
