@@ -590,21 +590,22 @@ static int run_gradient_share(TrainRun *r, DecoderLoss *loss)
     for (int j = 0; j < nl; j++) r->litems[j] = j, r->laugs[j] = r->augs[pos[j]];
     SacRng drop, *dr = NULL;
     if (!o->scst && r->m->cfg.dropout > 0.0f) train_dist_rank_rng(&r->ck.drop_rng, dr = &drop);
-    if (nl == 0) /* an empty share: no gradient, but the step's collectives */
-        return o->scst ? run_scst_share(r, NULL, 0, pos, nb, loss) : SAC_OK;
-    if (!o->scst && share->n_caps == 0) return SAC_OK;
-    if (r->backbone) { /* the staged rows: one view each */
+    /* self-critical steps sample their own captions: the share's images are all they need */
+    const int work = nl > 0 && (o->scst || share->n_caps > 0);
+    if (work && r->backbone) { /* the staged rows: one view each */
         FeatCache staged = *fc;
         staged.f = (uint16_t *)stage, staged.n = nl, staged.views = 1;
         feat_cache_gather(&staged, r->litems, NULL, nl, r->bfeats);
-    } else {
+    } else if (work) {
         DataCache staged = *tc;
         staged.pix = (uint8_t *)stage, staged.n = staged.n_local = nl;
         data_cache_images(&staged, r->litems, r->laugs, nl, &r->m->cfg, r->tmp, r->images);
     }
-    if (o->scst) return run_scst_share(r, r->backbone ? r->bfeats : r->images, nl, pos, nb, loss);
+    const float *input = r->backbone ? r->bfeats : r->images;
+    if (o->scst) return run_scst_share(r, input, nl, pos, nb, loss); /* an empty share too: its collective */
+    if (!work) return SAC_OK;
     const float *feats;
-    st = train_step_encode(r->ts, r->backbone ? r->bfeats : r->images, nl, &feats);
+    st = train_step_encode(r->ts, input, nl, &feats);
     if (!st) st = train_step_grad_encoded(r->ts, share, lambda, dr, loss);
     return st;
 }
